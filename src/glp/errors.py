@@ -1,0 +1,31 @@
+"""Errors a user can cause. The CLI prints them without a traceback and exits 2."""
+
+
+class GLPError(Exception):
+    """Base class of every error a user can cause (bad input, unsupported model, ...)."""
+
+    exit_code = 2
+
+
+class UnsupportedModelError(GLPError):
+    """The model has no flat stack of independent layers that can be removed."""
+
+
+class LayerIndexError(GLPError):
+    """Layer indices that are out of range, duplicated, protected, or would remove every layer."""
+
+
+class TaskError(GLPError):
+    """An unknown task, metric or task definition."""
+
+
+class DataError(GLPError):
+    """Missing files, columns or rows; labels or targets that cannot be read."""
+
+
+class ConfigError(GLPError):
+    """Invalid settings (flags or YAML)."""
+
+
+class RunDirError(GLPError):
+    """A run directory that is locked by another process, corrupted, or from a different run."""

@@ -1,0 +1,133 @@
+"""The plan: what a search found, as plain versioned JSON (``RUN_DIR/plan.json``).
+
+``Plan.layers_to_remove(n)`` is a dictionary lookup for every n up to the searched maximum: greedy (GLP) and
+the fixed patterns are nested (the set for n contains the set for n-1) and also keep ``order``; beam and
+optimal may not be nested, so ``removals`` maps each n to its own set, listed in the order it was found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glp.errors import LayerIndexError, RunDirError
+
+SCHEMA = "glp.plan/1"
+PLAN_NAME = "plan.json"
+
+
+@dataclass
+class Candidate:
+    """One removal set scored in a step: every seed's value, their mean and spread."""
+
+    removed: list[int]
+    added: int | None
+    scores: list[float | None]
+    mean: float | None
+    std: float | None
+    budget: float
+    status: str  # "ok" | "failed" | "rejected" (stopped early by successive halving)
+    reason: str | None = None
+    proxy: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        return cls(**d)
+
+
+@dataclass
+class Step:
+    """Step k of a search: the candidates tried, the one kept, and whether seeds separate it."""
+
+    n: int
+    candidates: list[Candidate]
+    chosen: list[int]
+    chosen_mean: float | None
+    runner_up: list[int] | None = None
+    runner_up_mean: float | None = None
+    separated: bool | None = None
+    note: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Step:
+        d = dict(d)
+        d["candidates"] = [Candidate.from_dict(c) for c in d["candidates"]]
+        return cls(**d)
+
+
+@dataclass
+class Plan:
+    model: dict[str, Any]
+    task: dict[str, Any]
+    data: dict[str, Any]
+    hparams: dict[str, Any]
+    strategy: dict[str, Any]
+    num_layers: int
+    max_remove: int
+    removals: dict[int, list[int]] = field(default_factory=dict)
+    order: list[int] | None = None
+    steps: list[Step] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None
+    cost: dict[str, Any] = field(default_factory=dict)
+    complete: bool = False
+    glp_version: str = ""
+    schema: str = SCHEMA
+
+    # -- lookup -------------------------------------------------------------------------------------
+    @property
+    def searched_max(self) -> int:
+        return max(self.removals, default=0)
+
+    def layers_to_remove(self, n: int) -> list[int]:
+        """The layers to remove for ``n`` removed layers, in the order they were chosen. O(1)."""
+        if n == 0:
+            return []
+        try:
+            return list(self.removals[n])
+        except KeyError:
+            have = sorted(self.removals)
+            raise LayerIndexError(
+                f"the plan has no removal set for n={n}; it covers n in {have or 'nothing yet'}"
+            ) from None
+
+    def kept_layers(self, n: int) -> list[int]:
+        gone = set(self.layers_to_remove(n))
+        return [i for i in range(self.num_layers) if i not in gone]
+
+    # -- JSON -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["removals"] = {str(k): v for k, v in sorted(self.removals.items())}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        schema = d.get("schema")
+        if schema != SCHEMA:
+            raise RunDirError(f"plan schema {schema!r} is not supported (this glp reads {SCHEMA!r})")
+        d = dict(d)
+        d["removals"] = {int(k): list(v) for k, v in d.get("removals", {}).items()}
+        d["steps"] = [Step.from_dict(s) for s in d.get("steps", [])]
+        return cls(**d)
+
+    def save(self, run_dir: str | os.PathLike[str]) -> Path:
+        """Write ``plan.json`` atomically (a reader never sees half a file)."""
+        path = Path(run_dir) / PLAN_NAME
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir_or_file: str | os.PathLike[str]) -> Plan:
+        p = Path(run_dir_or_file)
+        path = p / PLAN_NAME if p.is_dir() else p
+        if not path.exists():
+            raise RunDirError(f"no plan at {path}: is this a glp run directory? (glp prune --out DIR writes one)")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            raise RunDirError(f"{path} is not a valid glp plan: {e}") from e

@@ -1,0 +1,424 @@
+"""Search strategies: which removal sets to try at each step, and which one to keep.
+
+Every strategy talks to the outside through a `SearchContext`: it hands over candidate removal sets and
+gets `Candidate` records back (scores of every seed, mean, spread). How the trials are run (store lookup,
+executor, early rejection) is the context's business, so each strategy stays a short loop.
+
+Strategies (``STRATEGIES``):
+- ``greedy``: GLP (Peer et al. 2022, eq. 3). Step k tries each remaining layer on top of the k-1 already
+  removed and keeps the best. Nested: ``order`` is the removal order.
+- ``beam``: keeps the ``beam_width`` best removal sets per step (width 1 is greedy).
+- ``optimal``: every removal set of size n, for n = 1..N. Refuses above ``max_trials`` unless forced.
+- ``top``, ``bottom``, ``even``, ``odd``, ``symmetric``, ``random``: fixed patterns (Sajjad et al.), fine-tuned
+  and scored like any candidate so the comparison is fair.
+- ``proxy-bi``, ``proxy-angular``, ``proxy-loss``: training-free; step k removes the remaining layer with the
+  lowest proxy score (see glp.proxies). The chosen set of each n is then fine-tuned and scored.
+
+Selection rule: the highest mean over seeds wins; failed candidates rank last. Exact ties are broken
+towards removing layers nearer the top: compare the removal sets sorted in descending order,
+lexicographically, and keep the larger (for greedy: the candidate whose newly removed layer has the highest
+index). No rounding is applied (the paper's code rounded to 3 decimals and then preferred the highest
+index, silently).
+
+Separation: with several search seeds, the winner is "separated" from the runner-up when the gap between
+their means exceeds the larger of their seeds' standard deviations (ddof=1). Steps where it is not are
+flagged in the plan and in the CLI's summary.
+"""
+
+from __future__ import annotations
+
+import math
+import random as _random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any, Protocol
+
+from glp.errors import ConfigError, GLPError, LayerIndexError
+from glp.plan import Candidate, Step
+from glp.schedule import FULL, Halving
+
+Removal = tuple[int, ...]  # a removal set, in the order its layers were chosen
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    removed: Removal
+    seed: int
+    budget: float
+
+
+class TrialRunner(Protocol):
+    """Runs (or looks up) trials; returns TrialResult dicts in the order of the requests."""
+
+    def __call__(self, requests: Sequence[TrialRequest]) -> list[dict[str, Any]]: ...
+
+
+class ProxyScorer(Protocol):
+    """Training-free score of each layer in ``layers`` once it is removed on top of ``removed``.
+    Lower means more removable."""
+
+    def __call__(self, removed: Removal, layers: Sequence[int]) -> dict[int, float]: ...
+
+
+# -------------------------------------------------------------------------------------------------
+# ranking
+
+
+def tie_key(removed: Sequence[int]) -> tuple[int, ...]:
+    """Larger wins among equal means: prefer removing layers nearer the top."""
+    return tuple(sorted(removed, reverse=True))
+
+
+def rank(cands: Sequence[Candidate]) -> list[Candidate]:
+    """Best first: highest mean; failed last; ties by `tie_key`."""
+
+    def key(c: Candidate) -> tuple[int, float, tuple[int, ...]]:
+        ok = c.mean is not None and math.isfinite(c.mean)
+        return (1 if ok else 0, c.mean if ok else -math.inf, tie_key(c.removed))
+
+    return sorted(cands, key=key, reverse=True)
+
+
+def _summarise(removed: Removal, added: int | None, results: list[dict[str, Any]], budget: float) -> Candidate:
+    scores = [r.get("score") if r.get("status") == "ok" else None for r in results]
+    failed = [r for r in results if r.get("status") != "ok" or r.get("score") is None]
+    good = [float(s) for s in scores if s is not None and math.isfinite(s)]
+    if failed:
+        reasons = "; ".join(sorted({str(r.get("reason") or "no score") for r in failed}))
+        return Candidate(list(removed), added, scores, None, None, budget, "failed", reasons)
+    mean = statistics.fmean(good)
+    std = statistics.stdev(good) if len(good) > 1 else None
+    return Candidate(list(removed), added, scores, mean, std, budget, "ok")
+
+
+def separation(best: Candidate, runner: Candidate | None) -> bool | None:
+    """Is the winner's lead larger than the seeds' spread? None when it cannot be told."""
+    if runner is None or runner.mean is None or best.mean is None:
+        return None
+    if best.std is None or runner.std is None:
+        return None
+    return (best.mean - runner.mean) > max(best.std, runner.std)
+
+
+# -------------------------------------------------------------------------------------------------
+# context
+
+
+@dataclass
+class SearchContext:
+    num_layers: int
+    max_remove: int
+    run_trials: TrialRunner
+    seeds: Sequence[int] = (42,)
+    keep: frozenset[int] = frozenset()
+    schedule: Halving = FULL
+    proxy: ProxyScorer | None = None
+    prefilter_top: int | None = None
+    on_event: Callable[..., None] | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.num_layers < 2:
+            raise ConfigError(f"the model has {self.num_layers} layer(s); nothing can be removed")
+        bad = sorted(k for k in self.keep if not 0 <= k < self.num_layers)
+        if bad:
+            raise LayerIndexError(f"--keep {bad}: layers are numbered 0..{self.num_layers - 1}")
+        removable = self.num_layers - len(self.keep)
+        limit = min(removable, self.num_layers - 1)
+        if not 1 <= self.max_remove <= limit:
+            raise LayerIndexError(
+                f"--max-remove {self.max_remove}: the model has {self.num_layers} layers"
+                f"{f' ({len(self.keep)} protected)' if self.keep else ''}, so 1..{limit} can be removed"
+            )
+        if not self.seeds:
+            raise ConfigError("at least one search seed is needed")
+
+    @property
+    def removable(self) -> list[int]:
+        return [i for i in range(self.num_layers) if i not in self.keep]
+
+    def emit(self, event: str, **info: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(event, **info)
+
+    def evaluate(
+        self, n: int, sets: Sequence[Removal], added: Sequence[int | None], *, halving: bool = True
+    ) -> list[Candidate]:
+        """Score removal sets (all seeds), with successive halving when the schedule says so.
+
+        Returns the candidates ranked best first; candidates stopped early have status ``rejected``
+        and carry the score of the last rung they reached."""
+        schedule = self.schedule if halving else FULL
+        budgets = schedule.budgets()
+        alive = list(range(len(sets)))
+        final: dict[int, Candidate] = {}
+        self.emit("step_start", n=n, total=self.max_remove, candidates=len(sets), budgets=budgets)
+        for r, budget in enumerate(budgets):
+            requests = [TrialRequest(tuple(sets[i]), s, budget) for i in alive for s in self.seeds]
+            results = self.run_trials(requests)
+            per = len(self.seeds)
+            cands = {
+                i: _summarise(tuple(sets[i]), added[i], results[j * per : (j + 1) * per], budget)
+                for j, i in enumerate(alive)
+            }
+            ranked = rank(list(cands.values()))
+            if r == len(budgets) - 1:
+                final.update(cands)
+                break
+            keep = schedule.keep(len(alive))
+            survivors = {tuple(c.removed) for c in ranked[:keep] if c.status == "ok"} or {
+                tuple(ranked[0].removed)
+            }
+            for i, c in cands.items():
+                if tuple(c.removed) not in survivors:
+                    if c.status == "ok":
+                        c.status = "rejected"
+                        c.reason = f"stopped by successive halving at budget {budget:g}"
+                    final[i] = c
+            alive = [i for i in alive if tuple(sets[i]) in survivors]
+            self.emit("rung_done", n=n, rung=r + 1, budget=budget, kept=len(alive))
+        return rank([final[i] for i in range(len(sets))])
+
+    def record(self, n: int, ranked: list[Candidate], note: str | None = None) -> Step:
+        """Turn ranked candidates into a plan step; raise when nothing in it could be scored."""
+        best = ranked[0]
+        if best.status == "failed":
+            raise GLPError(
+                f"every candidate of step {n} failed (first reason: {best.reason}); "
+                "check the learning rate, batch size and data"
+            )
+        runner = ranked[1] if len(ranked) > 1 and ranked[1].status == "ok" else None
+        if runner is None:
+            rejected = [c for c in ranked[1:] if c.status == "rejected"]
+            runner = rejected[0] if rejected else None
+        sep = separation(best, runner) if runner is not None and runner.budget == best.budget else None
+        if runner is not None and runner.budget != best.budget and note is None:
+            note = f"runner-up stopped early at budget {runner.budget:g}; separation not measured"
+        step = Step(
+            n=n,
+            candidates=ranked,
+            chosen=list(best.removed),
+            chosen_mean=best.mean,
+            runner_up=list(runner.removed) if runner else None,
+            runner_up_mean=runner.mean if runner else None,
+            separated=sep,
+            note=note,
+        )
+        self.steps.append(step)
+        self.emit("step_done", step=step, total=self.max_remove)
+        return step
+
+
+@dataclass
+class SearchResult:
+    removals: dict[int, list[int]]
+    steps: list[Step]
+    order: list[int] | None
+
+
+# -------------------------------------------------------------------------------------------------
+# strategies
+
+
+class Strategy:
+    name = "base"
+    nested = False
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def run(self, ctx: SearchContext) -> SearchResult:
+        raise NotImplementedError
+
+
+class Beam(Strategy):
+    """Keeps the ``width`` best removal sets per step; width 1 is GLP's greedy search."""
+
+    def __init__(self, width: int = 1):
+        if width < 1:
+            raise ConfigError(f"--beam-width must be at least 1, got {width}")
+        self.width = width
+        self.name = "greedy" if width == 1 else "beam"
+        self.nested = width == 1
+
+    def params(self) -> dict[str, Any]:
+        return {"beam_width": self.width}
+
+    def run(self, ctx: SearchContext) -> SearchResult:
+        beams: list[Removal] = [()]
+        removals: dict[int, list[int]] = {}
+        for n in range(1, ctx.max_remove + 1):
+            sets: list[Removal] = []
+            added: list[int | None] = []
+            seen: set[frozenset[int]] = set()
+            note = None
+            for b in beams:
+                layers = [i for i in ctx.removable if i not in b]
+                if ctx.proxy is not None and ctx.prefilter_top is not None and ctx.prefilter_top < len(layers):
+                    scores = ctx.proxy(b, layers)
+                    layers = sorted(layers, key=lambda i: (scores[i], -i))[: ctx.prefilter_top]
+                    note = f"proxy pre-filter kept {ctx.prefilter_top} of {len(ctx.removable) - len(b)}"
+                for i in layers:
+                    s = b + (i,)
+                    if frozenset(s) not in seen:
+                        seen.add(frozenset(s))
+                        sets.append(s)
+                        added.append(i)
+            ranked = ctx.evaluate(n, sets, added)
+            ctx.record(n, ranked, note)
+            ok = [c for c in ranked if c.status == "ok"]
+            beams = [tuple(c.removed) for c in ok[: self.width]]
+            removals[n] = list(beams[0])
+        order = removals[ctx.max_remove] if self.nested else None
+        return SearchResult(removals, ctx.steps, order)
+
+
+class Optimal(Strategy):
+    """Exhaustive search: every removal set of size n, for each n = 1..N."""
+
+    name = "optimal"
+
+    def __init__(self, max_trials: int = 200, force: bool = False):
+        self.max_trials = max_trials
+        self.force = force
+
+    def params(self) -> dict[str, Any]:
+        return {"max_trials": self.max_trials, "force": self.force}
+
+    @staticmethod
+    def count(removable: int, max_remove: int) -> int:
+        return sum(math.comb(removable, n) for n in range(1, max_remove + 1))
+
+    def run(self, ctx: SearchContext) -> SearchResult:
+        total = self.count(len(ctx.removable), ctx.max_remove)
+        fine_tunes = total * len(ctx.seeds)
+        if total > self.max_trials and not self.force:
+            raise ConfigError(
+                f"optimal search over {len(ctx.removable)} layers for n=1..{ctx.max_remove} needs {total} "
+                f"removal sets ({fine_tunes} fine-tunes with {len(ctx.seeds)} seed(s)), above the limit of "
+                f"{self.max_trials}; lower --max-remove, or pass --force to run it anyway"
+            )
+        removals: dict[int, list[int]] = {}
+        for n in range(1, ctx.max_remove + 1):
+            sets = [tuple(sorted(c, reverse=True)) for c in combinations(ctx.removable, n)]
+            ranked = ctx.evaluate(n, sets, [None] * len(sets))
+            step = ctx.record(n, ranked)
+            removals[n] = step.chosen
+        return SearchResult(removals, ctx.steps, None)
+
+
+class Fixed(Strategy):
+    """A fixed removal order (layer patterns of Sajjad et al.), scored with the same fine-tuning."""
+
+    nested = True
+
+    def __init__(self, name: str, seed: int = 0):
+        if name not in PATTERNS:
+            raise ConfigError(f"unknown pattern {name!r}; known: {', '.join(PATTERNS)}")
+        self.name = name
+        self.seed = seed
+
+    def params(self) -> dict[str, Any]:
+        return {"pattern_seed": self.seed} if self.name == "random" else {}
+
+    def order(self, num_layers: int) -> list[int]:
+        return pattern_order(self.name, num_layers, self.seed)
+
+    def run(self, ctx: SearchContext) -> SearchResult:
+        order = [i for i in self.order(ctx.num_layers) if i not in ctx.keep]
+        return _score_order(ctx, order)
+
+
+class Proxy(Strategy):
+    """Training-free: step k removes the remaining layer with the lowest proxy score."""
+
+    nested = True
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.name = f"proxy-{kind}"
+
+    def run(self, ctx: SearchContext) -> SearchResult:
+        if ctx.proxy is None:
+            raise ConfigError(f"strategy {self.name} needs a proxy scorer")
+        order: list[int] = []
+        proxies: list[dict[int, float]] = []
+        for _ in range(ctx.max_remove):
+            layers = [i for i in ctx.removable if i not in order]
+            scores = ctx.proxy(tuple(order), layers)
+            proxies.append(scores)
+            order.append(min(layers, key=lambda i: (scores[i], -i)))
+        return _score_order(ctx, order, proxies)
+
+
+def _score_order(
+    ctx: SearchContext, order: list[int], proxies: list[dict[int, float]] | None = None
+) -> SearchResult:
+    removals: dict[int, list[int]] = {}
+    for n in range(1, ctx.max_remove + 1):
+        s = tuple(order[:n])
+        ranked = ctx.evaluate(n, [s], [s[-1]], halving=False)
+        if proxies is not None:
+            ranked[0].proxy = proxies[n - 1][s[-1]]
+        ctx.record(n, ranked)
+        removals[n] = list(s)
+    return SearchResult(removals, ctx.steps, order[: ctx.max_remove])
+
+
+def pattern_order(name: str, num_layers: int, seed: int = 0) -> list[int]:
+    """Full removal order of a fixed pattern (0-based layer indices).
+
+    - top: d-1, d-2, ..., 0 (Sajjad et al.'s top-layer dropping)
+    - bottom: 0, 1, ..., d-1
+    - even: even indices from the top (d=12: 10, 8, ..., 0), then the odd ones from the top
+    - odd: odd indices from the top (d=12: 11, 9, ..., 1), then the even ones from the top
+    - symmetric: from the middle outwards, keeping the bottom and top layers longest
+      (d=12: 6, 5, 7, 4, 8, 3, ...; d=6: 3, 2, 4, 1, 5, 0)
+    - random: a permutation drawn with ``seed``
+    """
+    d = num_layers
+    top = list(range(d - 1, -1, -1))
+    if name == "top":
+        return top
+    if name == "bottom":
+        return list(range(d))
+    if name == "even":
+        return [i for i in top if i % 2 == 0] + [i for i in top if i % 2 == 1]
+    if name == "odd":
+        return [i for i in top if i % 2 == 1] + [i for i in top if i % 2 == 0]
+    if name == "symmetric":
+        mid = d // 2
+        order = [mid]
+        for k in range(1, d):
+            for i in (mid - k, mid + k):
+                if 0 <= i < d and len(order) < d:
+                    order.append(i)
+        return order
+    if name == "random":
+        order = list(range(d))
+        _random.Random(seed).shuffle(order)
+        return order
+    raise ConfigError(f"unknown pattern {name!r}; known: {', '.join(PATTERNS)}")
+
+
+PATTERNS = ("top", "bottom", "even", "odd", "symmetric", "random")
+PROXIES = ("bi", "angular", "loss")
+STRATEGIES = ("greedy", "beam", "optimal", *PATTERNS, *(f"proxy-{p}" for p in PROXIES))
+
+
+def make_strategy(
+    name: str, *, beam_width: int = 2, max_trials: int = 200, force: bool = False, seed: int = 0
+) -> Strategy:
+    if name == "greedy":
+        return Beam(1)
+    if name == "beam":
+        return Beam(beam_width)
+    if name == "optimal":
+        return Optimal(max_trials=max_trials, force=force)
+    if name in PATTERNS:
+        return Fixed(name, seed=seed)
+    if name.startswith("proxy-") and name[len("proxy-") :] in PROXIES:
+        return Proxy(name[len("proxy-") :])
+    raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")

@@ -1,0 +1,186 @@
+"""Strategies on a fake scorer with a known objective (no training)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from glp.errors import ConfigError, GLPError, LayerIndexError
+from glp.schedule import Halving
+from glp.search import (
+    Beam,
+    Fixed,
+    Optimal,
+    Proxy,
+    SearchContext,
+    make_strategy,
+    pattern_order,
+)
+
+
+def fake_runner(objective, noise=None, log=None):
+    """A TrialRunner whose score is objective(removed) (+ noise(seed)), scaled by the budget."""
+
+    def run(requests):
+        out = []
+        for r in requests:
+            if log is not None:
+                log.append(r)
+            score = objective(frozenset(r.removed))
+            if score is None:
+                out.append({"removed": list(r.removed), "seed": r.seed, "budget": r.budget,
+                            "status": "failed", "score": None, "reason": "nan loss"})
+                continue
+            if noise is not None:
+                score += noise(r.seed, frozenset(r.removed))
+            out.append({"removed": list(r.removed), "seed": r.seed, "budget": r.budget,
+                        "status": "ok", "score": score * r.budget, "reason": None})
+        return out
+
+    return run
+
+
+def additive(weights):
+    return lambda s: 1.0 - sum(weights[i] for i in s)
+
+
+WEIGHTS = [0.30, 0.05, 0.20, 0.01, 0.12, 0.08]
+
+
+def ctx(run, d=6, n=3, **kw):
+    return SearchContext(num_layers=d, max_remove=n, run_trials=run, **kw)
+
+
+def best_set(objective, d, n, keep=()):
+    sets = [s for s in itertools.combinations(range(d), n) if not set(s) & set(keep)]
+    return set(max(sets, key=lambda s: objective(frozenset(s))))
+
+
+def test_greedy_equals_optimal_on_additive_objective():
+    obj = additive(WEIGHTS)
+    g = Beam(1).run(ctx(fake_runner(obj), n=4))
+    o = Optimal().run(ctx(fake_runner(obj), n=4))
+    for n in range(1, 5):
+        assert set(g.removals[n]) == set(o.removals[n]) == best_set(obj, 6, n)
+    assert g.order == [3, 1, 5, 4]
+    assert g.removals[2] == [3, 1]  # nested, in removal order
+    # greedy tries d + (d-1) + ... candidates
+    assert [len(s.candidates) for s in g.steps] == [6, 5, 4, 3]
+
+
+def test_beam_finds_what_greedy_misses():
+    # removing layer 0 alone is best, but the best pair is {1, 2}, which does not contain 0.
+    table = {frozenset([0]): 0.90, frozenset([1]): 0.88, frozenset([2]): 0.80, frozenset([3]): 0.70,
+             frozenset([1, 2]): 0.85}
+
+    def obj(s):
+        return table.get(s, 0.5 if len(s) == 2 else 0.1)
+
+    g = Beam(1).run(ctx(fake_runner(obj), d=4, n=2))
+    b = Beam(2).run(ctx(fake_runner(obj), d=4, n=2))
+    assert g.removals[1] == [0] and 0 in g.removals[2]
+    assert set(b.removals[2]) == {1, 2} == best_set(obj, 4, 2)
+    assert b.order is None  # beam results need not be nested
+
+
+def test_tie_break_prefers_highest_layer():
+    g = Beam(1).run(ctx(fake_runner(lambda s: 0.5), n=3))
+    assert g.order == [5, 4, 3]
+    o = Optimal().run(ctx(fake_runner(lambda s: 0.5), n=2))
+    assert o.removals[2] == [5, 4]
+
+
+def test_keep_protects_layers():
+    obj = additive(WEIGHTS)
+    g = Beam(1).run(ctx(fake_runner(obj), n=3, keep=frozenset({3, 1})))
+    assert not {1, 3} & set(g.order)
+    assert set(g.removals[3]) == best_set(obj, 6, 3, keep=(1, 3))
+    with pytest.raises(LayerIndexError, match="1..4 can be removed"):
+        ctx(fake_runner(obj), n=5, keep=frozenset({0, 1}))
+
+
+def test_patterns():
+    assert pattern_order("top", 6) == [5, 4, 3, 2, 1, 0]
+    assert pattern_order("bottom", 6) == [0, 1, 2, 3, 4, 5]
+    assert pattern_order("even", 6) == [4, 2, 0, 5, 3, 1]
+    assert pattern_order("odd", 6) == [5, 3, 1, 4, 2, 0]
+    assert pattern_order("symmetric", 6) == [3, 2, 4, 1, 5, 0]
+    assert pattern_order("symmetric", 12)[:5] == [6, 5, 7, 4, 8]
+    r = pattern_order("random", 12, seed=1)
+    assert sorted(r) == list(range(12)) and r == pattern_order("random", 12, seed=1)
+    assert r != pattern_order("random", 12, seed=2)
+    log = []
+    res = Fixed("top").run(ctx(fake_runner(additive(WEIGHTS), log=log), n=3))
+    assert res.removals == {1: [5], 2: [5, 4], 3: [5, 4, 3]}
+    assert len(log) == 3  # one fine-tune per n
+
+
+def test_optimal_refuses_above_limit_with_count():
+    with pytest.raises(ConfigError, match="needs 41 removal sets"):
+        Optimal(max_trials=20).run(ctx(fake_runner(additive(WEIGHTS)), n=3))
+    res = Optimal(max_trials=20, force=True).run(ctx(fake_runner(additive(WEIGHTS)), n=3))
+    assert len(res.steps[2].candidates) == 20
+
+
+def test_seeds_mean_and_separation():
+    # layer 0 and 1 are nearly tied; seed noise larger than the gap -> not separated
+    obj = additive([0.100, 0.101, 0.5, 0.5])
+    res = Beam(1).run(ctx(fake_runner(obj, noise=lambda seed, s: 0.01 * seed), d=4, n=1, seeds=(0, 1, 2)))
+    step = res.steps[0]
+    assert step.chosen == [0] and step.runner_up == [1]
+    assert len(step.candidates[0].scores) == 3
+    assert step.separated is False
+    obj = additive([0.1, 0.3, 0.5, 0.5])
+    res = Beam(1).run(ctx(fake_runner(obj, noise=lambda seed, s: 0.001 * seed), d=4, n=1, seeds=(0, 1, 2)))
+    assert res.steps[0].separated is True
+
+
+def test_failed_candidates_rank_last_and_all_failed_is_an_error():
+    obj = additive(WEIGHTS)
+    res = Beam(1).run(ctx(fake_runner(lambda s: None if 3 in s else obj(s)), n=1))
+    assert res.removals[1] == [1]
+    assert res.steps[0].candidates[-1].status == "failed"
+    with pytest.raises(GLPError, match="every candidate of step 1 failed"):
+        Beam(1).run(ctx(fake_runner(lambda s: None), n=1))
+
+
+def test_halving_cuts_budget_and_keeps_the_winner():
+    obj = additive(WEIGHTS)
+    full_log, half_log = [], []
+    full = Beam(1).run(ctx(fake_runner(obj, log=full_log), n=3))
+    half = Beam(1).run(ctx(fake_runner(obj, log=half_log), n=3, schedule=Halving(rungs=3, eta=3)))
+    assert half.order == full.order
+    assert sum(r.budget for r in full_log) == 6 + 5 + 4
+    # rung budgets 1/9, 1/3, 1: 6 cands -> 2 -> 1; 5 -> 2 -> 1; 4 -> 2 -> 1
+    assert {round(r.budget, 6) for r in half_log} == {round(1 / 9, 6), round(1 / 3, 6), 1.0}
+    step1 = half.steps[0]
+    assert sum(c.status == "rejected" for c in step1.candidates) == 5
+    assert sum(c.budget == 1.0 for c in step1.candidates) == 1
+    assert "separation not measured" in step1.note
+
+
+def test_proxy_strategy_uses_lowest_proxy():
+    calls = []
+
+    def proxy(removed, layers):
+        calls.append((removed, tuple(layers)))
+        return {i: WEIGHTS[i] for i in layers}
+
+    res = Proxy("bi").run(ctx(fake_runner(additive(WEIGHTS)), n=2, proxy=proxy))
+    assert res.order == [3, 1]
+    assert calls[1][0] == (3,)
+    assert res.steps[0].candidates[0].proxy == pytest.approx(0.01)
+
+
+def test_proxy_prefilter_limits_finetunes():
+    log = []
+    res = Beam(1).run(ctx(fake_runner(additive(WEIGHTS), log=log), n=2,
+                          proxy=lambda removed, layers: {i: WEIGHTS[i] for i in layers}, prefilter_top=2))
+    assert len(log) == 4 and res.order == [3, 1]
+
+
+def test_make_strategy_unknown():
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        make_strategy("sideways")
+    assert make_strategy("beam", beam_width=3).width == 3

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from glp.errors import RunDirError
+from glp.plan import Plan
+from glp.store import Store, trial_key
+
+CTX = {"model": "m", "task": "rte", "split": "abc", "hparams": {"lr": 2e-5}}
+
+
+def result(removed, seed=0, budget=1.0, score=0.5):
+    return {"removed": list(removed), "seed": seed, "budget": budget, "status": "ok", "score": score}
+
+
+def test_key_depends_on_everything_but_order():
+    k = trial_key(CTX, (3, 1), 0, 1.0)
+    assert k == trial_key(CTX, (1, 3), 0, 1.0)
+    assert k != trial_key(CTX, (1, 3), 1, 1.0)
+    assert k != trial_key(CTX, (1, 3), 0, 0.5)
+    assert k != trial_key(CTX | {"split": "abd"}, (1, 3), 0, 1.0)
+    assert k != trial_key(CTX | {"hparams": {"lr": 3e-5}}, (1, 3), 0, 1.0)
+
+
+def test_put_get_persist(tmp_path):
+    with Store(tmp_path) as s:
+        s.put(trial_key(CTX, (1,), 0, 1.0), result((1,)), CTX)
+        s.set_meta("config", {"a": 1})
+    with Store(tmp_path) as s:
+        assert len(s) == 1
+        assert s.get(trial_key(CTX, (1,), 0, 1.0))["score"] == 0.5
+        assert s.get(trial_key(CTX, (2,), 0, 1.0)) is None
+        assert s.get_meta("config") == {"a": 1}
+
+
+def test_second_process_is_refused(tmp_path):
+    code = textwrap.dedent(f"""
+        from glp.store import Store
+        from glp.errors import RunDirError
+        try:
+            Store({str(tmp_path)!r})
+        except RunDirError as e:
+            print("REFUSED", e)
+    """)
+    with Store(tmp_path):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert "REFUSED" in out and "in use by another glp process" in out
+    # released when closed
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "REFUSED" not in out
+
+
+def test_corrupt_journal(tmp_path):
+    (tmp_path / "trials.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RunDirError, match="not a readable glp trial journal"):
+        Store(tmp_path)
+
+
+def test_plan_roundtrip_and_lookup(tmp_path):
+    plan = Plan(model={"source": "m"}, task={"name": "rte"}, data={}, hparams={}, strategy={"name": "greedy"},
+                num_layers=6, max_remove=2, removals={1: [5], 2: [5, 3]}, order=[5, 3])
+    plan.save(tmp_path)
+    back = Plan.load(tmp_path)
+    assert back.layers_to_remove(2) == [5, 3] and back.layers_to_remove(0) == []
+    assert back.kept_layers(2) == [0, 1, 2, 4]
+    with pytest.raises(Exception, match="no removal set for n=3"):
+        back.layers_to_remove(3)
+    with pytest.raises(RunDirError, match="no plan"):
+        Plan.load(tmp_path / "nowhere")
