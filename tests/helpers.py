@@ -1,0 +1,72 @@
+"""Shared test helpers: tiny tokenizers trained on the fly, the local GLUE directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "a man is playing a guitar on the stage",
+    "it 's a charming and often affecting journey",
+    "the movie was not good at all , it was bad",
+    "he said the company would not buy the chain",
+    "weapons of mass destruction found in iraq",
+    "a plane is taking off from the airport",
+    "she reads books about history and science every day",
+    "this film is great fun and the acting is wonderful",
+    "nobody liked the ending of the story",
+]
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_tiny_tokenizer(tmpdir: str | os.PathLike | None = None, vocab_size: int = 200, corpus=None):
+    """A BERT-style WordPiece tokenizer trained in a few ms on a tiny corpus.
+
+    Returns a transformers ``PreTrainedTokenizerFast`` that produces ``input_ids`` and ``token_type_ids``
+    with ``[CLS] a [SEP] b [SEP]`` templates. When ``tmpdir`` is given it is saved there with
+    ``save_pretrained`` and reloaded, so ``name_or_path`` is that directory and
+    ``AutoTokenizer.from_pretrained(tmpdir)`` works.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
+    )
+    tok.train_from_iterator(list(corpus or _CORPUS), trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tok.decoder = decoders.WordPiece()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+    if tmpdir is not None:
+        fast.save_pretrained(str(tmpdir))
+        fast = PreTrainedTokenizerFast.from_pretrained(str(tmpdir))
+    return fast
+
+
+def glue_dir() -> Path | None:
+    """The local GLUE directory (env GLP_GLUE_DIR, else ../shared/data/glue next to the repo), or None."""
+    env = os.environ.get("GLP_GLUE_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "glue")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
