@@ -1,4 +1,17 @@
+import contextlib
+import os
+
 import pytest
+
+
+def pytest_configure(config):
+    """One torch thread for the whole suite, subprocesses included: tiny models on a small shared machine run
+    several times faster so, and results do not depend on the machine's core count."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -91,5 +104,19 @@ def tiny_run(tiny_setup, tmp_path_factory):
     from glp.prune import prune
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
-    prune(tiny_prune_config(tiny_setup, out))
+    with one_thread():
+        prune(tiny_prune_config(tiny_setup, out))
     return out
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one CPU thread (tiny models on a busy shared machine are many times faster so), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,7 +1,35 @@
-"""glp: greedy layer pruning for Hugging Face transformers."""
+"""glp: greedy layer pruning for Hugging Face transformers.
 
-from glp.layers import drop_layers, find_layer_stack, num_layers
+The public API mirrors the CLI. Names are imported lazily, so ``import glp`` (and ``glp --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "drop_layers", "find_layer_stack", "num_layers"]
+_API = {
+    "drop_layers": "glp.layers",
+    "find_layer_stack": "glp.layers",
+    "num_layers": "glp.layers",
+    "GLPError": "glp.errors",
+    "Plan": "glp.plan",
+    "HParams": "glp.train",
+    "TrialResult": "glp.train",
+    "finetune_and_score": "glp.scoring",
+    "get_task": "glp.tasks",
+    "load_task_data": "glp.data",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'glp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -113,9 +113,10 @@ class Plan:
         d["steps"] = [Step.from_dict(s) for s in d.get("steps", [])]
         return cls(**d)
 
-    def save(self, run_dir: str | os.PathLike[str]) -> Path:
-        """Write ``plan.json`` atomically (a reader never sees half a file)."""
-        path = Path(run_dir) / PLAN_NAME
+    def save(self, run_dir: str | os.PathLike[str], name: str = PLAN_NAME) -> Path:
+        """Write ``RUN_DIR/name`` atomically (a reader never sees half a file)."""
+        path = Path(run_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         os.replace(tmp, path)

@@ -1,0 +1,125 @@
+"""The real scorer end to end on a tiny model: glp prune, resume after SIGKILL, lock, show."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import tiny_prune_config as _config
+
+from glp.plan import Plan
+from glp.prune import prune
+from glp.store import Store
+
+
+def test_greedy_end_to_end_and_reuse(tiny_setup, tmp_path):
+    events = []
+    plan = prune(_config(tiny_setup, tmp_path / "run"), on_event=lambda e, **i: events.append(e))
+    assert plan.complete and plan.num_layers == 4
+    assert len(plan.order) == 2 and plan.layers_to_remove(1) == plan.order[:1]
+    assert [len(s.candidates) for s in plan.steps] == [4, 3]
+    assert plan.baseline["mean"] is not None
+    assert all(c.status == "ok" for s in plan.steps for c in s.candidates)
+    assert plan.cost["trials"] == 1 + 4 + 3 and plan.cost["train_steps"] > 0
+    assert plan.data["split_fingerprint"] and plan.data["search_eval"] == 36
+    assert "step_done" in events and "trial_done" in events
+    on_disk = Plan.load(tmp_path / "run")
+    assert on_disk.to_dict() == plan.to_dict()
+    assert (tmp_path / "run" / "plans" / "greedy.json").exists()
+    # optimal for n=2 reuses greedy's step-1 trials and the step-2 trials that extend greedy's first choice
+    opt = prune(_config(tiny_setup, tmp_path / "run", strategy="optimal"))
+    assert opt.cost["trials_reused"] >= 1 + 4 + 3
+    best2 = max(opt.steps[1].candidates, key=lambda c: c.mean)
+    assert set(opt.layers_to_remove(2)) == set(best2.removed)
+    # top pattern: all its trials are in the journal already
+    top = prune(_config(tiny_setup, tmp_path / "run", strategy="top"))
+    assert top.cost["trials_run"] == 0 and top.removals == {1: [3], 2: [3, 2]}
+
+
+def test_halving_uses_fewer_steps(tiny_setup, tmp_path):
+    full = prune(_config(tiny_setup, tmp_path / "full", max_remove=1, baseline=False))
+    half = prune(_config(tiny_setup, tmp_path / "half", max_remove=1, baseline=False, halving=True, rungs=2, eta=2))
+    assert half.cost["train_steps"] < full.cost["train_steps"]
+    assert sum(c.status == "rejected" for c in half.steps[0].candidates) == 2
+
+
+def test_proxy_strategy_and_prefilter(tiny_setup, tmp_path):
+    plan = prune(_config(tiny_setup, tmp_path / "p", strategy="proxy-bi", baseline=False))
+    assert len(plan.order) == 2 and plan.steps[0].candidates[0].proxy is not None
+    pre = prune(_config(tiny_setup, tmp_path / "q", max_remove=1, prefilter_top=2, baseline=False))
+    assert len(pre.steps[0].candidates) == 2 and "pre-filter" in pre.steps[0].note
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "glp.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _cli_args(root: Path, out: Path) -> list[str]:
+    return ["prune", str(root / "model"), "--task", "toy", "--train-file", str(root / "train.csv"),
+            "--dev-file", str(root / "dev.csv"), "--text-columns", "text", "--label-column", "label",
+            "--max-remove", "2", "--out", str(out), "--learning-rate", "1e-3", "--num-train-epochs", "4",
+            "--per-device-train-batch-size", "16", "--max-seq-length", "32"]
+
+
+def _journaled(run: Path) -> int:
+    try:
+        con = sqlite3.connect(run / "trials.sqlite", timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_resume_after_sigkill_gives_the_same_plan(tiny_setup, tmp_path):
+    straight = tmp_path / "straight"
+    p = _cli(*_cli_args(tiny_setup, straight))
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+
+    killed = tmp_path / "killed"
+    p = _cli(*_cli_args(tiny_setup, killed))
+    deadline = time.time() + 240
+    while _journaled(killed) < 3 and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert p.poll() is None, "the run finished before it could be killed"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    done_before = _journaled(killed)
+    assert 3 <= done_before < 1 + 4 + 3
+    p = _cli(*_cli_args(tiny_setup, killed))
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    a = json.loads((straight / "plan.json").read_text())
+    b = json.loads((killed / "plan.json").read_text())
+    assert b["cost"]["trials_reused"] >= done_before
+    for d in (a, b):
+        d.pop("cost")
+        d["model"].pop("source")
+    assert a == b
+
+
+def test_second_process_is_refused(tiny_setup, tmp_path):
+    with Store(tmp_path / "busy"):
+        q = _cli(*_cli_args(tiny_setup, tmp_path / "busy"))
+        _, err = q.communicate(timeout=120)
+    assert q.returncode == 2 and "in use by another glp process" in err and "Traceback" not in err
+
+
+def test_show_and_cli_errors(tiny_setup, tmp_path):
+    args = _cli_args(tiny_setup, tmp_path / "r")
+    args[args.index("--max-remove") + 1] = "4"
+    p = _cli(*args)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "--max-remove 4" in err and "Traceback" not in err
+    p = _cli("show", str(tmp_path / "nothing"))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and "no plan" in err
