@@ -1,0 +1,658 @@
+"""`glp evaluate`: the paper's Table 1 protocol — fine-tune on the full train set, score on dev, median of seeds.
+
+For each task, the baseline (no layer removed) and every asked-for (strategy, n) — removal sets read from the
+plans of run directories (``RUN_DIR/plans/*.json``) and/or fixed patterns (``top``, ``bottom``, ...) — are
+fine-tuned with several seeds on the task's whole train set and scored on its dev set. The table reports, per
+task, the median over seeds (with min and max), the GLUE score (mean of the tasks' main metrics, WNLI excluded)
+and the relative performance: median of the pruned model / median of the baseline, in %.
+
+Every trial is journaled in ``OUT/trials.sqlite`` (the same `Store` as a search) under a context holding
+``"protocol": "full-train/dev"``, so its keys never collide with search trials and a stopped evaluation resumes
+where it stopped. ``summarize`` and ``markdown_table`` are pure functions of the per-seed records.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glp.errors import ConfigError, GLPError, RunDirError
+from glp.plan import PLAN_NAME, Plan
+
+PROTOCOL = "full-train/dev"
+SCHEMA = "glp.evaluation/1"
+BASELINE = "baseline"
+
+EventHandler = Callable[..., None]
+
+
+# ------------------------------------------------------------------------------------------- run dirs
+
+
+def plan_files(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The plans of a run directory: ``plans/*.json`` (one per strategy), else ``plan.json``; a file is itself."""
+    p = Path(run_dir)
+    if p.is_file():
+        return [p]
+    many = sorted((p / "plans").glob("*.json")) if (p / "plans").is_dir() else []
+    if many:
+        return many
+    if (p / PLAN_NAME).exists():
+        return [p / PLAN_NAME]
+    raise RunDirError(f"no plan in {p}: is this a glp run directory? (glp prune --out DIR writes one)")
+
+
+def run_data_spec(run_dir: str | os.PathLike[str], plan: Plan) -> DataSpec | None:
+    """Where the plan's data came from: the data settings ``glp prune`` journaled, or None when absent.
+
+    Only the data fields of the journaled settings are read, so settings of a later or other machine (devices,
+    executors) never get in the way.
+    """
+    from glp.search import STRATEGIES
+    from glp.store import DB_NAME, Store
+
+    root = Path(run_dir)
+    root = root.parent.parent if root.is_file() and root.parent.name == "plans" else root
+    root = root.parent if root.is_file() else root
+    if not (root / DB_NAME).exists():
+        return None
+    with Store(root, lock=False) as store:
+        names = [str(plan.strategy.get("name"))] + [s for s in STRATEGIES if s != plan.strategy.get("name")]
+        for name in names:
+            d = store.get_meta("config:" + name)
+            if isinstance(d, dict) and d.get("task"):
+                return DataSpec.from_dict(d)
+    return None
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ full data
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a task's data comes from (the data fields of `PruneConfig`)."""
+
+    task: str
+    data_dir: str | None = None
+    train_file: str | None = None
+    dev_file: str | None = None
+    hub_dataset: str | None = None
+    text_columns: tuple[str, ...] | None = None
+    label_column: str | None = None
+    metric: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
+        """The data fields of a `PruneConfig` dict (other keys are ignored)."""
+        kw = {f.name: d.get(f.name) for f in dataclasses.fields(cls)}
+        if isinstance(kw["text_columns"], str):
+            kw["text_columns"] = tuple(x.strip() for x in kw["text_columns"].split(",") if x.strip())
+        elif kw["text_columns"] is not None:
+            kw["text_columns"] = tuple(kw["text_columns"])
+        return cls(**kw)
+
+    def override(self, **kw: Any) -> DataSpec:
+        kw = {k: v for k, v in kw.items() if v is not None}
+        if kw.get("train_file") or kw.get("dev_file"):
+            kw.setdefault("data_dir", None)
+        return dataclasses.replace(self, **kw) if kw else self
+
+
+@dataclass
+class FullData:
+    """A task's whole train set (fine-tune) and its dev set (score), tokenized."""
+
+    task: Any
+    dataset: Any
+    trial_data: Any  # glp.scoring.TrialData(task, train=full train, eval=dev)
+    fingerprint: dict[str, Any]
+
+
+def load_full_data(spec: DataSpec, tokenizer_source: str, max_seq_length: int, cache_dir: Any = None) -> FullData:
+    """Load the task of ``spec`` as ``glp prune`` does, but keep train whole and score on dev."""
+    from transformers import AutoTokenizer
+
+    from glp.data import encode, load_task_data
+    from glp.scoring import TrialData
+    from glp.tasks import custom_task, get_task, is_glue_task
+
+    if spec.text_columns or spec.label_column or spec.metric or not is_glue_task(spec.task):
+        if not (spec.text_columns and spec.label_column):
+            raise ConfigError(
+                f"task {spec.task!r} is not a GLUE task: give --text-columns and --label-column for your own data"
+            )
+        task = custom_task(spec.task, spec.text_columns, spec.label_column, spec.metric or "accuracy")
+    else:
+        task = get_task(spec.task)
+    ds = load_task_data(
+        task, data_dir=spec.data_dir, train_file=spec.train_file, dev_file=spec.dev_file, hub_name=spec.hub_dataset
+    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    except (OSError, ValueError) as e:
+        raise GLPError(f"cannot load the tokenizer of {tokenizer_source!r}: {e}") from e
+    td = TrialData(
+        ds.task,
+        encode(ds.train, tokenizer, max_seq_length, cache_dir=cache_dir),
+        encode(ds.dev, tokenizer, max_seq_length, cache_dir=cache_dir),
+    )
+    fp = {
+        "source": ds.source,
+        "train_rows": len(ds.train),
+        "dev_rows": len(ds.dev),
+        "train_sha256": ds.train.content_hash(),
+        "dev_sha256": ds.dev.content_hash(),
+    }
+    return FullData(ds.task, ds, td, fp)
+
+
+def hparams_with(base: dict[str, Any] | None, overrides: dict[str, Any] | None) -> Any:
+    """`HParams` for a final fine-tune: the plan's hyper-parameters, then the flags given.
+
+    The plan's ``max_eval_samples`` subsampled its search-eval split; a final score is on the whole dev set
+    unless ``max_eval_samples`` is given here. ``max_*_samples = 0`` means "no limit".
+    """
+    from glp.train import HParams
+
+    d = dict(base or {})
+    d.pop("max_eval_samples", None)
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        d[k] = None if k in ("max_train_samples", "max_eval_samples") and int(v) == 0 else v
+    return HParams.from_dict(d)
+
+
+# ------------------------------------------------------------------------------------------- the arms
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of the table for one task: a removal set named by its strategy and size."""
+
+    task: str
+    strategy: str
+    n: int
+    removed: tuple[int, ...]
+    source: str | None = None  # the plan file it came from, or "pattern"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    run_dirs: tuple[str, ...] = ()
+    out: str = "runs/evaluation"
+    ns: tuple[int, ...] | None = None
+    patterns: tuple[str, ...] = ()
+    seeds: int = 5
+    seed: int = 42
+    model: str | None = None
+    tasks: tuple[str, ...] = ()
+    data_dir: str | None = None
+    train_file: str | None = None
+    dev_file: str | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the plans' hyper-parameters
+    device: str | None = None
+    pattern_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.ns is not None and any(n < 1 for n in self.ns):
+            raise ConfigError(f"--n values must be at least 1, got {list(self.ns)}")
+        if not self.run_dirs and not (self.model and self.tasks):
+            raise ConfigError("give RUN_DIR(s) with plans, or --model and --task (with --pattern) to evaluate")
+        if self.train_file or self.dev_file:
+            if len(self.tasks) > 1 or len(self.run_dirs) > 1:
+                raise ConfigError("--train-file/--dev-file work with a single task only")
+
+
+@dataclass
+class TaskJob:
+    """Everything evaluate needs for one task."""
+
+    task: str
+    model: str
+    spec: DataSpec
+    hparams: dict[str, Any]
+    num_layers: int | None
+    arms: list[Arm]
+    notes: list[str]
+
+
+def _same_model(a: str, b: str) -> bool:
+    def norm(s: str) -> str:
+        return os.path.realpath(s) if os.path.exists(s) else s
+
+    return norm(a) == norm(b)
+
+
+def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
+    """Group the removal sets to evaluate by task (the plans' tasks, then ``--task``s)."""
+    from glp.search import pattern_order
+
+    jobs: dict[str, TaskJob] = {}
+    model = cfg.model
+    labels_seen: dict[tuple[str, str], str] = {}
+    for run_dir in cfg.run_dirs:
+        for path in plan_files(run_dir):
+            plan = Plan.load(path)
+            src = str(plan.model.get("source"))
+            if model is None:
+                model = src
+            elif not _same_model(model, src):
+                raise ConfigError(f"{path} was searched on model {src!r}, not {model!r}: evaluate one model at a time")
+            tname = str(plan.task.get("name"))
+            job = jobs.get(tname)
+            if job is None:
+                found = run_data_spec(path, plan)
+                spec = found or DataSpec(tname)
+                job = jobs[tname] = TaskJob(tname, model, spec, dict(plan.hparams), plan.num_layers, [], [])
+                if found is None:
+                    job.notes.append(f"{path}: no journaled prune config; data located from the task name only")
+            strategy = str(plan.strategy.get("name"))
+            label = strategy
+            prev = labels_seen.get((tname, strategy))
+            if prev is not None and prev != str(path):  # the same strategy from another run directory
+                label = f"{strategy} ({Path(run_dir).name})"
+            labels_seen.setdefault((tname, strategy), str(path))
+            ns = cfg.ns if cfg.ns is not None else sorted(plan.removals)
+            for n in ns:
+                if any(a.strategy == label and a.n == n for a in job.arms):
+                    continue  # the same plan given twice
+                if n in plan.removals:
+                    job.arms.append(Arm(tname, label, n, tuple(plan.layers_to_remove(n)), str(path)))
+                else:
+                    job.notes.append(f"{path}: no removal set for n={n} (the plan covers {sorted(plan.removals)})")
+    for t in cfg.tasks:
+        from glp.tasks import get_task, is_glue_task
+
+        tname = get_task(t).name if is_glue_task(t) else t
+        if tname not in jobs:
+            if model is None:
+                raise ConfigError("give --model for --task without a run directory")
+            jobs[tname] = TaskJob(tname, model, DataSpec(tname), {}, None, [], [])
+    if not jobs:
+        raise ConfigError("nothing to evaluate: no plan found and no --task given")
+    for job in jobs.values():
+        job.spec = job.spec.override(data_dir=cfg.data_dir, train_file=cfg.train_file, dev_file=cfg.dev_file)
+        if cfg.patterns:
+            if job.num_layers is None:
+                job.num_layers = _model_num_layers(job.model)
+            ns = cfg.ns if cfg.ns is not None else sorted({a.n for a in job.arms})
+            if not ns:
+                raise ConfigError("give --n with --pattern when there is no plan to take the n values from")
+            for name in cfg.patterns:
+                order = pattern_order(name, job.num_layers, cfg.pattern_seed)
+                for n in ns:
+                    if n >= job.num_layers:
+                        raise ConfigError(f"--n {n}: the model has only {job.num_layers} layers; remove fewer")
+                    if any(a.strategy == name and a.n == n for a in job.arms):
+                        continue  # the run directory has this pattern's plan already
+                    job.arms.append(Arm(job.task, name, n, tuple(order[:n]), "pattern"))
+        job.arms.insert(0, Arm(job.task, BASELINE, 0, (), None))
+    return list(jobs.values())
+
+
+def _model_num_layers(source: str) -> int:
+    from transformers import AutoConfig
+
+    from glp.errors import UnsupportedModelError
+    from glp.layers import config_num_layers
+
+    try:
+        conf = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load a model config from {source!r}: {e}") from e
+    n = config_num_layers(conf)
+    if n is None:
+        raise UnsupportedModelError(f"cannot tell how many layers {source!r} has from its config")
+    return int(n)
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str, Any]:
+    """Run (or resume) the evaluation; write ``table.md``, ``evaluation.csv``, ``evaluation.json`` in ``cfg.out``."""
+    from glp import __version__
+    from glp.executors import LocalExecutor
+    from glp.prune import make_runner, weights_revision
+    from glp.scoring import Trial
+    from glp.search import TrialRequest
+    from glp.store import Store
+
+    out = Path(cfg.out)
+    jobs = plan_jobs(cfg)
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    records: list[dict[str, Any]] = []
+    tasks_meta: dict[str, Any] = {}
+    with Store(out) as store:
+        store.set_meta("evaluate_config", _jsonable(dataclasses.asdict(cfg)))
+        for job in jobs:
+            hp = hparams_with(job.hparams, cfg.hparams)
+            data = load_full_data(job.spec, job.model, hp.max_seq_length, cache_dir=out / "cache")
+            context = {
+                "protocol": PROTOCOL,
+                "model": job.model,
+                "revision": weights_revision(job.model),
+                "task": data.task.to_dict(),
+                "data": {k: data.fingerprint[k] for k in ("train_sha256", "dev_sha256")},
+                "hparams": hp.to_dict(),
+            }
+            tasks_meta[job.task] = {
+                "metric": data.task.metric,
+                "hparams": hp.to_dict(),
+                "data": data.fingerprint,
+                "num_layers": job.num_layers,
+                "notes": job.notes,
+            }
+
+            def factory(removed: tuple[int, ...], seed: int, _job=job, _hp=hp, _data=data):
+                return Trial(_job.model, removed, _data.trial_data, _hp, seed, device=cfg.device)
+
+            def relay(event: str, _task=job.task, **info: Any) -> None:
+                if on_event:
+                    on_event(event, task=_task, **info)
+
+            executor = LocalExecutor(factory)
+            run, _ = make_runner(store, context, executor, relay)
+            unique: dict[tuple[frozenset[int], int], TrialRequest] = {}
+            for arm in job.arms:
+                for s in seeds:
+                    unique.setdefault((frozenset(arm.removed), s), TrialRequest(arm.removed, s, 1.0))
+            reqs = list(unique.values())
+            results = dict(zip(unique, run(reqs), strict=True))
+            executor.close()
+            for arm in job.arms:
+                for s in seeds:
+                    r = results[(frozenset(arm.removed), s)]
+                    ok = r.get("status") == "ok" and r.get("score") is not None
+                    records.append(
+                        {
+                            "task": job.task,
+                            "metric": data.task.metric,
+                            "strategy": arm.strategy,
+                            "n": arm.n,
+                            "removed": list(arm.removed),
+                            "plan": arm.source,
+                            "seed": s,
+                            "score": float(r["score"]) if ok else None,
+                            "metrics": r.get("metrics") or {},
+                            "status": r.get("status"),
+                            "reason": r.get("reason"),
+                            "wall_time": r.get("wall_time"),
+                        }
+                    )
+    summary = summarize(records)
+    result = {
+        "schema": SCHEMA,
+        "protocol": PROTOCOL,
+        "glp_version": __version__,
+        "model": jobs[0].model,
+        "seeds": seeds,
+        "tasks": tasks_meta,
+        "summary": summary,
+        "records": records,
+    }
+    write_outputs(result, out)
+    return result
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=list))
+
+
+# ------------------------------------------------------------------------------------ pure arithmetic
+
+
+def _task_is_glue(name: str) -> bool:
+    from glp.tasks import is_glue_task
+
+    return is_glue_task(name)
+
+
+def row_score(medians: dict[str, float]) -> float | None:
+    """GLUE score (mean of the main metrics, WNLI excluded) when every task is a GLUE task, else the mean."""
+    from glp.errors import TaskError
+    from glp.tasks import glue_score
+
+    if not medians:
+        return None
+    if all(_task_is_glue(t) for t in medians):
+        try:
+            return glue_score(medians)
+        except TaskError:
+            pass
+    return float(statistics.fmean(medians.values()))
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Median / min / max over seeds per (strategy, n, task), the row score and the relative performance.
+
+    ``records`` are dicts with ``task, strategy, n, removed, seed, score`` (score None = failed trial) and
+    optionally ``metric``. The baseline is the row with strategy ``"baseline"`` (n = 0). Relative performance
+    is median(pruned) / median(baseline) × 100 per task, and score(pruned row) / score(baseline row) × 100 for
+    the row, where a row's score is the GLUE score of its task medians (only when it has every task).
+    """
+    tasks: list[str] = []
+    metrics: dict[str, str] = {}
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in records:
+        t = str(r["task"])
+        if t not in tasks:
+            tasks.append(t)
+        if r.get("metric"):
+            metrics.setdefault(t, str(r["metric"]))
+        key = (str(r["strategy"]), int(r["n"]))
+        row = rows.setdefault(key, {"strategy": key[0], "n": key[1], "cells": {}})
+        cell = row["cells"].setdefault(t, {"removed": list(r.get("removed") or []), "scores": [], "seeds": []})
+        cell["seeds"].append(r.get("seed"))
+        s = r.get("score")
+        cell["scores"].append(None if s is None or not math.isfinite(float(s)) else float(s))
+    for row in rows.values():
+        for cell in row["cells"].values():
+            good = [s for s in cell["scores"] if s is not None]
+            cell["failed"] = len(cell["scores"]) - len(good)
+            cell["median"] = float(statistics.median(good)) if good else None
+            cell["min"] = min(good) if good else None
+            cell["max"] = max(good) if good else None
+    base = rows.get((BASELINE, 0))
+    base_score = None
+    if base is not None:
+        base_score = _row_total(base, tasks)
+    ordered = sorted(rows.values(), key=lambda r: (r["strategy"] != BASELINE, _first_index(records, r), r["n"]))
+    for row in ordered:
+        row["score"] = _row_total(row, tasks)
+        for t, cell in row["cells"].items():
+            b = base["cells"].get(t) if base is not None else None
+            bm = b["median"] if b is not None else None
+            cell["rel"] = _ratio(cell["median"], bm)
+        row["rel"] = _ratio(row["score"], base_score)
+    all_glue = bool(tasks) and all(_task_is_glue(t) for t in tasks)
+    return {"tasks": tasks, "metrics": metrics, "score_name": "GLUE" if all_glue else "Mean", "rows": ordered}
+
+
+def _first_index(records: Sequence[dict[str, Any]], row: dict[str, Any]) -> int:
+    for i, r in enumerate(records):
+        if r["strategy"] == row["strategy"]:
+            return i
+    return len(records)
+
+
+def _row_total(row: dict[str, Any], tasks: list[str]) -> float | None:
+    medians = {t: row["cells"][t]["median"] for t in tasks if t in row["cells"]}
+    if len(medians) < len(tasks) or any(v is None for v in medians.values()):
+        return None
+    return row_score(medians)  # type: ignore[arg-type]
+
+
+def _ratio(x: float | None, base: float | None) -> float | None:
+    if x is None or base is None or base == 0:
+        return None
+    return 100.0 * x / base
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{100 * x:.{digits}f}"
+
+
+def markdown_table(summary: dict[str, Any], spread: bool = True) -> str:
+    """The paper's Table 1 shape: one row per (strategy, n), tasks as columns (×100), GLUE score, Rel. (%)."""
+    tasks = summary["tasks"]
+    metrics = summary.get("metrics", {})
+    head = ["Method", "n"]
+    head += [f"{t.upper()} ({metrics[t]})" if t in metrics else t.upper() for t in tasks]
+    head += [summary.get("score_name", "GLUE"), "Rel. (%)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for row in summary["rows"]:
+        cells = [row["strategy"], str(row["n"])]
+        for t in tasks:
+            c = row["cells"].get(t)
+            if c is None or c["median"] is None:
+                cells.append("–" if c is None else f"failed ({c['failed']})")
+                continue
+            text = _pct(c["median"])
+            if spread and len([s for s in c["scores"] if s is not None]) > 1:
+                text += f" ({_pct(c['min'])}–{_pct(c['max'])})"
+            if c.get("failed"):
+                text += f" [{c['failed']} failed]"
+            cells.append(text)
+        cells.append(_pct(row["score"]))
+        cells.append("–" if row["rel"] is None else f"{row['rel']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def removal_table(summary: dict[str, Any]) -> str:
+    """Which layers each row removed, per task (0-based, in the order they were chosen)."""
+    lines = ["| Method | n | Task | Removed layers | Seeds |", "|---|---:|---|---|---:|"]
+    for row in summary["rows"]:
+        for t, c in row["cells"].items():
+            removed = ",".join(map(str, c["removed"])) or "–"
+            lines.append(f"| {row['strategy']} | {row['n']} | {t} | {removed} | {len(c['scores'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(summary: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        [
+            "strategy",
+            "n",
+            "task",
+            "metric",
+            "removed",
+            "seeds",
+            "failed",
+            "median",
+            "min",
+            "max",
+            "rel_percent",
+            "row_score",
+            "row_rel_percent",
+        ]
+    )
+    for row in summary["rows"]:
+        for t in summary["tasks"]:
+            c = row["cells"].get(t)
+            if c is None:
+                continue
+            w.writerow(
+                [
+                    row["strategy"],
+                    row["n"],
+                    t,
+                    summary["metrics"].get(t, ""),
+                    " ".join(map(str, c["removed"])),
+                    len(c["scores"]),
+                    c["failed"],
+                    _num(c["median"]),
+                    _num(c["min"]),
+                    _num(c["max"]),
+                    _num(c["rel"]),
+                    _num(row["score"]),
+                    _num(row["rel"]),
+                ]
+            )
+    return buf.getvalue()
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else repr(round(float(x), 6))
+
+
+def setup_lines(result: dict[str, Any]) -> list[str]:
+    """One line per task: the data and hyper-parameters its rows were fine-tuned and scored with."""
+    lines = []
+    for t, meta in (result.get("tasks") or {}).items():
+        hp = meta.get("hparams") or {}
+        data = meta.get("data") or {}
+        ntrain, ndev = data.get("train_rows"), data.get("dev_rows")
+        train = f"{hp['max_train_samples']} of {ntrain}" if hp.get("max_train_samples") else f"all {ntrain}"
+        dev = f"{hp['max_eval_samples']} of {ndev}" if hp.get("max_eval_samples") else f"all {ndev}"
+        counts = f"{train} train examples, {dev} dev examples; " if ntrain is not None else ""
+        lines.append(
+            f"{t}: {counts}{hp.get('num_train_epochs')} epoch(s), "
+            f"learning rate {hp.get('learning_rate')}, batch {hp.get('per_device_train_batch_size')}, "
+            f"max length {hp.get('max_seq_length')}"
+        )
+    return lines
+
+
+def write_outputs(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result["summary"]
+    seeds = result.get("seeds") or []
+    md = (
+        f"# Evaluation ({PROTOCOL}): {result.get('model')}\n\n"
+        f"Fine-tuned on the train set, scored on dev; median over {len(seeds)} seed(s) {seeds} "
+        "(min–max in brackets), ×100. Rel. = score / baseline score.\n\n"
+        + markdown_table(summary)
+        + "\n"
+        + removal_table(summary)
+        + "\n"
+        + "".join(f"- {line}\n" for line in setup_lines(result))
+    )
+    paths = {"markdown": out / "table.md", "csv": out / "evaluation.csv", "json": out / "evaluation.json"}
+    paths["markdown"].write_text(md)
+    paths["csv"].write_text(csv_text(summary))
+    tmp = paths["json"].with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, paths["json"])
+    return paths
+
+
+def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``evaluation.json`` of an evaluation directory (or the file itself)."""
+    p = Path(path)
+    f = p / "evaluation.json" if p.is_dir() else p
+    if not f.exists():
+        raise RunDirError(f"no evaluation at {f}: glp evaluate --out DIR writes DIR/evaluation.json")
+    try:
+        d = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{f} is not valid JSON: {e}") from e
+    if d.get("schema") != SCHEMA:
+        raise RunDirError(f"{f} is not a glp evaluation ({SCHEMA})")
+    return d

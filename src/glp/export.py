@@ -1,0 +1,309 @@
+"""`glp export`: from a plan to a model you can ship.
+
+``export(run_dir, n, out)`` looks the ``n`` layers up in the plan (O(1)), drops them from the pre-trained model
+the plan was searched on, optionally fine-tunes the pruned model on the task's full train set and scores it on
+dev (the paper's last step), and writes a standard ``save_pretrained`` directory: safetensors weights, config,
+tokenizer, ``pruning.json`` (how it was made) and ``README.md`` (a model card). The directory loads with plain
+``AutoModelForSequenceClassification.from_pretrained(DIR)``; glp is not needed to use it.
+
+Without fine-tuning the task head is freshly initialised (untrained): the model card and the manifest say so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glp.errors import ConfigError, GLPError
+from glp.plan import Plan
+
+MANIFEST = "pruning.json"
+SCHEMA = "glp.export/1"
+
+
+@dataclass
+class Exported:
+    out: Path
+    model: Any  # the pruned (and fine-tuned) model, on the CPU, in eval mode
+    manifest: dict[str, Any]
+
+
+def _plan_path(run_dir: str | os.PathLike[str], strategy: str | None) -> Path:
+    p = Path(run_dir)
+    if p.is_file():
+        return p
+    if strategy:
+        f = p / "plans" / f"{strategy}.json"
+        if not f.exists():
+            have = sorted(x.stem for x in (p / "plans").glob("*.json")) if (p / "plans").is_dir() else []
+            raise ConfigError(f"{p} has no plan for strategy {strategy!r}; it has {have or 'none'}")
+        return f
+    return p / "plan.json"
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"output directory {out} exists and is not empty; pass --overwrite to write into it")
+
+
+def export(
+    run_dir: str | os.PathLike[str],
+    n: int,
+    out: str | os.PathLike[str],
+    *,
+    finetune: bool = False,
+    strategy: str | None = None,
+    seed: int = 42,
+    hparams: dict[str, Any] | None = None,
+    data_dir: str | None = None,
+    train_file: str | None = None,
+    dev_file: str | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> Exported:
+    """Write the plan's ``n``-layers-removed model to ``out``; see the module docstring."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from glp import __version__
+    from glp.evaluate import DataSpec, hparams_with, load_full_data, run_data_spec, sha256_file
+    from glp.scoring import Trial, load_model
+    from glp.tasks import Task
+
+    out = Path(out)
+    _check_out(out, overwrite)
+    plan_file = _plan_path(run_dir, strategy)
+    plan = Plan.load(plan_file)
+    removed = plan.layers_to_remove(int(n))
+    source = str(plan.model["source"])
+    task = Task.from_dict(plan.task)
+    hp = hparams_with(plan.hparams, hparams)
+
+    metrics: dict[str, Any] | None = None
+    data_fp: dict[str, Any] | None = None
+    train_info: dict[str, Any] | None = None
+    if finetune:
+        spec = run_data_spec(plan_file, plan) or DataSpec(task.name)
+        spec = spec.override(data_dir=data_dir, train_file=train_file, dev_file=dev_file)
+        data = load_full_data(spec, source, hp.max_seq_length)
+        task, data_fp = data.task, data.fingerprint
+        trial = Trial(source, removed, data.trial_data, hp, seed, device=device, progress=progress)
+        result = trial.advance(1.0)
+        if not result.ok:
+            raise GLPError(
+                f"the final fine-tune failed ({result.reason}); try a lower --learning-rate or another --seed"
+            )
+        metrics = dict(result.metrics)
+        train_info = {
+            "steps": result.steps,
+            "examples_seen": result.examples_seen,
+            "wall_time": result.wall_time,
+            "device": result.device,
+            "loss_first": result.loss_first,
+            "loss_last": result.loss_last,
+            "train_examples": len(trial.train_table),
+            "dev_examples": len(trial.eval_table),
+        }
+        model = trial.model
+    else:
+        model = load_model(source, task, removed, seed)
+    model = model.to("cpu").float().eval()
+
+    with torch.random.fork_rng(devices=[]):  # a fresh full-size model only to count its parameters
+        params_before = _count_source_params(source, task, seed)
+    params_after = sum(p.numel() for p in model.parameters())
+    out.mkdir(parents=True, exist_ok=True)
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(str(out))
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    tok_note = None
+    try:
+        AutoTokenizer.from_pretrained(source).save_pretrained(str(out))
+    except (OSError, ValueError) as e:
+        tok_note = f"no tokenizer saved: {e}"
+
+    step = next((s for s in plan.steps if s.n == int(n)), None)
+    manifest = {
+        "schema": SCHEMA,
+        "glp_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": {
+            "model": source,
+            "revision": plan.model.get("revision"),
+            "model_type": plan.model.get("model_type"),
+            "num_layers": plan.num_layers,
+            "parameters": params_before,
+        },
+        "removed_layers": list(removed),
+        "kept_layers": plan.kept_layers(int(n)),
+        "num_layers": plan.num_layers - len(removed),
+        "parameters": params_after,
+        "plan": {
+            "path": str(plan_file.resolve()),
+            "sha256": sha256_file(plan_file),
+            "strategy": plan.strategy.get("name"),
+            "complete": plan.complete,
+            "n": int(n),
+            "search_score": None if step is None else step.chosen_mean,
+            "search_baseline": None if plan.baseline is None else plan.baseline.get("mean"),
+        },
+        "task": task.to_dict(),
+        "split_fingerprint": plan.data.get("split_fingerprint"),
+        "data": data_fp or {"source": plan.data.get("source")},
+        "finetuned": bool(finetune),
+        "head": f"fine-tuned on {_train_desc(hp.max_train_samples)}" if finetune else "untrained (freshly initialised)",
+        "seed": int(seed),
+        "hparams": hp.to_dict(),
+        "hparams_role": "final fine-tune" if finetune else "search (the plan's); no fine-tune was run",
+        "metrics": {"dev": metrics} if metrics is not None else None,
+        "training": train_info,
+        "notes": [tok_note] if tok_note else [],
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+    (out / "README.md").write_text(model_card(manifest))
+    return Exported(out, model, manifest)
+
+
+def _count_source_params(source: str, task: Any, seed: int) -> int | None:
+    """Parameters of the unpruned model with the same head (built from its config, no weights read)."""
+    try:
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        conf = AutoConfig.from_pretrained(source)
+        conf.num_labels = 1 if task.is_regression else int(task.num_labels)
+        import torch
+
+        with torch.device("meta"):
+            m = AutoModelForSequenceClassification.from_config(conf)
+        return sum(p.numel() for p in m.parameters())
+    except Exception:  # only informative
+        return None
+
+
+def _train_desc(max_train_samples: int | None) -> str:
+    if max_train_samples:
+        return f"a seeded subsample of {max_train_samples} examples of the train set (--max-train-samples)"
+    return "the full train set"
+
+
+def _fmt_metric(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def model_card(m: dict[str, Any]) -> str:
+    """README.md of an exported model: what was removed, how it scored, how it was made."""
+    src = m["source"]
+    task = m["task"]
+    removed = ", ".join(map(str, m["removed_layers"])) or "none"
+    local = os.path.exists(str(src["model"]))
+    front = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        "tags:",
+        "- glp",
+        "- layer-pruning",
+    ]
+    if not local:
+        front.append(f"base_model: {src['model']}")
+    front.append("---")
+    lines = front + [
+        "",
+        f"# {src.get('model_type') or 'model'} pruned to {m['num_layers']} of {src['num_layers']} layers "
+        f"for {str(task['name']).upper()}",
+        "",
+        f"Made with glp {m['glp_version']} (greedy layer pruning) from `{src['model']}`"
+        + (f" (weights {src['revision']})" if src.get("revision") else "")
+        + ".",
+        "",
+    ]
+    if not m["finetuned"]:
+        lines += [
+            "> **The classification head is untrained** (freshly initialised): this export was made without "
+            "`--finetune`. Fine-tune it on your task before use, or re-export with `glp export ... --finetune`.",
+            "",
+        ]
+    lines += [
+        "## What was removed",
+        "",
+        f"- Removed layers (0-based, in the order the search chose them): **{removed}**",
+        f"- Kept layers: {', '.join(map(str, m['kept_layers']))}",
+        f"- Layers: {src['num_layers']} → {m['num_layers']}",
+    ]
+    if src.get("parameters"):
+        lines.append(
+            f"- Parameters: {src['parameters']:,} → {m['parameters']:,} "
+            f"({100 * m['parameters'] / src['parameters']:.1f}%)"
+        )
+    else:
+        lines.append(f"- Parameters: {m['parameters']:,}")
+    plan = m["plan"]
+    lines += [
+        "",
+        "## How it scored",
+        "",
+    ]
+    if m.get("metrics") and m["metrics"].get("dev"):
+        dev = m["metrics"]["dev"]
+        scored = (m.get("training") or {}).get("dev_examples")
+        rows = (m.get("data") or {}).get("dev_rows")
+        size = f"{scored} of {rows} examples" if scored and rows and scored < rows else f"{scored or rows} examples"
+        lines.append(
+            f"Dev set of {str(task['name']).upper()} ({size}) after fine-tuning on "
+            f"{_train_desc(m['hparams'].get('max_train_samples'))} (seed {m['seed']}):"
+        )
+        lines.append("")
+        lines += ["| metric | value |", "|---|---:|"] + [f"| {k} | {_fmt_metric(v)} |" for k, v in dev.items()]
+    else:
+        lines.append("Not evaluated: no fine-tune was run (the head is untrained).")
+    if plan.get("search_score") is not None:
+        base = plan.get("search_baseline")
+        lines += [
+            "",
+            f"During the search ({plan['strategy']}), this removal set scored {task['metric']} = "
+            f"{plan['search_score']:.4f} on the search split"
+            + (f" (unpruned model: {base:.4f})" if base is not None else "")
+            + ".",
+        ]
+    hp = m["hparams"]
+    lines += [
+        "",
+        "## How it was made",
+        "",
+        f"1. `glp prune` searched the layers to remove ({plan['strategy']}) on a held-out part of the train set "
+        f"(split {m.get('split_fingerprint')}); plan `{plan['path']}` (sha256 `{plan['sha256'][:16]}…`).",
+        f"2. `glp export --remove {plan['n']}` dropped layers {removed} from the pre-trained model"
+        + (
+            f" and fine-tuned it on {_train_desc(hp.get('max_train_samples'))} ({hp['num_train_epochs']} epochs, "
+            f"learning rate {hp['learning_rate']}, batch {hp['per_device_train_batch_size']}, max length "
+            f"{hp['max_seq_length']})."
+            if m["finetuned"]
+            else "; the task head was initialised and not trained."
+        ),
+        "",
+        "Load it with plain transformers:",
+        "",
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        'model = AutoModelForSequenceClassification.from_pretrained("PATH")',
+        'tokenizer = AutoTokenizer.from_pretrained("PATH")',
+        "```",
+        "",
+        f"Everything about how it was made is in `{MANIFEST}`.",
+        "",
+    ]
+    return "\n".join(lines)

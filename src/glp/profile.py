@@ -1,0 +1,330 @@
+"""`glp profile`: parameters and inference latency of a model and its pruned versions, in one call.
+
+The paper's setup: random input ids of length 128, CPU latency at batch size 1 and (where CUDA exists) GPU
+latency at batch size 32, warm-up forwards first, then the median of repeated forwards under
+``torch.inference_mode``. CPU threads are torch's default. The speed-up of a row is the latency of the unpruned
+model divided by the row's latency.
+
+Rows are timed round-robin (repeat r times every model, then repeat r+1 ...) when they fit in memory together,
+so that a burst of load on a shared machine hits every row alike instead of one row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glp.errors import ConfigError
+
+SCHEMA = "glp.profile/1"
+ROUND_ROBIN_MAX_BYTES = 4 << 30  # time rows round-robin while all models together take at most this much
+
+
+@dataclass
+class Entry:
+    label: str
+    n: int
+    removed: list[int]
+    model: Any
+
+
+def _load(source: str) -> Any:
+    """The model for sequence classification (its task head is part of what ships), else the bare model."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32)
+        except (ValueError, KeyError):
+            model = AutoModel.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load model {source!r}: {e}") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+    return model.float().eval()
+
+
+def build_entries(
+    model_source: str,
+    removals: Sequence[Sequence[int]] = (),
+    plan_dir: str | os.PathLike[str] | None = None,
+) -> tuple[list[Entry], dict[str, Any]]:
+    """The rows to time: the unpruned model first, then every n of the plan and every ``removals`` set.
+
+    ``model_source`` may be a run directory (its plan and the plan's model are used) or a directory written by
+    ``glp export`` (its source model, when still there, is the unpruned reference).
+    """
+    from glp.layers import drop_layers, num_layers
+    from glp.plan import Plan
+
+    info: dict[str, Any] = {"model": model_source}
+    src = Path(model_source)
+    if src.is_dir() and (src / "plan.json").exists() and plan_dir is None:
+        plan_dir = src
+    plan = Plan.load(plan_dir) if plan_dir is not None else None
+    if plan is not None:
+        info["plan"] = str(plan_dir)
+        info["strategy"] = plan.strategy.get("name")
+        info["task"] = plan.task.get("name")
+        if src.is_dir() and (src / "plan.json").exists():
+            model_source = str(plan.model["source"])
+            info["model"] = model_source
+
+    entries: list[Entry] = []
+    manifest = Path(model_source) / "pruning.json"
+    if manifest.exists():  # an exported model: time its unpruned source as the reference
+        m = json.loads(manifest.read_text())
+        ref = str(m.get("source", {}).get("model", ""))
+        if ref and os.path.exists(ref):
+            entries.append(Entry("unpruned source", 0, [], _load(ref)))
+        exported = _load(model_source)
+        entries.append(Entry("exported", len(m.get("removed_layers", [])), list(m.get("removed_layers", [])), exported))
+        info["exported"] = True
+        base = exported
+        base_removed: list[int] = list(m.get("removed_layers", []))
+    else:
+        base = _load(model_source)
+        entries.append(Entry("unpruned", 0, [], base))
+        base_removed = []
+
+    total = num_layers(base)
+    sets: list[tuple[str, list[int]]] = []
+    if plan is not None:
+        if plan.num_layers != total and not base_removed:
+            raise ConfigError(f"the plan is for a {plan.num_layers}-layer model, {model_source} has {total} layers")
+        for n in sorted(plan.removals):
+            sets.append((f"{plan.strategy.get('name')} n={n}", plan.layers_to_remove(n)))
+    for r in removals:
+        sets.append((f"remove {','.join(map(str, r))}", list(r)))
+    if base_removed and sets:
+        raise ConfigError("--remove/--plan apply to an unpruned model, not to an exported (already pruned) one")
+    for label, removed in sets:
+        entries.append(Entry(label, len(removed), list(removed), drop_layers(base, removed, inplace=False)))
+    return entries, info
+
+
+def _inputs(model: Any, batch: int, seq_len: int, device: Any, seed: int = 0) -> dict[str, Any]:
+    import torch
+
+    vocab = int(getattr(model.config, "vocab_size", 1000) or 1000)
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos is not None and seq_len > int(max_pos):
+        raise ConfigError(f"--seq-len {seq_len} is longer than the model's max_position_embeddings ({max_pos})")
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(min(5, vocab - 1), vocab, (batch, seq_len), generator=g)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_models(
+    models: Sequence[Any], batch: int, seq_len: int, repeats: int, warmup: int, device: Any, round_robin: bool = True
+) -> list[list[float]]:
+    """Per model, ``repeats`` forward latencies in milliseconds (after ``warmup`` forwards each)."""
+    import torch
+
+    times: list[list[float]] = [[] for _ in models]
+    inputs = [_inputs(m, batch, seq_len, device) for m in models]
+
+    def once(i: int) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        models[i](**inputs[i])
+        _sync(device)
+        return 1000.0 * (time.perf_counter() - t0)
+
+    with torch.inference_mode():
+        for i in range(len(models)):
+            for _ in range(warmup):
+                models[i](**inputs[i])
+        if round_robin:
+            for _ in range(repeats):
+                for i in range(len(models)):
+                    times[i].append(once(i))
+        else:
+            for i in range(len(models)):
+                times[i] = [once(i) for _ in range(repeats)]
+    return times
+
+
+def _params(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def profile(
+    model_source: str,
+    removals: Sequence[Sequence[int]] = (),
+    plan_dir: str | os.PathLike[str] | None = None,
+    *,
+    repeats: int = 20,
+    warmup: int = 3,
+    seq_len: int = 128,
+    cpu_batch: int = 1,
+    gpu_batch: int = 32,
+    cpu: bool = True,
+    gpu: bool | None = None,
+    threads: int | None = None,
+    on_row: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Parameters, CPU and GPU latency and speed-ups of the unpruned model and each pruned version.
+
+    ``threads``: CPU threads while timing (default: torch's default); restored afterwards.
+    """
+    import torch
+
+    if repeats < 1 or warmup < 0:
+        raise ConfigError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
+    entries, info = build_entries(model_source, removals, plan_dir)
+    use_gpu = torch.cuda.is_available() if gpu is None else bool(gpu)
+    if use_gpu and not torch.cuda.is_available():
+        raise ConfigError("--gpu asked for, but CUDA is not available here")
+    models = [e.model for e in entries]
+    nbytes = sum(p.numel() * p.element_size() for m in models for p in m.parameters())
+    rr = nbytes <= ROUND_ROBIN_MAX_BYTES
+    rows: list[dict[str, Any]] = []
+    for e in entries:
+        rows.append(
+            {
+                "label": e.label,
+                "n": e.n,
+                "removed": e.removed,
+                "layers": _num_layers(e.model),
+                "params": _params(e.model),
+            }
+        )
+    ref = 0  # the unpruned model is the first row (or the exported model when its source is gone)
+    for r in rows:
+        r["params_ratio"] = r["params"] / rows[ref]["params"]
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    default_threads = torch.get_num_threads()
+    used_threads = threads or default_threads
+    if cpu:
+        if on_row:
+            on_row(
+                f"timing {len(models)} model(s) on the CPU (threads: {used_threads}), batch {cpu_batch}, "
+                f"{repeats} repeats"
+            )
+        torch.set_num_threads(used_threads)
+        try:
+            t = time_models(models, cpu_batch, seq_len, repeats, warmup, torch.device("cpu"), rr)
+        finally:
+            torch.set_num_threads(default_threads)
+        _fill(rows, t, "cpu", ref)
+    if use_gpu:
+        dev = torch.device("cuda")
+        if on_row:
+            on_row(f"timing on {torch.cuda.get_device_name(dev)}, batch {gpu_batch}")
+        gpu_models = [m.to(dev) for m in models]
+        t = time_models(gpu_models, gpu_batch, seq_len, repeats, warmup, dev, rr)
+        for m in gpu_models:
+            m.to("cpu")
+        _fill(rows, t, "gpu", ref)
+    return {
+        "schema": SCHEMA,
+        **info,
+        "seq_len": seq_len,
+        "cpu": {"batch": cpu_batch, "threads": used_threads, "repeats": repeats, "warmup": warmup} if cpu else None,
+        "gpu": {"batch": gpu_batch, "device": torch.cuda.get_device_name(0), "repeats": repeats, "warmup": warmup}
+        if use_gpu
+        else None,
+        "round_robin": rr,
+        "dtype": "float32",
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+
+
+def _num_layers(model: Any) -> int | None:
+    from glp.layers import num_layers
+
+    try:
+        return num_layers(model)
+    except Exception:
+        return None
+
+
+def _fill(rows: list[dict[str, Any]], times: list[list[float]], kind: str, ref: int) -> None:
+    meds = [statistics.median(t) for t in times]
+    for r, t, m in zip(rows, times, meds, strict=True):
+        r[f"{kind}_ms"] = m
+        r[f"{kind}_ms_min"] = min(t)
+        r[f"{kind}_ms_max"] = max(t)
+        r[f"{kind}_speedup"] = meds[ref] / m if m > 0 else None
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    has_cpu = result.get("cpu") is not None
+    has_gpu = result.get("gpu") is not None
+    head = ["Model", "n", "Removed", "Layers", "Params (M)", "Params %"]
+    if has_cpu:
+        head += [f"CPU ms (b={result['cpu']['batch']})", "CPU speed-up"]
+    if has_gpu:
+        head += [f"GPU ms (b={result['gpu']['batch']})", "GPU speed-up"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for r in result["rows"]:
+        cells = [
+            r["label"],
+            str(r["n"]),
+            ",".join(map(str, r["removed"])) or "–",
+            str(r["layers"]),
+            f"{r['params'] / 1e6:.2f}",
+            f"{100 * r['params_ratio']:.1f}",
+        ]
+        if has_cpu:
+            cells += [f"{r['cpu_ms']:.2f}", f"{r['cpu_speedup']:.2f}×"]
+        if has_gpu:
+            cells += [f"{r['gpu_ms']:.2f}", f"{r['gpu_speedup']:.2f}×"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def speedups_by_n(result: dict[str, Any], kind: str = "cpu") -> dict[int, float]:
+    """n → speed-up (the first row with that n), for the report's trade-off plot."""
+    out: dict[int, float] = {}
+    for r in result.get("rows", []):
+        v = r.get(f"{kind}_speedup")
+        if v is not None and int(r["n"]) not in out:
+            out[int(r["n"])] = float(v)
+    return out
+
+
+def save(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    return p
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    from glp.errors import RunDirError
+
+    p = Path(path)
+    if not p.exists():
+        raise RunDirError(f"no profile at {p}: glp profile ... --out FILE writes one")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{p} is not valid JSON: {e}") from e
+    if d.get("schema") != SCHEMA:
+        raise RunDirError(f"{p} is not a glp profile ({SCHEMA})")
+    return d

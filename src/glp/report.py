@@ -1,0 +1,451 @@
+"""`glp report`: one self-contained report of runs, their evaluation and their latency profile.
+
+Writes into ``OUT``: ``report.md`` (the plans, the evaluation table, the profile table), PNG figures —
+``heatmap_<task>_<strategy>.png`` (step × layer: each cell is the mean score of the candidate that removes
+that layer at that step, blank when not tried, the chosen one boxed) and ``tradeoff.png`` (the paper's Figure 1:
+relative performance against speed-up, one line per strategy, the baseline as a point) — and, with
+``html=True``, ``report.html`` with the figures embedded.
+
+Without an evaluation the trade-off curve uses the search scores (relative to the search baseline); without a
+profile its x axis is the number of layers removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glp.errors import ConfigError
+from glp.plan import Plan
+
+DPI = 100
+TRADEOFF_SIZE = (7.0, 4.5)  # inches → 700 × 450 px
+
+
+@dataclass
+class Report:
+    out: Path
+    markdown: Path
+    figures: list[Path] = field(default_factory=list)
+    html: Path | None = None
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "x"
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+# ------------------------------------------------------------------------------------------ heat map
+
+
+def heatmap_matrix(plan: Plan) -> tuple[list[list[float | None]], list[tuple[int, int]], list[tuple[int, int]]]:
+    """(matrix[step][layer] of candidate mean scores, chosen (step, layer) cells, rejected cells).
+
+    A cell is the candidate that adds that layer at that step (the best one when several beams add it);
+    None when no candidate removed it at that step.
+    """
+    mat: list[list[float | None]] = [[None] * plan.num_layers for _ in plan.steps]
+    chosen: list[tuple[int, int]] = []
+    rejected: list[tuple[int, int]] = []
+    for i, step in enumerate(plan.steps):
+        for c in step.candidates:
+            if c.added is None or c.mean is None or not 0 <= c.added < plan.num_layers:
+                continue
+            cur = mat[i][c.added]
+            if cur is None or c.mean > cur:
+                mat[i][c.added] = c.mean
+                if c.status == "rejected":
+                    rejected.append((i, c.added))
+                elif (i, c.added) in rejected:
+                    rejected.remove((i, c.added))
+        win = next((c for c in step.candidates if sorted(c.removed) == sorted(step.chosen)), None)
+        if win is not None and win.added is not None:
+            chosen.append((i, win.added))
+    return mat, chosen, rejected
+
+
+def heatmap_size(plan: Plan) -> tuple[float, float]:
+    return (max(5.0, 1.8 + 0.55 * plan.num_layers), max(2.6, 1.6 + 0.5 * len(plan.steps)))
+
+
+def plot_heatmap(plan: Plan, path: str | os.PathLike[str]) -> Path | None:
+    """Step × layer heat map of one plan; None when it has no per-layer candidates (e.g. optimal)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    mat, chosen, rejected = heatmap_matrix(plan)
+    if not any(v is not None for row in mat for v in row):
+        return None
+    arr = np.array([[np.nan if v is None else float(v) for v in row] for row in mat], dtype=float)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    fig, ax = plt.subplots(figsize=heatmap_size(plan), dpi=DPI, layout="constrained")
+    im = ax.imshow(np.ma.masked_invalid(arr), cmap=cmap, aspect="auto")
+    ax.set_xticks(range(plan.num_layers))
+    ax.set_yticks(range(len(plan.steps)))
+    ax.set_yticklabels([f"step {s.n}" for s in plan.steps])
+    ax.set_xlabel("layer removed at this step (0-based)")
+    metric = plan.task.get("metric", "score")
+    base = plan.baseline.get("mean") if plan.baseline else None
+    title = f"{plan.strategy.get('name')} on {plan.task.get('name')}: mean {metric} of each candidate"
+    if base is not None:
+        title += f"\n(search split; unpruned {base:.3f}; boxed = chosen)"
+    ax.set_title(title, fontsize=9)
+    finite = arr[np.isfinite(arr)]
+    mid = float(np.nanmean(finite)) if finite.size else 0.0
+    if plan.num_layers <= 24:
+        for i in range(arr.shape[0]):
+            for j in range(arr.shape[1]):
+                if np.isfinite(arr[i, j]):
+                    mark = "*" if (i, j) in rejected else ""
+                    ax.text(
+                        j,
+                        i,
+                        f"{arr[i, j]:.3f}{mark}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="black" if arr[i, j] > mid else "white",
+                    )
+    for i, j in chosen:
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    fig.colorbar(im, ax=ax, label=metric)
+    out = Path(path)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- trade-off
+
+
+def tradeoff_series(
+    plans: Sequence[Plan], evaluation: dict[str, Any] | None, profile: dict[str, Any] | None, speedup: str = "auto"
+) -> dict[str, Any]:
+    """The points of the trade-off plot: {"x_label", "y_label", "series": {name: [(x, y, n)]}, "baseline"}."""
+    from glp.profile import speedups_by_n
+
+    kind = speedup
+    if kind == "auto":
+        kind = "gpu" if profile is not None and profile.get("gpu") else "cpu"
+    speed = speedups_by_n(profile, kind) if profile is not None else {}
+
+    def x_of(n: int) -> float | None:
+        if profile is None:
+            return float(n)
+        return speed.get(n)
+
+    series: dict[str, list[tuple[float, float, int]]] = {}
+    missing: set[int] = set()
+    if evaluation is not None:
+        rows = evaluation["summary"]["rows"]
+        y_label = f"relative performance (%): {evaluation['summary'].get('score_name', 'GLUE')} score / baseline"
+        for row in rows:
+            if row["strategy"] == "baseline" or row.get("rel") is None:
+                continue
+            x = x_of(int(row["n"]))
+            if x is None:
+                missing.add(int(row["n"]))
+                continue
+            series.setdefault(row["strategy"], []).append((x, float(row["rel"]), int(row["n"])))
+        source = "evaluation (train → dev, median of seeds)"
+    else:
+        y_label = "relative performance (%): search score / unpruned"
+        for plan in plans:
+            base = plan.baseline.get("mean") if plan.baseline else None
+            if not base:
+                continue
+            name = f"{plan.strategy.get('name')} ({plan.task.get('name')})"
+            for step in plan.steps:
+                if step.chosen_mean is None:
+                    continue
+                x = x_of(step.n)
+                if x is None:
+                    missing.add(step.n)
+                    continue
+                series.setdefault(name, []).append((x, 100.0 * step.chosen_mean / base, step.n))
+        source = "search (held-out part of train)"
+    for pts in series.values():
+        pts.sort(key=lambda p: p[2])  # connect the points in the order of n
+    x_label = "layers removed" if profile is None else f"speed-up over the unpruned model ({kind.upper()}, ×)"
+    return {
+        "x_label": x_label,
+        "y_label": y_label,
+        "series": series,
+        "baseline": (x_of(0) or 0.0, 100.0),
+        "source": source,
+        "missing_n": sorted(missing),
+        "kind": kind if profile is not None else None,
+    }
+
+
+def plot_tradeoff(data: dict[str, Any], path: str | os.PathLike[str], title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=TRADEOFF_SIZE, dpi=DPI, layout="constrained")
+    markers = "osD^vP*Xh<>"
+    bx, by = data["baseline"]
+    for k, (name, pts) in enumerate(sorted(data["series"].items())):
+        xs = [bx] + [p[0] for p in pts]  # every line starts at the unpruned model
+        ys = [by] + [p[1] for p in pts]
+        ax.plot(
+            xs,
+            ys,
+            marker=markers[k % len(markers)],
+            markevery=list(range(1, len(xs))),
+            markersize=max(4.0, 9.0 - 2.0 * k),  # later series smaller and on top: coinciding points stay visible
+            linestyle=("-", "--", "-.", ":")[k % 4],
+            zorder=2 + k,
+            label=name,
+        )
+        for x, y, n in pts:
+            ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.plot([bx], [by], marker="*", markersize=14, color="black", linestyle="none", label="baseline (unpruned)")
+    ax.axhline(100.0, color="grey", linewidth=0.8, linestyle=":")
+    ys_all = [by] + [p[1] for pts in data["series"].values() for p in pts]
+    lo, hi = min(ys_all), max(ys_all)
+    if hi - lo < 4.0:  # do not blow noise of a few tenths of a percent up to the full height
+        mid = (hi + lo) / 2
+        ax.set_ylim(mid - 2.5, mid + 2.5)
+    ax.set_xlabel(data["x_label"])
+    ax.set_ylabel(data["y_label"], fontsize=8)
+    ax.set_title(title or f"Performance vs. speed-up — {data['source']}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    out = Path(path)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def _plan_table(plan: Plan) -> str:
+    metric = plan.task.get("metric", "score")
+    lines = [
+        f"| n | Removed (in order) | Layers left | {metric} mean | ± std | Seeds separate it? | Candidates |",
+        "|---:|---|---:|---:|---:|---|---:|",
+    ]
+    if plan.baseline is not None:
+        lines.append(f"| 0 | – | {plan.num_layers} | {_fmt(plan.baseline.get('mean'))} | | | baseline |")
+    by_n = {s.n: s for s in plan.steps}
+    for n in sorted(plan.removals):
+        s = by_n.get(n)
+        win = next((c for c in s.candidates if sorted(c.removed) == sorted(s.chosen)), None) if s else None
+        sep = "" if s is None or s.separated is None else ("yes" if s.separated else "**no**")
+        lines.append(
+            f"| {n} | {','.join(map(str, plan.removals[n]))} | {plan.num_layers - n} | "
+            f"{_fmt(s.chosen_mean if s else None)} | {_fmt(win.std if win else None)} | {sep} | "
+            f"{len(s.candidates) if s else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _load_plans(run_dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Plan]]:
+    from glp.evaluate import plan_files
+
+    out: list[tuple[Path, Plan]] = []
+    for d in run_dirs:
+        for f in plan_files(d):
+            out.append((f, Plan.load(f)))
+    return out
+
+
+def report(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    evaluation: str | os.PathLike[str] | None = None,
+    profile: str | os.PathLike[str] | None = None,
+    html: bool = False,
+    speedup: str = "auto",
+    title: str | None = None,
+) -> Report:
+    """Write the report (markdown + PNGs, optionally HTML) into ``out``."""
+    from glp import __version__
+    from glp import evaluate as ev
+    from glp import profile as pf
+
+    if not run_dirs and evaluation is None:
+        raise ConfigError("give at least one RUN_DIR or --evaluation to report on")
+    if speedup not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"--speedup must be auto, cpu or gpu, got {speedup!r}")
+    plans = _load_plans(run_dirs)
+    evald = ev.load_evaluation(evaluation) if evaluation is not None else None
+    prof = pf.load(profile) if profile is not None else None
+    outp = Path(out)
+    outp.mkdir(parents=True, exist_ok=True)
+    rep = Report(outp, outp / "report.md")
+
+    models = sorted({str(p.model.get("source")) for _, p in plans} | ({str(evald["model"])} if evald else set()))
+    tasks = sorted({str(p.task.get("name")) for _, p in plans} | (set(evald["summary"]["tasks"]) if evald else set()))
+    md: list[str] = [
+        f"# {title}" if title else f"# glp report: {', '.join(t.upper() for t in tasks)}",
+        "",
+        f"Model: {', '.join(f'`{m}`' for m in models)}  ",
+        f"Generated by glp {__version__} on {_dt.date.today().isoformat()} from: "
+        + ", ".join(
+            [f"`{f}`" for f, _ in plans]
+            + ([f"evaluation `{evaluation}`"] if evaluation else [])
+            + ([f"profile `{profile}`"] if profile else [])
+        ),
+        "",
+    ]
+
+    # the trade-off first: it is the answer to "how many layers can I remove?"
+    data = tradeoff_series([p for _, p in plans], evald, prof, speedup)
+    fig = plot_tradeoff(data, outp / "tradeoff.png")
+    rep.figures.append(fig)
+    md += ["## Performance vs. speed-up", "", f"![trade-off]({fig.name})", ""]
+    md.append(
+        f"y: {data['y_label']} ({data['source']}); x: {data['x_label']}. One line per strategy; "
+        "the star is the unpruned model."
+    )
+    if data["missing_n"]:
+        md.append(f"Not plotted (no profile row for n = {data['missing_n']}).")
+    md.append("")
+
+    if evald is not None:
+        s = evald["summary"]
+        md += [
+            "## Final evaluation (fine-tuned on the train set, scored on dev)",
+            "",
+            f"Median over {len(evald.get('seeds', []))} seed(s) {evald.get('seeds')} (min–max in brackets), "
+            f"×100; {s.get('score_name', 'GLUE')} = mean of the tasks' main metrics; "
+            "Rel. = score / baseline score.",
+            "",
+            ev.markdown_table(s),
+            "<details><summary>Removed layers per row</summary>",
+            "",
+            ev.removal_table(s),
+            "</details>",
+            "",
+        ]
+        md += [f"- {line}" for line in ev.setup_lines(evald)] + [""]
+
+    if prof is not None:
+        env = []
+        if prof.get("cpu"):
+            c = prof["cpu"]
+            env.append(f"CPU batch {c['batch']}, {c['threads']} thread(s)")
+        if prof.get("gpu"):
+            g = prof["gpu"]
+            env.append(f"GPU {g['device']} batch {g['batch']}")
+        reps = (prof.get("cpu") or prof.get("gpu") or {}).get("repeats")
+        md += [
+            "## Size and latency",
+            "",
+            f"Sequence length {prof['seq_len']}, random input ids, {'; '.join(env)}; median of {reps} "
+            "forward passes after warm-up (`glp profile`).",
+            "",
+            pf.markdown_table(prof),
+            "",
+        ]
+
+    for f, plan in plans:
+        label = f"{plan.strategy.get('name')} on {plan.task.get('name')}"
+        md += [
+            f"## Plan: {label}",
+            "",
+            f"`{f}` — {plan.num_layers} layers, "
+            f"{'complete' if plan.complete else 'partial'}; scores are {plan.task.get('metric')} on the held-out "
+            "search split.",
+            "",
+            _plan_table(plan),
+        ]
+        c = plan.cost or {}
+        if c:
+            md += [
+                f"Cost: {c.get('trials', 0)} trials, {c.get('train_steps', 0):,} training steps, "
+                f"{c.get('trial_seconds', 0):,.0f} s of trial time "
+                f"({c.get('trials_reused', 0)} trials read from the journal by the last invocation).",
+                "",
+            ]
+        stem = f"heatmap_{_safe(str(plan.task.get('name')))}_{_safe(str(plan.strategy.get('name')))}"
+        if any(len(s.candidates) > 1 for s in plan.steps):
+            name, k = f"{stem}.png", 1
+            while (outp / name) in rep.figures:
+                k += 1
+                name = f"{stem}_{k}.png"
+            hm = plot_heatmap(plan, outp / name)
+            if hm is not None:
+                rep.figures.append(hm)
+                md += [
+                    f"![candidates of {label}]({hm.name})",
+                    "",
+                    "Each cell: mean score of the candidate that removes that layer at that step (blank: not "
+                    "tried; boxed: chosen" + ("; *: stopped early" if _has_rejected(plan) else "") + ").",
+                    "",
+                ]
+        notes = [f"step {s.n}: {s.note}" for s in plan.steps if s.note]
+        notes += [
+            f"step {s.n}: the winner {s.chosen} is not separated from {s.runner_up} by more than the seeds' spread"
+            for s in plan.steps
+            if s.separated is False
+        ]
+        if notes:
+            md += [f"- {n}" for n in notes] + [""]
+
+    text = "\n".join(md).rstrip() + "\n"
+    rep.markdown.write_text(text)
+    if html:
+        rep.html = outp / "report.html"
+        rep.html.write_text(to_html(text, outp, title or "glp report"))
+    return rep
+
+
+def _has_rejected(plan: Plan) -> bool:
+    return any(c.status == "rejected" for s in plan.steps for c in s.candidates)
+
+
+def to_html(markdown_text: str, base: Path, title: str) -> str:
+    """A self-contained HTML page: the markdown rendered, the PNGs embedded as data URIs."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_text)
+
+    def embed(m: re.Match[str]) -> str:
+        f = base / m.group(1)
+        if not f.exists():
+            return m.group(0)
+        return 'src="data:image/png;base64,' + base64.b64encode(f.read_bytes()).decode() + '"'
+
+    body = re.sub(r'src="([^"]+\.png)"', embed, body)
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:3px 8px}"
+        "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6;padding:0 3px}"
+    )
+    return (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+        f"<body>\n{body}</body></html>\n"
+    )
+
+
+def png_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.size
+
+
+def expected_size(figsize: tuple[float, float]) -> tuple[int, int]:
+    return (int(math.floor(figsize[0] * DPI + 0.5)), int(math.floor(figsize[1] * DPI + 0.5)))

@@ -1,0 +1,130 @@
+"""glp evaluate: the median / relative arithmetic on known numbers, then a small real evaluation that resumes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+
+import pytest
+from conftest import one_thread
+
+from glp.errors import ConfigError
+from glp.evaluate import EvalConfig, csv_text, evaluate, markdown_table, summarize
+from glp.plan import Plan
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+def _rec(task, strategy, n, scores, metric="accuracy", removed=()):
+    return [
+        {
+            "task": task,
+            "metric": metric,
+            "strategy": strategy,
+            "n": n,
+            "removed": list(removed),
+            "seed": 42 + i,
+            "score": s,
+        }
+        for i, s in enumerate(scores)
+    ]
+
+
+def test_summarize_median_min_max_and_relative():
+    records = (
+        _rec("rte", "baseline", 0, [0.60, 0.70, 0.65])
+        + _rec("mrpc", "baseline", 0, [0.80, 0.90, 0.85, 0.84, 0.86], metric="f1")
+        + _rec("rte", "greedy", 2, [0.50, 0.62, 0.60], removed=(3, 5))
+        + _rec("mrpc", "greedy", 2, [0.80, None, 0.70, 0.90], metric="f1", removed=(4, 1))
+        + _rec("rte", "top", 2, [0.55, 0.52, 0.58], removed=(5, 4))
+    )
+    s = summarize(records)
+    assert s["tasks"] == ["rte", "mrpc"] and s["score_name"] == "GLUE"
+    assert [(r["strategy"], r["n"]) for r in s["rows"]] == [("baseline", 0), ("greedy", 2), ("top", 2)]
+    base, greedy, top = s["rows"]
+    assert base["cells"]["rte"]["median"] == pytest.approx(0.65)
+    assert base["cells"]["mrpc"]["median"] == pytest.approx(0.85)
+    assert base["score"] == pytest.approx((0.65 + 0.85) / 2) and base["rel"] == pytest.approx(100.0)
+    g = greedy["cells"]
+    assert g["rte"]["median"] == pytest.approx(0.60) and g["rte"]["rel"] == pytest.approx(100 * 0.60 / 0.65)
+    assert (g["rte"]["min"], g["rte"]["max"]) == (0.50, 0.62)
+    # the failed seed is left out: median of [0.8, 0.7, 0.9]
+    assert g["mrpc"]["median"] == pytest.approx(0.80) and g["mrpc"]["failed"] == 1
+    assert greedy["score"] == pytest.approx(0.70)
+    assert greedy["rel"] == pytest.approx(100 * 0.70 / 0.75)
+    # a row without every task has no GLUE score and no row Rel.; its task cell still has one
+    assert top["score"] is None and top["rel"] is None
+    assert top["cells"]["rte"]["rel"] == pytest.approx(100 * 0.55 / 0.65)
+
+    md = markdown_table(s)
+    lines = md.strip().splitlines()
+    assert lines[0] == "| Method | n | RTE (accuracy) | MRPC (f1) | GLUE | Rel. (%) |"
+    assert lines[2] == "| baseline | 0 | 65.0 (60.0–70.0) | 85.0 (80.0–90.0) | 75.0 | 100.0 |"
+    assert lines[3] == "| greedy | 2 | 60.0 (50.0–62.0) | 80.0 (70.0–90.0) [1 failed] | 70.0 | 93.3 |"
+    assert lines[4] == "| top | 2 | 55.0 (52.0–58.0) | – | – | – |"
+    rows = list(csv.DictReader(io.StringIO(csv_text(s))))
+    assert len(rows) == 5
+    r = next(x for x in rows if x["strategy"] == "greedy" and x["task"] == "rte")
+    assert float(r["rel_percent"]) == pytest.approx(92.307692, abs=1e-4) and r["removed"] == "3 5"
+
+
+def test_glue_score_excludes_wnli_and_custom_tasks_use_the_mean():
+    s = summarize(_rec("wnli", "baseline", 0, [0.1]) + _rec("cola", "baseline", 0, [0.5]))
+    assert s["rows"][0]["score"] == pytest.approx(0.5)
+    s = summarize(_rec("toy", "baseline", 0, [0.4]) + _rec("rte", "baseline", 0, [0.6]))
+    assert s["score_name"] == "Mean" and s["rows"][0]["score"] == pytest.approx(0.5)
+
+
+def test_evaluate_runs_resumes_and_keeps_its_own_keys(tiny_run, tmp_path):
+    plan = Plan.load(tiny_run)
+    cfg = EvalConfig(
+        run_dirs=(str(tiny_run),),
+        out=str(tmp_path / "ev"),
+        ns=(1,),
+        patterns=("bottom",),
+        seeds=2,
+        hparams={"num_train_epochs": 1},
+    )
+    events = []
+    res = evaluate(cfg, on_event=lambda e, **i: events.append((e, i)))
+    rows = res["summary"]["rows"]
+    assert [(r["strategy"], r["n"]) for r in rows] == [("baseline", 0), ("greedy", 1), ("bottom", 1)]
+    assert rows[1]["cells"]["toy"]["removed"] == plan.layers_to_remove(1)
+    assert rows[2]["cells"]["toy"]["removed"] == [0]
+    assert all(len(r["cells"]["toy"]["scores"]) == 2 for r in rows) and rows[0]["rel"] == pytest.approx(100)
+    assert res["tasks"]["toy"]["data"]["train_rows"] == 240 and res["tasks"]["toy"]["data"]["dev_rows"] == 60
+    for f in ("table.md", "evaluation.csv", "evaluation.json", "trials.sqlite"):
+        assert (tmp_path / "ev" / f).exists()
+    assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["summary"] == res["summary"]
+    ran = sum(e == "trial_done" for e, _ in events)
+    assert ran == len({(frozenset(r["cells"]["toy"]["removed"]), s) for r in rows for s in (42, 43)})
+
+    con = sqlite3.connect(tmp_path / "ev" / "trials.sqlite")
+    contexts = [json.loads(c) for (c,) in con.execute("SELECT context FROM trials")]
+    keys = {k for (k,) in con.execute("SELECT key FROM trials")}
+    con.close()
+    assert all(c["protocol"] == "full-train/dev" for c in contexts)
+    search = sqlite3.connect(tiny_run / "trials.sqlite")
+    assert not keys & {k for (k,) in search.execute("SELECT key FROM trials")}
+    search.close()
+
+    # same command again: everything comes from the journal
+    events.clear()
+    again = evaluate(cfg, on_event=lambda e, **i: events.append((e, i)))
+    assert not any(e == "trial_done" for e, _ in events)
+    assert again["summary"] == res["summary"]
+
+
+def test_evaluate_config_errors(tiny_run, tmp_path):
+    with pytest.raises(ConfigError, match="RUN_DIR"):
+        EvalConfig(out=str(tmp_path))
+    with pytest.raises(ConfigError, match="--seeds"):
+        EvalConfig(run_dirs=(str(tiny_run),), seeds=0)
+    with pytest.raises(ConfigError, match="only 4 layers"):
+        evaluate(EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), ns=(4,), patterns=("top",)))

@@ -1,0 +1,130 @@
+"""glp report: markdown + PNG figures (+ HTML) from a run, an evaluation and a profile."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import one_thread
+
+from glp.errors import ConfigError
+from glp.evaluate import SCHEMA as EVAL_SCHEMA
+from glp.evaluate import summarize, write_outputs
+from glp.plan import Plan
+from glp.profile import profile, save
+from glp.report import (
+    TRADEOFF_SIZE,
+    expected_size,
+    heatmap_matrix,
+    heatmap_size,
+    png_size,
+    report,
+    tradeoff_series,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+def _fake_evaluation(out, plan):
+    """An evaluation directory with known numbers (what glp evaluate writes, without the fine-tunes)."""
+    records = []
+    for strategy, n, scores in [
+        ("baseline", 0, [0.80, 0.82, 0.78]),
+        ("greedy", 1, [0.79, 0.80, 0.75]),
+        ("greedy", 2, [0.70, 0.72, 0.74]),
+        ("top", 1, [0.76, 0.77, 0.70]),
+        ("top", 2, [0.60, 0.66, 0.62]),
+    ]:
+        removed = plan.layers_to_remove(n) if strategy == "greedy" else [3, 2][:n]
+        records += [
+            {
+                "task": "rte",
+                "metric": "accuracy",
+                "strategy": strategy,
+                "n": n,
+                "removed": removed,
+                "seed": 42 + i,
+                "score": s,
+            }
+            for i, s in enumerate(scores)
+        ]
+    result = {
+        "schema": EVAL_SCHEMA,
+        "model": plan.model["source"],
+        "seeds": [42, 43, 44],
+        "tasks": {"rte": {"hparams": plan.hparams}},
+        "summary": summarize(records),
+        "records": records,
+    }
+    write_outputs(result, out)
+    return out
+
+
+def test_heatmap_matrix_marks_tried_and_chosen(tiny_run):
+    plan = Plan.load(tiny_run)
+    mat, chosen, _ = heatmap_matrix(plan)
+    first, second = plan.order
+    assert len(mat) == 2 and all(len(r) == 4 for r in mat)
+    assert all(v is not None for v in mat[0])  # step 1 tried every layer
+    assert mat[1][first] is None and sum(v is not None for v in mat[1]) == 3  # removed already: not tried
+    assert chosen == [(0, first), (1, second)]
+    assert mat[0][first] == plan.steps[0].chosen_mean
+
+
+def test_report_files_and_png_sizes(tiny_run, tmp_path):
+    plan = Plan.load(tiny_run)
+    ev = _fake_evaluation(tmp_path / "ev", plan)
+    prof = save(profile(str(tiny_run), repeats=2, warmup=0, seq_len=32, gpu=False), tmp_path / "profile.json")
+    rep = report([tiny_run], tmp_path / "rep", evaluation=ev, profile=prof, html=True)
+    names = sorted(f.name for f in rep.figures)
+    assert names == ["heatmap_toy_greedy.png", "tradeoff.png"]
+    assert png_size(tmp_path / "rep" / "tradeoff.png") == expected_size(TRADEOFF_SIZE) == (700, 450)
+    assert png_size(tmp_path / "rep" / "heatmap_toy_greedy.png") == expected_size(heatmap_size(plan))
+    md = rep.markdown.read_text()
+    for text in (
+        "## Performance vs. speed-up",
+        "![trade-off](tradeoff.png)",
+        "## Final evaluation",
+        "| greedy | 2 | 72.0 (70.0–74.0) | 72.0 | 90.0 |",
+        "## Size and latency",
+        "CPU speed-up",
+        "## Plan: greedy on toy",
+        "heatmap_toy_greedy.png",
+    ):
+        assert text in md, text
+    html = rep.html.read_text()
+    assert html.count("data:image/png;base64,") == 2 and "<table>" in html
+
+    data = tradeoff_series([plan], json.loads((ev / "evaluation.json").read_text()), json.loads(prof.read_text()))
+    assert set(data["series"]) == {"greedy", "top"} and data["baseline"] == (1.0, 100.0)
+    assert [round(p[1], 3) for p in data["series"]["top"]] == [95.0, 77.5]
+    assert "CPU" in data["x_label"]
+
+
+def test_report_without_evaluation_or_profile_uses_search_scores(tiny_run, tmp_path):
+    plan = Plan.load(tiny_run)
+    rep = report([tiny_run], tmp_path / "r")
+    assert png_size(tmp_path / "r" / "tradeoff.png") == (700, 450)
+    data = tradeoff_series([plan], None, None)
+    pts = data["series"]["greedy (toy)"]
+    assert [p[0] for p in pts] == [1.0, 2.0] and data["x_label"] == "layers removed"
+    assert pts[0][1] == pytest.approx(100 * plan.steps[0].chosen_mean / plan.baseline["mean"])
+    assert "Final evaluation" not in rep.markdown.read_text()
+    with pytest.raises(ConfigError):
+        report([], tmp_path / "x")
+
+
+def test_cli(tiny_run, tmp_path, capsys):
+    from glp.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(tiny_run), "--out", str(tmp_path / "c"), "--html"])
+    assert e.value.code == 0 and (tmp_path / "c" / "report.html").exists()
+    assert "tradeoff.png" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(tiny_run), "--out", str(tmp_path / "d"), "--evaluation", str(tmp_path / "none")])
+    assert e.value.code == 2 and "no evaluation" in capsys.readouterr().err
