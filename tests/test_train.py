@@ -165,6 +165,16 @@ def test_removed_layers_and_callable_source(data):
     assert r.ok and r.removed == (0, 2)
 
 
+def test_dropping_layers_leaves_the_cached_model_intact(model_dir):
+    pytest.importorskip("glp.layers")
+    pruned = load_model(model_dir, CLASSIFY, (0, 3), seed=0)
+    full = load_model(model_dir, CLASSIFY, (), seed=0)
+    assert pruned.config.num_hidden_layers == 2 and len(pruned.bert.encoder.layer) == 2
+    assert full.config.num_hidden_layers == 4 and len(full.bert.encoder.layer) == 4
+    kept, orig = pruned.bert.encoder.layer[0], full.bert.encoder.layer[1]
+    assert torch.equal(kept.output.dense.weight, orig.output.dense.weight)
+
+
 def test_decoder_model_without_pad_token(data, tmp_path):
     from transformers import GPT2Config, GPT2Model
 

