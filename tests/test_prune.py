@@ -123,3 +123,25 @@ def test_show_and_cli_errors(tiny_setup, tmp_path):
     p = _cli("show", str(tmp_path / "nothing"))
     _, err = p.communicate(timeout=60)
     assert p.returncode == 2 and "no plan" in err
+
+
+def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
+    from glp.prune import make_runner
+    from glp.search import TrialRequest
+
+    class FakeExecutor:
+        def run(self, requests):
+            for i, r in enumerate(requests):
+                res = {"removed": list(r.removed), "seed": r.seed, "budget": r.budget, "status": "ok", "score": 0.5}
+                if r.removed == (2,):
+                    res = {**res, "status": "failed", "score": None, "reason": "worker died", "infrastructure": True}
+                yield i, res
+
+    reqs = [TrialRequest((1,), 0, 1.0), TrialRequest((2,), 0, 1.0)]
+    with Store(tmp_path) as store:
+        run, stats = make_runner(store, {"m": 1}, FakeExecutor())
+        out = run(reqs)
+        assert [r["status"] for r in out] == ["ok", "failed"]
+        assert len(store) == 1
+        run(reqs)
+        assert stats["reused"] == 1 and stats["run"] == 3

@@ -7,6 +7,7 @@ stays fast. Errors a user can cause are ``GLPError``s: ``main()`` prints them as
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -264,6 +265,36 @@ def prune_cmd(
         None, "--proxy-examples", help="Search-eval examples the proxies read. [default: 256]", rich_help_panel=_SEARCH
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available]"),
+    executor: str | None = typer.Option(
+        None, "--executor", help="local | ray. [default: local]", rich_help_panel="Parallel candidates"
+    ),
+    devices: str | None = typer.Option(
+        None,
+        "--devices",
+        help="One worker per entry, candidates in parallel: GPU ids 0,1,2,3 (each worker pinned to its card) or "
+        "cpu,cpu. [default: one in-process worker on --device]",
+        rich_help_panel="Parallel candidates",
+    ),
+    workers_per_device: int | None = typer.Option(
+        None,
+        "--workers-per-device",
+        help="Workers sharing each device (small models on a large GPU; --devices cpu --workers-per-device 4 "
+        "for 4 CPU workers). [default: 1]",
+        rich_help_panel="Parallel candidates",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="With --executor ray: auto | HOST:PORT of a running cluster (ray start --head). "
+        "[default: start a local Ray instance]",
+        rich_help_panel="Parallel candidates",
+    ),
+    max_retries: int | None = typer.Option(
+        None,
+        "--max-retries",
+        help="Retry a trial whose worker died this many times, then record it as failed. [default: 2]",
+        rich_help_panel="Parallel candidates",
+    ),
     num_train_epochs: float | None = typer.Option(None, "--num-train-epochs", help="[default: 3]", rich_help_panel=_HP),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="[default: 2e-5]", rich_help_panel=_HP),
     per_device_train_batch_size: int | None = typer.Option(
@@ -328,15 +359,28 @@ class _SearchProgress:
         self.trials = self.progress.add_task("trials", total=1, info="", visible=False)
         self.best: float | None = None
         self.n = 0
+        # not a terminal (nohup, CI, a pipe): one plain line per event instead of a live display
+        self.plain = not self.progress.console.is_terminal
+        self.batch_start = self.batch_done = self.batch_total = 0
+        self.t0 = time.time()
 
     def __enter__(self):
-        self.progress.__enter__()
+        if not self.plain:
+            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
+        if not self.plain:
+            self.progress.__exit__(*exc)
+
+    def _log(self, text: str) -> None:
+        elapsed = time.time() - self.t0
+        typer.echo(f"[{time.strftime('%H:%M:%S')} +{elapsed:.0f}s] {text}", err=True)
 
     def event(self, name: str, **info) -> None:
+        if self.plain:
+            self._plain(name, **info)
+            return
         p = self.progress
         if name == "step_start":
             self.n, self.best = info["n"], None
@@ -360,6 +404,34 @@ class _SearchProgress:
         elif name == "step_done":
             s = info["step"]
             p.update(self.steps, advance=1, info=f"kept removal {s.chosen} ({_fmt(s.chosen_mean)})")
+
+    def _plain(self, name: str, **info) -> None:
+        if name == "step_start":
+            self.n, self.best = info["n"], None
+            self._log(f"step {info['n']}/{info['total']}: {info['candidates']} candidates")
+        elif name == "trials_start":
+            self.batch_start, self.batch_done, self.batch_total = time.time(), info["cached"], info["total"]
+            if info["cached"]:
+                self._log(f"{info['cached']} of {info['total']} trials from the journal")
+        elif name == "trial_done":
+            r = info["result"]
+            self.batch_done += 1
+            if r.get("status") == "ok" and r.get("score") is not None:
+                self.best = r["score"] if self.best is None else max(self.best, r["score"])
+            per = (time.time() - self.batch_start) / max(self.batch_done, 1)
+            eta = per * (self.batch_total - self.batch_done)
+            score = f"{r['score']:.4f}" if r.get("score") is not None else f"failed ({r.get('reason')})"
+            where = f"step {self.n}/{self.cfg.max_remove}" if self.n else "baseline"
+            self._log(
+                f"{where} trial {self.batch_done}/{self.batch_total}: remove "
+                f"{sorted(info['request'].removed)} (seed {info['request'].seed}, budget {info['request'].budget:g}) "
+                f"-> {score}; best so far {_fmt(self.best)}; ETA for this batch {eta:.0f}s"
+            )
+        elif name == "rung_done":
+            self._log(f"step {info['n']}: rung {info['rung']} (budget {info['budget']:g}) kept {info['kept']}")
+        elif name == "step_done":
+            s = info["step"]
+            self._log(f"step {s.n} done: remove {s.chosen} ({_fmt(s.chosen_mean)})")
 
 
 def _fmt(x: float | None) -> str:
@@ -447,7 +519,7 @@ def export_cmd(
     strategy: str | None = typer.Option(None, "--strategy", help="Use RUN_DIR/plans/<strategy>.json."),
     seed: int = typer.Option(42, "--seed", help="Seed of the task head and of the fine-tune."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output directory."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available]"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Override the run's GLUE directory."),
     train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
     dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
@@ -463,7 +535,7 @@ def export_cmd(
         None, "--max-train-samples", help="0 = the whole train set.", rich_help_panel=_FINAL
     ),
     max_eval_samples: int | None = typer.Option(
-        None, "--max-eval-samples", help="0 = the whole dev set.", rich_help_panel=_FINAL
+        None, "--max-eval-samples", help="Dev subsample (default: the whole dev set).", rich_help_panel=_FINAL
     ),
 ) -> None:
     """Drop the plan's n layers from the pre-trained model and save a model that loads with plain transformers.
@@ -483,8 +555,12 @@ def export_cmd(
         max_eval_samples=max_eval_samples,
     )
 
+    shown = {"step": 0}
+
     def progress(step: int, total: int, loss: float) -> None:
-        typer.echo(f"  fine-tune step {step}/{total}, loss {loss:.4f}")
+        if step - shown["step"] >= max(1, total // 10) or step == total:
+            shown["step"] = step
+            typer.echo(f"  fine-tune step {step}/{total}, loss {loss:.4f}")
 
     res = export(
         run_dir,
@@ -519,7 +595,7 @@ def export_cmd(
 def evaluate_cmd(
     run_dirs: list[Path] = typer.Argument(None, help="Run directories; every plans/*.json of each is evaluated."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (tables, trial journal; re-run resumes)."),
-    n: str | None = typer.Option(None, "--n", help="Numbers of removed layers, e.g. 1,2,3 [default: the plans']."),
+    n: str | None = typer.Option(None, "--n", help="Numbers of removed layers, e.g. 1,2,3 (default: the plans')."),
     pattern: list[str] = typer.Option(
         None, "--pattern", help="Fixed pattern(s) too: top, bottom, even, odd, symmetric, random (repeat or a,b)."
     ),
@@ -527,7 +603,7 @@ def evaluate_cmd(
     seed: int = typer.Option(42, "--seed", help="First seed."),
     model: str | None = typer.Option(None, "--model", help="Model, when no run directory is given."),
     task: list[str] = typer.Option(None, "--task", "-t", help="Task(s), when no run directory is given."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available]"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     data_dir: str | None = typer.Option(None, "--data-dir", help="GLUE directory (default: the runs')."),
     train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
     dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
@@ -543,7 +619,7 @@ def evaluate_cmd(
         None, "--max-train-samples", help="0 = the whole train set.", rich_help_panel=_FINAL
     ),
     max_eval_samples: int | None = typer.Option(
-        None, "--max-eval-samples", help="0 = the whole dev set.", rich_help_panel=_FINAL
+        None, "--max-eval-samples", help="Dev subsample (default: the whole dev set).", rich_help_panel=_FINAL
     ),
 ) -> None:
     """The paper's Table 1: fine-tune on the full train set, score on dev, median of seeds, relative to baseline.
@@ -617,9 +693,10 @@ def profile_cmd(
     cpu_batch: int = typer.Option(1, "--cpu-batch", help="Batch size on the CPU."),
     gpu_batch: int = typer.Option(32, "--gpu-batch", help="Batch size on the GPU."),
     cpu: bool = typer.Option(True, "--cpu/--no-cpu", help="Time on the CPU."),
-    gpu: bool | None = typer.Option(None, "--gpu/--no-gpu", help="Time on CUDA [default: when available]."),
+    gpu: bool | None = typer.Option(None, "--gpu/--no-gpu", help="Time on CUDA (default: when available)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads while timing (default: torch's)."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="JSON file [default: RUN_DIR/profile.json with a plan, else ./profile.json]."
+        None, "--out", "-o", help="JSON file (default: RUN_DIR/profile.json with a plan, else ./profile.json)."
     ),
 ) -> None:
     """Parameters, CPU latency (batch 1) and GPU latency (batch 32) and speed-ups, for every n of a plan at once.
@@ -640,6 +717,7 @@ def profile_cmd(
         gpu_batch=gpu_batch,
         cpu=cpu,
         gpu=gpu,
+        threads=threads,
         on_row=typer.echo,
     )
     run_dir = plan if plan is not None else (Path(model) if (Path(model) / "plan.json").exists() else None)

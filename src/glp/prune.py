@@ -7,6 +7,7 @@ journal, runs the strategy through an executor and writes ``plan.json`` after ev
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -64,6 +65,10 @@ class PruneConfig:
     # execution
     executor: str = "local"
     device: str | None = None
+    devices: str | None = None  # one worker process (local) or Ray actor per entry: "0,1,2,3", "cpu,cpu"
+    workers_per_device: int = 1
+    ray_address: str | None = None
+    max_retries: int = 2
     hparams: HParams = field(default_factory=HParams)
 
     def __post_init__(self) -> None:
@@ -75,8 +80,15 @@ class PruneConfig:
             raise ConfigError(f"--proxy must be one of {', '.join(PROXIES)}, got {self.proxy!r}")
         if self.prefilter_top is not None and self.prefilter_top < 1:
             raise ConfigError(f"--prefilter-top must be at least 1, got {self.prefilter_top}")
-        if self.executor not in ("local",):
-            raise ConfigError(f"unknown --executor {self.executor!r}; known: local")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"unknown --executor {self.executor!r}; known: local, ray")
+        from glp.executors import parse_devices
+
+        parse_devices(self.devices, self.workers_per_device)  # raises ConfigError on a bad --devices
+        if self.max_retries < 0:
+            raise ConfigError(f"--max-retries must be 0 or more, got {self.max_retries}")
+        if self.ray_address and self.executor != "ray":
+            raise ConfigError("--ray-address needs --executor ray")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -110,6 +122,10 @@ class PruneConfig:
                 d[k] = tuple(d[k])
         if d.get("keep"):
             d["keep"] = tuple(int(x) for x in d["keep"])
+        if isinstance(d.get("devices"), list | tuple):  # YAML: devices: [0, 1]
+            d["devices"] = ",".join(map(str, d["devices"]))
+        elif isinstance(d.get("devices"), int):  # YAML: devices: 0
+            d["devices"] = str(d["devices"])
         unknown_hp = sorted(set(hp) - hp_names)
         if unknown_hp:
             raise ConfigError(f"unknown hyper-parameter(s) {unknown_hp}; known: {sorted(hp_names)}")
@@ -235,7 +251,8 @@ def make_runner(store: Store, context: dict[str, Any], executor: Any, on_event: 
             on_event("trials_start", total=len(requests), cached=len(requests) - len(todo))
         for j, result in executor.run([requests[i] for i in todo]):
             i = todo[j]
-            store.put(keys[i], result, context)
+            if not result.get("infrastructure"):  # a worker that died is no property of the trial: retry on resume
+                store.put(keys[i], result, context)
             out[i] = result
             stats["run"] += 1
             if on_event:
@@ -251,7 +268,7 @@ def make_runner(store: Store, context: dict[str, Any], executor: Any, on_event: 
 
 def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
     """Run (or resume) a search and return its plan; ``RUN_DIR/plan.json`` is rewritten after every step."""
-    from glp.executors import LocalExecutor
+    from glp.executors import make_executor
     from glp.scoring import Trial
 
     run_dir = Path(config.out)
@@ -262,7 +279,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         force=config.force,
         seed=config.seed,
     )
-    with Store(run_dir) as store:
+    with Store(run_dir) as store, contextlib.ExitStack() as cleanup:
         t0 = time.time()
         session = open_session(config, cache_dir=run_dir / "cache")
         store.set_meta("config:" + config.strategy, config.to_dict())
@@ -270,7 +287,8 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         def factory(removed: tuple[int, ...], seed: int):
             return Trial(config.model, removed, session.trial_data, config.hparams, seed, device=config.device)
 
-        executor = LocalExecutor(factory)
+        executor = make_executor(config, session.trial_data, factory)
+        cleanup.callback(executor.close)  # workers stop on errors too
         run_trials, stats = make_runner(store, session.context, executor, on_event)
         plan = Plan(
             model=session.model_info,
