@@ -79,7 +79,7 @@ def tiny_setup(tmp_path_factory):
 
 def tiny_prune_config(root, out, **kw):
     """A PruneConfig for the toy task of ``tiny_setup`` (fast hyper-parameters)."""
-    from glp.prune import PruneConfig
+    from glp.pruning import PruneConfig
     from glp.train import HParams
 
     base = dict(
@@ -101,7 +101,7 @@ def tiny_prune_config(root, out, **kw):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_setup, tmp_path_factory):
     """A finished greedy run directory (n = 1, 2, with baseline) on the toy task; treat it as read-only."""
-    from glp.prune import prune
+    from glp.pruning import prune
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     with one_thread():

@@ -14,7 +14,7 @@ from conftest import tiny_prune_config as _config
 
 import glp.executors as ex
 from glp.errors import ConfigError, GLPError
-from glp.prune import PruneConfig, prune
+from glp.pruning import PruneConfig, prune
 from glp.search import TrialRequest
 from glp.store import Store
 from glp.train import HParams
@@ -163,7 +163,7 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
 def test_cli_flags_reach_the_config(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    import glp.prune
+    import glp.pruning
     from glp.cli import app
 
     seen = []
@@ -172,7 +172,7 @@ def test_cli_flags_reach_the_config(monkeypatch, tmp_path):
         seen.append(cfg)
         raise GLPError("stopped by the test")
 
-    monkeypatch.setattr(glp.prune, "prune", fake_prune)
+    monkeypatch.setattr(glp.pruning, "prune", fake_prune)
     args = [
         "prune",
         "m",
@@ -312,7 +312,7 @@ def test_two_worker_processes_give_the_same_plan_despite_a_killed_worker(tiny_se
 
 
 def test_a_worker_error_is_raised_in_the_driver(tiny_setup, tmp_path):
-    from glp.prune import open_session
+    from glp.pruning import open_session
 
     session = open_session(_config(tiny_setup, tmp_path / "run", hparams=HP))
     spec = ex.WorkerSpec(str(tmp_path / "no-such-model"), session.trial_data, HP)

@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import tiny_prune_config as _config
 
 from glp.plan import Plan
-from glp.prune import prune
+from glp.pruning import prune
 from glp.store import Store
 
 
@@ -126,7 +126,7 @@ def test_show_and_cli_errors(tiny_setup, tmp_path):
 
 
 def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
-    from glp.prune import make_runner
+    from glp.pruning import make_runner
     from glp.search import TrialRequest
 
     class FakeExecutor:
@@ -145,3 +145,11 @@ def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
         assert len(store) == 1
         run(reqs)
         assert stats["reused"] == 1 and stats["run"] == 3
+
+
+def test_public_api_mirrors_the_cli():
+    import glp
+    import glp.pruning
+
+    assert glp.prune is glp.pruning.prune and glp.PruneConfig is glp.pruning.PruneConfig
+    assert callable(glp.drop_layers) and glp.Plan.load

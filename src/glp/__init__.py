@@ -16,6 +16,8 @@ _API = {
     "num_layers": "glp.layers",
     "GLPError": "glp.errors",
     "Plan": "glp.plan",
+    "prune": "glp.pruning",
+    "PruneConfig": "glp.pruning",
     "HParams": "glp.train",
     "TrialResult": "glp.train",
     "finetune_and_score": "glp.scoring",

@@ -315,7 +315,7 @@ def prune_cmd(
     Example: glp prune ./minilm --task rte --data-dir ../shared/data/glue --max-remove 3 --out runs/rte
     """
     flags = {k: v for k, v in locals().items() if k != "config" and v is not None}
-    from glp.prune import PruneConfig, load_yaml_config, prune
+    from glp.pruning import PruneConfig, load_yaml_config, prune
 
     settings = load_yaml_config(config) if config is not None else {}
     settings.update(flags)

@@ -335,7 +335,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     """Run (or resume) the evaluation; write ``table.md``, ``evaluation.csv``, ``evaluation.json`` in ``cfg.out``."""
     from glp import __version__
     from glp.executors import LocalExecutor
-    from glp.prune import make_runner, weights_revision
+    from glp.pruning import make_runner, weights_revision
     from glp.scoring import Trial
     from glp.search import TrialRequest
     from glp.store import Store

@@ -125,7 +125,7 @@ class LossProxy:
 
 
 def make_proxy(kind: str, config: Any, session: Any, run_trials: Any = None, run_dir: Path | None = None):
-    """Build the proxy scorer ``kind`` for a prune session (see glp.prune)."""
+    """Build the proxy scorer ``kind`` for a prune session (see glp.pruning)."""
     from glp.scoring import Trial, load_model
 
     task = session.task
