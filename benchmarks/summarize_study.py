@@ -1,0 +1,69 @@
+"""Tables for docs/results.md from the run directories benchmarks/glue_study.sh wrote.
+
+    .venv/bin/python benchmarks/summarize_study.py [runs/glue] [TASK ...]
+
+For each task: every strategy's removal set and search-eval score per n, its search cost, where GLP stands
+among all C(6, 2) removal sets scored by the exhaustive search, and the dev evaluation table of glp evaluate.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from glp.plan import Plan
+
+
+def task_tables(root: Path, task: str) -> str:
+    run = root / f"{task}-full"
+    plans = {p.stem: Plan.load(p) for p in sorted((run / "plans").glob("*.json"))}
+    halving = root / f"{task}-halving" / "plan.json"
+    if halving.exists():
+        plans["greedy + halving"] = Plan.load(halving)
+    out = [f"### {task}", ""]
+    any_plan = next(iter(plans.values()))
+    metric = any_plan.task["metric"]
+    base = any_plan.baseline["mean"] if any_plan.baseline else None
+    out.append(f"Search (85/15 split of train, {metric} on search-eval; unpruned baseline "
+               f"{base:.4f}):" if base is not None else f"Search ({metric} on search-eval):")
+    out += ["", "| strategy | n=1: removed | score | n=2: removed | score | trials | training steps | "
+            "trial time (s) |", "|---|---|---|---|---|---|---|---|"]
+    for name, p in plans.items():
+        steps = {s.n: s for s in p.steps}
+        cells = []
+        for n in (1, 2):
+            s = steps.get(n)
+            cells += [",".join(map(str, p.removals.get(n, []))) or "-", f"{s.chosen_mean:.4f}" if s else "-"]
+        c = p.cost
+        out.append(f"| {name} | {' | '.join(cells)} | {c.get('trials', 0)} | {c.get('train_steps', 0):,} | "
+                   f"{c.get('trial_seconds', 0):.0f} |")
+    opt = plans.get("optimal")
+    step2 = next((s for s in opt.steps if s.n == 2), None) if opt is not None else None
+    if step2 is not None:
+        ranked = [c for c in step2.candidates if c.mean is not None]
+        by_set = {frozenset(c.removed): c.mean for c in ranked}
+        best = ranked[0].mean
+        out += ["", f"Exhaustive n=2: {len(ranked)} removal sets, best {','.join(map(str, ranked[0].removed))} "
+                f"({best:.4f}), worst {ranked[-1].mean:.4f}."]
+        for name in ("greedy", "greedy + halving", "top", "bottom", "proxy-bi"):
+            if name in plans and 2 in plans[name].removals:
+                s = frozenset(plans[name].removals[2])
+                score = by_set[s]
+                rank = 1 + sum(1 for v in by_set.values() if v > score)
+                out.append(f"- {name}: {{{','.join(map(str, sorted(s)))}}} scores {score:.4f}, rank {rank} of "
+                           f"{len(by_set)}{' (the optimum)' if score == best else ''}")
+    table = root / f"{task}-eval" / "table.md"
+    if table.exists():
+        out += ["", "Dev (fine-tuned on train, median of seeds; `glp evaluate`):", "", table.read_text().strip()]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    root = Path(argv[0]) if argv else Path("runs/glue")
+    tasks = argv[1:] or sorted(p.name[: -len("-full")] for p in root.glob("*-full"))
+    for task in tasks:
+        print(task_tables(root, task))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
