@@ -60,7 +60,9 @@ def block_similarity(
         def fn(module, args, kwargs, output):
             x = args[0] if args else kwargs.get("hidden_states")
             y = output[0] if isinstance(output, tuple) else output
-            cos = torch.nn.functional.cosine_similarity(x.float(), y.float(), dim=-1).clamp(-1.0, 1.0)
+            cos = torch.nn.functional.cosine_similarity(x.double(), y.double(), dim=-1).clamp(
+                -1.0, 1.0
+            )  # float64: arccos is steep at 1
             val = (1.0 - cos) if kind == "bi" else torch.arccos(cos) / math.pi
             m = mask_holder["mask"].to(val.dtype)
             sums[i] += float((val * m).sum())
@@ -154,4 +156,3 @@ def make_proxy(kind: str, config: Any, session: Any, run_trials: Any = None, run
 def rank_layers(scores: dict[int, float]) -> list[int]:
     """Most removable first (lowest score; ties to the higher index, as in glp.search)."""
     return sorted(scores, key=lambda i: (scores[i], -i))
-
