@@ -184,3 +184,11 @@ def test_make_strategy_unknown():
     with pytest.raises(ConfigError, match="unknown strategy"):
         make_strategy("sideways")
     assert make_strategy("beam", beam_width=3).width == 3
+
+
+def test_halving_budgets():
+    assert Halving(rungs=3, eta=3).budgets() == [round(1 / 9, 9), round(1 / 3, 9), 1.0]
+    assert Halving(rungs=3, eta=3, min_budget=0.25).budgets() == [0.25, 0.5, 1.0]
+    assert Halving(rungs=1).budgets() == [1.0] and Halving(eta=3).keep(6) == 2 and Halving(eta=3).keep(1) == 1
+    with pytest.raises(ConfigError, match="--min-budget"):
+        Halving(min_budget=1.5)

@@ -252,6 +252,12 @@ def prune_cmd(
     eta: float | None = typer.Option(
         None, "--eta", help="Keep the best 1/eta after each rung. [default: 3]", rich_help_panel=_SEARCH
     ),
+    min_budget: float | None = typer.Option(
+        None,
+        "--min-budget",
+        help="First rung's budget as a fraction of the fine-tune. [default: eta^-(rungs-1)]",
+        rich_help_panel=_SEARCH,
+    ),
     proxy: str | None = typer.Option(
         None, "--proxy", help="Proxy for --prefilter-top: bi | angular | loss. [default: bi]", rich_help_panel=_SEARCH
     ),

@@ -58,6 +58,7 @@ class PruneConfig:
     halving: bool = False
     rungs: int = 3
     eta: float = 3.0
+    min_budget: float | None = None
     # proxies
     proxy: str = "bi"
     prefilter_top: int | None = None
@@ -96,7 +97,7 @@ class PruneConfig:
 
     @property
     def schedule(self) -> Halving:
-        return Halving(self.rungs, self.eta) if self.halving else FULL
+        return Halving(self.rungs, self.eta, self.min_budget) if self.halving else FULL
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
