@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -508,6 +509,21 @@ def show(
 
 _FINAL = "Final fine-tune (run_glue names; default: the plan's)"
 
+# The final fine-tune's flags, shared by export and evaluate (run_glue names; None = the plan's value).
+_Epochs = Annotated[float | None, typer.Option("--num-train-epochs", rich_help_panel=_FINAL)]
+_LearningRate = Annotated[float | None, typer.Option("--learning-rate", rich_help_panel=_FINAL)]
+_BatchSize = Annotated[int | None, typer.Option("--per-device-train-batch-size", rich_help_panel=_FINAL)]
+_MaxSeqLength = Annotated[int | None, typer.Option("--max-seq-length", rich_help_panel=_FINAL)]
+_WarmupRatio = Annotated[float | None, typer.Option("--warmup-ratio", rich_help_panel=_FINAL)]
+_WeightDecay = Annotated[float | None, typer.Option("--weight-decay", rich_help_panel=_FINAL)]
+_MaxTrainSamples = Annotated[
+    int | None, typer.Option("--max-train-samples", help="0 = the whole train set.", rich_help_panel=_FINAL)
+]
+_MaxEvalSamples = Annotated[
+    int | None,
+    typer.Option("--max-eval-samples", help="Dev subsample (default: the whole dev set).", rich_help_panel=_FINAL),
+]
+
 
 def _hp_flags(**kw) -> dict:
     """Hyper-parameter flags that were given (None = not given); ``max_*_samples 0`` means no limit."""
@@ -529,20 +545,14 @@ def export_cmd(
     data_dir: str | None = typer.Option(None, "--data-dir", help="Override the run's GLUE directory."),
     train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
     dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
-    num_train_epochs: float | None = typer.Option(None, "--num-train-epochs", rich_help_panel=_FINAL),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", rich_help_panel=_FINAL),
-    per_device_train_batch_size: int | None = typer.Option(
-        None, "--per-device-train-batch-size", rich_help_panel=_FINAL
-    ),
-    max_seq_length: int | None = typer.Option(None, "--max-seq-length", rich_help_panel=_FINAL),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", rich_help_panel=_FINAL),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", rich_help_panel=_FINAL),
-    max_train_samples: int | None = typer.Option(
-        None, "--max-train-samples", help="0 = the whole train set.", rich_help_panel=_FINAL
-    ),
-    max_eval_samples: int | None = typer.Option(
-        None, "--max-eval-samples", help="Dev subsample (default: the whole dev set).", rich_help_panel=_FINAL
-    ),
+    num_train_epochs: _Epochs = None,
+    learning_rate: _LearningRate = None,
+    per_device_train_batch_size: _BatchSize = None,
+    max_seq_length: _MaxSeqLength = None,
+    warmup_ratio: _WarmupRatio = None,
+    weight_decay: _WeightDecay = None,
+    max_train_samples: _MaxTrainSamples = None,
+    max_eval_samples: _MaxEvalSamples = None,
 ) -> None:
     """Drop the plan's n layers from the pre-trained model and save a model that loads with plain transformers.
 
@@ -613,20 +623,14 @@ def evaluate_cmd(
     data_dir: str | None = typer.Option(None, "--data-dir", help="GLUE directory (default: the runs')."),
     train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
     dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
-    num_train_epochs: float | None = typer.Option(None, "--num-train-epochs", rich_help_panel=_FINAL),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", rich_help_panel=_FINAL),
-    per_device_train_batch_size: int | None = typer.Option(
-        None, "--per-device-train-batch-size", rich_help_panel=_FINAL
-    ),
-    max_seq_length: int | None = typer.Option(None, "--max-seq-length", rich_help_panel=_FINAL),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", rich_help_panel=_FINAL),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", rich_help_panel=_FINAL),
-    max_train_samples: int | None = typer.Option(
-        None, "--max-train-samples", help="0 = the whole train set.", rich_help_panel=_FINAL
-    ),
-    max_eval_samples: int | None = typer.Option(
-        None, "--max-eval-samples", help="Dev subsample (default: the whole dev set).", rich_help_panel=_FINAL
-    ),
+    num_train_epochs: _Epochs = None,
+    learning_rate: _LearningRate = None,
+    per_device_train_batch_size: _BatchSize = None,
+    max_seq_length: _MaxSeqLength = None,
+    warmup_ratio: _WarmupRatio = None,
+    weight_decay: _WeightDecay = None,
+    max_train_samples: _MaxTrainSamples = None,
+    max_eval_samples: _MaxEvalSamples = None,
 ) -> None:
     """The paper's Table 1: fine-tune on the full train set, score on dev, median of seeds, relative to baseline.
 
