@@ -229,3 +229,13 @@ def test_glue_score_excludes_wnli():
         glue_score({"imdb": 0.5})
     with pytest.raises(TaskError, match="twice"):
         glue_score({"sst2": 0.5, "SST-2": 0.6})
+
+
+def test_resolve_task_glue_or_custom():
+    from glp.tasks import resolve_task
+
+    assert resolve_task("SST-2").name == "sst2"
+    custom = resolve_task("toy", ("text",), "label", "macro-f1")
+    assert custom.metric == "macro-f1" and custom.text_columns == ("text",)
+    with pytest.raises(TaskError, match="not a GLUE task: give --text-columns"):
+        resolve_task("toy")

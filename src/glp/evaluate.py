@@ -133,16 +133,9 @@ def load_full_data(spec: DataSpec, tokenizer_source: str, max_seq_length: int, c
 
     from glp.data import encode, load_task_data
     from glp.scoring import TrialData
-    from glp.tasks import custom_task, get_task, is_glue_task
+    from glp.tasks import resolve_task
 
-    if spec.text_columns or spec.label_column or spec.metric or not is_glue_task(spec.task):
-        if not (spec.text_columns and spec.label_column):
-            raise ConfigError(
-                f"task {spec.task!r} is not a GLUE task: give --text-columns and --label-column for your own data"
-            )
-        task = custom_task(spec.task, spec.text_columns, spec.label_column, spec.metric or "accuracy")
-    else:
-        task = get_task(spec.task)
+    task = resolve_task(spec.task, spec.text_columns, spec.label_column, spec.metric)
     ds = load_task_data(
         task, data_dir=spec.data_dir, train_file=spec.train_file, dev_file=spec.dev_file, hub_name=spec.hub_dataset
     )

@@ -186,17 +186,9 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
     from glp.data import encode, load_task_data, search_split
     from glp.layers import config_num_layers
     from glp.scoring import TrialData
-    from glp.tasks import custom_task, get_task, is_glue_task
+    from glp.tasks import resolve_task
 
-    if config.text_columns or config.label_column or config.metric or not is_glue_task(config.task):
-        if not (config.text_columns and config.label_column):
-            raise ConfigError(
-                f"task {config.task!r} is not a GLUE task: give --text-columns and --label-column "
-                "(and --metric) for your own data"
-            )
-        task = custom_task(config.task, config.text_columns, config.label_column, config.metric or "accuracy")
-    else:
-        task = get_task(config.task)
+    task = resolve_task(config.task, config.text_columns, config.label_column, config.metric)
     ds = load_task_data(
         task,
         data_dir=config.data_dir,

@@ -171,6 +171,24 @@ def get_task(name: str | Task) -> Task:
     return GLUE_TASKS[key]
 
 
+def resolve_task(
+    name: str,
+    text_columns: Sequence[str] | None = None,
+    label_column: str | None = None,
+    metric: str | None = None,
+) -> Task:
+    """The task a command's settings name: a GLUE task, or a custom one when columns or a metric are given
+    (or the name is not a GLUE task, in which case the columns are required)."""
+    if text_columns or label_column or metric or not is_glue_task(name):
+        if not (text_columns and label_column):
+            raise TaskError(
+                f"task {name!r} is not a GLUE task: give --text-columns and --label-column "
+                "(and --metric) for your own data"
+            )
+        return custom_task(name, text_columns, label_column, metric or "accuracy")
+    return get_task(name)
+
+
 def custom_task(
     name: str,
     text_columns: str | Sequence[str],
