@@ -15,7 +15,7 @@ def main(root: str = "runs/glue") -> None:
     ratios = []
     for full_dir in sorted(Path(root).glob("*-full")):
         task = full_dir.name[: -len("-full")]
-        plans = {m: Plan.load(Path(root) / f"{task}-{m}") for m in ("full", "halving")}
+        plans = {m: Plan.load(Path(root) / f"{task}-{m}" / "plans" / "greedy.json") for m in ("full", "halving")}
         for mode, p in plans.items():
             sets = "; ".join(",".join(map(str, p.removals[n])) for n in sorted(p.removals))
             scores = ", ".join(f"{s.chosen_mean:.4f}" for s in p.steps)
