@@ -38,23 +38,17 @@ def _load(source: str) -> Any:
     """The model for sequence classification (its task head is part of what ships), else the bare model."""
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    from glp.scoring import quiet_transformers
+
     try:
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32)
-        except (ValueError, KeyError):
-            model = AutoModel.from_pretrained(source, dtype=torch.float32)
+        with quiet_transformers():
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32)
+            except (ValueError, KeyError):
+                model = AutoModel.from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot load model {source!r}: {e}") from e
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
     return model.float().eval()
 
 

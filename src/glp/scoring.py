@@ -14,13 +14,14 @@ exceptions; errors the user can fix (unknown model, bad layer index) raise ``GLP
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,23 @@ def _head_config(config: Any, task: Any) -> Any:
     return config
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings and progress bars off inside the block, as they were after it."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
 def _pretrained(source: str, task: Any) -> tuple[Any, dict[str, torch.Tensor]]:
     """(config with the task head, pre-trained weights without the new head), kept in memory per source."""
     key = (
@@ -112,7 +130,6 @@ def _pretrained(source: str, task: Any) -> tuple[Any, dict[str, torch.Tensor]]:
         _PRETRAINED.move_to_end(key)
         return _PRETRAINED[key]
     from transformers import AutoConfig, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     try:
         config = _head_config(AutoConfig.from_pretrained(source), task)
@@ -121,20 +138,13 @@ def _pretrained(source: str, task: Any) -> tuple[Any, dict[str, torch.Tensor]]:
             f"cannot load model {source!r}: {exc}. Give a local model directory or a hub name "
             "(the hub needs network access)."
         ) from exc
-    verbosity = hf_logging.get_verbosity()
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, dtype=torch.float32, ignore_mismatched_sizes=True, output_loading_info=True
-        )
+        with quiet_transformers():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                source, config=config, dtype=torch.float32, ignore_mismatched_sizes=True, output_loading_info=True
+            )
     except (OSError, ValueError) as exc:
         raise GLPError(f"cannot load model {source!r} for sequence classification: {exc}") from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
     mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
     fresh = set(info.get("missing_keys") or ()) | mismatched
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in fresh}
