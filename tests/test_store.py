@@ -71,3 +71,26 @@ def test_plan_roundtrip_and_lookup(tmp_path):
         back.layers_to_remove(3)
     with pytest.raises(RunDirError, match="no plan"):
         Plan.load(tmp_path / "nowhere")
+
+
+def test_artifact_readers_say_what_is_wrong(tmp_path):
+    """Plan.load, evaluate.load_evaluation and profile.load share one reader: missing, not JSON, wrong schema."""
+    from glp import profile
+    from glp.evaluate import load_evaluation
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    other = tmp_path / "other.json"
+    other.write_text('{"schema": "something/1"}')
+    readers = [
+        (Plan.load, "plan", "glp prune --out DIR"),
+        (load_evaluation, "evaluation", "glp evaluate --out DIR"),
+        (profile.load, "profile", "glp profile"),
+    ]
+    for read, what, hint in readers:
+        with pytest.raises(RunDirError, match=f"no {what} at .*{hint}"):
+            read(tmp_path / "missing.json")
+        with pytest.raises(RunDirError, match="bad.json is not valid JSON"):
+            read(bad)
+        with pytest.raises(RunDirError, match=f"other.json is not .*{what}"):
+            read(other)

@@ -148,6 +148,49 @@ _DATA = "Data"
 _SEARCH = "Search"
 
 
+_PARALLEL = "Parallel trials"
+
+# Parallel trials, shared by prune (candidates) and evaluate (rows x seeds); None = the default.
+_Executor = Annotated[
+    str | None, typer.Option("--executor", help="local | ray. \\[default: local]", rich_help_panel=_PARALLEL)
+]
+_Devices = Annotated[
+    str | None,
+    typer.Option(
+        "--devices",
+        help="One worker per entry, trials in parallel: GPU ids 0,1,2,3 (each worker pinned to its card) or "
+        "cpu,cpu. \\[default: one in-process worker on --device]",
+        rich_help_panel=_PARALLEL,
+    ),
+]
+_WorkersPerDevice = Annotated[
+    int | None,
+    typer.Option(
+        "--workers-per-device",
+        help="Workers sharing each device (small models on a large GPU; --devices cpu --workers-per-device 4 "
+        "for 4 CPU workers). \\[default: 1]",
+        rich_help_panel=_PARALLEL,
+    ),
+]
+_RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --executor ray: auto | HOST:PORT of a running cluster (ray start --head). "
+        "\\[default: start a local Ray instance]",
+        rich_help_panel=_PARALLEL,
+    ),
+]
+_MaxRetries = Annotated[
+    int | None,
+    typer.Option(
+        "--max-retries",
+        help="Retry a trial whose worker died this many times, then record it as failed. \\[default: 2]",
+        rich_help_panel=_PARALLEL,
+    ),
+]
+
+
 @app.command("prune")
 def prune_cmd(
     model: str | None = typer.Argument(
@@ -164,7 +207,7 @@ def prune_cmd(
         None,
         "--out",
         "-o",
-        help="Run directory (plan.json, trial journal). Re-running the same command resumes. [default: runs/glp]",
+        help="Run directory (plan.json, trial journal). Re-running the same command resumes. \\[default: runs/glp]",
     ),
     max_remove: int | None = typer.Option(
         None, "--max-remove", "-n", help="Search removal sets up to this many layers.", rich_help_panel=_SEARCH
@@ -175,7 +218,7 @@ def prune_cmd(
         "-s",
         help="greedy (GLP) | beam | optimal | top | bottom | "
         "even | odd | symmetric | random | proxy-bi | proxy-angular | proxy-loss. "
-        "[default: greedy]",
+        "\\[default: greedy]",
         rich_help_panel=_SEARCH,
     ),
     config: Path | None = typer.Option(
@@ -211,7 +254,7 @@ def prune_cmd(
     eval_fraction: float | None = typer.Option(
         None,
         "--eval-fraction",
-        help="Share of train held out to score candidates. [default: 0.15]",
+        help="Share of train held out to score candidates. \\[default: 0.15]",
         rich_help_panel=_DATA,
     ),
     keep: str | None = typer.Option(
@@ -220,47 +263,47 @@ def prune_cmd(
     search_seeds: int | None = typer.Option(
         None,
         "--search-seeds",
-        help="Fine-tune each candidate with this many seeds and select on the mean. [default: 1]",
+        help="Fine-tune each candidate with this many seeds and select on the mean. \\[default: 1]",
         rich_help_panel=_SEARCH,
     ),
     seed: int | None = typer.Option(
-        None, "--seed", help="Base seed (split, first search seed). [default: 42]", rich_help_panel=_SEARCH
+        None, "--seed", help="Base seed (split, first search seed). \\[default: 42]", rich_help_panel=_SEARCH
     ),
     beam_width: int | None = typer.Option(
-        None, "--beam-width", help="For --strategy beam. [default: 2]", rich_help_panel=_SEARCH
+        None, "--beam-width", help="For --strategy beam. \\[default: 2]", rich_help_panel=_SEARCH
     ),
     max_trials: int | None = typer.Option(
         None,
         "--max-trials",
-        help="For --strategy optimal: refuse above this many removal sets. [default: 200]",
+        help="For --strategy optimal: refuse above this many removal sets. \\[default: 200]",
         rich_help_panel=_SEARCH,
     ),
     force: bool | None = typer.Option(
         None, "--force/--no-force", help="Run optimal above --max-trials.", rich_help_panel=_SEARCH
     ),
     baseline: bool | None = typer.Option(
-        None, "--baseline/--no-baseline", help="Also score the unpruned model. [default: on]", rich_help_panel=_SEARCH
+        None, "--baseline/--no-baseline", help="Also score the unpruned model. \\[default: on]", rich_help_panel=_SEARCH
     ),
     halving: bool | None = typer.Option(
         None,
         "--halving/--no-halving",
-        help="Early rejection by successive halving within each step. [default: off, as the paper]",
+        help="Early rejection by successive halving within each step. \\[default: off, as the paper]",
         rich_help_panel=_SEARCH,
     ),
     rungs: int | None = typer.Option(
-        None, "--rungs", help="Successive-halving rungs. [default: 3]", rich_help_panel=_SEARCH
+        None, "--rungs", help="Successive-halving rungs. \\[default: 3]", rich_help_panel=_SEARCH
     ),
     eta: float | None = typer.Option(
-        None, "--eta", help="Keep the best 1/eta after each rung. [default: 3]", rich_help_panel=_SEARCH
+        None, "--eta", help="Keep the best 1/eta after each rung. \\[default: 3]", rich_help_panel=_SEARCH
     ),
     min_budget: float | None = typer.Option(
         None,
         "--min-budget",
-        help="First rung's budget as a fraction of the fine-tune. [default: eta^-(rungs-1)]",
+        help="First rung's budget as a fraction of the fine-tune. \\[default: eta^-(rungs-1)]",
         rich_help_panel=_SEARCH,
     ),
     proxy: str | None = typer.Option(
-        None, "--proxy", help="Proxy for --prefilter-top: bi | angular | loss. [default: bi]", rich_help_panel=_SEARCH
+        None, "--proxy", help="Proxy for --prefilter-top: bi | angular | loss. \\[default: bi]", rich_help_panel=_SEARCH
     ),
     prefilter_top: int | None = typer.Option(
         None,
@@ -269,47 +312,27 @@ def prune_cmd(
         rich_help_panel=_SEARCH,
     ),
     proxy_examples: int | None = typer.Option(
-        None, "--proxy-examples", help="Search-eval examples the proxies read. [default: 256]", rich_help_panel=_SEARCH
-    ),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... [default: cuda if available]"),
-    executor: str | None = typer.Option(
-        None, "--executor", help="local | ray. [default: local]", rich_help_panel="Parallel candidates"
-    ),
-    devices: str | None = typer.Option(
         None,
-        "--devices",
-        help="One worker per entry, candidates in parallel: GPU ids 0,1,2,3 (each worker pinned to its card) or "
-        "cpu,cpu. [default: one in-process worker on --device]",
-        rich_help_panel="Parallel candidates",
+        "--proxy-examples",
+        help="Search-eval examples the proxies read. \\[default: 256]",
+        rich_help_panel=_SEARCH,
     ),
-    workers_per_device: int | None = typer.Option(
-        None,
-        "--workers-per-device",
-        help="Workers sharing each device (small models on a large GPU; --devices cpu --workers-per-device 4 "
-        "for 4 CPU workers). [default: 1]",
-        rich_help_panel="Parallel candidates",
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... \\[default: cuda if available]"),
+    executor: _Executor = None,
+    devices: _Devices = None,
+    workers_per_device: _WorkersPerDevice = None,
+    ray_address: _RayAddress = None,
+    max_retries: _MaxRetries = None,
+    num_train_epochs: float | None = typer.Option(
+        None, "--num-train-epochs", help="\\[default: 3]", rich_help_panel=_HP
     ),
-    ray_address: str | None = typer.Option(
-        None,
-        "--ray-address",
-        help="With --executor ray: auto | HOST:PORT of a running cluster (ray start --head). "
-        "[default: start a local Ray instance]",
-        rich_help_panel="Parallel candidates",
-    ),
-    max_retries: int | None = typer.Option(
-        None,
-        "--max-retries",
-        help="Retry a trial whose worker died this many times, then record it as failed. [default: 2]",
-        rich_help_panel="Parallel candidates",
-    ),
-    num_train_epochs: float | None = typer.Option(None, "--num-train-epochs", help="[default: 3]", rich_help_panel=_HP),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", help="[default: 2e-5]", rich_help_panel=_HP),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="\\[default: 2e-5]", rich_help_panel=_HP),
     per_device_train_batch_size: int | None = typer.Option(
-        None, "--per-device-train-batch-size", help="[default: 32]", rich_help_panel=_HP
+        None, "--per-device-train-batch-size", help="\\[default: 32]", rich_help_panel=_HP
     ),
-    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="[default: 128]", rich_help_panel=_HP),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="[default: 0]", rich_help_panel=_HP),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", help="[default: 0.01]", rich_help_panel=_HP),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="\\[default: 128]", rich_help_panel=_HP),
+    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="\\[default: 0]", rich_help_panel=_HP),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help="\\[default: 0.01]", rich_help_panel=_HP),
     max_train_samples: int | None = typer.Option(
         None, "--max-train-samples", help="Seeded subsample of search-train.", rich_help_panel=_HP
     ),
@@ -525,8 +548,8 @@ _MaxEvalSamples = Annotated[
 ]
 
 
-def _hp_flags(**kw) -> dict:
-    """Hyper-parameter flags that were given (None = not given); ``max_*_samples 0`` means no limit."""
+def _given(**kw) -> dict:
+    """The flags that were given (None = not given); for hyper-parameters, ``max_*_samples 0`` means no limit."""
     return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -560,7 +583,7 @@ def export_cmd(
     """
     from glp.export import export
 
-    hp = _hp_flags(
+    hp = _given(
         num_train_epochs=num_train_epochs,
         learning_rate=learning_rate,
         per_device_train_batch_size=per_device_train_batch_size,
@@ -623,6 +646,11 @@ def evaluate_cmd(
     data_dir: str | None = typer.Option(None, "--data-dir", help="GLUE directory (default: the runs')."),
     train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
     dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
+    executor: _Executor = None,
+    devices: _Devices = None,
+    workers_per_device: _WorkersPerDevice = None,
+    ray_address: _RayAddress = None,
+    max_retries: _MaxRetries = None,
     num_train_epochs: _Epochs = None,
     learning_rate: _LearningRate = None,
     per_device_train_batch_size: _BatchSize = None,
@@ -638,7 +666,7 @@ def evaluate_cmd(
     """
     from glp.evaluate import EvalConfig, evaluate
 
-    hp = _hp_flags(
+    hp = _given(
         num_train_epochs=num_train_epochs,
         learning_rate=learning_rate,
         per_device_train_batch_size=per_device_train_batch_size,
@@ -669,6 +697,13 @@ def evaluate_cmd(
         dev_file=dev_file,
         hparams=hp,
         device=device,
+        **_given(
+            executor=executor,
+            devices=devices,
+            workers_per_device=workers_per_device,
+            ray_address=ray_address,
+            max_retries=max_retries,
+        ),
     )
     state = {"done": 0, "total": 0}
 

@@ -23,6 +23,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from glp.errors import ConfigError, GLPError, RunDirError
@@ -205,6 +206,12 @@ class EvalConfig:
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the plans' hyper-parameters
     device: str | None = None
     pattern_seed: int = 0
+    # parallel trials, as `glp prune` runs candidates (glp.executors.make_executor reads these names)
+    executor: str = "local"
+    devices: str | None = None
+    workers_per_device: int = 1
+    ray_address: str | None = None
+    max_retries: int = 2
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -327,7 +334,7 @@ def _model_num_layers(source: str) -> int:
 def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str, Any]:
     """Run (or resume) the evaluation; write ``table.md``, ``evaluation.csv``, ``evaluation.json`` in ``cfg.out``."""
     from glp import __version__
-    from glp.executors import LocalExecutor
+    from glp.executors import make_executor
     from glp.pruning import make_runner, weights_revision
     from glp.scoring import Trial
     from glp.search import TrialRequest
@@ -366,15 +373,16 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                 if on_event:
                     on_event(event, task=_task, **info)
 
-            executor = LocalExecutor(factory)
-            run, _ = make_runner(store, context, executor, relay)
-            unique: dict[tuple[frozenset[int], int], TrialRequest] = {}
-            for arm in job.arms:
-                for s in seeds:
-                    unique.setdefault((frozenset(arm.removed), s), TrialRequest(arm.removed, s, 1.0))
-            reqs = list(unique.values())
-            results = dict(zip(unique, run(reqs), strict=True))
-            executor.close()
+            executor = make_executor(_executor_settings(cfg, job.model, hp), data.trial_data, factory)
+            try:
+                run, _ = make_runner(store, context, executor, relay)
+                unique: dict[tuple[frozenset[int], int], TrialRequest] = {}
+                for arm in job.arms:
+                    for s in seeds:
+                        unique.setdefault((frozenset(arm.removed), s), TrialRequest(arm.removed, s, 1.0))
+                results = dict(zip(unique, run(list(unique.values())), strict=True))
+            finally:
+                executor.close()
             for arm in job.arms:
                 for s in seeds:
                     r = results[(frozenset(arm.removed), s)]
@@ -408,6 +416,20 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     }
     write_outputs(result, out)
     return result
+
+
+def _executor_settings(cfg: EvalConfig, model: str, hp: Any) -> SimpleNamespace:
+    """What `glp.executors.make_executor` reads, for one task's model and final hyper-parameters."""
+    return SimpleNamespace(
+        model=model,
+        hparams=hp,
+        device=cfg.device,
+        executor=cfg.executor,
+        devices=cfg.devices,
+        workers_per_device=cfg.workers_per_device,
+        ray_address=cfg.ray_address,
+        max_retries=cfg.max_retries,
+    )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -638,14 +660,8 @@ def write_outputs(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
 
 def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
     """``evaluation.json`` of an evaluation directory (or the file itself)."""
+    from glp.plan import read_artifact
+
     p = Path(path)
     f = p / "evaluation.json" if p.is_dir() else p
-    if not f.exists():
-        raise RunDirError(f"no evaluation at {f}: glp evaluate --out DIR writes DIR/evaluation.json")
-    try:
-        d = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise RunDirError(f"{f} is not valid JSON: {e}") from e
-    if d.get("schema") != SCHEMA:
-        raise RunDirError(f"{f} is not a glp evaluation ({SCHEMA})")
-    return d
+    return read_artifact(f, SCHEMA, "evaluation", "glp evaluate --out DIR writes DIR/evaluation.json")

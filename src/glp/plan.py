@@ -126,9 +126,25 @@ class Plan:
     def load(cls, run_dir_or_file: str | os.PathLike[str]) -> Plan:
         p = Path(run_dir_or_file)
         path = p / PLAN_NAME if p.is_dir() else p
-        if not path.exists():
-            raise RunDirError(f"no plan at {path}: is this a glp run directory? (glp prune --out DIR writes one)")
+        d = read_artifact(path, SCHEMA, "plan", "is this a glp run directory? (glp prune --out DIR writes one)")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            return cls.from_dict(d)
+        except (TypeError, KeyError) as e:
             raise RunDirError(f"{path} is not a valid glp plan: {e}") from e
+
+
+def read_artifact(path: str | os.PathLike[str], schema: str | None, what: str, hint: str) -> dict[str, Any]:
+    """A JSON file glp wrote (plan, evaluation, profile), with clear errors: missing (``hint`` says which command
+    writes it), not JSON, or not of ``schema`` (when given)."""
+    p = Path(path)
+    if not p.is_file():
+        raise RunDirError(f"no {what} at {p}: {hint}")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{p} is not valid JSON: {e}") from e
+    if not isinstance(d, dict):
+        raise RunDirError(f"{p} is not a glp {what}: it holds a JSON {type(d).__name__}, not an object")
+    if schema is not None and d.get("schema") != schema:
+        raise RunDirError(f"{p} is not a glp {what} (its schema is {d.get('schema')!r}; this glp reads {schema!r})")
+    return d

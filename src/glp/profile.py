@@ -310,15 +310,6 @@ def save(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    from glp.errors import RunDirError
+    from glp.plan import read_artifact
 
-    p = Path(path)
-    if not p.exists():
-        raise RunDirError(f"no profile at {p}: glp profile ... --out FILE writes one")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise RunDirError(f"{p} is not valid JSON: {e}") from e
-    if d.get("schema") != SCHEMA:
-        raise RunDirError(f"{p} is not a glp profile ({SCHEMA})")
-    return d
+    return read_artifact(path, SCHEMA, "profile", "glp profile ... --out FILE writes one")
