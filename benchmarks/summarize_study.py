@@ -23,20 +23,33 @@ def task_tables(root: Path, task: str) -> str:
     out = [f"### {task}", ""]
     any_plan = next(iter(plans.values()))
     metric = any_plan.task["metric"]
+    hp = any_plan.hparams
+    out.append(
+        f"Fine-tuning: {hp.get('num_train_epochs')} epochs, learning rate {hp.get('learning_rate')}, batch "
+        f"{hp.get('per_device_train_batch_size')}, max length {hp.get('max_seq_length')}, search-train subsample "
+        f"{hp.get('max_train_samples') or 'none'}, search-eval subsample {hp.get('max_eval_samples') or 'none'}."
+    )
+    out.append("")
     base = any_plan.baseline["mean"] if any_plan.baseline else None
-    out.append(f"Search (85/15 split of train, {metric} on search-eval; unpruned baseline "
-               f"{base:.4f}):" if base is not None else f"Search ({metric} on search-eval):")
-    out += ["", "| strategy | n=1: removed | score | n=2: removed | score | trials | training steps | "
-            "trial time (s) |", "|---|---|---|---|---|---|---|---|"]
+    out.append(
+        f"Search (85/15 split of train, {metric} on search-eval; unpruned baseline {base:.4f}):"
+        if base is not None
+        else f"Search ({metric} on search-eval):"
+    )
+    ns = sorted({n for p in plans.values() for n in p.removals})
+    head = " | ".join(f"n={n}: removed | score" for n in ns)
+    out += ["", f"| strategy | {head} | trials | training steps | trial time (s) |", "|---" * (2 * len(ns) + 4) + "|"]
     for name, p in plans.items():
         steps = {s.n: s for s in p.steps}
         cells = []
-        for n in (1, 2):
+        for n in ns:
             s = steps.get(n)
             cells += [",".join(map(str, p.removals.get(n, []))) or "-", f"{s.chosen_mean:.4f}" if s else "-"]
         c = p.cost
-        out.append(f"| {name} | {' | '.join(cells)} | {c.get('trials', 0)} | {c.get('train_steps', 0):,} | "
-                   f"{c.get('trial_seconds', 0):.0f} |")
+        out.append(
+            f"| {name} | {' | '.join(cells)} | {c.get('trials', 0)} | {c.get('train_steps', 0):,} | "
+            f"{c.get('trial_seconds', 0):.0f} |"
+        )
     opt = plans.get("optimal")
     step2 = next((s for s in opt.steps if s.n == 2), None) if opt is not None else None
     if step2 is not None:

@@ -160,6 +160,28 @@ def test_halving_cuts_budget_and_keeps_the_winner():
     assert "separation not measured" in step1.note
 
 
+def test_halving_ranks_an_early_score_below_a_finished_one():
+    """A candidate stopped after a few steps keeps its (possibly high) early score, but the step's choice and its
+    ranking put the candidate that finished the whole fine-tune first (seen on STS-B, where scores fall late)."""
+    early = {0: 0.50, 1: 0.55, 2: 0.60, 3: 0.65, 4: 0.70, 5: 0.80}  # layer -> score at budget 1/9
+    later = {4: 0.30, 5: 0.20}  # the two survivors of rung 1, at 1/3; layer 4 goes on to the full budget
+
+    def run(requests):
+        out = []
+        for r in requests:
+            (i,) = r.removed
+            score = early[i] if r.budget < 0.2 else later[i] if r.budget < 0.9 else 0.10
+            out.append({"removed": [i], "seed": r.seed, "budget": r.budget, "status": "ok", "score": score})
+        return out
+
+    res = Beam(1).run(ctx(run, n=1, schedule=Halving(rungs=3, eta=3)))
+    step = res.steps[0]
+    assert res.removals[1] == [4] and step.chosen == [4] and step.chosen_mean == pytest.approx(0.10)
+    assert [c.removed for c in step.candidates] == [[4], [5], [3], [2], [1], [0]]  # finished, 1/3, then 1/9
+    assert [c.status for c in step.candidates] == ["ok"] + ["rejected"] * 5
+    assert step.runner_up == [5] and step.separated is None
+
+
 def test_proxy_strategy_uses_lowest_proxy():
     calls = []
 

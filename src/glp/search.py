@@ -72,11 +72,14 @@ def tie_key(removed: Sequence[int]) -> tuple[int, ...]:
 
 
 def rank(cands: Sequence[Candidate]) -> list[Candidate]:
-    """Best first: highest mean; failed last; ties by `tie_key`."""
+    """Best first: the candidates scored at the full budget by highest mean, then those stopped early by
+    successive halving (furthest budget first, then mean: a score after a few steps never outranks one after
+    the whole fine-tune), then failed ones; ties by `tie_key`."""
 
-    def key(c: Candidate) -> tuple[int, float, tuple[int, ...]]:
-        ok = c.mean is not None and math.isfinite(c.mean)
-        return (1 if ok else 0, c.mean if ok else -math.inf, tie_key(c.removed))
+    def key(c: Candidate) -> tuple[int, float, float, tuple[int, ...]]:
+        scored = c.mean is not None and math.isfinite(c.mean)
+        tier = 0 if not scored or c.status == "failed" else 1 if c.status == "rejected" else 2
+        return (tier, c.budget if tier == 1 else 0.0, c.mean if scored else -math.inf, tie_key(c.removed))
 
     return sorted(cands, key=key, reverse=True)
 
