@@ -9,7 +9,7 @@ from glp.plan import Plan
 
 
 def main(root: str = "runs/glue") -> None:
-    print("| task | search | removal sets n=1, n=2 | search-eval score of the chosen sets | trials | "
+    print("| task | search | removal sets (n = 1, 2, ...) | search-eval score of the chosen sets | trials | "
           "training steps | trial time (s) |")
     print("|---|---|---|---|---|---|---|")
     ratios = []

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/summarize_study.py [runs/glue] [TASK ...]
 
-For each task: every strategy's removal set and search-eval score per n, its search cost, where GLP stands
+First the relative dev performance of every method and n across tasks. Then for each task: every strategy's
+removal set and search-eval score per n, its search cost, where GLP stands
 among all C(6, 2) removal sets scored by the exhaustive search, and the dev evaluation table of glp evaluate.
 """
 
@@ -71,9 +72,39 @@ def task_tables(root: Path, task: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def overview(root: Path, tasks: list[str]) -> str:
+    """Relative dev performance (median pruned / median baseline, %) of every (method, n), tasks as columns."""
+    from glp.evaluate import load_evaluation
+
+    cells: dict[tuple[str, int], dict[str, str]] = {}
+    for task in tasks:
+        ev = root / f"{task}-eval"
+        if not (ev / "evaluation.json").exists():
+            continue
+        for row in load_evaluation(ev)["summary"]["rows"]:
+            if row["n"] == 0:
+                continue
+            name = row["strategy"].replace(f" ({task}-halving)", " + halving")
+            cell = row["cells"].get(task) or {}
+            rel = cell.get("rel")
+            cells.setdefault((name, row["n"]), {})[task] = "–" if rel is None else f"{rel:.1f}"
+    order = ["greedy", "greedy + halving", "optimal", "top", "bottom", "proxy-bi"]
+    keys = sorted(cells, key=lambda k: (k[1], order.index(k[0]) if k[0] in order else len(order), k[0]))
+    names = {"sst2": "SST-2", "stsb": "STS-B"}
+    out = [
+        "| Method | n | " + " | ".join(names.get(t, t.upper()) for t in tasks) + " |",
+        "|---|---:|" + "---:|" * len(tasks),
+    ]
+    for k in keys:
+        out.append(f"| {k[0]} | {k[1]} | " + " | ".join(cells[k].get(t, "–") for t in tasks) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str]) -> None:
     root = Path(argv[0]) if argv else Path("runs/glue")
     tasks = argv[1:] or sorted(p.name[: -len("-full")] for p in root.glob("*-full"))
+    print("Relative dev performance (% of the unpruned model, medians over seeds):\n")
+    print(overview(root, tasks))
     for task in tasks:
         print(task_tables(root, task))
 
