@@ -8,7 +8,9 @@ and the relative performance: median of the pruned model / median of the baselin
 
 Every trial is journaled in ``OUT/trials.sqlite`` (the same `Store` as a search) under a context holding
 ``"protocol": "full-train/dev"``, so its keys never collide with search trials and a stopped evaluation resumes
-where it stopped. ``summarize`` and ``markdown_table`` are pure functions of the per-seed records.
+where it stopped. The fine-tunes (rows × seeds) are independent: ``devices`` / ``executor`` run them on worker
+processes or Ray actors exactly as ``glp prune`` runs candidates (`glp.executors.make_executor`).
+``summarize`` and ``markdown_table`` are pure functions of the per-seed records.
 """
 
 from __future__ import annotations
