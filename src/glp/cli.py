@@ -148,6 +148,8 @@ _DATA = "Data"
 _SEARCH = "Search"
 
 
+_Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... \\[default: cuda if available]")]
+
 _PARALLEL = "Parallel trials"
 
 # Parallel trials, shared by prune (candidates) and evaluate (rows x seeds); None = the default.
@@ -317,7 +319,7 @@ def prune_cmd(
         help="Search-eval examples the proxies read. \\[default: 256]",
         rich_help_panel=_SEARCH,
     ),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... \\[default: cuda if available]"),
+    device: _Device = None,
     executor: _Executor = None,
     devices: _Devices = None,
     workers_per_device: _WorkersPerDevice = None,
@@ -553,6 +555,23 @@ def _given(**kw) -> dict:
     return {k: v for k, v in kw.items() if v is not None}
 
 
+_FINAL_HP = (
+    "num_train_epochs",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "max_seq_length",
+    "warmup_ratio",
+    "weight_decay",
+    "max_train_samples",
+    "max_eval_samples",
+)
+
+
+def _final_hparams(args: dict) -> dict:
+    """The final fine-tune's flags (the aliases above) that were given, from a command's ``locals()``."""
+    return _given(**{k: args[k] for k in _FINAL_HP})
+
+
 @app.command("export")
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by glp prune (or a plan .json file)."),
@@ -564,7 +583,7 @@ def export_cmd(
     strategy: str | None = typer.Option(None, "--strategy", help="Use RUN_DIR/plans/<strategy>.json."),
     seed: int = typer.Option(42, "--seed", help="Seed of the task head and of the fine-tune."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output directory."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
+    device: _Device = None,
     data_dir: str | None = typer.Option(None, "--data-dir", help="Override the run's GLUE directory."),
     train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
     dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
@@ -583,16 +602,7 @@ def export_cmd(
     """
     from glp.export import export
 
-    hp = _given(
-        num_train_epochs=num_train_epochs,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=per_device_train_batch_size,
-        max_seq_length=max_seq_length,
-        warmup_ratio=warmup_ratio,
-        weight_decay=weight_decay,
-        max_train_samples=max_train_samples,
-        max_eval_samples=max_eval_samples,
-    )
+    hp = _final_hparams(locals())
 
     shown = {"step": 0}
 
@@ -642,7 +652,7 @@ def evaluate_cmd(
     seed: int = typer.Option(42, "--seed", help="First seed."),
     model: str | None = typer.Option(None, "--model", help="Model, when no run directory is given."),
     task: list[str] = typer.Option(None, "--task", "-t", help="Task(s), when no run directory is given."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
+    device: _Device = None,
     data_dir: str | None = typer.Option(None, "--data-dir", help="GLUE directory (default: the runs')."),
     train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
     dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
@@ -666,16 +676,7 @@ def evaluate_cmd(
     """
     from glp.evaluate import EvalConfig, evaluate
 
-    hp = _given(
-        num_train_epochs=num_train_epochs,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=per_device_train_batch_size,
-        max_seq_length=max_seq_length,
-        warmup_ratio=warmup_ratio,
-        weight_decay=weight_decay,
-        max_train_samples=max_train_samples,
-        max_eval_samples=max_eval_samples,
-    )
+    hp = _final_hparams(locals())
     patterns = tuple(p.strip() for item in (pattern or []) for p in item.split(",") if p.strip())
     ns = None
     if n:

@@ -25,7 +25,6 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from glp.errors import ConfigError, GLPError, RunDirError
@@ -208,7 +207,7 @@ class EvalConfig:
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the plans' hyper-parameters
     device: str | None = None
     pattern_seed: int = 0
-    # parallel trials, as `glp prune` runs candidates (glp.executors.make_executor reads these names)
+    # parallel trials, as `glp prune` runs candidates (glp.executors.make_executor reads these fields)
     executor: str = "local"
     devices: str | None = None
     workers_per_device: int = 1
@@ -336,7 +335,7 @@ def _model_num_layers(source: str) -> int:
 def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str, Any]:
     """Run (or resume) the evaluation; write ``table.md``, ``evaluation.csv``, ``evaluation.json`` in ``cfg.out``."""
     from glp import __version__
-    from glp.executors import make_executor
+    from glp.executors import WorkerSpec, make_executor
     from glp.pruning import make_runner, weights_revision
     from glp.scoring import Trial
     from glp.search import TrialRequest
@@ -375,7 +374,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                 if on_event:
                     on_event(event, task=_task, **info)
 
-            executor = make_executor(_executor_settings(cfg, job.model, hp), data.trial_data, factory)
+            executor = make_executor(cfg, WorkerSpec(job.model, data.trial_data, hp), factory)
             try:
                 run, _ = make_runner(store, context, executor, relay)
                 unique: dict[tuple[frozenset[int], int], TrialRequest] = {}
@@ -418,20 +417,6 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     }
     write_outputs(result, out)
     return result
-
-
-def _executor_settings(cfg: EvalConfig, model: str, hp: Any) -> SimpleNamespace:
-    """What `glp.executors.make_executor` reads, for one task's model and final hyper-parameters."""
-    return SimpleNamespace(
-        model=model,
-        hparams=hp,
-        device=cfg.device,
-        executor=cfg.executor,
-        devices=cfg.devices,
-        workers_per_device=cfg.workers_per_device,
-        ray_address=cfg.ray_address,
-        max_retries=cfg.max_retries,
-    )
 
 
 def _jsonable(obj: Any) -> Any:

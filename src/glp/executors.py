@@ -872,14 +872,14 @@ class RayExecutor(_Pool):
 # ------------------------------------------------------------------------------------------ choice
 
 
-def make_executor(config: Any, trial_data: Any, factory: TrialFactory) -> Executor:
-    """The executor a PruneConfig asks for: ``executor``, ``devices``, ``workers_per_device``, ``ray_address``,
-    ``max_retries`` (``factory`` builds trials for the in-process `LocalExecutor`)."""
+def make_executor(config: Any, spec: WorkerSpec, factory: TrialFactory) -> Executor:
+    """The executor ``config`` (a PruneConfig or EvalConfig) asks for: ``executor``, ``device``, ``devices``,
+    ``workers_per_device``, ``ray_address``, ``max_retries``. Worker processes and Ray actors build their trials
+    from ``spec``; the in-process `LocalExecutor` from ``factory``."""
     kind = getattr(config, "executor", "local")
     devices = getattr(config, "devices", None)
     per = int(getattr(config, "workers_per_device", 1) or 1)
     retries = int(getattr(config, "max_retries", 2))
-    spec = WorkerSpec(str(config.model), trial_data, config.hparams)
     if kind == "ray":
         return RayExecutor(spec, devices, per, getattr(config, "ray_address", None), retries)
     if kind != "local":

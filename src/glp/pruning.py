@@ -261,7 +261,7 @@ def make_runner(store: Store, context: dict[str, Any], executor: Any, on_event: 
 
 def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
     """Run (or resume) a search and return its plan; ``RUN_DIR/plan.json`` is rewritten after every step."""
-    from glp.executors import make_executor
+    from glp.executors import WorkerSpec, make_executor
     from glp.scoring import Trial
 
     run_dir = Path(config.out)
@@ -280,7 +280,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         def factory(removed: tuple[int, ...], seed: int):
             return Trial(config.model, removed, session.trial_data, config.hparams, seed, device=config.device)
 
-        executor = make_executor(config, session.trial_data, factory)
+        executor = make_executor(config, WorkerSpec(str(config.model), session.trial_data, config.hparams), factory)
         cleanup.callback(executor.close)  # workers stop on errors too
         run_trials, stats = make_runner(store, session.context, executor, on_event)
         plan = Plan(
