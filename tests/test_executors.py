@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -129,14 +130,49 @@ def test_parse_devices_and_config():
     with pytest.raises(ConfigError, match="--workers-per-device"):
         ex.parse_devices("cpu", 0)
     base = dict(model="m", task="rte")
-    with pytest.raises(ConfigError, match="known: local, ray"):
-        PruneConfig(**base, executor="dask")
-    with pytest.raises(ConfigError, match="--ray-address needs --executor ray"):
-        PruneConfig(**base, ray_address="auto")
-    with pytest.raises(ConfigError, match="--max-retries"):
-        PruneConfig(**base, max_retries=-1)
     cfg = PruneConfig.from_dict({**base, "executor": "ray", "devices": [0, 1], "workers_per_device": 2})
     assert cfg.devices == "0,1" and PruneConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(executor="dask"), "known: local, ray"),
+        (dict(ray_address="auto"), "--ray-address needs --executor ray"),
+        (dict(max_retries=-1), "--max-retries"),
+        (dict(devices="gpu0"), "--devices"),
+        (dict(devices="cpu", workers_per_device=0), "--workers-per-device"),
+    ],
+)
+def test_prune_and_evaluate_check_their_execution_settings_alike(bad, match):
+    # both are ExecutionSettings: a bad setting fails when the config is made, before any data or model loads
+    from glp.evaluate import EvalConfig
+
+    with pytest.raises(ConfigError, match=match):
+        PruneConfig(model="m", task="rte", **bad)
+    with pytest.raises(ConfigError, match=match):
+        EvalConfig(run_dirs=("runs/x",), **bad)
+
+
+def test_prune_config_is_its_data_spec():
+    from glp.data import DataSpec
+
+    cfg = PruneConfig.from_dict(
+        {
+            "model": "m",
+            "task": "pairs",
+            "text_columns": "a, b",
+            "label_column": "y",
+            "train_file": "t.csv",
+            "dev_file": "d.csv",
+            "devices": 0,
+        }
+    )
+    assert cfg.text_columns == ("a", "b") and cfg.devices == "0"
+    spec = cfg.data_spec()
+    assert type(spec) is DataSpec and spec == DataSpec.from_dict(cfg.to_dict())
+    assert spec.override(data_dir="glue", train_file=None) == dataclasses.replace(spec, data_dir="glue")
+    assert spec.override(train_file="u.csv").data_dir is None
 
 
 def test_gpu_slots_are_pinned_and_checked(monkeypatch):

@@ -49,6 +49,7 @@ from glp.tasks import (
     get_task,
     is_glue_task,
     normalize_metric,
+    resolve_task,
 )
 
 GLUE_DIR_ENV = "GLP_GLUE_DIR"
@@ -774,6 +775,56 @@ def load_task_data(
     if glue_dir is not None:
         return load_glue_dir(task, glue_dir)
     return load_hub(task, GLUE_HUB_NAME, task.name)
+
+
+def column_tuple(v: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``a,b`` or ``["a", "b"]`` → ``("a", "b")`` (YAML, flags and journaled settings all read this way)."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return tuple(x.strip() for x in v.split(",") if x.strip())
+    return tuple(v)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """Where a task's data comes from. `glp.pruning.PruneConfig` is a DataSpec (these are its data settings);
+    ``glp evaluate`` and ``glp export`` read one back from a run's journaled settings."""
+
+    task: str
+    data_dir: str | None = None
+    train_file: str | None = None
+    dev_file: str | None = None
+    hub_dataset: str | None = None
+    text_columns: tuple[str, ...] | None = None
+    label_column: str | None = None
+    metric: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataSpec:
+        """The data fields of a settings dict (a journaled `PruneConfig`; other keys are ignored)."""
+        kw = {f.name: d.get(f.name) for f in dataclasses.fields(DataSpec)}
+        kw["text_columns"] = column_tuple(kw["text_columns"])
+        return DataSpec(**kw)
+
+    def data_spec(self) -> DataSpec:
+        """Only the data settings (of a `PruneConfig`, say)."""
+        return DataSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataSpec)})
+
+    def override(self, **kw) -> DataSpec:
+        """These data settings with the given ones (None = keep); a train or dev file replaces ``data_dir``."""
+        kw = {k: v for k, v in kw.items() if v is not None}
+        if kw.get("train_file") or kw.get("dev_file"):
+            kw.setdefault("data_dir", None)
+        spec = self.data_spec()
+        return dataclasses.replace(spec, **kw) if kw else spec
+
+    def load(self) -> TaskDataset:
+        """The task's train and dev examples (`load_task_data`); ``.task`` is the resolved task."""
+        task = resolve_task(self.task, self.text_columns, self.label_column, self.metric)
+        return load_task_data(
+            task, data_dir=self.data_dir, train_file=self.train_file, dev_file=self.dev_file, hub_name=self.hub_dataset
+        )
 
 
 # ------------------------------------------------------------------------------------ search split

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glp.data import DataSpec
 from glp.errors import ConfigError, GLPError, RunDirError
+from glp.executors import ExecutionSettings
 from glp.plan import PLAN_NAME, Plan
 
 PROTOCOL = "full-train/dev"
@@ -89,36 +91,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 # ------------------------------------------------------------------------------------------ full data
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    """Where a task's data comes from (the data fields of `PruneConfig`)."""
-
-    task: str
-    data_dir: str | None = None
-    train_file: str | None = None
-    dev_file: str | None = None
-    hub_dataset: str | None = None
-    text_columns: tuple[str, ...] | None = None
-    label_column: str | None = None
-    metric: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
-        """The data fields of a `PruneConfig` dict (other keys are ignored)."""
-        kw = {f.name: d.get(f.name) for f in dataclasses.fields(cls)}
-        if isinstance(kw["text_columns"], str):
-            kw["text_columns"] = tuple(x.strip() for x in kw["text_columns"].split(",") if x.strip())
-        elif kw["text_columns"] is not None:
-            kw["text_columns"] = tuple(kw["text_columns"])
-        return cls(**kw)
-
-    def override(self, **kw: Any) -> DataSpec:
-        kw = {k: v for k, v in kw.items() if v is not None}
-        if kw.get("train_file") or kw.get("dev_file"):
-            kw.setdefault("data_dir", None)
-        return dataclasses.replace(self, **kw) if kw else self
-
-
 @dataclass
 class FullData:
     """A task's whole train set (fine-tune) and its dev set (score), tokenized."""
@@ -133,14 +105,10 @@ def load_full_data(spec: DataSpec, tokenizer_source: str, max_seq_length: int, c
     """Load the task of ``spec`` as ``glp prune`` does, but keep train whole and score on dev."""
     from transformers import AutoTokenizer
 
-    from glp.data import encode, load_task_data
+    from glp.data import encode
     from glp.scoring import TrialData
-    from glp.tasks import resolve_task
 
-    task = resolve_task(spec.task, spec.text_columns, spec.label_column, spec.metric)
-    ds = load_task_data(
-        task, data_dir=spec.data_dir, train_file=spec.train_file, dev_file=spec.dev_file, hub_name=spec.hub_dataset
-    )
+    ds = spec.load()
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     except (OSError, ValueError) as e:
@@ -192,7 +160,9 @@ class Arm:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(ExecutionSettings):
+    """``glp evaluate``'s settings; where its fine-tunes run (`ExecutionSettings`) as for ``glp prune``."""
+
     run_dirs: tuple[str, ...] = ()
     out: str = "runs/evaluation"
     ns: tuple[int, ...] | None = None
@@ -205,16 +175,10 @@ class EvalConfig:
     train_file: str | None = None
     dev_file: str | None = None
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the plans' hyper-parameters
-    device: str | None = None
     pattern_seed: int = 0
-    # parallel trials, as `glp prune` runs candidates (glp.executors.make_executor reads these fields)
-    executor: str = "local"
-    devices: str | None = None
-    workers_per_device: int = 1
-    ray_address: str | None = None
-    max_retries: int = 2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
         if self.ns is not None and any(n < 1 for n in self.ns):
@@ -265,7 +229,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
             job = jobs.get(tname)
             if job is None:
                 found = run_data_spec(path, plan)
-                spec = found or DataSpec(tname)
+                spec = found or DataSpec(task=tname)
                 job = jobs[tname] = TaskJob(tname, model, spec, dict(plan.hparams), plan.num_layers, [], [])
                 if found is None:
                     job.notes.append(f"{path}: no journaled prune config; data located from the task name only")
@@ -290,7 +254,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
         if tname not in jobs:
             if model is None:
                 raise ConfigError("give --model for --task without a run directory")
-            jobs[tname] = TaskJob(tname, model, DataSpec(tname), {}, None, [], [])
+            jobs[tname] = TaskJob(tname, model, DataSpec(task=tname), {}, None, [], [])
     if not jobs:
         raise ConfigError("nothing to evaluate: no plan found and no --task given")
     for job in jobs.values():

@@ -134,6 +134,40 @@ class LocalExecutor:
         self.live.clear()
 
 
+# ------------------------------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionSettings:
+    """Where trials run (`make_executor` reads these). `glp.pruning.PruneConfig` and `glp.evaluate.EvalConfig`
+    are ExecutionSettings, so ``glp prune`` and ``glp evaluate`` take the same flags and check them the same way.
+    """
+
+    executor: str = "local"
+    device: str | None = None  # in-process trials: cpu, cuda, cuda:1 (default: cuda if available)
+    devices: str | None = None  # one worker process (local) or Ray actor per entry: "0,1,2,3", "cpu,cpu"
+    workers_per_device: int = 1
+    ray_address: str | None = None
+    max_retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"unknown --executor {self.executor!r}; known: local, ray")
+        parse_devices(self.devices, self.workers_per_device)  # raises ConfigError on a bad --devices
+        if self.max_retries < 0:
+            raise ConfigError(f"--max-retries must be 0 or more, got {self.max_retries}")
+        if self.ray_address and self.executor != "ray":
+            raise ConfigError("--ray-address needs --executor ray")
+
+    @staticmethod
+    def normalize_devices(d: dict) -> None:
+        """YAML ``devices: [0, 1]`` or ``devices: 0`` → the flag's string form, in place."""
+        if isinstance(d.get("devices"), list | tuple):
+            d["devices"] = ",".join(map(str, d["devices"]))
+        elif isinstance(d.get("devices"), int):
+            d["devices"] = str(d["devices"])
+
+
 # ------------------------------------------------------------------------------------------ devices
 
 
@@ -872,25 +906,19 @@ class RayExecutor(_Pool):
 # ------------------------------------------------------------------------------------------ choice
 
 
-def make_executor(config: Any, spec: WorkerSpec, factory: TrialFactory) -> Executor:
-    """The executor ``config`` (a PruneConfig or EvalConfig) asks for: ``executor``, ``device``, ``devices``,
-    ``workers_per_device``, ``ray_address``, ``max_retries``. Worker processes and Ray actors build their trials
-    from ``spec``; the in-process `LocalExecutor` from ``factory``."""
-    kind = getattr(config, "executor", "local")
-    devices = getattr(config, "devices", None)
-    per = int(getattr(config, "workers_per_device", 1) or 1)
-    retries = int(getattr(config, "max_retries", 2))
-    if kind == "ray":
-        return RayExecutor(spec, devices, per, getattr(config, "ray_address", None), retries)
-    if kind != "local":
-        raise ConfigError(f"unknown --executor {kind!r}; known: local, ray")
-    slots = parse_devices(devices, per)
+def make_executor(config: ExecutionSettings, spec: WorkerSpec, factory: TrialFactory) -> Executor:
+    """The executor ``config`` asks for. Worker processes and Ray actors build their trials from ``spec``; the
+    in-process `LocalExecutor` from ``factory``."""
+    per = config.workers_per_device
+    if config.executor == "ray":
+        return RayExecutor(spec, config.devices, per, config.ray_address, config.max_retries)
+    slots = parse_devices(config.devices, per)
     if not slots and per > 1:
-        slots = parse_devices(getattr(config, "device", None) or _default_device(), per)
+        slots = parse_devices(config.device or _default_device(), per)
     if not slots:
         return LocalExecutor(factory)
     _check_gpus(slots)
-    return ProcessExecutor(spec, slots, retries)
+    return ProcessExecutor(spec, slots, config.max_retries)
 
 
 def _default_device() -> str:

@@ -74,7 +74,8 @@ def export(
     from transformers import AutoTokenizer
 
     from glp import __version__
-    from glp.evaluate import DataSpec, hparams_with, load_full_data, run_data_spec, sha256_file
+    from glp.data import DataSpec
+    from glp.evaluate import hparams_with, load_full_data, run_data_spec, sha256_file
     from glp.scoring import Trial, load_model
     from glp.tasks import Task
 
@@ -91,7 +92,7 @@ def export(
     data_fp: dict[str, Any] | None = None
     train_info: dict[str, Any] | None = None
     if finetune:
-        spec = run_data_spec(plan_file, plan) or DataSpec(task.name)
+        spec = run_data_spec(plan_file, plan) or DataSpec(task=task.name)
         spec = spec.override(data_dir=data_dir, train_file=train_file, dev_file=dev_file)
         data = load_full_data(spec, source, hp.max_seq_length)
         task, data_fp = data.task, data.fingerprint

@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from glp import __version__
+from glp.data import DataSpec, column_tuple
 from glp.errors import ConfigError
+from glp.executors import ExecutionSettings
 from glp.plan import Plan
 from glp.schedule import FULL, Halving
 from glp.search import PROXIES, SearchContext, TrialRequest, make_strategy
@@ -31,20 +33,15 @@ EventHandler = Callable[..., None]
 
 
 @dataclass(frozen=True)
-class PruneConfig:
+class PruneConfig(DataSpec, ExecutionSettings):
+    """Every setting of a search: the model, the data settings (`DataSpec`: ``task``, ``data_dir``, ...), where
+    trials run (`ExecutionSettings`: ``devices``, ...), the search's own settings below and the fine-tuning
+    hyper-parameters. Flat: a YAML ``--config`` and the flags name the same fields."""
+
     model: str
-    task: str
     out: str = "runs/glp"
     max_remove: int = 1
     strategy: str = "greedy"
-    # data
-    data_dir: str | None = None
-    train_file: str | None = None
-    dev_file: str | None = None
-    hub_dataset: str | None = None
-    text_columns: tuple[str, ...] | None = None
-    label_column: str | None = None
-    metric: str | None = None
     eval_fraction: float = 0.15
     # search
     keep: tuple[int, ...] = ()
@@ -63,16 +60,10 @@ class PruneConfig:
     proxy: str = "bi"
     prefilter_top: int | None = None
     proxy_examples: int = 256
-    # execution
-    executor: str = "local"
-    device: str | None = None
-    devices: str | None = None  # one worker process (local) or Ray actor per entry: "0,1,2,3", "cpu,cpu"
-    workers_per_device: int = 1
-    ray_address: str | None = None
-    max_retries: int = 2
     hparams: HParams = field(default_factory=HParams)
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # ExecutionSettings: --executor, --devices, ...
         if not 0 < self.eval_fraction < 1:
             raise ConfigError(f"--eval-fraction must be between 0 and 1, got {self.eval_fraction}")
         if self.search_seeds < 1:
@@ -81,15 +72,6 @@ class PruneConfig:
             raise ConfigError(f"--proxy must be one of {', '.join(PROXIES)}, got {self.proxy!r}")
         if self.prefilter_top is not None and self.prefilter_top < 1:
             raise ConfigError(f"--prefilter-top must be at least 1, got {self.prefilter_top}")
-        if self.executor not in ("local", "ray"):
-            raise ConfigError(f"unknown --executor {self.executor!r}; known: local, ray")
-        from glp.executors import parse_devices
-
-        parse_devices(self.devices, self.workers_per_device)  # raises ConfigError on a bad --devices
-        if self.max_retries < 0:
-            raise ConfigError(f"--max-retries must be 0 or more, got {self.max_retries}")
-        if self.ray_address and self.executor != "ray":
-            raise ConfigError("--ray-address needs --executor ray")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -117,16 +99,11 @@ class PruneConfig:
         if unknown:
             raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(names | hp_names)}")
         for k in ("keep", "text_columns"):
-            if isinstance(d.get(k), str):
-                d[k] = tuple(x.strip() for x in d[k].split(",") if x.strip())
-            elif d.get(k) is not None:
-                d[k] = tuple(d[k])
+            if d.get(k) is not None:
+                d[k] = column_tuple(d[k])
         if d.get("keep"):
             d["keep"] = tuple(int(x) for x in d["keep"])
-        if isinstance(d.get("devices"), list | tuple):  # YAML: devices: [0, 1]
-            d["devices"] = ",".join(map(str, d["devices"]))
-        elif isinstance(d.get("devices"), int):  # YAML: devices: 0
-            d["devices"] = str(d["devices"])
+        ExecutionSettings.normalize_devices(d)
         unknown_hp = sorted(set(hp) - hp_names)
         if unknown_hp:
             raise ConfigError(f"unknown hyper-parameter(s) {unknown_hp}; known: {sorted(hp_names)}")
@@ -183,19 +160,11 @@ class Session:
 def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None = None) -> Session:
     from transformers import AutoConfig, AutoTokenizer
 
-    from glp.data import encode, load_task_data, search_split
+    from glp.data import encode, search_split
     from glp.layers import config_num_layers
     from glp.scoring import TrialData
-    from glp.tasks import resolve_task
 
-    task = resolve_task(config.task, config.text_columns, config.label_column, config.metric)
-    ds = load_task_data(
-        task,
-        data_dir=config.data_dir,
-        train_file=config.train_file,
-        dev_file=config.dev_file,
-        hub_name=config.hub_dataset,
-    )
+    ds = config.load()
     task = ds.task
     split = search_split(ds.train, eval_fraction=config.eval_fraction, seed=config.seed, regression=task.is_regression)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
