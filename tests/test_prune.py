@@ -42,11 +42,18 @@ def test_greedy_end_to_end_and_reuse(tiny_setup, tmp_path):
     assert top.cost["trials_run"] == 0 and top.removals == {1: [3], 2: [3, 2]}
 
 
-def test_halving_uses_fewer_steps(tiny_setup, tmp_path):
+def test_halving_uses_fewer_steps(tiny_setup, tmp_path, capsys):
+    from glp.cli import print_plan
+
     full = prune(_config(tiny_setup, tmp_path / "full", max_remove=1, baseline=False))
     half = prune(_config(tiny_setup, tmp_path / "half", max_remove=1, baseline=False, halving=True, rungs=2, eta=2))
     assert half.cost["train_steps"] < full.cost["train_steps"]
     assert sum(c.status == "rejected" for c in half.steps[0].candidates) == 2
+    # every candidate carries its search-eval loss (the tie-breaker), into plan.json too
+    assert all(c.eval_loss is not None and c.eval_loss > 0 for s in (full, half) for c in s.steps[0].candidates)
+    assert Plan.load(tmp_path / "half" / "plan.json").steps[0].candidates == half.steps[0].candidates
+    print_plan(half)  # the step's note (here: the runner-up stopped early) is printed under the table
+    assert f"step 1: {half.steps[0].note}" in " ".join(capsys.readouterr().out.split())
 
 
 def test_proxy_strategy_and_prefilter(tiny_setup, tmp_path):

@@ -182,6 +182,38 @@ def test_halving_ranks_an_early_score_below_a_finished_one():
     assert step.runner_up == [5] and step.separated is None
 
 
+def test_halving_cut_through_a_tied_metric_goes_by_the_eval_loss():
+    """On CoLA every candidate scored Matthews correlation 0 at 1/9 and 1/3 of the budget (all still predict the
+    majority class), and the tie rule alone sent the top layers on. The search-eval loss still separates them."""
+    loss = {0: 0.60, 1: 0.58, 2: 0.61, 3: 0.66, 4: 0.67, 5: 0.69}  # layer 1, then 0, learn fastest
+    final = {0: 0.20, 1: 0.30, 2: 0.10, 3: 0.05, 4: 0.04, 5: 0.03}
+
+    def run(requests):
+        return [
+            {"removed": list(r.removed), "seed": r.seed, "budget": r.budget, "status": "ok",
+             "score": final[r.removed[0]] if r.budget == 1.0 else 0.0, "eval_loss": loss[r.removed[0]]}
+            for r in requests
+        ]
+
+    step = Beam(1).run(ctx(run, n=1, schedule=Halving(rungs=3, eta=3))).steps[0]
+    assert step.chosen == [1]  # the tie rule alone would have kept [5], [4] and chosen 5
+    assert [c.removed for c in step.candidates[:2]] == [[1], [0]]
+    assert step.candidates[1].budget == pytest.approx(1 / 3) and step.candidates[1].eval_loss == 0.60
+    assert "rung 1 (budget 0.111111): 6 candidates tied at 0.0000; 2 of them went on" in step.note
+    assert "rung 2 (budget 0.333333): 2 candidates tied" in step.note and "search-eval loss" in step.note
+
+
+def test_rank_breaks_exact_ties_by_eval_loss_then_towards_the_top():
+    from glp.plan import Candidate
+    from glp.search import rank
+
+    def cand(layer, mean, loss):
+        return Candidate([layer], layer, [mean], mean, None, 1.0, "ok", eval_loss=loss)
+
+    ranked = rank([cand(4, 0.8, 0.50), cand(5, 0.8, None), cand(3, 0.8, 0.40), cand(2, 0.9, 0.90), cand(1, 0.8, None)])
+    assert [c.removed[0] for c in ranked] == [2, 3, 4, 5, 1]
+
+
 def test_proxy_strategy_uses_lowest_proxy():
     calls = []
 

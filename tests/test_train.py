@@ -121,6 +121,22 @@ def test_learns_separable_task_and_reports(model_dir, data):
     assert again == r
 
 
+def test_eval_loss_is_the_mean_loss_on_the_eval_set(model_dir, data, reg_data):
+    import torch.nn.functional as F
+
+    t = Trial(model_dir, (), data, FAST, seed=0)
+    r = t.advance(1.0)
+    logits = torch.from_numpy(t.loop.predict(t.eval_table))
+    ce = F.cross_entropy(logits, torch.from_numpy(t.eval_table.labels)).item()
+    assert r.eval_loss == pytest.approx(ce, rel=1e-5) and r.eval_loss < math.log(2)  # learned: below chance
+    assert t.advance(1.0).eval_loss == r.eval_loss  # evaluated once per step
+    t = Trial(model_dir, (), reg_data, FAST, seed=0)
+    r = t.advance(1.0)
+    pred = torch.from_numpy(t.loop.predict(t.eval_table)).view(-1)
+    mse = F.mse_loss(pred, torch.from_numpy(t.eval_table.labels)).item()
+    assert r.eval_loss == pytest.approx(mse, rel=1e-5)
+
+
 def test_deterministic_for_a_seed_and_leaves_global_rng_alone(model_dir, data):
     hp = dataclasses.replace(FAST, num_train_epochs=1)
     torch.manual_seed(123)

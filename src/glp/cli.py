@@ -473,6 +473,7 @@ def _fmt(x: float | None) -> str:
 def print_plan(plan) -> None:
     """The plan as a table: one row per number of removed layers."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     metric = plan.task.get("metric", "score")
@@ -514,6 +515,8 @@ def print_plan(plan) -> None:
                 f"[yellow]step {s.n}: the winner {s.chosen} is not separated from {s.runner_up} "
                 "by more than the seeds' spread[/]"
             )
+        if s.note:
+            console.print(f"step {s.n}: {escape(s.note)}")
 
 
 @app.command("show")

@@ -32,6 +32,7 @@ class Candidate:
     status: str  # "ok" | "failed" | "rejected" (stopped early by successive halving)
     reason: str | None = None
     proxy: float | None = None
+    eval_loss: float | None = None  # mean over seeds of the search-eval loss; breaks exact ties of ``mean``
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:

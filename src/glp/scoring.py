@@ -253,7 +253,8 @@ class Trial:
         self.compile = compile
         self.budget = 0.0  # the largest budget trained to so far
         self.failure: str | None = None
-        self._metrics: tuple[int, dict[str, float]] | None = None  # (step, metrics) of the last evaluation
+        # (step, metrics, mean eval loss) of the last evaluation
+        self._metrics: tuple[int, dict[str, float], float | None] | None = None
         self.wall_time = time.perf_counter() - t0
 
     # -- properties
@@ -287,12 +288,16 @@ class Trial:
         if self._metrics is not None and self._metrics[0] == self.step:
             return self._metrics[1]
         from glp.tasks import compute_metrics
+        from glp.train import loss_sum
 
         logits = self.loop.predict(self.eval_table)
         if not np.isfinite(logits).all():
             raise TrainingFailed(f"non-finite predictions on the evaluation set after step {self.step}")
-        metrics = {k: float(v) for k, v in compute_metrics(self.task, logits, self.eval_table.labels).items()}
-        self._metrics = (self.step, metrics)
+        labels = self.eval_table.labels
+        metrics = {k: float(v) for k, v in compute_metrics(self.task, logits, labels).items()}
+        regression = self.task.is_regression
+        loss = float(loss_sum(torch.from_numpy(logits), torch.from_numpy(labels), regression)) / len(labels)
+        self._metrics = (self.step, metrics, loss if math.isfinite(loss) else None)
         return metrics
 
     def advance(self, budget: float, progress: Progress | None = None) -> TrialResult:
@@ -317,7 +322,9 @@ class Trial:
         """The trial's state as a result: the metrics of the last evaluation if it was at the current step."""
         loss_first, loss_last = self.loop.loss_summary()
         failed = self.failure is not None
-        metrics = self._metrics[1] if self._metrics is not None and self._metrics[0] == self.step else {}
+        current = self._metrics is not None and self._metrics[0] == self.step
+        metrics = self._metrics[1] if current else {}
+        eval_loss = self._metrics[2] if current else None
         return TrialResult(
             removed=self.removed,
             seed=self.seed,
@@ -330,6 +337,7 @@ class Trial:
             examples_seen=self.loop.examples_seen,
             loss_first=_finite_or_none(loss_first),
             loss_last=_finite_or_none(loss_last),
+            eval_loss=None if failed else eval_loss,
             wall_time=self.wall_time,
             device=_device_name(self.device),
         )
@@ -358,7 +366,7 @@ class Trial:
             "failure": self.failure,
             "metrics": None
             if self._metrics is None
-            else {"step": self._metrics[0], "values": self._metrics[1]},
+            else {"step": self._metrics[0], "values": self._metrics[1], "eval_loss": self._metrics[2]},
             "wall_time": self.wall_time,
             "data": {"train": self.train_table.fingerprint(), "eval": self.eval_table.fingerprint()},
             "loop": self.loop.state_json(),
@@ -426,7 +434,8 @@ class Trial:
         trial.budget = float(meta["budget"])
         trial.failure = meta["failure"]
         if meta.get("metrics"):
-            trial._metrics = (int(meta["metrics"]["step"]), dict(meta["metrics"]["values"]))
+            m = meta["metrics"]
+            trial._metrics = (int(m["step"]), dict(m["values"]), m.get("eval_loss"))
         trial.wall_time += float(meta["wall_time"])
         return trial
 

@@ -14,11 +14,15 @@ Strategies (``STRATEGIES``):
 - ``proxy-bi``, ``proxy-angular``, ``proxy-loss``: training-free; step k removes the remaining layer with the
   lowest proxy score (see glp.proxies). The chosen set of each n is then fine-tuned and scored.
 
-Selection rule: the highest mean over seeds wins; failed candidates rank last. Exact ties are broken
-towards removing layers nearer the top: compare the removal sets sorted in descending order,
-lexicographically, and keep the larger (for greedy: the candidate whose newly removed layer has the highest
-index). No rounding is applied (the paper's code rounded to 3 decimals and then preferred the highest
-index, silently).
+Selection rule: the highest mean over seeds wins; failed candidates rank last. Exact ties are broken by the
+lower mean search-eval loss (cross-entropy, or MSE for regression): the loss still tells candidates apart when
+the metric cannot, as when every candidate predicts the majority class after the few steps of a successive-
+halving rung (seen on CoLA, where all candidates score Matthews correlation 0 at 1/9 and 1/3 of the budget).
+Remaining ties (no loss recorded, or equal losses) go towards removing layers nearer the top: compare the
+removal sets sorted in descending order, lexicographically, and keep the larger (for greedy: the candidate
+whose newly removed layer has the highest index). No rounding is applied (the paper's code rounded to 3
+decimals and then preferred the highest index, silently). A step where a halving rung cut through a tie of
+the metric says so in its note.
 
 Separation: with several search seeds, the winner is "separated" from the runner-up when the gap between
 their means exceeds the larger of their seeds' standard deviations (ddof=1). Steps where it is not are
@@ -74,12 +78,13 @@ def tie_key(removed: Sequence[int]) -> tuple[int, ...]:
 def rank(cands: Sequence[Candidate]) -> list[Candidate]:
     """Best first: the candidates scored at the full budget by highest mean, then those stopped early by
     successive halving (furthest budget first, then mean: a score after a few steps never outranks one after
-    the whole fine-tune), then failed ones; ties by `tie_key`."""
+    the whole fine-tune), then failed ones; equal means by lower ``eval_loss``, then by `tie_key`."""
 
-    def key(c: Candidate) -> tuple[int, float, float, tuple[int, ...]]:
+    def key(c: Candidate) -> tuple[int, float, float, float, tuple[int, ...]]:
         scored = c.mean is not None and math.isfinite(c.mean)
         tier = 0 if not scored or c.status == "failed" else 1 if c.status == "rejected" else 2
-        return (tier, c.budget if tier == 1 else 0.0, c.mean if scored else -math.inf, tie_key(c.removed))
+        loss = -c.eval_loss if c.eval_loss is not None and math.isfinite(c.eval_loss) else -math.inf
+        return (tier, c.budget if tier == 1 else 0.0, c.mean if scored else -math.inf, loss, tie_key(c.removed))
 
     return sorted(cands, key=key, reverse=True)
 
@@ -93,7 +98,9 @@ def _summarise(removed: Removal, added: int | None, results: list[dict[str, Any]
         return Candidate(list(removed), added, scores, None, None, budget, "failed", reasons)
     mean = statistics.fmean(good)
     std = statistics.stdev(good) if len(good) > 1 else None
-    return Candidate(list(removed), added, scores, mean, std, budget, "ok")
+    losses = [r.get("eval_loss") for r in results]
+    loss = statistics.fmean(losses) if all(x is not None and math.isfinite(x) for x in losses) else None
+    return Candidate(list(removed), added, scores, mean, std, budget, "ok", eval_loss=loss)
 
 
 def separation(best: Candidate, runner: Candidate | None) -> bool | None:
@@ -121,6 +128,7 @@ class SearchContext:
     prefilter_top: int | None = None
     on_event: Callable[..., None] | None = None
     steps: list[Step] = field(default_factory=list)
+    rung_notes: dict[int, list[str]] = field(default_factory=dict)  # step n -> halving cuts made inside a tie
 
     def __post_init__(self) -> None:
         if self.num_layers < 2:
@@ -174,6 +182,7 @@ class SearchContext:
             survivors = {tuple(c.removed) for c in ranked[:keep] if c.status == "ok"} or {
                 tuple(ranked[0].removed)
             }
+            self._note_tied_cut(n, r, budget, ranked, keep)
             for i, c in cands.items():
                 if tuple(c.removed) not in survivors:
                     if c.status == "ok":
@@ -183,6 +192,18 @@ class SearchContext:
             alive = [i for i in alive if tuple(sets[i]) in survivors]
             self.emit("rung_done", n=n, rung=r + 1, budget=budget, kept=len(alive))
         return rank([final[i] for i in range(len(sets))])
+
+    def _note_tied_cut(self, n: int, r: int, budget: float, ranked: list[Candidate], keep: int) -> None:
+        """Note a halving cut that fell inside a tie of the metric: the loss (or the tie rule) decided it."""
+        if keep >= len(ranked) or ranked[keep].status != "ok" or ranked[keep - 1].mean != ranked[keep].mean:
+            return
+        tied = [c for c in ranked if c.status == "ok" and c.mean == ranked[keep].mean]
+        by = "lower search-eval loss" if all(c.eval_loss is not None for c in tied) else "the tie rule"
+        kept = sum(1 for c in ranked[:keep] if c in tied)
+        self.rung_notes.setdefault(n, []).append(
+            f"rung {r + 1} (budget {budget:g}): {len(tied)} candidates tied at {ranked[keep].mean:.4f}; "
+            f"{kept} of them went on, chosen by {by}"
+        )
 
     def record(self, n: int, ranked: list[Candidate], note: str | None = None) -> Step:
         """Turn ranked candidates into a plan step; raise when nothing in it could be scored."""
@@ -199,6 +220,7 @@ class SearchContext:
         sep = separation(best, runner) if runner is not None and runner.budget == best.budget else None
         if runner is not None and runner.budget != best.budget and note is None:
             note = f"runner-up stopped early at budget {runner.budget:g}; separation not measured"
+        note = "; ".join([x for x in [note] if x] + self.rung_notes.pop(n, [])) or None
         step = Step(
             n=n,
             candidates=ranked,

@@ -108,7 +108,9 @@ class TrialResult:
     ``budget`` is the fraction of the full fine-tune trained; ``steps`` / ``examples_seen`` count from the
     start of the trial (a continued trial includes what it trained before); ``wall_time`` is the total time
     spent on the trial in seconds (model building, training and evaluation, over all continuations);
-    ``loss_first`` / ``loss_last`` are the mean training loss of the first and of the last (up to) 10 steps.
+    ``loss_first`` / ``loss_last`` are the mean training loss of the first and of the last (up to) 10 steps;
+    ``eval_loss`` is the mean loss on the evaluation set where ``metrics`` were measured (cross-entropy, or MSE
+    for regression). The search breaks exact ties of the metric with it (`glp.search.rank`).
     """
 
     removed: tuple[int, ...]
@@ -122,6 +124,7 @@ class TrialResult:
     examples_seen: int = 0
     loss_first: float | None = None
     loss_last: float | None = None
+    eval_loss: float | None = None
     wall_time: float = 0.0
     device: str = "cpu"
 
