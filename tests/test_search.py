@@ -214,6 +214,22 @@ def test_rank_breaks_exact_ties_by_eval_loss_then_towards_the_top():
     assert [c.removed[0] for c in ranked] == [2, 3, 4, 5, 1]
 
 
+def test_fixed_order_is_fine_tuned_in_one_batch():
+    """A pattern's sets for n = 1..N are known before any trial: one batch, so parallel workers all get one."""
+    batches = []
+    inner = fake_runner(additive(WEIGHTS))
+
+    def run(requests):
+        batches.append([(r.removed, r.seed, r.budget) for r in requests])
+        return inner(requests)
+
+    res = Fixed("top").run(ctx(run, n=3, seeds=(1, 2), schedule=Halving(rungs=3, eta=3)))
+    sets = [(5,), (5,), (5, 4), (5, 4), (5, 4, 3), (5, 4, 3)]
+    assert batches == [[(s, seed, 1.0) for s, seed in zip(sets, (1, 2) * 3, strict=True)]]
+    assert res.removals == {1: [5], 2: [5, 4], 3: [5, 4, 3]}
+    assert [s.chosen_mean for s in res.steps] == pytest.approx([0.92, 0.80, 0.79])
+
+
 def test_proxy_strategy_uses_lowest_proxy():
     calls = []
 

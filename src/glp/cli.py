@@ -419,6 +419,9 @@ class _SearchProgress:
             p.update(
                 self.steps, description=f"step {info['n']}/{info['total']}", info=f"{info['candidates']} candidates"
             )
+        elif name == "batch_start":
+            self.n, self.best = info["label"], None
+            p.update(self.steps, description=info["label"], info=f"{info['candidates']} removal sets at once")
         elif name == "trials_start":
             p.reset(
                 self.trials,
@@ -441,6 +444,9 @@ class _SearchProgress:
         if name == "step_start":
             self.n, self.best = info["n"], None
             self._log(f"step {info['n']}/{info['total']}: {info['candidates']} candidates")
+        elif name == "batch_start":
+            self.n, self.best = info["label"], None
+            self._log(f"{info['label']}: {info['candidates']} removal sets of a fixed order, fine-tuned at once")
         elif name == "trials_start":
             self.batch_start, self.batch_done, self.batch_total = time.time(), info["cached"], info["total"]
             if info["cached"]:
@@ -453,7 +459,9 @@ class _SearchProgress:
             per = (time.time() - self.batch_start) / max(self.batch_done, 1)
             eta = per * (self.batch_total - self.batch_done)
             score = f"{r['score']:.4f}" if r.get("score") is not None else f"failed ({r.get('reason')})"
-            where = f"step {self.n}/{self.cfg.max_remove}" if self.n else "baseline"
+            where = (
+                f"step {self.n}/{self.cfg.max_remove}" if isinstance(self.n, int) and self.n else self.n or "baseline"
+            )
             self._log(
                 f"{where} trial {self.batch_done}/{self.batch_total}: remove "
                 f"{sorted(info['request'].removed)} (seed {info['request'].seed}, budget {info['request'].budget:g}) "

@@ -129,6 +129,7 @@ class SearchContext:
     on_event: Callable[..., None] | None = None
     steps: list[Step] = field(default_factory=list)
     rung_notes: dict[int, list[str]] = field(default_factory=dict)  # step n -> halving cuts made inside a tie
+    _prefetched: dict[TrialRequest, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_layers < 2:
@@ -168,7 +169,7 @@ class SearchContext:
         self.emit("step_start", n=n, total=self.max_remove, candidates=len(sets), budgets=budgets)
         for r, budget in enumerate(budgets):
             requests = [TrialRequest(tuple(sets[i]), s, budget) for i in alive for s in self.seeds]
-            results = self.run_trials(requests)
+            results = self._run(requests)
             per = len(self.seeds)
             cands = {
                 i: _summarise(tuple(sets[i]), added[i], results[j * per : (j + 1) * per], budget)
@@ -192,6 +193,20 @@ class SearchContext:
             alive = [i for i in alive if tuple(sets[i]) in survivors]
             self.emit("rung_done", n=n, rung=r + 1, budget=budget, kept=len(alive))
         return rank([final[i] for i in range(len(sets))])
+
+    def prefetch(self, sets: Sequence[Removal]) -> None:
+        """Fine-tune removal sets known in advance (a fixed order's sets for n = 1..N) in one batch, every seed
+        at the full budget, so parallel workers take them all at once; `evaluate` then uses these results."""
+        requests = [TrialRequest(tuple(s), seed, 1.0) for s in sets for seed in self.seeds]
+        if len(sets) < 2:
+            return
+        self.emit("batch_start", label=f"n = 1..{len(sets)}", candidates=len(sets))
+        self._prefetched.update(zip(requests, self.run_trials(requests), strict=True))
+
+    def _run(self, requests: list[TrialRequest]) -> list[dict[str, Any]]:
+        todo = [r for r in requests if r not in self._prefetched]
+        fresh = dict(zip(todo, self.run_trials(todo), strict=True)) if todo else {}
+        return [self._prefetched[r] if r in self._prefetched else fresh[r] for r in requests]
 
     def _note_tied_cut(self, n: int, r: int, budget: float, ranked: list[Candidate], keep: int) -> None:
         """Note a halving cut that fell inside a tie of the metric: the loss (or the tie rule) decided it."""
@@ -382,6 +397,7 @@ def _score_order(
     ctx: SearchContext, order: list[int], proxies: list[dict[int, float]] | None = None
 ) -> SearchResult:
     removals: dict[int, list[int]] = {}
+    ctx.prefetch([tuple(order[:n]) for n in range(1, ctx.max_remove + 1)])
     for n in range(1, ctx.max_remove + 1):
         s = tuple(order[:n])
         ranked = ctx.evaluate(n, [s], [s[-1]], halving=False)
