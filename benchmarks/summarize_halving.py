@@ -1,4 +1,5 @@
-"""Print the early-rejection table (markdown) from the plans that benchmarks/bench_halving.sh wrote."""
+"""Print the early-rejection table (markdown) from the plans that benchmarks/bench_halving.sh wrote (TASK-full and
+every TASK-halving* run directory, e.g. a rerun after a change to the search)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,20 @@ def main(root: str = "runs/glue") -> None:
     ratios = []
     for full_dir in sorted(Path(root).glob("*-full")):
         task = full_dir.name[: -len("-full")]
-        plans = {m: Plan.load(Path(root) / f"{task}-{m}" / "plans" / "greedy.json") for m in ("full", "halving")}
+        modes = ["full"] + [d.name[len(task) + 1 :] for d in sorted(Path(root).glob(f"{task}-halving*"))]
+        plans = {m: Plan.load(Path(root) / f"{task}-{m}" / "plans" / "greedy.json") for m in modes}
         for mode, p in plans.items():
             sets = "; ".join(",".join(map(str, p.removals[n])) for n in sorted(p.removals))
             scores = ", ".join(f"{s.chosen_mean:.4f}" for s in p.steps)
             c = p.cost
             print(f"| {task} | {mode} | {sets} | {scores} | {c['trials']} | {c['train_steps']:,} | "
                   f"{c['trial_seconds']:.0f} |")
-        f, h = plans["full"].cost, plans["halving"].cost
-        same = all(set(plans["full"].removals[n]) == set(plans["halving"].removals[n]) for n in plans["full"].removals)
-        ratios.append(f"{task}: {f['train_steps'] / h['train_steps']:.2f}x fewer training steps, "
-                      f"{f['trial_seconds'] / h['trial_seconds']:.2f}x less trial time, "
-                      f"{'same' if same else 'different'} removal sets")
+        for m in modes[1:]:
+            f, h = plans["full"].cost, plans[m].cost
+            same = all(set(plans["full"].removals[n]) == set(plans[m].removals[n]) for n in plans["full"].removals)
+            ratios.append(f"{task} {m}: {f['train_steps'] / h['train_steps']:.2f}x fewer training steps, "
+                          f"{f['trial_seconds'] / h['trial_seconds']:.2f}x less trial time, "
+                          f"{'same' if same else 'different'} removal sets")
     print()
     for r in ratios:
         print(f"- {r}")

@@ -9,6 +9,7 @@ among all C(6, 2) removal sets scored by the exhaustive search, and the dev eval
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from glp.plan import Plan
 def task_tables(root: Path, task: str) -> str:
     run = root / f"{task}-full"
     plans = {p.stem: Plan.load(p) for p in sorted((run / "plans").glob("*.json"))}
-    halving = root / f"{task}-halving" / "plan.json"
-    if halving.exists():
-        plans["greedy + halving"] = Plan.load(halving)
+    for d in sorted(root.glob(f"{task}-halving*")):  # -halving, and e.g. -halving-loss (a rerun after a change)
+        if (d / "plan.json").exists():
+            plans["greedy + " + d.name[len(task) + 1 :]] = Plan.load(d / "plan.json")
     out = [f"### {task}", ""]
     any_plan = next(iter(plans.values()))
     metric = any_plan.task["metric"]
@@ -59,8 +60,8 @@ def task_tables(root: Path, task: str) -> str:
         best = ranked[0].mean
         out += ["", f"Exhaustive n=2: {len(ranked)} removal sets, best {','.join(map(str, ranked[0].removed))} "
                 f"({best:.4f}), worst {ranked[-1].mean:.4f}."]
-        for name in ("greedy", "greedy + halving", "top", "bottom", "proxy-bi"):
-            if name in plans and 2 in plans[name].removals:
+        for name in plans:
+            if name != "optimal" and 2 in plans[name].removals:
                 s = frozenset(plans[name].removals[2])
                 score = by_set[s]
                 rank = 1 + sum(1 for v in by_set.values() if v > score)
@@ -84,13 +85,13 @@ def overview(root: Path, tasks: list[str]) -> str:
         for row in load_evaluation(ev)["summary"]["rows"]:
             if row["n"] == 0:
                 continue
-            name = row["strategy"].replace(f" ({task}-halving)", " + halving")
+            name = re.sub(rf" \({task}-(halving[\w-]*)\)", r" + \1", row["strategy"])
             cell = row["cells"].get(task) or {}
             rel = cell.get("rel")
             cells.setdefault((name, row["n"]), {})[task] = "–" if rel is None else f"{rel:.1f}"
-    order = ["greedy", "greedy + halving", "optimal", "top", "bottom", "proxy-bi"]
+    order = ["greedy", "greedy + halving", "greedy + halving-loss", "optimal", "top", "bottom", "proxy-bi"]
     keys = sorted(cells, key=lambda k: (k[1], order.index(k[0]) if k[0] in order else len(order), k[0]))
-    names = {"sst2": "SST-2", "stsb": "STS-B"}
+    names = {"sst2": "SST-2", "stsb": "STS-B", "cola": "CoLA"}
     out = [
         "| Method | n | " + " | ".join(names.get(t, t.upper()) for t in tasks) + " |",
         "|---|---:|" + "---:|" * len(tasks),
