@@ -38,13 +38,16 @@ def bert8(tmp_path_factory):
 
 
 def test_speedup_grows_with_layers_removed(bert8):
-    res = profile(str(bert8), [[7, 6, 5], [7, 6, 5, 4, 3, 2]], repeats=9, warmup=2, gpu=False)
+    res = profile(str(bert8), [[7, 6, 5], [7, 6, 5, 4, 3, 2]], repeats=15, warmup=2, gpu=False)
     rows = res["rows"]
     assert [r["n"] for r in rows] == [0, 3, 6] and [r["layers"] for r in rows] == [8, 5, 2]
     assert rows[0]["params"] > rows[1]["params"] > rows[2]["params"] and rows[0]["params_ratio"] == 1.0
     assert rows[0]["cpu_speedup"] == pytest.approx(1.0)
-    assert rows[2]["cpu_speedup"] > rows[1]["cpu_speedup"] > 1.0
-    assert rows[2]["cpu_speedup"] > 1.8  # 8 → 2 layers
+    assert rows[2]["cpu_speedup"] == pytest.approx(rows[0]["cpu_ms"] / rows[2]["cpu_ms"])
+    # The ordering is asserted on each model's fastest forward: a median moves with whatever else runs on the
+    # machine (it failed once while two fine-tunes shared the 2 cores: 5 layers "0.86x" of 8), a minimum far less.
+    fastest = [r["cpu_ms_min"] for r in rows]
+    assert fastest[0] > fastest[1] > fastest[2] and fastest[0] / fastest[2] > 1.8  # 8 → 5 → 2 layers
     assert res["seq_len"] == 128 and res["cpu"]["batch"] == 1 and res["gpu"] is None
     assert all(r["cpu_ms_min"] <= r["cpu_ms"] <= r["cpu_ms_max"] for r in rows)
 
