@@ -3,6 +3,9 @@
 # paper's budget (run it on a GPU):
 #   EPOCHS=3 TRAIN_SAMPLES=0 EVAL_SAMPLES=0 LR=2e-5 MAX_LEN=128 SEEDS=5 DEVICES=0 bash benchmarks/glue_study.sh
 # (0 = no subsampling.) DEVICES (e.g. cpu,cpu or 0,1) runs trials in parallel worker processes.
+# CoLA in docs/results.md (it does not learn at the default budget):
+#   EPOCHS=2 TRAIN_SAMPLES=0 EVAL_SAMPLES=0 LR=1e-4 MAX_LEN=128 SEEDS=3 DEVICES=cpu,cpu OUT=runs/glue-lr1e-4 \
+#       bash benchmarks/glue_study.sh cola
 OUT=${OUT:-runs/glue}
 GLUE=${GLUE:-../shared/data/glue}
 MAX_REMOVE=${MAX_REMOVE:-3}
