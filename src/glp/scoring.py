@@ -40,6 +40,7 @@ from glp.train import (
     TrialResult,
     budget_steps,
     configure_threads,
+    loss_sum,
 )
 
 __all__ = [
@@ -288,7 +289,6 @@ class Trial:
         if self._metrics is not None and self._metrics[0] == self.step:
             return self._metrics[1]
         from glp.tasks import compute_metrics
-        from glp.train import loss_sum
 
         logits = self.loop.predict(self.eval_table)
         if not np.isfinite(logits).all():

@@ -197,9 +197,9 @@ class SearchContext:
     def prefetch(self, sets: Sequence[Removal]) -> None:
         """Fine-tune removal sets known in advance (a fixed order's sets for n = 1..N) in one batch, every seed
         at the full budget, so parallel workers take them all at once; `evaluate` then uses these results."""
-        requests = [TrialRequest(tuple(s), seed, 1.0) for s in sets for seed in self.seeds]
         if len(sets) < 2:
             return
+        requests = [TrialRequest(tuple(s), seed, 1.0) for s in sets for seed in self.seeds]
         self.emit("batch_start", label=f"n = 1..{len(sets)}", candidates=len(sets))
         self._prefetched.update(zip(requests, self.run_trials(requests), strict=True))
 
