@@ -12,7 +12,7 @@ source benchmarks/study_env.sh
 for task in $TASKS; do
   for mode in full halving; do
     extra=(); [ "$mode" = halving ] && extra=(--halving --rungs 3 --eta 3)
-    .venv/bin/glp prune "$MODEL" --task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" \
+    "$GLP" prune "$MODEL" --task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" \
         --max-remove "$MAX_REMOVE" --no-baseline "${PARALLEL[@]}" "${extra[@]}" --out "$OUT/$task-$mode"
   done
 done

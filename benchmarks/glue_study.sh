@@ -20,9 +20,9 @@ for task in $TASKS; do
   run="$OUT/$task-full"
   common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}" --out "$run")
   for s in top bottom proxy-bi; do
-    .venv/bin/glp prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy "$s"
+    "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy "$s"
   done
-  .venv/bin/glp prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal
-  .venv/bin/glp evaluate "$run" "$OUT/$task-halving" --n "$(seq -s, 1 "$MAX_REMOVE")" --seeds "$SEEDS" "${HP[@]}" \
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal
+  "$GLP" evaluate "$run" "$OUT/$task-halving" --n "$(seq -s, 1 "$MAX_REMOVE")" --seeds "$SEEDS" "${HP[@]}" \
       "${PARALLEL[@]}" --out "$OUT/$task-eval"
 done

@@ -1,8 +1,12 @@
 """Tables for docs/results.md from the run directories benchmarks/glue_study.sh wrote.
 
     .venv/bin/python benchmarks/summarize_study.py [runs/glue] [TASK ...]
+    .venv/bin/python benchmarks/summarize_study.py ROOT:TASK[,TASK...] ...   # tasks from several study roots
+    e.g. summarize_study.py runs/glue:sst2,stsb runs/glue-lr1e-4:cola runs/glue-gpu:mrpc,rte
 
-First the relative dev performance of every method and n across tasks. Then for each task: every strategy's
+First the paper's Table 1 shape (dev score x100 per task, their mean, Rel. = mean / the baseline's mean; only
+rows every task has), then the relative dev performance of every method and n across tasks. Then for each
+task: every strategy's
 removal set and search-eval score per n, its search cost, where GLP stands
 among all C(6, 2) removal sets scored by the exhaustive search, and the dev evaluation table of glp evaluate.
 """
@@ -73,40 +77,97 @@ def task_tables(root: Path, task: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def overview(root: Path, tasks: list[str]) -> str:
-    """Relative dev performance (median pruned / median baseline, %) of every (method, n), tasks as columns."""
+def _eval_rows(pairs: list[tuple[Path, str]]) -> dict[tuple[str, int], dict[str, dict]]:
+    """(method, n) -> task -> the evaluation cell (median, min, max, rel), from each task's evaluation.json."""
     from glp.evaluate import load_evaluation
 
-    cells: dict[tuple[str, int], dict[str, str]] = {}
-    for task in tasks:
+    cells: dict[tuple[str, int], dict[str, dict]] = {}
+    for root, task in pairs:
         ev = root / f"{task}-eval"
         if not (ev / "evaluation.json").exists():
             continue
         for row in load_evaluation(ev)["summary"]["rows"]:
-            if row["n"] == 0:
-                continue
             name = re.sub(rf" \({task}-(halving[\w-]*)\)", r" + \1", row["strategy"])
-            cell = row["cells"].get(task) or {}
-            rel = cell.get("rel")
-            cells.setdefault((name, row["n"]), {})[task] = "–" if rel is None else f"{rel:.1f}"
-    order = ["greedy", "greedy + halving", "greedy + halving-loss", "optimal", "top", "bottom", "proxy-bi"]
-    keys = sorted(cells, key=lambda k: (k[1], order.index(k[0]) if k[0] in order else len(order), k[0]))
-    names = {"sst2": "SST-2", "stsb": "STS-B", "cola": "CoLA"}
+            cell = row["cells"].get(task)
+            if cell and cell.get("median") is not None:
+                cells.setdefault((name, row["n"]), {})[task] = cell
+    return cells
+
+
+_ORDER = ["baseline", "greedy", "greedy + halving", "greedy + halving-loss", "optimal", "top", "bottom", "proxy-bi"]
+_NAMES = {"sst2": "SST-2", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC", "rte": "RTE"}
+
+
+def _keys(cells: dict) -> list[tuple[str, int]]:
+    return sorted(cells, key=lambda k: (k[1], _ORDER.index(k[0]) if k[0] in _ORDER else len(_ORDER), k[0]))
+
+
+def overview(pairs: list[tuple[Path, str]]) -> str:
+    """Relative dev performance (median pruned / median baseline, %) of every (method, n), tasks as columns."""
+    tasks = [t for _, t in pairs]
+    cells = _eval_rows(pairs)
     out = [
-        "| Method | n | " + " | ".join(names.get(t, t.upper()) for t in tasks) + " |",
+        "| Method | n | " + " | ".join(_NAMES.get(t, t.upper()) for t in tasks) + " |",
         "|---|---:|" + "---:|" * len(tasks),
     ]
-    for k in keys:
-        out.append(f"| {k[0]} | {k[1]} | " + " | ".join(cells[k].get(t, "–") for t in tasks) + " |")
+    for k in _keys(cells):
+        if k[1] == 0:
+            continue
+        rel = {t: c.get("rel") for t, c in cells[k].items()}
+        out.append(f"| {k[0]} | {k[1]} | " + " | ".join(
+            "–" if rel.get(t) is None else f"{rel[t]:.1f}" for t in tasks) + " |")
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str]) -> None:
+def table1(pairs: list[tuple[Path, str]]) -> str:
+    """The paper's Table 1: dev median x100 (min-max) per task, the mean over tasks, Rel. to the baseline's mean.
+
+    Only (method, n) rows that every task has are listed: a mean over fewer tasks would not compare.
+    """
+    tasks = [t for _, t in pairs]
+    cells = _eval_rows(pairs)
+    base = cells.get(("baseline", 0), {})
+    if any(t not in base for t in tasks):
+        return "(no baseline evaluation for every task)\n"
+    base_mean = sum(100 * base[t]["median"] for t in tasks) / len(tasks)
+    out = [
+        "| Method | n | " + " | ".join(_NAMES.get(t, t.upper()) for t in tasks) + " | GLUE | Rel. (%) |",
+        "|---|---:|" + "---:|" * (len(tasks) + 2),
+    ]
+    for k in _keys(cells):
+        row = cells[k]
+        if any(t not in row for t in tasks):
+            continue
+        mean = sum(100 * row[t]["median"] for t in tasks) / len(tasks)
+        scores = " | ".join(
+            f"{100 * row[t]['median']:.1f} ({100 * row[t]['min']:.1f}–{100 * row[t]['max']:.1f})" for t in tasks
+        )
+        out.append(f"| {k[0]} | {k[1]} | {scores} | {mean:.1f} | {100 * mean / base_mean:.1f} |")
+    return "\n".join(out) + "\n"
+
+
+def parse_args(argv: list[str]) -> list[tuple[Path, str]]:
+    """``[ROOT] [TASK ...]`` or ``ROOT:TASK[,TASK...] ...`` -> (root, task) pairs in the order given."""
+    if any(":" in a for a in argv):
+        pairs = []
+        for a in argv:
+            root, _, tasks = a.partition(":")
+            if not tasks:
+                sys.exit(f"expected ROOT:TASK[,TASK...], got {a!r}")
+            pairs += [(Path(root), t) for t in tasks.split(",") if t]
+        return pairs
     root = Path(argv[0]) if argv else Path("runs/glue")
     tasks = argv[1:] or sorted(p.name[: -len("-full")] for p in root.glob("*-full"))
+    return [(root, t) for t in tasks]
+
+
+def main(argv: list[str]) -> None:
+    pairs = parse_args(argv)
+    print("Dev score x100, median of the final seeds (min–max); GLUE = mean over the tasks:\n")
+    print(table1(pairs))
     print("Relative dev performance (% of the unpruned model, medians over seeds):\n")
-    print(overview(root, tasks))
-    for task in tasks:
+    print(overview(pairs))
+    for root, task in pairs:
         print(task_tables(root, task))
 
 

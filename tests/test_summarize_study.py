@@ -1,0 +1,65 @@
+"""benchmarks/summarize_study.py: the cross-task Table 1 built from each task's evaluation.json."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "summarize_study.py"
+
+
+@pytest.fixture(scope="module")
+def summarize():
+    spec = importlib.util.spec_from_file_location("summarize_study", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_eval(root: Path, task: str, rows: dict[tuple[str, int], list[float]]) -> None:
+    """An evaluation.json as glp evaluate writes it, reduced to what the summary reads."""
+    base = sorted(rows[("baseline", 0)])[1]
+    out = []
+    for (strategy, n), scores in rows.items():
+        med = sorted(scores)[len(scores) // 2]
+        cell = {"median": med, "min": min(scores), "max": max(scores), "rel": 100 * med / base, "scores": scores}
+        out.append({"strategy": strategy, "n": n, "cells": {task: cell}})
+    d = root / f"{task}-eval"
+    d.mkdir(parents=True)
+    doc = {"schema": "glp.evaluation/1", "summary": {"tasks": [task], "rows": out}}
+    (d / "evaluation.json").write_text(json.dumps(doc))
+
+
+def test_table1_across_roots(tmp_path, summarize):
+    a, b = tmp_path / "cpu", tmp_path / "gpu"
+    write_eval(a, "cola", {("baseline", 0): [0.2, 0.3, 0.4], ("greedy", 1): [0.1, 0.2, 0.6],
+                           ("greedy (cola-halving)", 1): [0.3, 0.3, 0.3]})
+    write_eval(b, "rte", {("baseline", 0): [0.5, 0.6, 0.7], ("greedy", 1): [0.4, 0.5, 0.9],
+                          ("top", 1): [0.5, 0.5, 0.5]})
+    pairs = summarize.parse_args([f"{a}:cola", f"{b}:rte"])
+    assert pairs == [(a, "cola"), (b, "rte")]
+    table = summarize.table1(pairs)
+    lines = table.splitlines()
+    assert lines[0] == "| Method | n | CoLA | RTE | GLUE | Rel. (%) |"
+    # baseline mean (30 + 60) / 2 = 45; greedy (20 + 50) / 2 = 35 -> 77.8 %
+    assert "| baseline | 0 | 30.0 (20.0–40.0) | 60.0 (50.0–70.0) | 45.0 | 100.0 |" in lines
+    assert "| greedy | 1 | 20.0 (10.0–60.0) | 50.0 (40.0–90.0) | 35.0 | 77.8 |" in lines
+    # a row only one task has is not averaged
+    assert not any(line.startswith(("| top ", "| greedy + halving ")) for line in lines)
+    rel = summarize.overview(pairs).splitlines()
+    assert "| greedy + halving | 1 | 100.0 | – |" in rel
+    assert "| top | 1 | – | 83.3 |" in rel
+
+
+def test_table1_needs_every_baseline(tmp_path, summarize):
+    write_eval(tmp_path, "cola", {("greedy", 1): [0.1, 0.2, 0.3], ("baseline", 0): [0.2, 0.3, 0.4]})
+    assert "no baseline" in summarize.table1([(tmp_path, "cola"), (tmp_path, "mrpc")])
+
+
+def test_parse_args_old_form(tmp_path, summarize):
+    assert summarize.parse_args([str(tmp_path), "sst2", "stsb"]) == [(tmp_path, "sst2"), (tmp_path, "stsb")]
+    with pytest.raises(SystemExit):
+        summarize.parse_args([f"{tmp_path}:", "x:y"])
