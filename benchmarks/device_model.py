@@ -30,8 +30,8 @@ def convert(src: Path, dst: Path, dtype: torch.dtype) -> None:
     tensors = load_file(str(src / WEIGHTS))
     out = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
     save_file(out, str(dst / WEIGHTS), metadata={"format": "pt"})
-    big = max(tensors.values(), key=lambda t: t.numel())
-    print(f"{src} -> {dst}: {len(out)} tensors, {(dst / WEIGHTS).stat().st_size / 2**20:.1f} MiB, {big.dtype} -> {dtype}")
+    size = (dst / WEIGHTS).stat().st_size / 2**20
+    print(f"{src} -> {dst}: {len(out)} tensors, {size:.1f} MiB, floating point -> {dtype}")
 
 
 if __name__ == "__main__":

@@ -62,15 +62,20 @@ def task_tables(root: Path, task: str) -> str:
         ranked = [c for c in step2.candidates if c.mean is not None]
         by_set = {frozenset(c.removed): c.mean for c in ranked}
         best = ranked[0].mean
-        out += ["", f"Exhaustive n=2: {len(ranked)} removal sets, best {','.join(map(str, ranked[0].removed))} "
-                f"({best:.4f}), worst {ranked[-1].mean:.4f}."]
+        out += [
+            "",
+            f"Exhaustive n=2: {len(ranked)} removal sets, best {','.join(map(str, ranked[0].removed))} "
+            f"({best:.4f}), worst {ranked[-1].mean:.4f}.",
+        ]
         for name in plans:
             if name != "optimal" and 2 in plans[name].removals:
                 s = frozenset(plans[name].removals[2])
                 score = by_set[s]
                 rank = 1 + sum(1 for v in by_set.values() if v > score)
-                out.append(f"- {name}: {{{','.join(map(str, sorted(s)))}}} scores {score:.4f}, rank {rank} of "
-                           f"{len(by_set)}{' (the optimum)' if score == best else ''}")
+                out.append(
+                    f"- {name}: {{{','.join(map(str, sorted(s)))}}} scores {score:.4f}, rank {rank} of "
+                    f"{len(by_set)}{' (the optimum)' if score == best else ''}"
+                )
     table = root / f"{task}-eval" / "table.md"
     if table.exists():
         out += ["", "Dev (fine-tuned on train, median of seeds; `glp evaluate`):", "", table.read_text().strip()]
@@ -114,8 +119,9 @@ def overview(pairs: list[tuple[Path, str]]) -> str:
         if k[1] == 0:
             continue
         rel = {t: c.get("rel") for t, c in cells[k].items()}
-        out.append(f"| {k[0]} | {k[1]} | " + " | ".join(
-            "–" if rel.get(t) is None else f"{rel[t]:.1f}" for t in tasks) + " |")
+        out.append(
+            f"| {k[0]} | {k[1]} | " + " | ".join("–" if rel.get(t) is None else f"{rel[t]:.1f}" for t in tasks) + " |"
+        )
     return "\n".join(out) + "\n"
 
 

@@ -35,10 +35,18 @@ def write_eval(root: Path, task: str, rows: dict[tuple[str, int], list[float]]) 
 
 def test_table1_across_roots(tmp_path, summarize):
     a, b = tmp_path / "cpu", tmp_path / "gpu"
-    write_eval(a, "cola", {("baseline", 0): [0.2, 0.3, 0.4], ("greedy", 1): [0.1, 0.2, 0.6],
-                           ("greedy (cola-halving)", 1): [0.3, 0.3, 0.3]})
-    write_eval(b, "rte", {("baseline", 0): [0.5, 0.6, 0.7], ("greedy", 1): [0.4, 0.5, 0.9],
-                          ("top", 1): [0.5, 0.5, 0.5]})
+    write_eval(
+        a,
+        "cola",
+        {
+            ("baseline", 0): [0.2, 0.3, 0.4],
+            ("greedy", 1): [0.1, 0.2, 0.6],
+            ("greedy (cola-halving)", 1): [0.3, 0.3, 0.3],
+        },
+    )
+    write_eval(
+        b, "rte", {("baseline", 0): [0.5, 0.6, 0.7], ("greedy", 1): [0.4, 0.5, 0.9], ("top", 1): [0.5, 0.5, 0.5]}
+    )
     pairs = summarize.parse_args([f"{a}:cola", f"{b}:rte"])
     assert pairs == [(a, "cola"), (b, "rte")]
     table = summarize.table1(pairs)
