@@ -20,7 +20,11 @@ from glp.store import Store
 
 def test_greedy_end_to_end_and_reuse(tiny_setup, tmp_path):
     events = []
-    plan = prune(_config(tiny_setup, tmp_path / "run"), on_event=lambda e, **i: events.append(e))
+    plan = prune(_config(tiny_setup, tmp_path / "run"), on_event=lambda e, **i: events.append((e, i)))
+    # the unpruned model's trial goes with step 1's four candidates, in one batch for the workers
+    batches = [i["total"] for e, i in events if e == "trials_start"]
+    assert batches == [1 + 4, 3]
+    events = [e for e, _ in events]
     assert plan.complete and plan.num_layers == 4
     assert len(plan.order) == 2 and plan.layers_to_remove(1) == plan.order[:1]
     assert [len(s.candidates) for s in plan.steps] == [4, 3]
@@ -40,6 +44,24 @@ def test_greedy_end_to_end_and_reuse(tiny_setup, tmp_path):
     # top pattern: all its trials are in the journal already
     top = prune(_config(tiny_setup, tmp_path / "run", strategy="top"))
     assert top.cost["trials_run"] == 0 and top.removals == {1: [3], 2: [3, 2]}
+
+
+def test_baseline_rides_with_the_first_batch(tiny_setup, tmp_path):
+    """A fixed pattern's batch and a halving search's first rung take the baseline along, and the plan has it."""
+    for name, extra, first in [
+        ("top", dict(strategy="top"), [((), 1.0), ((3,), 1.0), ((2, 3), 1.0)]),
+        ("halving", dict(halving=True, rungs=2, eta=2), [((), 1.0)] + [((i,), 0.5) for i in range(4)]),
+    ]:
+        events: list = []
+        plan = prune(
+            _config(tiny_setup, tmp_path / name, **extra), on_event=lambda e, _ev=events, **i: _ev.append((e, i))
+        )
+        starts = [k for k, (e, _) in enumerate(events) if e == "trials_start"] + [len(events)]
+        batch = [i["request"] for e, i in events[starts[0] : starts[1]] if e == "trial_done"]
+        assert sorted((tuple(sorted(r.removed)), r.budget) for r in batch) == sorted(first)
+        assert plan.baseline is not None and plan.baseline["mean"] is not None
+        again = prune(_config(tiny_setup, tmp_path / name, **extra))  # resumed: everything from the journal
+        assert again.baseline == plan.baseline and again.cost["trials_run"] == 0
 
 
 def test_halving_uses_fewer_steps(tiny_setup, tmp_path, capsys):

@@ -431,14 +431,18 @@ class _SearchProgress:
                 info=f"{info['cached']} from journal" if info["cached"] else "",
             )
         elif name == "trial_done":
-            r = info["result"]
-            if r.get("status") == "ok" and r.get("score") is not None:
-                self.best = r["score"] if self.best is None else max(self.best, r["score"])
+            self._note_best(info)
             best = f"best so far {self.best:.4f}" if self.best is not None else ""
             p.update(self.trials, advance=1, description=f"remove {sorted(info['request'].removed)}", info=best)
         elif name == "step_done":
             s = info["step"]
             p.update(self.steps, advance=1, info=f"kept removal {s.chosen} ({_fmt(s.chosen_mean)})")
+
+    def _note_best(self, info: dict) -> None:
+        """'best so far' is over the step's candidates; the unpruned model's trials (in the first batch) are not."""
+        r = info["result"]
+        if info["request"].removed and r.get("status") == "ok" and r.get("score") is not None:
+            self.best = r["score"] if self.best is None else max(self.best, r["score"])
 
     def _plain(self, name: str, **info) -> None:
         if name == "step_start":
@@ -454,13 +458,16 @@ class _SearchProgress:
         elif name == "trial_done":
             r = info["result"]
             self.batch_done += 1
-            if r.get("status") == "ok" and r.get("score") is not None:
-                self.best = r["score"] if self.best is None else max(self.best, r["score"])
+            self._note_best(info)
             per = (time.time() - self.batch_start) / max(self.batch_done, 1)
             eta = per * (self.batch_total - self.batch_done)
             score = f"{r['score']:.4f}" if r.get("score") is not None else f"failed ({r.get('reason')})"
             where = (
-                f"step {self.n}/{self.cfg.max_remove}" if isinstance(self.n, int) and self.n else self.n or "baseline"
+                "baseline (with the first batch)"
+                if not info["request"].removed
+                else f"step {self.n}/{self.cfg.max_remove}"
+                if isinstance(self.n, int) and self.n
+                else self.n or "search"
             )
             self._log(
                 f"{where} trial {self.batch_done}/{self.batch_total}: remove "

@@ -288,18 +288,11 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
             if on_event:
                 on_event(event, **info)
 
-        ctx = SearchContext(  # validates --max-remove and --keep before any training
-            num_layers=plan.num_layers,
-            max_remove=config.max_remove,
-            run_trials=run_trials,
-            seeds=config.seeds,
-            keep=frozenset(config.keep),
-            schedule=config.schedule,
-            prefilter_top=config.prefilter_top,
-            on_event=on_step,
-        )
-        if config.baseline:
-            results = run_trials([TrialRequest((), s, 1.0) for s in config.seeds])
+        # The unpruned model's trials ride along with the search's first batch of trials, so that parallel
+        # workers take them together instead of the baseline running alone first.
+        baseline = [TrialRequest((), s, 1.0) for s in config.seeds] if config.baseline else []
+
+        def set_baseline(results: list[dict[str, Any]]) -> None:
             scores = [r.get("score") for r in results]
             ok = [s for s in scores if s is not None]
             plan.baseline = {
@@ -308,13 +301,34 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
                 "metrics": [r.get("metrics") for r in results],
             }
 
+        def run_with_baseline(requests: list[TrialRequest]) -> list[dict[str, Any]]:
+            nonlocal baseline
+            if not baseline:
+                return run_trials(requests)
+            extra, baseline = baseline, []
+            results = run_trials(extra + list(requests))
+            set_baseline(results[: len(extra)])
+            return results[len(extra) :]
+
+        ctx = SearchContext(  # validates --max-remove and --keep before any training
+            num_layers=plan.num_layers,
+            max_remove=config.max_remove,
+            run_trials=run_with_baseline,
+            seeds=config.seeds,
+            keep=frozenset(config.keep),
+            schedule=config.schedule,
+            prefilter_top=config.prefilter_top,
+            on_event=on_step,
+        )
         if config.prefilter_top or strategy.name.startswith("proxy-"):
             from glp.proxies import make_proxy
 
             kind = strategy.name[len("proxy-") :] if strategy.name.startswith("proxy-") else config.proxy
-            ctx.proxy = make_proxy(kind, config, session, run_trials=run_trials, run_dir=run_dir)
+            ctx.proxy = make_proxy(kind, config, session, run_trials=run_with_baseline, run_dir=run_dir)
 
         result = strategy.run(ctx)
+        if baseline:  # a search that asked for no trials at all
+            run_with_baseline([])
         plan.removals = dict(result.removals)
         plan.order = result.order
         plan.complete = True
