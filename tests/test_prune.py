@@ -182,3 +182,37 @@ def test_public_api_mirrors_the_cli():
 
     assert glp.prune is glp.pruning.prune and glp.PruneConfig is glp.pruning.PruneConfig
     assert callable(glp.drop_layers) and glp.Plan.load
+
+
+def test_untrained_baseline_is_flagged(tiny_setup, tmp_path, capsys):
+    """A budget at which the unpruned model learns nothing gets a warning in the plan, live and in glp show."""
+    from glp.cli import print_plan
+    from glp.pruning import UNTRAINED_MARGIN, untrained_warning
+    from glp.tasks import constant_score
+    from glp.train import HParams
+
+    assert untrained_warning(0.80, 0.81, "f1") and untrained_warning(0.81 + UNTRAINED_MARGIN, 0.81, "f1")
+    assert untrained_warning(0.83, 0.81, "f1") is None and untrained_warning(0.1, None, "spearman") is None
+    assert untrained_warning(None, 0.5, "accuracy") is None
+
+    frozen = HParams(learning_rate=1e-12, num_train_epochs=1.0, per_device_train_batch_size=16, max_seq_length=32)
+    events = []
+    plan = prune(
+        _config(tiny_setup, tmp_path / "frozen", max_remove=1, strategy="top", hparams=frozen),
+        on_event=lambda e, **i: events.append((e, i)),
+    )
+    from glp.pruning import open_session
+
+    session = open_session(_config(tiny_setup, tmp_path / "frozen", max_remove=1, strategy="top", hparams=frozen))
+    assert plan.baseline["constant"] == constant_score(session.task, session.trial_data.eval.labels)
+    # at a learning rate of 1e-12 the model keeps predicting what its random head predicts: one class
+    assert plan.baseline["mean"] <= plan.baseline["constant"] + UNTRAINED_MARGIN
+    assert "cannot rank removal sets" in plan.baseline["warning"]
+    assert [i["text"] for e, i in events if e == "warning"] == [plan.baseline["warning"]]
+    print_plan(plan)
+    assert "warning:" in capsys.readouterr().out
+    # a model that learns gets no warning
+    hp = HParams(learning_rate=3e-3, num_train_epochs=4.0, per_device_train_batch_size=16, max_seq_length=32)
+    learned = prune(_config(tiny_setup, tmp_path / "learned", max_remove=1, strategy="top", hparams=hp))
+    assert learned.baseline["mean"] > learned.baseline["constant"] + UNTRAINED_MARGIN
+    assert "warning" not in learned.baseline

@@ -239,3 +239,15 @@ def test_resolve_task_glue_or_custom():
     assert custom.metric == "macro-f1" and custom.text_columns == ("text",)
     with pytest.raises(TaskError, match="not a GLUE task: give --text-columns"):
         resolve_task("toy")
+
+
+def test_constant_score_is_the_best_single_class_prediction():
+    """The level at which a fine-tuned model has learned nothing: majority accuracy, positive-class F1, MCC 0."""
+    from glp.tasks import constant_score
+
+    assert constant_score(get_task("rte"), [0, 0, 0, 1]) == pytest.approx(0.75)
+    assert constant_score(get_task("mrpc"), [1, 1, 1, 0]) == pytest.approx(2 * 0.75 / 1.75)  # all "paraphrase"
+    assert constant_score(get_task("mrpc"), [0, 0, 0, 1]) == pytest.approx(2 * 0.25 / 1.25)
+    assert constant_score(get_task("cola"), [0, 1, 1, 1]) == 0.0
+    assert constant_score(get_task("stsb"), [0.1, 2.0]) is None
+    assert constant_score(get_task("rte"), []) is None

@@ -410,6 +410,14 @@ class _SearchProgress:
         typer.echo(f"[{time.strftime('%H:%M:%S')} +{elapsed:.0f}s] {text}", err=True)
 
     def event(self, name: str, **info) -> None:
+        if name == "warning":
+            if self.plain:
+                self._log(f"warning: {info['text']}")
+            else:
+                from rich.markup import escape
+
+                self.progress.console.print(f"[yellow]warning:[/yellow] {escape(info['text'])}")
+            return
         if self.plain:
             self._plain(name, **info)
             return
@@ -532,6 +540,8 @@ def print_plan(plan) -> None:
             )
         if s.note:
             console.print(f"step {s.n}: {escape(s.note)}")
+    if plan.baseline and plan.baseline.get("warning"):
+        console.print(f"[yellow]warning:[/yellow] {escape(plan.baseline['warning'])}")
 
 
 @app.command("show")

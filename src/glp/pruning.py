@@ -27,6 +27,7 @@ from glp.plan import Plan
 from glp.schedule import FULL, Halving
 from glp.search import PROXIES, SearchContext, TrialRequest, make_strategy
 from glp.store import Store, trial_key
+from glp.tasks import constant_score
 from glp.train import HParams
 
 EventHandler = Callable[..., None]
@@ -299,7 +300,13 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
                 "scores": scores,
                 "mean": sum(ok) / len(ok) if ok else None,
                 "metrics": [r.get("metrics") for r in results],
+                "constant": constant_score(session.task, session.trial_data.eval.labels),
             }
+            warning = untrained_warning(plan.baseline["mean"], plan.baseline["constant"], session.task.metric)
+            if warning:
+                plan.baseline["warning"] = warning
+                if on_event:
+                    on_event("warning", text=warning)
 
         def run_with_baseline(requests: list[TrialRequest]) -> list[dict[str, Any]]:
             nonlocal baseline
@@ -336,6 +343,22 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         _save(plan, run_dir, strategy.name)
         executor.close()
         return plan
+
+
+UNTRAINED_MARGIN = 0.01
+
+
+def untrained_warning(mean: float | None, constant: float | None, metric: str) -> str | None:
+    """A warning when the unpruned model's search-eval score is within ``UNTRAINED_MARGIN`` of predicting one
+    class for everything: then the candidates' scores are noise around that level, not a ranking."""
+    if mean is None or constant is None or mean > constant + UNTRAINED_MARGIN:
+        return None
+    return (
+        f"the unpruned model scores {metric} {mean:.4f} on search-eval, no better than predicting one class for "
+        f"every example ({constant:.4f}): at this fine-tuning budget the search cannot rank removal sets. "
+        "Raise --learning-rate or --num-train-epochs (or --max-train-samples) and check the baseline first, "
+        "e.g. with --strategy top --max-remove 1."
+    )
 
 
 def _finish_cost(plan: Plan, stats: dict[str, Any], t0: float) -> None:

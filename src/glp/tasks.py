@@ -347,6 +347,21 @@ def main_metric(task: Task, predictions, labels) -> float:
     return compute_metrics(task, predictions, labels)[task.metric]
 
 
+def constant_score(task: Task, labels) -> float | None:
+    """The best main-metric score of predicting one class for every example (``None`` for a regression).
+
+    A fine-tuned model at this level has learned nothing a search could rank removal sets by: accuracy of the
+    majority class, F1 of answering the positive class, Matthews correlation 0.
+    """
+    if task.is_regression:
+        return None
+    y = np.asarray(labels).astype(np.int64)
+    if len(y) == 0:
+        return None
+    classes = range(max(int(task.num_labels or 0), int(y.max()) + 1, 2))
+    return max(main_metric(task, np.full(len(y), c, dtype=np.int64), y) for c in classes)
+
+
 def glue_score(main_metric_by_task: Mapping[str, float]) -> float:
     """Mean of the main metrics over the GLUE tasks given, WNLI excluded (as in the paper)."""
     values: dict[str, float] = {}
