@@ -104,7 +104,7 @@ _NAMES = {"sst2": "SST-2", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC", "rte
 
 
 def _keys(cells: dict) -> list[tuple[str, int]]:
-    return sorted(cells, key=lambda k: (k[1], _ORDER.index(k[0]) if k[0] in _ORDER else len(_ORDER), k[0]))
+    return sorted(cells, key=lambda k: (k[1], _rank(k[0]), k[0]))
 
 
 def overview(pairs: list[tuple[Path, str]]) -> str:
@@ -126,30 +126,29 @@ def overview(pairs: list[tuple[Path, str]]) -> str:
 
 
 def table1(pairs: list[tuple[Path, str]]) -> str:
-    """The paper's Table 1: dev median x100 (min-max) per task, the mean over tasks, Rel. to the baseline's mean.
+    """The paper's Table 1 over tasks from several evaluations: glp evaluate's own summary and table, fed with
+    every task's per-seed records. Only (method, n) rows that every task has are listed: a mean over fewer
+    tasks would not compare."""
+    from glp.evaluate import load_evaluation, markdown_table, summarize
 
-    Only (method, n) rows that every task has are listed: a mean over fewer tasks would not compare.
-    """
+    records = []
+    for root, task in pairs:
+        ev = root / f"{task}-eval"
+        if (ev / "evaluation.json").exists():
+            for r in load_evaluation(ev)["records"]:
+                if r["task"] == task:
+                    name = re.sub(rf" \({task}-(halving[\w-]*)\)", r" + \1", r["strategy"])
+                    records.append({**r, "strategy": name})
+    summary = summarize(records)
     tasks = [t for _, t in pairs]
-    cells = _eval_rows(pairs)
-    base = cells.get(("baseline", 0), {})
-    if any(t not in base for t in tasks):
+    if summary["tasks"] != tasks or not any(r["strategy"] == "baseline" and r["score"] for r in summary["rows"]):
         return "(no baseline evaluation for every task)\n"
-    base_mean = sum(100 * base[t]["median"] for t in tasks) / len(tasks)
-    out = [
-        "| Method | n | " + " | ".join(_NAMES.get(t, t.upper()) for t in tasks) + " | GLUE | Rel. (%) |",
-        "|---|---:|" + "---:|" * (len(tasks) + 2),
-    ]
-    for k in _keys(cells):
-        row = cells[k]
-        if any(t not in row for t in tasks):
-            continue
-        mean = sum(100 * row[t]["median"] for t in tasks) / len(tasks)
-        scores = " | ".join(
-            f"{100 * row[t]['median']:.1f} ({100 * row[t]['min']:.1f}–{100 * row[t]['max']:.1f})" for t in tasks
-        )
-        out.append(f"| {k[0]} | {k[1]} | {scores} | {mean:.1f} | {100 * mean / base_mean:.1f} |")
-    return "\n".join(out) + "\n"
+    rows = [r for r in summary["rows"] if all(t in r["cells"] for t in tasks)]
+    return markdown_table({**summary, "rows": sorted(rows, key=lambda r: (r["n"], _rank(r["strategy"])))})
+
+
+def _rank(name: str) -> int:
+    return _ORDER.index(name) if name in _ORDER else len(_ORDER)
 
 
 def parse_args(argv: list[str]) -> list[tuple[Path, str]]:

@@ -20,16 +20,18 @@ def summarize():
 
 
 def write_eval(root: Path, task: str, rows: dict[tuple[str, int], list[float]]) -> None:
-    """An evaluation.json as glp evaluate writes it, reduced to what the summary reads."""
-    base = sorted(rows[("baseline", 0)])[1]
-    out = []
-    for (strategy, n), scores in rows.items():
-        med = sorted(scores)[len(scores) // 2]
-        cell = {"median": med, "min": min(scores), "max": max(scores), "rel": 100 * med / base, "scores": scores}
-        out.append({"strategy": strategy, "n": n, "cells": {task: cell}})
+    """An evaluation.json with glp evaluate's records and summary (the parts the script reads)."""
+    from glp.evaluate import summarize as summarize_records
+
+    metric = {"cola": "mcc", "rte": "accuracy", "mrpc": "f1"}[task]
+    records = [
+        {"task": task, "metric": metric, "strategy": s, "n": n, "removed": list(range(n)), "seed": 42 + i, "score": v}
+        for (s, n), scores in rows.items()
+        for i, v in enumerate(scores)
+    ]
     d = root / f"{task}-eval"
     d.mkdir(parents=True)
-    doc = {"schema": "glp.evaluation/1", "summary": {"tasks": [task], "rows": out}}
+    doc = {"schema": "glp.evaluation/1", "records": records, "summary": summarize_records(records)}
     (d / "evaluation.json").write_text(json.dumps(doc))
 
 
@@ -51,7 +53,7 @@ def test_table1_across_roots(tmp_path, summarize):
     assert pairs == [(a, "cola"), (b, "rte")]
     table = summarize.table1(pairs)
     lines = table.splitlines()
-    assert lines[0] == "| Method | n | CoLA | RTE | GLUE | Rel. (%) |"
+    assert lines[0] == "| Method | n | COLA (mcc) | RTE (accuracy) | GLUE | Rel. (%) |"
     # baseline mean (30 + 60) / 2 = 45; greedy (20 + 50) / 2 = 35 -> 77.8 %
     assert "| baseline | 0 | 30.0 (20.0–40.0) | 60.0 (50.0–70.0) | 45.0 | 100.0 |" in lines
     assert "| greedy | 1 | 20.0 (10.0–60.0) | 50.0 (40.0–90.0) | 35.0 | 77.8 |" in lines
