@@ -2,7 +2,10 @@
 # The GLUE study (issue 8): MiniLM-L6 on real GLUE tasks. GLP (greedy) vs Top, Bottom, a training-free proxy
 # (block influence) and the exhaustive optimum for n=2, all searched on the same 85/15 split of train with the
 # same hyper-parameters, then every chosen removal set fine-tuned on train and scored on dev (median of SEEDS).
-# GLP with early rejection runs in its own run directory (benchmarks/bench_halving.sh).
+# GLP with early rejection runs in its own run directory (as in benchmarks/bench_halving.sh), so it reuses nothing.
+# The commands run in order of need, so that a run cut off early (benchmarks/gpu_study.sh gives each command a
+# deadline through $GLP) has the most important rows: GLP, Top, Bottom, proxy, a first dev evaluation, the
+# optimum, early rejection, the dev evaluation of all of them (the second reuses the first's fine-tunes).
 # Every step is `glp prune` / `glp evaluate`, which resume from their journals: kill and re-run at will.
 #
 #   bash benchmarks/glue_study.sh [TASKS]        e.g. bash benchmarks/glue_study.sh "sst2 stsb"
@@ -16,13 +19,21 @@ cd "$(dirname "$0")/.."
 TASKS=${1:-"sst2 stsb"}
 source benchmarks/study_env.sh
 for task in $TASKS; do
-  bash benchmarks/bench_halving.sh "$task"          # greedy, full and with early rejection
   run="$OUT/$task-full"
-  common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}" --out "$run")
+  common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}")
+  evaluate() {  # every run directory of the task that has a plan so far
+    local dirs=() d
+    for d in "$run" "$OUT/$task-halving"; do [ -f "$d/plan.json" ] && dirs+=("$d"); done
+    "$GLP" evaluate "${dirs[@]}" --n "$(seq -s, 1 "$MAX_REMOVE")" --seeds "$SEEDS" "${HP[@]}" "${PARALLEL[@]}" \
+        --out "$OUT/$task-eval"
+  }
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --no-baseline --out "$run"   # GLP
   for s in top bottom proxy-bi; do
-    "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy "$s"
+    "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy "$s" --out "$run"
   done
-  "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal
-  "$GLP" evaluate "$run" "$OUT/$task-halving" --n "$(seq -s, 1 "$MAX_REMOVE")" --seeds "$SEEDS" "${HP[@]}" \
-      "${PARALLEL[@]}" --out "$OUT/$task-eval"
+  evaluate
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal --out "$run"
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --no-baseline --halving --rungs 3 --eta 3 \
+      --out "$OUT/$task-halving"
+  evaluate
 done

@@ -11,8 +11,8 @@
 #   1. budget: the unpruned model fine-tuned once per setting of GRID (learning rate:epochs:warmup ratio) on
 #      the task's search split, scored on search-eval (never dev); the best setting is the task's budget for
 #      every row after it;
-#   2. benchmarks/glue_study.sh's runs in order of need: GLP, Top, Bottom, proxy, a first dev evaluation,
-#      the n = 2 optimum, GLP with early rejection, the dev evaluation of all of them.
+#   2. benchmarks/glue_study.sh at that budget: its runs come in order of need (GLP, Top, Bottom, proxy, a
+#      first dev evaluation, the n = 2 optimum, GLP with early rejection, the dev evaluation of all of them).
 # Then everything small is packed: $RESULTS/runs.tgz (plans, journals, evaluations; no caches) and the logs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +33,15 @@ LOGS=$RESULTS/logs; mkdir -p "$LOGS" "$OUT" "$CAL"
 left() { echo $(( END - $(date +%s) )); }
 log() { echo "[$(date +%T) left $(left)s] $*"; }
 
-# the glp command (no install needed: src/ on PYTHONPATH)
-mkdir -p /tmp/glpbin && printf '#!/bin/sh\nexec %s -m glp.cli "$@"\n' "$PY" > /tmp/glpbin/glp && chmod +x /tmp/glpbin/glp
+# the glp command (no install needed: src/ on PYTHONPATH), cut off at the deadline; out of time, it exits 124
+# without starting, which stops glue_study.sh (set -e)
+mkdir -p /tmp/glpbin && cat > /tmp/glpbin/glp <<EOF && chmod +x /tmp/glpbin/glp
+#!/bin/sh
+left=\$(( $END - \$(date +%s) ))
+[ "\$left" -gt 5 ] || { echo "[\$(date +%T)] out of time before: glp \$*"; exit 124; }
+echo "[\$(date +%T) left \${left}s] glp \$*"
+exec timeout "\$left" $PY -m glp.cli "\$@"
+EOF
 export GLP=/tmp/glpbin/glp
 { nvidia-smi -L; $PY -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transformers", transformers.__version__)'; } 2>&1 | tee "$LOGS/env.txt"
 export MODEL=${MODEL:-/tmp/minilm}
@@ -58,12 +65,11 @@ choose() {  # best baseline search-eval score over the grid -> "lr ep wu"
 import json, sys
 from pathlib import Path
 rows = []
-for d in sorted(Path(sys.argv[1]).glob(f"{sys.argv[2]}-lr*")):
-    p = d / "plan.json"
-    if p.is_file() and json.loads(p.read_text()).get("baseline"):
-        plan = json.loads(p.read_text())
-        hp = plan["hparams"]
-        rows.append((plan["baseline"]["mean"], -hp["num_train_epochs"], hp["learning_rate"], hp["warmup_ratio"]))
+for p in sorted(Path(sys.argv[1]).glob(f"{sys.argv[2]}-lr*/plan.json")):
+    plan = json.loads(p.read_text())
+    mean, hp = (plan.get("baseline") or {}).get("mean"), plan["hparams"]
+    if mean is not None:
+        rows.append((mean, -hp["num_train_epochs"], hp["learning_rate"], hp["warmup_ratio"]))
 for s, ep, lr, wu in sorted(rows, reverse=True):
     print(f"  {sys.argv[2]}: lr {lr:g} epochs {-ep:g} warmup {wu:g} -> baseline search-eval {s:.4f}", file=sys.stderr)
 if rows:
@@ -72,27 +78,12 @@ if rows:
 EOF
 }
 
-# 2. the study, per task, side by side
+# 2. the study (benchmarks/glue_study.sh) at each task's budget, the tasks side by side
 study() {
-  local task=$1 run="$OUT/$1-full"
-  read -r LR EPOCHS WARMUP < <(choose "$task" 2>>"$LOGS/budget.txt")
-  [ -n "${LR:-}" ] || { log "$task: no calibration finished"; return; }
-  export LR EPOCHS WARMUP
-  log "$task: budget lr $LR epochs $EPOCHS warmup $WARMUP" | tee -a "$LOGS/budget.txt"
-  source benchmarks/study_env.sh
-  local common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}")
-  t() { local s; s=$(left); [ "$s" -gt 5 ] || { log "$task: out of time before: $*"; return 1; }; log "$task: $*"; timeout "$s" "$@"; }
-  evaluate() { local dirs=(); for d in "$run" "$OUT/$task-halving"; do [ -f "$d/plan.json" ] && dirs+=("$d"); done
-    t "$GLP" evaluate "${dirs[@]}" --n "$(seq -s, 1 "$MAX_REMOVE")" --seeds "$SEEDS" "${HP[@]}" "${PARALLEL[@]}" --out "$OUT/$task-eval"; }
-  t "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --no-baseline --out "$run" || return
-  for s in top bottom proxy-bi; do
-    t "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy "$s" --out "$run" || return
-  done
-  evaluate || return
-  t "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal --out "$run" || return
-  t "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --no-baseline --halving --rungs 3 --eta 3 \
-      --out "$OUT/$task-halving" || return
-  evaluate
+  read -r LR EPOCHS WARMUP < <(choose "$1" 2>>"$LOGS/budget.txt")
+  [ -n "${LR:-}" ] || { log "$1: no calibration finished"; return; }
+  log "$1: budget lr $LR epochs $EPOCHS warmup $WARMUP" | tee -a "$LOGS/budget.txt"
+  LR=$LR EPOCHS=$EPOCHS WARMUP=$WARMUP bash benchmarks/glue_study.sh "$1"
 }
 for task in $TASKS; do study "$task" > "$LOGS/study-$task.log" 2>&1 & done
 wait
