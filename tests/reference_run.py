@@ -2,7 +2,8 @@
 
 Recorded before the task-kind refactor (issue 14) with the code of that time; `test_reference_run.py` runs it again
 and asserts that the plans' scores and search-eval losses, every journal key and every trial's numbers are exactly
-the same. Regenerate (only when a change is *meant* to alter results, and say so in the commit):
+the same. The numbers depend on the thread setup (tests/conftest.py: OMP_NUM_THREADS=1, which the script sets too).
+Regenerate (only when a change is *meant* to alter results, and say so in the commit):
 
     .venv/bin/python tests/reference_run.py tests/data/reference_run.json
 """
@@ -37,16 +38,35 @@ def write_data(root: Path) -> None:
         (root / f"{name}_reg.csv").write_text("\n".join(reg) + "\n")
 
 
+def make_tokenizer(model_dir: Path):
+    """A word-level tokenizer over a fixed vocabulary (a trained WordPiece vocabulary can order tied merges
+    differently from one process to the next, which changes every number below)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {w: i for i, w in enumerate(specials + sorted(set(WORDS) | {"good", "bad"}))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )  # fmt: skip
+    fast.save_pretrained(str(model_dir))
+    return fast
+
+
 def make_model(root: Path) -> Path:
-    """A random 4-layer BERT (hidden 32) with its WordPiece tokenizer, the same bytes on every call."""
+    """A random 4-layer BERT (hidden 32) with its tokenizer, the same bytes on every call."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from helpers import make_tiny_tokenizer
-
     model_dir = root / "model"
-    tok = make_tiny_tokenizer(model_dir, corpus=[" ".join(WORDS + ["good", "bad"])] * 3)
+    tok = make_tokenizer(model_dir)
     cfg = BertConfig(
         vocab_size=len(tok),
         hidden_size=32,
@@ -143,7 +163,10 @@ def _run(root: Path) -> dict:
 
 
 if __name__ == "__main__":
+    import os
     import tempfile
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # as tests/conftest.py runs the suite: the arithmetic depends on it
 
     with tempfile.TemporaryDirectory() as tmp:
         result = run_reference(Path(tmp) / "ref")
