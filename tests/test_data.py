@@ -17,7 +17,6 @@ from glp.data import (
     search_split,
     split_fingerprint,
     stratified_eval_indices,
-    subsample,
 )
 from glp.errors import DataError, GLPError, TaskError
 from glp.tasks import get_task
@@ -188,10 +187,12 @@ def test_split_errors():
 
 def test_subsample_and_subset():
     e = ex(np.arange(20) % 2, pairs=True)
-    assert subsample(e, None, 0) is e and subsample(e, 50, 0) is e
-    a, b = subsample(e, 5, 1), subsample(e, 5, 1)
-    assert len(a) == 5 and list(a.row_ids) == list(b.row_ids) and np.all(np.diff(a.row_ids) > 0)
-    assert list(subsample(e, 5, 2).row_ids) != list(a.row_ids)
+    enc = Encoded([np.arange(1, 2 + i % 5) for i in range(20)], None, np.arange(20))
+    assert enc.subsample(None, 0, 1) is enc and enc.subsample(50, 0, 1) is enc
+    a, b = enc.subsample(5, 1, 1), enc.subsample(5, 1, 1)
+    assert len(a) == 5 and list(a.labels) == list(b.labels) and np.all(np.diff(a.labels) > 0)
+    assert list(enc.subsample(5, 1, 2).labels) != list(a.labels)  # another stream, another subset
+    assert list(a.lengths) == [len(x) for x in a.input_ids] and a.fingerprint() == b.fingerprint()
     s = e.subset([3, 1])
     assert (
         s.text_a == ["text 3", "text 1"] and s.text_b == ["text 16", "text 18"] and list(s.labels) == [1, 1]

@@ -18,7 +18,8 @@ from glp.errors import ConfigError, GLPError
 from glp.pruning import PruneConfig, prune
 from glp.search import TrialRequest
 from glp.store import Store
-from glp.train import HParams
+from glp.hparams import HParams
+from glp.scoring import TrialSpec
 
 # Successive halving (2 rungs) over two greedy steps: 4 + 2 + 3 + 2 trials, long enough (~0.5 s each) to be
 # killed mid-trial, and survivors that continue where they stopped.
@@ -183,17 +184,17 @@ def test_gpu_slots_are_pinned_and_checked(monkeypatch):
     cfg = PruneConfig(model="m", task="rte", devices="0,5")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(ConfigError, match="none is visible"):
-        ex.make_executor(cfg, None, None)
+        ex.make_executor(cfg, None)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ConfigError, match="GPU 5 does not exist"):
-        ex.make_executor(cfg, None, None)
-    assert isinstance(ex.make_executor(PruneConfig(model="m", task="rte"), None, None), ex.LocalExecutor)
+        ex.make_executor(cfg, None)
+    assert isinstance(ex.make_executor(PruneConfig(model="m", task="rte"), None), ex.LocalExecutor)
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
     with pytest.raises(ConfigError, match=r"pip install 'glp\[ray\]'"):
-        ex.RayExecutor(ex.WorkerSpec("m", None, HP))
+        ex.RayExecutor(TrialSpec("m", None, HP))
 
 
 def test_cli_flags_reach_the_config(monkeypatch, tmp_path):
@@ -376,9 +377,9 @@ def test_a_worker_error_is_raised_in_the_driver(tiny_setup, tmp_path):
     from glp.pruning import open_session
 
     session = open_session(_config(tiny_setup, tmp_path / "run", hparams=HP))
-    spec = ex.WorkerSpec(str(tmp_path / "no-such-model"), session.trial_data, HP)
+    spec = TrialSpec(str(tmp_path / "no-such-model"), session.trial_data, HP)
     pool = ex.ProcessExecutor(spec, ["cpu"], max_retries=3)
-    with pytest.raises(GLPError, match="cannot load model") as info:
+    with pytest.raises(GLPError, match="does not exist") as info:
         dict(pool.run([TrialRequest((1,), 42, 1.0)]))
     assert "raised in glp worker process" in "".join(getattr(info.value, "__notes__", []))
     assert pool.stats["retried"] == 0  # an error is not a lost worker

@@ -6,15 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+from glp.data import Encoded
+from glp.kinds import kind_of
 from glp.proxies import LossProxy, SimilarityProxy, rank_layers
-from glp.train import TokenTable
+from glp.tasks import custom_task
+
+KIND = kind_of(custom_task("toy", ("text",), "label", num_labels=2))
 
 
 def _table(n=24, vocab=100, seed=0):
     rng = np.random.default_rng(seed)
     ids = [rng.integers(3, vocab, size=int(rng.integers(5, 16))).astype(np.int64) for _ in range(n)]
     labels = rng.integers(0, 2, size=n).astype(np.int64)
-    return TokenTable(ids, None, labels, np.array([len(a) for a in ids], dtype=np.int64))
+    return Encoded(ids, None, labels)
 
 
 def _llama_with_identity_block(identity: int):
@@ -54,8 +58,8 @@ def test_similarity_proxies_rank_identity_block_first(kind):
 
 def test_loss_proxy_gives_zero_increase_for_identity_block():
     model = _llama_with_identity_block(1)
-    scores = LossProxy(model, _table(), regression=False)((), range(5))
+    scores = LossProxy(model, _table(), KIND)((), range(5))
     assert scores[1] == pytest.approx(0.0, abs=1e-6)
     assert all(abs(v) > 1e-6 for i, v in scores.items() if i != 1)
-    after = LossProxy(model, _table(), regression=False)((3,), [0, 1, 2, 4])
+    after = LossProxy(model, _table(), KIND)((3,), [0, 1, 2, 4])
     assert after[1] == pytest.approx(0.0, abs=1e-6)

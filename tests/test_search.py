@@ -251,7 +251,7 @@ def test_proxy_prefilter_limits_finetunes():
 
 
 def test_make_strategy_unknown():
-    with pytest.raises(ConfigError, match="unknown strategy"):
+    with pytest.raises(ConfigError, match="unknown --strategy 'sideways'; known: greedy, beam, optimal, top"):
         make_strategy("sideways")
     assert make_strategy("beam", beam_width=3).width == 3
 

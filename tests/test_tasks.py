@@ -237,8 +237,15 @@ def test_resolve_task_glue_or_custom():
     assert resolve_task("SST-2").name == "sst2"
     custom = resolve_task("toy", ("text",), "label", "macro-f1")
     assert custom.metric == "macro-f1" and custom.text_columns == ("text",)
-    with pytest.raises(TaskError, match="not a GLUE task: give --text-columns"):
+    with pytest.raises(TaskError, match="unknown task 'toy'.*give --text-columns and --label-column"):
         resolve_task("toy")
+    # one resolver for commands and data loading: a GLUE task scored by another metric that fits it
+    rte_f1 = resolve_task("rte", metric="f1")
+    assert rte_f1.name == "rte" and rte_f1.metric == "f1" and rte_f1.label_names == get_task("rte").label_names
+    with pytest.raises(TaskError, match="does not fit a classification task"):
+        resolve_task("rte", metric="spearman")
+    with pytest.raises(TaskError, match="'f1' is binary but the task has 3 labels"):
+        resolve_task("mnli", metric="f1")
 
 
 def test_constant_score_is_the_best_single_class_prediction():

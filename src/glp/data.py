@@ -40,17 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from glp.errors import DataError, TaskError
-from glp.tasks import (
-    GLUE_TASKS,
-    REGRESSION_METRICS,
-    Task,
-    custom_task,
-    get_task,
-    is_glue_task,
-    normalize_metric,
-    resolve_task,
-)
+from glp.errors import DataError
+from glp.tasks import Task, check_metric, get_task, is_glue_task, resolve_task
 
 GLUE_DIR_ENV = "GLP_GLUE_DIR"
 GLUE_HUB_NAME = "nyu-mll/glue"
@@ -475,11 +466,7 @@ def _resolve_labels(task: Task, table: _Table, label_column: str) -> Task:
             f"{table.path}: column {label_column!r} has a single label value {list(names)}; "
             "a classification task needs at least two (for a regression use metric spearman or pearson)"
         )
-    if task.metric == "f1" and len(names) > 2:
-        raise TaskError(
-            f"task {task.name!r}: metric 'f1' is binary but {table.path} has {len(names)} labels; "
-            "use 'macro-f1'"
-        )
+    check_metric(task.name, task.metric, False, len(names), where=table.path)
     return dataclasses.replace(task, label_names=tuple(names), num_labels=len(names))
 
 
@@ -693,47 +680,6 @@ def _build(
     )
 
 
-def _resolve_task(task, text_columns, label_column, metric, label_names) -> Task:
-    if isinstance(task, Task):
-        base = task
-    elif is_glue_task(task):
-        base = get_task(task)
-    elif text_columns is not None and label_column is not None:
-        return custom_task(
-            str(task), text_columns, label_column, metric or "accuracy", label_names=label_names
-        )
-    else:
-        raise TaskError(
-            f"unknown task {task!r}; known tasks: {', '.join(GLUE_TASKS)}. For your own data give "
-            "text_columns, label_column (and metric) with train_file/dev_file or hub_name."
-        )
-    changes: dict = {}
-    if text_columns is not None:
-        text_columns = (text_columns,) if isinstance(text_columns, str) else tuple(text_columns)
-        if len(text_columns) != len(base.text_columns):
-            raise TaskError(
-                f"task {base.name!r} takes {len(base.text_columns)} text column(s), got {list(text_columns)}"
-            )
-        changes["text_columns"] = text_columns
-    if label_column is not None:
-        changes["label_column"] = str(label_column)
-    if metric is not None and normalize_metric(metric) != base.metric:
-        m = normalize_metric(metric)
-        if (m in REGRESSION_METRICS) != base.is_regression:
-            raise TaskError(
-                f"metric {m!r} does not fit task {base.name!r} (regression: {base.is_regression})"
-            )
-        if m == "f1" and base.num_labels > 2:
-            raise TaskError(f"metric 'f1' is binary but task {base.name!r} has {base.num_labels} labels")
-        changes["metric"], changes["metrics"] = m, (m, *base.metrics)
-    if label_names is not None:
-        if base.is_regression:
-            raise TaskError(f"task {base.name!r} is a regression: it has no label names")
-        changes["label_names"] = tuple(str(x) for x in label_names)
-        changes["num_labels"] = len(changes["label_names"])
-    return dataclasses.replace(base, **changes) if changes else base
-
-
 def load_task_data(
     task: str | Task,
     data_dir: str | os.PathLike | None = None,
@@ -758,7 +704,7 @@ def load_task_data(
     The returned ``TaskDataset.task`` has its label set filled in (custom classification: the sorted
     unique train labels).
     """
-    task = _resolve_task(task, text_columns, label_column, metric, label_names)
+    task = resolve_task(task, text_columns, label_column, metric, label_names)
     if train_file is not None or dev_file is not None:
         if train_file is None or dev_file is None:
             raise DataError(
@@ -791,14 +737,19 @@ class DataSpec:
     """Where a task's data comes from. `glp.pruning.PruneConfig` is a DataSpec (these are its data settings);
     ``glp evaluate`` and ``glp export`` read one back from a run's journaled settings."""
 
-    task: str
-    data_dir: str | None = None
-    train_file: str | None = None
-    dev_file: str | None = None
-    hub_dataset: str | None = None
-    text_columns: tuple[str, ...] | None = None
-    label_column: str | None = None
-    metric: str | None = None
+    task: str = field(metadata={"help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or a name "
+                                        "for your own data."})
+    kind: str | None = field(default=None, metadata={"help": "What the task is (default: implied by the data "
+                                                              "settings; sequence-classification)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Local GLUE directory (<dir>/<TASK>/train.tsv, "
+                                                                  "dev.tsv); default $GLP_GLUE_DIR, else the hub."})
+    train_file: str | None = field(default=None, metadata={"help": "Your own train data (csv/tsv/json/jsonl/parquet)."})
+    dev_file: str | None = field(default=None, metadata={"help": "Your own dev data."})
+    hub_dataset: str | None = field(default=None, metadata={"help": "A hub dataset name, for datasets.load_dataset."})
+    text_columns: tuple[str, ...] | None = field(default=None, metadata={"help": "One or two text columns, e.g. a,b."})
+    label_column: str | None = field(default=None, metadata={"help": "The label column."})
+    metric: str | None = field(default=None, metadata={"help": "For your own data: accuracy | f1 | macro-f1 | mcc | "
+                                                                "spearman | pearson."})
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
@@ -820,11 +771,11 @@ class DataSpec:
         return dataclasses.replace(spec, **kw) if kw else spec
 
     def load(self) -> TaskDataset:
-        """The task's train and dev examples (`load_task_data`); ``.task`` is the resolved task."""
-        task = resolve_task(self.task, self.text_columns, self.label_column, self.metric)
-        return load_task_data(
-            task, data_dir=self.data_dir, train_file=self.train_file, dev_file=self.dev_file, hub_name=self.hub_dataset
-        )
+        """The task's train and dev examples, read by the task's kind (`glp.kinds.kind_for`); ``.task`` is the
+        resolved task."""
+        from glp.kinds import kind_for
+
+        return kind_for(self).load(self)
 
 
 # ------------------------------------------------------------------------------------ search split
@@ -921,26 +872,18 @@ def search_split(
     )
 
 
-def subsample(ex: Examples, max_n: int | None, seed: int) -> Examples:
-    """A seeded random subset of ``max_n`` rows (in their original order); ``ex`` itself when it is small."""
-    if max_n is None or max_n >= len(ex):
-        return ex
-    if max_n < 0:
-        raise DataError(f"max_n must be >= 0, got {max_n}")
-    rng = np.random.default_rng(seed)
-    return ex.subset(np.sort(rng.choice(len(ex), size=int(max_n), replace=False)))
-
-
 # ------------------------------------------------------------------------------------------ encode
 
 
 @dataclass
 class Encoded:
-    """Tokenized examples: unpadded int64 id arrays (each at most ``max_length`` long) and labels."""
+    """Tokenized examples as the training loop reads them: unpadded int64 id arrays (each at most ``max_length``
+    long), optional token type ids, and labels (one per row; a kind may give each row an array of labels)."""
 
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray] | None
-    labels: np.ndarray
+    labels: np.ndarray | list[np.ndarray]
+    _lengths: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -953,15 +896,58 @@ class Encoded:
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        if self._lengths is None or len(self._lengths) != len(self.input_ids):
+            self._lengths = np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        return self._lengths
+
+    def check(self) -> Encoded:
+        """Raise `DataError` unless ids, token types and labels have one row each and no row is empty."""
+        n = len(self.input_ids)
+        if len(self.labels) != n or (self.token_type_ids is not None and len(self.token_type_ids) != n):
+            raise DataError(
+                f"encoded data: {n} input_ids, {len(self.labels)} labels"
+                + (f", {len(self.token_type_ids)} token_type_ids" if self.token_type_ids is not None else "")
+                + "; they must have the same length"
+            )
+        if n and self.lengths.min() < 1:
+            raise DataError("encoded data contains an empty sequence")
+        return self
 
     def subset(self, indices) -> Encoded:
         idx = _as_indices(indices, len(self))
+        labels = self.labels[idx] if isinstance(self.labels, np.ndarray) else [self.labels[i] for i in idx]
         return Encoded(
             input_ids=[self.input_ids[i] for i in idx],
             token_type_ids=None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx],
-            labels=self.labels[idx],
+            labels=labels,
+            _lengths=self.lengths[idx],
         )
+
+    def subsample(self, max_n: int | None, seed: int, stream: int) -> Encoded:
+        """A seeded random subset of ``max_n`` rows (in their original order); self when it is not smaller.
+
+        ``stream`` separates the subsets drawn with one seed (a trial's train rows: 1, its eval rows: 2)."""
+        if max_n is None or max_n >= len(self):
+            return self
+        if max_n < 0:
+            raise DataError(f"max_n must be >= 0, got {max_n}")
+        rng = np.random.default_rng([seed, stream])
+        return self.subset(np.sort(rng.choice(len(self), size=int(max_n), replace=False)))
+
+    def fingerprint(self) -> str:
+        """A hash of the rows (ids, token types, labels): a checkpoint refuses to continue on other data."""
+        h = hashlib.sha256()
+        h.update(self.lengths.tobytes())
+        if isinstance(self.labels, np.ndarray):
+            h.update(np.ascontiguousarray(self.labels).tobytes())
+        else:
+            for a in self.labels:
+                h.update(np.ascontiguousarray(a).tobytes())
+        if len(self):
+            h.update(np.concatenate([np.asarray(a, dtype=np.int64) for a in self.input_ids]).tobytes())
+            if self.token_type_ids is not None:
+                h.update(np.concatenate([np.asarray(a, dtype=np.int64) for a in self.token_type_ids]).tobytes())
+        return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

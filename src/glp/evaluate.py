@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from glp.data import DataSpec
-from glp.errors import ConfigError, GLPError, RunDirError
+from glp.errors import ConfigError
 from glp.executors import ExecutionSettings
-from glp.plan import PLAN_NAME, Plan
+from glp.plan import Plan
+from glp.rundir import RunDir
 
 PROTOCOL = "full-train/dev"
 SCHEMA = "glp.evaluation/1"
@@ -45,37 +46,17 @@ EventHandler = Callable[..., None]
 def plan_files(run_dir: str | os.PathLike[str]) -> list[Path]:
     """The plans of a run directory: ``plans/*.json`` (one per strategy), else ``plan.json``; a file is itself."""
     p = Path(run_dir)
-    if p.is_file():
-        return [p]
-    many = sorted((p / "plans").glob("*.json")) if (p / "plans").is_dir() else []
-    if many:
-        return many
-    if (p / PLAN_NAME).exists():
-        return [p / PLAN_NAME]
-    raise RunDirError(f"no plan in {p}: is this a glp run directory? (glp prune --out DIR writes one)")
+    return [p] if p.is_file() else RunDir(p).plan_files()
 
 
-def run_data_spec(run_dir: str | os.PathLike[str], plan: Plan) -> DataSpec | None:
-    """Where the plan's data came from: the data settings ``glp prune`` journaled, or None when absent.
+def run_data_spec(plan_file: str | os.PathLike[str], plan: Plan) -> DataSpec | None:
+    """Where the plan's data came from: the data settings ``glp prune`` journaled for it, or None when absent.
 
     Only the data fields of the journaled settings are read, so settings of a later or other machine (devices,
     executors) never get in the way.
     """
-    from glp.search import STRATEGIES
-    from glp.store import DB_NAME, Store
-
-    root = Path(run_dir)
-    root = root.parent.parent if root.is_file() and root.parent.name == "plans" else root
-    root = root.parent if root.is_file() else root
-    if not (root / DB_NAME).exists():
-        return None
-    with Store(root, lock=False) as store:
-        names = [str(plan.strategy.get("name"))] + [s for s in STRATEGIES if s != plan.strategy.get("name")]
-        for name in names:
-            d = store.get_meta("config:" + name)
-            if isinstance(d, dict) and d.get("task"):
-                return DataSpec.from_dict(d)
-    return None
+    d = RunDir.of(plan_file).read_config(str(plan.strategy.get("name")))
+    return DataSpec.from_dict(d) if d else None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -101,22 +82,19 @@ class FullData:
     fingerprint: dict[str, Any]
 
 
-def load_full_data(spec: DataSpec, tokenizer_source: str, max_seq_length: int, cache_dir: Any = None) -> FullData:
+def load_full_data(spec: DataSpec, tokenizer_source: Any, max_seq_length: int, cache_dir: Any = None) -> FullData:
     """Load the task of ``spec`` as ``glp prune`` does, but keep train whole and score on dev."""
-    from transformers import AutoTokenizer
-
-    from glp.data import encode
+    from glp.kinds import kind_of
+    from glp.models import load_tokenizer
     from glp.scoring import TrialData
 
     ds = spec.load()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    except (OSError, ValueError) as e:
-        raise GLPError(f"cannot load the tokenizer of {tokenizer_source!r}: {e}") from e
+    tokenizer = load_tokenizer(tokenizer_source)
+    kind = kind_of(ds.task)
     td = TrialData(
         ds.task,
-        encode(ds.train, tokenizer, max_seq_length, cache_dir=cache_dir),
-        encode(ds.dev, tokenizer, max_seq_length, cache_dir=cache_dir),
+        kind.encode(ds.train, tokenizer, max_seq_length, cache_dir=cache_dir),
+        kind.encode(ds.dev, tokenizer, max_seq_length, cache_dir=cache_dir),
     )
     fp = {
         "source": ds.source,
@@ -134,7 +112,7 @@ def hparams_with(base: dict[str, Any] | None, overrides: dict[str, Any] | None) 
     The plan's ``max_eval_samples`` subsampled its search-eval split; a final score is on the whole dev set
     unless ``max_eval_samples`` is given here. ``max_*_samples = 0`` means "no limit".
     """
-    from glp.train import HParams
+    from glp.hparams import HParams
 
     d = dict(base or {})
     d.pop("max_eval_samples", None)
@@ -195,7 +173,8 @@ class TaskJob:
     """Everything evaluate needs for one task."""
 
     task: str
-    model: str
+    model: str  # the model's name as the plans (or --model) give it
+    source: Any  # glp.models.ModelSource: where it is read on this machine
     spec: DataSpec
     hparams: dict[str, Any]
     num_layers: int | None
@@ -212,10 +191,12 @@ def _same_model(a: str, b: str) -> bool:
 
 def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
     """Group the removal sets to evaluate by task (the plans' tasks, then ``--task``s)."""
+    from glp import models
     from glp.search import pattern_order
 
     jobs: dict[str, TaskJob] = {}
     model = cfg.model
+    source = models.resolve(cfg.model) if cfg.model else None
     labels_seen: dict[tuple[str, str], str] = {}
     for run_dir in cfg.run_dirs:
         for path in plan_files(run_dir):
@@ -223,6 +204,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
             src = str(plan.model.get("source"))
             if model is None:
                 model = src
+                source = models.from_record(plan.model)
             elif not _same_model(model, src):
                 raise ConfigError(f"{path} was searched on model {src!r}, not {model!r}: evaluate one model at a time")
             tname = str(plan.task.get("name"))
@@ -230,7 +212,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
             if job is None:
                 found = run_data_spec(path, plan)
                 spec = found or DataSpec(task=tname)
-                job = jobs[tname] = TaskJob(tname, model, spec, dict(plan.hparams), plan.num_layers, [], [])
+                job = jobs[tname] = TaskJob(tname, model, source, spec, dict(plan.hparams), plan.num_layers, [], [])
                 if found is None:
                     job.notes.append(f"{path}: no journaled prune config; data located from the task name only")
             strategy = str(plan.strategy.get("name"))
@@ -254,14 +236,14 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
         if tname not in jobs:
             if model is None:
                 raise ConfigError("give --model for --task without a run directory")
-            jobs[tname] = TaskJob(tname, model, DataSpec(task=tname), {}, None, [], [])
+            jobs[tname] = TaskJob(tname, model, source, DataSpec(task=tname), {}, None, [], [])
     if not jobs:
         raise ConfigError("nothing to evaluate: no plan found and no --task given")
     for job in jobs.values():
         job.spec = job.spec.override(data_dir=cfg.data_dir, train_file=cfg.train_file, dev_file=cfg.dev_file)
         if cfg.patterns:
             if job.num_layers is None:
-                job.num_layers = _model_num_layers(job.model)
+                job.num_layers = _model_num_layers(job.source)
             ns = cfg.ns if cfg.ns is not None else sorted({a.n for a in job.arms})
             if not ns:
                 raise ConfigError("give --n with --pattern when there is no plan to take the n values from")
@@ -277,19 +259,14 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
     return list(jobs.values())
 
 
-def _model_num_layers(source: str) -> int:
-    from transformers import AutoConfig
-
+def _model_num_layers(source: Any) -> int:
     from glp.errors import UnsupportedModelError
     from glp.layers import config_num_layers
+    from glp.models import load_config
 
-    try:
-        conf = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot load a model config from {source!r}: {e}") from e
-    n = config_num_layers(conf)
+    n = config_num_layers(load_config(source))
     if n is None:
-        raise UnsupportedModelError(f"cannot tell how many layers {source!r} has from its config")
+        raise UnsupportedModelError(f"cannot tell how many layers {source.name!r} has from its config")
     return int(n)
 
 
@@ -299,46 +276,46 @@ def _model_num_layers(source: str) -> int:
 def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str, Any]:
     """Run (or resume) the evaluation; write ``table.md``, ``evaluation.csv``, ``evaluation.json`` in ``cfg.out``."""
     from glp import __version__
-    from glp.executors import WorkerSpec, make_executor
-    from glp.pruning import make_runner, weights_revision
-    from glp.scoring import Trial
+    from glp.executors import make_executor
+    from glp.kinds import kind_of
+    from glp.models import weights_revision
+    from glp.pruning import make_runner
+    from glp.scoring import TrialSpec
     from glp.search import TrialRequest
-    from glp.store import Store
 
-    out = Path(cfg.out)
+    out = RunDir(cfg.out)
     jobs = plan_jobs(cfg)
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     records: list[dict[str, Any]] = []
     tasks_meta: dict[str, Any] = {}
-    with Store(out) as store:
+    with out.journal() as store:
         store.set_meta("evaluate_config", _jsonable(dataclasses.asdict(cfg)))
         for job in jobs:
             hp = hparams_with(job.hparams, cfg.hparams)
-            data = load_full_data(job.spec, job.model, hp.max_seq_length, cache_dir=out / "cache")
+            data = load_full_data(job.spec, job.source, hp.max_seq_length, cache_dir=out.cache_dir)
+            higher = kind_of(data.task).higher_is_better()
             context = {
                 "protocol": PROTOCOL,
                 "model": job.model,
-                "revision": weights_revision(job.model),
+                "revision": weights_revision(job.source),
                 "task": data.task.to_dict(),
                 "data": {k: data.fingerprint[k] for k in ("train_sha256", "dev_sha256")},
                 "hparams": hp.to_dict(),
             }
             tasks_meta[job.task] = {
                 "metric": data.task.metric,
+                "higher_is_better": higher,
                 "hparams": hp.to_dict(),
                 "data": data.fingerprint,
                 "num_layers": job.num_layers,
                 "notes": job.notes,
             }
 
-            def factory(removed: tuple[int, ...], seed: int, _job=job, _hp=hp, _data=data):
-                return Trial(_job.model, removed, _data.trial_data, _hp, seed, device=cfg.device)
-
             def relay(event: str, _task=job.task, **info: Any) -> None:
                 if on_event:
                     on_event(event, task=_task, **info)
 
-            executor = make_executor(cfg, WorkerSpec(job.model, data.trial_data, hp), factory)
+            executor = make_executor(cfg, TrialSpec(job.source, data.trial_data, hp))
             try:
                 run, _ = make_runner(store, context, executor, relay)
                 unique: dict[tuple[frozenset[int], int], TrialRequest] = {}
@@ -356,6 +333,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                         {
                             "task": job.task,
                             "metric": data.task.metric,
+                            **({} if higher else {"higher_is_better": False}),
                             "strategy": arm.strategy,
                             "n": arm.n,
                             "removed": list(arm.removed),
@@ -379,7 +357,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
         "summary": summary,
         "records": records,
     }
-    write_outputs(result, out)
+    write_outputs(result, out.path)
     return result
 
 
@@ -421,6 +399,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     tasks: list[str] = []
     metrics: dict[str, str] = {}
+    lower: set[str] = set()  # tasks whose metric is lower-is-better (a record says higher_is_better: false)
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for r in records:
         t = str(r["task"])
@@ -428,6 +407,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             tasks.append(t)
         if r.get("metric"):
             metrics.setdefault(t, str(r["metric"]))
+        if r.get("higher_is_better") is False:
+            lower.add(t)
         key = (str(r["strategy"]), int(r["n"]))
         row = rows.setdefault(key, {"strategy": key[0], "n": key[1], "cells": {}})
         cell = row["cells"].setdefault(t, {"removed": list(r.get("removed") or []), "scores": [], "seeds": []})
@@ -451,8 +432,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for t, cell in row["cells"].items():
             b = base["cells"].get(t) if base is not None else None
             bm = b["median"] if b is not None else None
-            cell["rel"] = _ratio(cell["median"], bm)
-        row["rel"] = _ratio(row["score"], base_score)
+            cell["rel"] = relative_performance(cell["median"], bm, t not in lower)
+        one_direction = not lower or lower == set(tasks)  # a row score over mixed directions means nothing
+        row["rel"] = relative_performance(row["score"], base_score, not lower) if one_direction else None
     all_glue = bool(tasks) and all(_task_is_glue(t) for t in tasks)
     return {"tasks": tasks, "metrics": metrics, "score_name": "GLUE" if all_glue else "Mean", "rows": ordered}
 
@@ -471,10 +453,13 @@ def _row_total(row: dict[str, Any], tasks: list[str]) -> float | None:
     return row_score(medians)  # type: ignore[arg-type]
 
 
-def _ratio(x: float | None, base: float | None) -> float | None:
-    if x is None or base is None or base == 0:
+def relative_performance(x: float | None, base: float | None, higher_is_better: bool = True) -> float | None:
+    """Relative performance in %: 100 is the baseline's level, more is better, in either direction."""
+    if x is None or base is None:
         return None
-    return 100.0 * x / base
+    if higher_is_better:
+        return None if base == 0 else 100.0 * x / base
+    return None if x == 0 else 100.0 * base / x
 
 
 def _pct(x: float | None, digits: int = 1) -> str:

@@ -35,15 +35,18 @@ import signal
 import threading
 import time
 import traceback
-import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from glp.errors import ConfigError, GLPError
+from glp.registry import Registry
 from glp.search import TrialRequest
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
+    from glp.scoring import TrialSpec
 
 __all__ = [
     "Executor",
@@ -52,7 +55,7 @@ __all__ = [
     "ProcessExecutor",
     "RayExecutor",
     "TrialHost",
-    "WorkerSpec",
+    "EXECUTORS",
     "make_executor",
     "parse_devices",
 ]
@@ -136,6 +139,9 @@ class LocalExecutor:
 
 # ------------------------------------------------------------------------------------------ settings
 
+#: ``--executor`` choices: name → ``build(settings, spec) -> Executor`` (filled in at the end of this module).
+EXECUTORS: Registry[Callable[..., Any]] = Registry("executor", flag="--executor")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ExecutionSettings:
@@ -143,16 +149,37 @@ class ExecutionSettings:
     are ExecutionSettings, so ``glp prune`` and ``glp evaluate`` take the same flags and check them the same way.
     """
 
-    executor: str = "local"
-    device: str | None = None  # in-process trials: cpu, cuda, cuda:1 (default: cuda if available)
-    devices: str | None = None  # one worker process (local) or Ray actor per entry: "0,1,2,3", "cpu,cpu"
-    workers_per_device: int = 1
-    ray_address: str | None = None
-    max_retries: int = 2
+    executor: str = field(default="local", metadata={"help": "Where trials run."})
+    device: str | None = field(
+        default=None, metadata={"help": "In-process trials: cpu, cuda, cuda:1 ... (default: cuda if available)."}
+    )
+    devices: str | None = field(
+        default=None,
+        metadata={
+            "help": "One worker per entry, trials in parallel: GPU ids 0,1,2,3 (each worker pinned to its card) or "
+            "cpu,cpu (default: one in-process worker on --device)."
+        },
+    )
+    workers_per_device: int = field(
+        default=1,
+        metadata={
+            "help": "Workers sharing each device (small models on a large GPU; --devices cpu --workers-per-device 4 "
+            "for 4 CPU workers)."
+        },
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --executor ray: auto | HOST:PORT of a running cluster (ray start --head); default: start "
+            "a local Ray instance."
+        },
+    )
+    max_retries: int = field(
+        default=2, metadata={"help": "Retry a trial whose worker died this many times, then record it as failed."}
+    )
 
     def __post_init__(self) -> None:
-        if self.executor not in ("local", "ray"):
-            raise ConfigError(f"unknown --executor {self.executor!r}; known: local, ray")
+        EXECUTORS.get(self.executor)  # ConfigError on an unknown --executor, listing the known ones
         parse_devices(self.devices, self.workers_per_device)  # raises ConfigError on a bad --devices
         if self.max_retries < 0:
             raise ConfigError(f"--max-retries must be 0 or more, got {self.max_retries}")
@@ -210,41 +237,18 @@ def _available_cores() -> int:
 # ------------------------------------------------------------------------------------------ workers
 
 
-@dataclass(frozen=True)
-class WorkerSpec:
-    """What a worker needs to build trials: plain data, sent once when the worker starts."""
-
-    model: str
-    trial_data: Any  # glp.scoring.TrialData (task + encoded search split)
-    hparams: Any  # glp.train.HParams
-
-
-def _make_host(spec: WorkerSpec, device: str, threads: int | None) -> TrialHost:
-    import numpy as np
+def _make_host(spec: TrialSpec, device: str, threads: int | None) -> TrialHost:
     import torch
-
-    from glp.scoring import Trial
 
     if threads:
         torch.set_num_threads(int(threads))
     try:  # boot now, while the driver starts the other workers: the pre-trained weights, what trials import
         import glp.layers  # noqa: F401
-        from glp.scoring import _pretrained
-        from glp.tasks import compute_metrics
 
-        with torch.random.fork_rng(devices=[]):
-            _pretrained(spec.model, spec.trial_data.task)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            task = spec.trial_data.task
-            compute_metrics(task, np.zeros((2, max(1, task.num_labels))), np.zeros(2))
+        spec.warm_up()
     except Exception:  # noqa: BLE001 - the first trial raises it again, in the driver
         pass
-
-    def factory(removed: tuple[int, ...], seed: int) -> Trial:
-        return Trial(spec.model, removed, spec.trial_data, spec.hparams, seed, device=device, threads=threads)
-
-    return TrialHost(factory)
+    return TrialHost(lambda removed, seed: spec.trial(removed, seed, device, threads=threads))
 
 
 def _worker_device(slot: str) -> tuple[str, dict[str, str]]:
@@ -329,7 +333,7 @@ class InFlight:
 def _failed(req: TrialRequest, reason: str, device: str) -> dict[str, Any]:
     """A trial whose worker kept dying. Marked ``infrastructure``: the driver does not journal it, so a
     resumed run tries it again instead of reusing the failure."""
-    from glp.train import TrialResult
+    from glp.hparams import TrialResult
 
     return {
         **TrialResult(
@@ -599,7 +603,7 @@ class ProcessExecutor(_Pool):
 
     def __init__(
         self,
-        spec: WorkerSpec,
+        spec: TrialSpec,
         slots: Sequence[str],
         max_retries: int = 2,
         threads: int | None = None,
@@ -742,7 +746,7 @@ def _probe_ray_address(address: str) -> None:
 class _RayWorker:
     """A Ray actor holding the tokenized data, the pre-trained weights and its live trials."""
 
-    def __init__(self, spec: WorkerSpec, device: str, threads: int | None):
+    def __init__(self, spec: TrialSpec, device: str, threads: int | None):
         self.host = _make_host(spec, device, threads)
 
     def pid(self) -> int:
@@ -767,7 +771,7 @@ class RayExecutor(_Pool):
 
     def __init__(
         self,
-        spec: WorkerSpec,
+        spec: TrialSpec,
         devices: str | None = None,
         workers_per_device: int = 1,
         address: str | None = None,
@@ -906,19 +910,26 @@ class RayExecutor(_Pool):
 # ------------------------------------------------------------------------------------------ choice
 
 
-def make_executor(config: ExecutionSettings, spec: WorkerSpec, factory: TrialFactory) -> Executor:
-    """The executor ``config`` asks for. Worker processes and Ray actors build their trials from ``spec``; the
-    in-process `LocalExecutor` from ``factory``."""
+def make_executor(config: ExecutionSettings, spec: TrialSpec) -> Executor:
+    """The executor ``config`` asks for (``EXECUTORS``); every worker builds its trials with ``spec.trial``."""
+    return EXECUTORS.get(config.executor)(config, spec)
+
+
+@EXECUTORS.register("local", help="this machine: in-process, or one worker process per --devices entry")
+def _local(config: ExecutionSettings, spec: TrialSpec) -> Executor:
     per = config.workers_per_device
-    if config.executor == "ray":
-        return RayExecutor(spec, config.devices, per, config.ray_address, config.max_retries)
     slots = parse_devices(config.devices, per)
     if not slots and per > 1:
         slots = parse_devices(config.device or _default_device(), per)
     if not slots:
-        return LocalExecutor(factory)
+        return LocalExecutor(lambda removed, seed: spec.trial(removed, seed, config.device))
     _check_gpus(slots)
     return ProcessExecutor(spec, slots, config.max_retries)
+
+
+@EXECUTORS.register("ray", help="one Ray actor per slot on a running cluster (--ray-address) or a local instance")
+def _ray(config: ExecutionSettings, spec: TrialSpec) -> Executor:
+    return RayExecutor(spec, config.devices, config.workers_per_device, config.ray_address, config.max_retries)
 
 
 def _default_device() -> str:

@@ -3,8 +3,9 @@
 ``export(run_dir, n, out)`` looks the ``n`` layers up in the plan (O(1)), drops them from the pre-trained model
 the plan was searched on, optionally fine-tunes the pruned model on the task's full train set and scores it on
 dev (the paper's last step), and writes a standard ``save_pretrained`` directory: safetensors weights, config,
-tokenizer, ``pruning.json`` (how it was made) and ``README.md`` (a model card). The directory loads with plain
-``AutoModelForSequenceClassification.from_pretrained(DIR)``; glp is not needed to use it.
+tokenizer, ``pruning.json`` (how it was made) and ``README.md`` (a model card). The directory loads with the plain
+transformers class of the task's kind (``AutoModelForSequenceClassification.from_pretrained(DIR)`` for sequence
+classification); glp is not needed to use it.
 
 Without fine-tuning the task head is freshly initialised (untrained): the model card and the manifest say so.
 """
@@ -33,19 +34,6 @@ class Exported:
     manifest: dict[str, Any]
 
 
-def _plan_path(run_dir: str | os.PathLike[str], strategy: str | None) -> Path:
-    p = Path(run_dir)
-    if p.is_file():
-        return p
-    if strategy:
-        f = p / "plans" / f"{strategy}.json"
-        if not f.exists():
-            have = sorted(x.stem for x in (p / "plans").glob("*.json")) if (p / "plans").is_dir() else []
-            raise ConfigError(f"{p} has no plan for strategy {strategy!r}; it has {have or 'none'}")
-        return f
-    return p / "plan.json"
-
-
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
@@ -71,20 +59,21 @@ def export(
 ) -> Exported:
     """Write the plan's ``n``-layers-removed model to ``out``; see the module docstring."""
     import torch
-    from transformers import AutoTokenizer
 
-    from glp import __version__
+    from glp import __version__, models
     from glp.data import DataSpec
     from glp.evaluate import hparams_with, load_full_data, run_data_spec, sha256_file
-    from glp.scoring import Trial, load_model
+    from glp.kinds import kind_of
+    from glp.rundir import RunDir
+    from glp.scoring import TrialSpec
     from glp.tasks import Task
 
     out = Path(out)
     _check_out(out, overwrite)
-    plan_file = _plan_path(run_dir, strategy)
+    plan_file = Path(run_dir) if Path(run_dir).is_file() else RunDir(run_dir).plan_file(strategy)
     plan = Plan.load(plan_file)
     removed = plan.layers_to_remove(int(n))
-    source = str(plan.model["source"])
+    source = models.from_record(plan.model)
     task = Task.from_dict(plan.task)
     hp = hparams_with(plan.hparams, hparams)
 
@@ -96,7 +85,7 @@ def export(
         spec = spec.override(data_dir=data_dir, train_file=train_file, dev_file=dev_file)
         data = load_full_data(spec, source, hp.max_seq_length)
         task, data_fp = data.task, data.fingerprint
-        trial = Trial(source, removed, data.trial_data, hp, seed, device=device, progress=progress)
+        trial = TrialSpec(source, data.trial_data, hp).trial(removed, seed, device, progress=progress)
         result = trial.advance(1.0)
         if not result.ok:
             raise GLPError(
@@ -115,11 +104,11 @@ def export(
         }
         model = trial.model
     else:
-        model = load_model(source, task, removed, seed)
+        model = models.build(source, task, removed, seed)
     model = model.to("cpu").float().eval()
 
     with torch.random.fork_rng(devices=[]):  # a fresh full-size model only to count its parameters
-        params_before = _count_source_params(source, task, seed)
+        params_before = models.count_parameters(source, task)
     params_after = sum(p.numel() for p in model.parameters())
     out.mkdir(parents=True, exist_ok=True)
     from transformers.utils import logging as hf_logging
@@ -132,10 +121,12 @@ def export(
         if bar:
             hf_logging.enable_progress_bar()
     tok_note = None
-    try:
-        AutoTokenizer.from_pretrained(source).save_pretrained(str(out))
-    except (OSError, ValueError) as e:
-        tok_note = f"no tokenizer saved: {e}"
+    tokenizer = models.load_tokenizer(source, required=False)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(out))
+    else:
+        tok_note = f"no tokenizer saved: none could be loaded from {source.name!r}"
+    kind = kind_of(task)
 
     step = next((s for s in plan.steps if s.n == int(n)), None)
     manifest = {
@@ -143,7 +134,7 @@ def export(
         "glp_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "source": {
-            "model": source,
+            "model": source.name,
             "revision": plan.model.get("revision"),
             "model_type": plan.model.get("model_type"),
             "num_layers": plan.num_layers,
@@ -154,7 +145,7 @@ def export(
         "num_layers": plan.num_layers - len(removed),
         "parameters": params_after,
         "plan": {
-            "path": str(plan_file.resolve()),
+            "path": _relative(plan_file),
             "sha256": sha256_file(plan_file),
             "strategy": plan.strategy.get("name"),
             "complete": plan.complete,
@@ -163,6 +154,7 @@ def export(
             "search_baseline": None if plan.baseline is None else plan.baseline.get("mean"),
         },
         "task": task.to_dict(),
+        "kind": {"name": kind.name, "auto_class": kind.auto_class, "pipeline_tag": kind.pipeline_tag},
         "split_fingerprint": plan.data.get("split_fingerprint"),
         "data": data_fp or {"source": plan.data.get("source")},
         "finetuned": bool(finetune),
@@ -179,20 +171,10 @@ def export(
     return Exported(out, model, manifest)
 
 
-def _count_source_params(source: str, task: Any, seed: int) -> int | None:
-    """Parameters of the unpruned model with the same head (built from its config, no weights read)."""
-    try:
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-
-        conf = AutoConfig.from_pretrained(source)
-        conf.num_labels = 1 if task.is_regression else int(task.num_labels)
-        import torch
-
-        with torch.device("meta"):
-            m = AutoModelForSequenceClassification.from_config(conf)
-        return sum(p.numel() for p in m.parameters())
-    except Exception:  # only informative
-        return None
+def _relative(path: Path) -> str:
+    """A path as the manifest names it: relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path.resolve())
+    return str(path.resolve()) if rel.startswith("..") else rel
 
 
 def _train_desc(max_train_samples: int | None) -> str:
@@ -210,11 +192,12 @@ def model_card(m: dict[str, Any]) -> str:
     src = m["source"]
     task = m["task"]
     removed = ", ".join(map(str, m["removed_layers"])) or "none"
-    local = os.path.exists(str(src["model"]))
+    local = os.path.exists(str(src["model"])) or str(src["model"]).startswith("pkg:")
+    kind = m.get("kind") or {"auto_class": "AutoModelForSequenceClassification", "pipeline_tag": "text-classification"}
     front = [
         "---",
         "library_name: transformers",
-        "pipeline_tag: text-classification",
+        f"pipeline_tag: {kind['pipeline_tag']}",
         "tags:",
         "- glp",
         "- layer-pruning",
@@ -234,7 +217,7 @@ def model_card(m: dict[str, Any]) -> str:
     ]
     if not m["finetuned"]:
         lines += [
-            "> **The classification head is untrained** (freshly initialised): this export was made without "
+            "> **The task head is untrained** (freshly initialised): this export was made without "
             "`--finetune`. Fine-tune it on your task before use, or re-export with `glp export ... --finetune`.",
             "",
         ]
@@ -299,8 +282,8 @@ def model_card(m: dict[str, Any]) -> str:
         "Load it with plain transformers:",
         "",
         "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-        'model = AutoModelForSequenceClassification.from_pretrained("PATH")',
+        f"from transformers import {kind['auto_class']}, AutoTokenizer",
+        f'model = {kind["auto_class"]}.from_pretrained("PATH")',
         'tokenizer = AutoTokenizer.from_pretrained("PATH")',
         "```",
         "",

@@ -98,6 +98,39 @@ class Plan:
         gone = set(self.layers_to_remove(n))
         return [i for i in range(self.num_layers) if i not in gone]
 
+    @property
+    def higher_is_better(self) -> bool:
+        """The direction of the plan's metric (its task's kind): False for perplexity."""
+        from glp.kinds import kind_of
+
+        return kind_of(self.task).higher_is_better()
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """The plan as rows, one per number of removed layers (the baseline first, n = 0): ``n``, ``removed``,
+        ``layers_left``, ``mean`` and ``std`` of the chosen set, ``separated`` (do the seeds separate it from the
+        runner-up? None: not measured), ``tried`` (candidates; "baseline" for n = 0). ``glp show`` and
+        ``glp report`` render these."""
+        rows: list[dict[str, Any]] = []
+        if self.baseline is not None:
+            rows.append({"n": 0, "removed": [], "layers_left": self.num_layers, "mean": self.baseline.get("mean"),
+                         "std": None, "separated": None, "tried": "baseline"})  # fmt: skip
+        by_n = {s.n: s for s in self.steps}
+        for n in sorted(self.removals):
+            s = by_n.get(n)
+            win = next((c for c in s.candidates if sorted(c.removed) == sorted(s.chosen)), None) if s else None
+            rows.append(
+                {
+                    "n": n,
+                    "removed": list(self.removals[n]),
+                    "layers_left": self.num_layers - n,
+                    "mean": s.chosen_mean if s else None,
+                    "std": win.std if win else None,
+                    "separated": s.separated if s else None,
+                    "tried": len(s.candidates) if s else None,
+                }
+            )
+        return rows
+
     # -- JSON -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

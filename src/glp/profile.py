@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glp.errors import ConfigError
+from glp.errors import ConfigError, GLPError
 
 SCHEMA = "glp.profile/1"
 ROUND_ROBIN_MAX_BYTES = 4 << 30  # time rows round-robin while all models together take at most this much
@@ -34,22 +34,16 @@ class Entry:
     model: Any
 
 
-def _load(source: str) -> Any:
-    """The model for sequence classification (its task head is part of what ships), else the bare model."""
+def _load(source: Any, task: Any = None) -> Any:
+    """The model with the plan's task head (a head of the task's kind: part of what ships), else as it was saved
+    (its ``architectures`` class); float32, eval mode."""
     import torch
-    from transformers import AutoModel, AutoModelForSequenceClassification
 
-    from glp.scoring import quiet_transformers
+    from glp import models
 
-    try:
-        with quiet_transformers():
-            try:
-                model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32)
-            except (ValueError, KeyError):
-                model = AutoModel.from_pretrained(source, dtype=torch.float32)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot load model {source!r}: {e}") from e
-    return model.float().eval()
+    if task is not None:
+        return models.build(source, task).eval()
+    return models.load_saved(source, dtype=torch.float32).float().eval()
 
 
 def build_entries(
@@ -62,36 +56,44 @@ def build_entries(
     ``model_source`` may be a run directory (its plan and the plan's model are used) or a directory written by
     ``glp export`` (its source model, when still there, is the unpruned reference).
     """
+    from glp import models
     from glp.layers import drop_layers, num_layers
     from glp.plan import Plan
+    from glp.rundir import RunDir
+    from glp.tasks import Task
 
-    info: dict[str, Any] = {"model": model_source}
     src = Path(model_source)
-    if src.is_dir() and (src / "plan.json").exists() and plan_dir is None:
+    run = RunDir(src) if src.is_dir() and RunDir(src).plan_path.exists() else None
+    if run is not None and plan_dir is None:
         plan_dir = src
     plan = Plan.load(plan_dir) if plan_dir is not None else None
+    source = models.from_record(plan.model) if run is not None else models.resolve(model_source)
+    info: dict[str, Any] = {"model": source.name}
+    task = None
     if plan is not None:
         info["plan"] = str(plan_dir)
         info["strategy"] = plan.strategy.get("name")
         info["task"] = plan.task.get("name")
-        if src.is_dir() and (src / "plan.json").exists():
-            model_source = str(plan.model["source"])
-            info["model"] = model_source
+        task = Task.from_dict(plan.task)
 
     entries: list[Entry] = []
-    manifest = Path(model_source) / "pruning.json"
-    if manifest.exists():  # an exported model: time its unpruned source as the reference
+    manifest = Path(source.path) / "pruning.json" if source.is_local else None
+    if manifest is not None and manifest.exists():  # an exported model: time its unpruned source as the reference
         m = json.loads(manifest.read_text())
         ref = str(m.get("source", {}).get("model", ""))
-        if ref and os.path.exists(ref):
-            entries.append(Entry("unpruned source", 0, [], _load(ref)))
-        exported = _load(model_source)
+        try:
+            ref_source = models.resolve(ref) if ref else None
+        except GLPError:
+            ref_source = None  # the source model is not on this machine: time the exported model alone
+        if ref_source is not None:
+            entries.append(Entry("unpruned source", 0, [], _load(ref_source, Task.from_dict(m["task"]))))
+        exported = _load(source)
         entries.append(Entry("exported", len(m.get("removed_layers", [])), list(m.get("removed_layers", [])), exported))
         info["exported"] = True
         base = exported
         base_removed: list[int] = list(m.get("removed_layers", []))
     else:
-        base = _load(model_source)
+        base = _load(source, task)
         entries.append(Entry("unpruned", 0, [], base))
         base_removed = []
 
@@ -99,7 +101,7 @@ def build_entries(
     sets: list[tuple[str, list[int]]] = []
     if plan is not None:
         if plan.num_layers != total and not base_removed:
-            raise ConfigError(f"the plan is for a {plan.num_layers}-layer model, {model_source} has {total} layers")
+            raise ConfigError(f"the plan is for a {plan.num_layers}-layer model, {source.name} has {total} layers")
         for n in sorted(plan.removals):
             sets.append((f"{plan.strategy.get('name')} n={n}", plan.layers_to_remove(n)))
     for r in removals:

@@ -19,25 +19,32 @@ head and so one fine-tune.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
-import torch
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from glp.errors import ConfigError
-from glp.layers import drop_layers, find_layer_stack
-from glp.train import TokenTable, collate, eval_batches, loss_sum, to_device
+from glp.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported when a proxy is built, not when one is named
+    import torch
+
+    from glp.data import Encoded
+
+#: ``--proxy`` choices (and the ``proxy-<name>`` strategies): name → ``build(config, session, run_dir) -> scorer``.
+PROXIES: Registry[Callable[..., Any]] = Registry("proxy", flag="--proxy")
 
 
-def _proxy_table(trial_data: Any, n: int, max_length: int, regression: bool) -> TokenTable:
-    table = TokenTable.from_encoded(trial_data.eval, max_length, regression)
-    return table.subsample(n, seed=0, stream=7)
+def _proxy_table(trial_data: Any, n: int) -> Encoded:
+    return trial_data.eval.check().subsample(n, seed=0, stream=7)
 
 
-def _batches(table: TokenTable, pad_id: int, device: torch.device, batch_size: int = 32):
+def _batches(table: Encoded, kind: Any, pad_id: int, device: torch.device, batch_size: int = 32):
+    """Batches of ``table`` sorted by length; with labels collated by the task ``kind``, or inputs only (None)."""
+    from glp.train import collate_inputs, eval_batches, to_device
+
     for idx in eval_batches(table.lengths, batch_size):
-        yield to_device(collate(table, idx, pad_id), device)
+        batch = kind.collate(table, idx, pad_id) if kind is not None else collate_inputs(table, idx, pad_id)
+        yield to_device(batch, device)
 
 
 def _pad_id(model: torch.nn.Module) -> int:
@@ -45,11 +52,15 @@ def _pad_id(model: torch.nn.Module) -> int:
     return int(pad) if pad is not None else 0
 
 
-@torch.inference_mode()
 def block_similarity(
-    model: torch.nn.Module, table: TokenTable, kind: str, device: torch.device | None = None
+    model: torch.nn.Module, table: Encoded, kind: str, device: torch.device | None = None
 ) -> list[float]:
-    """Per block of ``model``'s stack: 1 - cos (``bi``) or arccos(cos)/pi (``angular``) of input vs output."""
+    """Per block of ``model``'s stack: 1 - cos (``bi``) or arccos(cos)/pi (``angular``) of input vs output, over
+    the non-padding tokens (labels play no part)."""
+    import torch
+
+    from glp.layers import find_layer_stack
+
     device = device or torch.device("cpu")
     stack = find_layer_stack(model)
     sums = [0.0] * len(stack.layers)
@@ -72,36 +83,42 @@ def block_similarity(
     handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(stack.layers)]
     model.eval().to(device)
     try:
-        for batch in _batches(table, _pad_id(model), device):
-            batch.pop("labels")
-            mask_holder["mask"] = batch["attention_mask"]
-            count += int(batch["attention_mask"].sum())
-            model(**batch)
+        with torch.inference_mode():
+            for batch in _batches(table, None, _pad_id(model), device):
+                mask_holder["mask"] = batch["attention_mask"]
+                count += int(batch["attention_mask"].sum())
+                model(**batch)
     finally:
         for h in handles:
             h.remove()
     return [s / max(count, 1) for s in sums]
 
 
-@torch.inference_mode()
-def task_loss(model: torch.nn.Module, table: TokenTable, regression: bool, device: torch.device | None = None) -> float:
+def task_loss(model: torch.nn.Module, table: Encoded, task_kind: Any, device: torch.device | None = None) -> float:
+    """Mean task loss of ``model`` on ``table`` (summed by the task kind, over its units)."""
+    import torch
+
     device = device or torch.device("cpu")
     model.eval().to(device)
-    total = 0.0
-    for batch in _batches(table, _pad_id(model), device):
-        labels = batch.pop("labels")
-        logits = model(**batch).logits
-        total += float(loss_sum(logits.float(), labels, regression))
-    return total / max(len(table), 1)
+    total, units = 0.0, 0
+    with torch.inference_mode():
+        for batch in _batches(table, task_kind, _pad_id(model), device):
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            total += float(task_kind.loss_sum(logits.float(), labels))
+            units += task_kind.units({"labels": labels})
+    return total / max(units, 1)
 
 
 class SimilarityProxy:
     """``bi`` / ``angular`` on the pre-trained model with ``removed`` layers taken out."""
 
-    def __init__(self, kind: str, model: torch.nn.Module, table: TokenTable, device: torch.device | None = None):
+    def __init__(self, kind: str, model: Any, table: Encoded, device: Any = None):
         self.kind, self.model, self.table, self.device = kind, model, table, device
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
+        from glp.layers import drop_layers
+
         model = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
         scores = block_similarity(model, self.table, self.kind, self.device)
         kept = [i for i in range(len(scores) + len(removed)) if i not in set(removed)]
@@ -112,45 +129,66 @@ class SimilarityProxy:
 class LossProxy:
     """Task-loss increase when each layer is skipped, on a fine-tuned model with ``removed`` taken out."""
 
-    def __init__(self, model: torch.nn.Module, table: TokenTable, regression: bool, device=None):
-        self.model, self.table, self.regression, self.device = model, table, regression, device
+    def __init__(self, model: Any, table: Encoded, task_kind: Any, device: Any = None):
+        self.model, self.table, self.task_kind, self.device = model, table, task_kind, device
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
+        from glp.layers import drop_layers, find_layer_stack
+
         base = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
-        ref = task_loss(base, self.table, self.regression, self.device)
+        ref = task_loss(base, self.table, self.task_kind, self.device)
         kept = [i for i in range(len(find_layer_stack(self.model).layers)) if i not in set(removed)]
         out = {}
         for i in layers:
             skipped = drop_layers(base, [kept.index(i)], inplace=False)
-            out[i] = task_loss(skipped, self.table, self.regression, self.device) - ref
+            out[i] = task_loss(skipped, self.table, self.task_kind, self.device) - ref
         return out
 
 
-def make_proxy(kind: str, config: Any, session: Any, run_trials: Any = None, run_dir: Path | None = None):
-    """Build the proxy scorer ``kind`` for a prune session (see glp.pruning)."""
-    from glp.scoring import Trial, load_model
+def _similarity(name: str) -> Callable[..., Any]:
+    def build(config: Any, session: Any, run_dir: Any = None) -> SimilarityProxy:
+        import torch
 
-    task = session.task
+        from glp.models import build as build_model
+
+        device = torch.device(config.device) if config.device else None
+        table = _proxy_table(session.trial_data, config.proxy_examples)
+        model = build_model(session.spec.model, session.task, seed=config.seed)
+        return SimilarityProxy(name, model, table, device)
+
+    return build
+
+
+PROXIES.add("bi", _similarity("bi"), "block influence, 1 - cos(block input, output) (ShortGPT)")
+PROXIES.add("angular", _similarity("angular"), "angular distance of block input and output (Gromov et al.)")
+
+
+@PROXIES.register("loss", help="task-loss increase when the block is skipped, on the fine-tuned model (SLEB-style)")
+def _loss(config: Any, session: Any, run_dir: Any = None) -> LossProxy:
+    import torch
+
+    from glp.kinds import kind_of
+
     device = torch.device(config.device) if config.device else None
-    table = _proxy_table(session.trial_data, config.proxy_examples, config.hparams.max_seq_length, task.is_regression)
-    if kind in ("bi", "angular"):
-        return SimilarityProxy(kind, load_model(config.model, task, seed=config.seed), table, device)
-    if kind == "loss":
-        saved = Path(run_dir) / "proxy_model" if run_dir is not None else None
-        if saved is not None and (saved / "config.json").exists():
-            from transformers import AutoModelForSequenceClassification
+    table = _proxy_table(session.trial_data, config.proxy_examples)
+    kind = kind_of(session.task)
+    saved = run_dir.proxy_model_dir if run_dir is not None else None
+    if saved is not None and (saved / "config.json").exists():
+        model = kind.model_class().from_pretrained(saved)
+    else:
+        trial = session.spec.trial((), config.seed, config.device)
+        result = trial.advance(1.0)
+        if not result.ok:
+            raise ConfigError(f"the loss proxy's fine-tune of the full model failed: {result.reason}")
+        model = trial.model
+        if saved is not None:
+            model.save_pretrained(saved)
+    return LossProxy(model.cpu() if device is None else model, table, kind, device)
 
-            model = AutoModelForSequenceClassification.from_pretrained(saved)
-        else:
-            trial = Trial(config.model, (), session.trial_data, config.hparams, config.seed, device=config.device)
-            result = trial.advance(1.0)
-            if not result.ok:
-                raise ConfigError(f"the loss proxy's fine-tune of the full model failed: {result.reason}")
-            model = trial.model
-            if saved is not None:
-                model.save_pretrained(saved)
-        return LossProxy(model.cpu() if device is None else model, table, task.is_regression, device)
-    raise ConfigError(f"unknown proxy {kind!r}; known: bi, angular, loss")
+
+def make_proxy(name: str, config: Any, session: Any, run_dir: Any = None) -> Any:
+    """The proxy scorer ``name`` (`PROXIES`) for a prune session (see glp.pruning)."""
+    return PROXIES.get(name)(config, session, run_dir)
 
 
 def rank_layers(scores: dict[int, float]) -> list[int]:

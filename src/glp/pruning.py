@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -23,12 +22,13 @@ from glp import __version__
 from glp.data import DataSpec, column_tuple
 from glp.errors import ConfigError
 from glp.executors import ExecutionSettings
+from glp.hparams import HParams
 from glp.plan import Plan
+from glp.proxies import PROXIES
+from glp.rundir import RunDir
 from glp.schedule import FULL, Halving
-from glp.search import PROXIES, SearchContext, TrialRequest, make_strategy
+from glp.search import STRATEGIES, SearchContext, TrialRequest, make_strategy
 from glp.store import Store, trial_key
-from glp.tasks import constant_score
-from glp.train import HParams
 
 EventHandler = Callable[..., None]
 
@@ -39,28 +39,41 @@ class PruneConfig(DataSpec, ExecutionSettings):
     trials run (`ExecutionSettings`: ``devices``, ...), the search's own settings below and the fine-tuning
     hyper-parameters. Flat: a YAML ``--config`` and the flags name the same fields."""
 
-    model: str
-    out: str = "runs/glp"
-    max_remove: int = 1
-    strategy: str = "greedy"
-    eval_fraction: float = 0.15
+    model: str = field(metadata={"help": "Model directory, .gguf file, pkg:PACKAGE or Hugging Face hub name."})
+    out: str = field(
+        default="runs/glp",
+        metadata={"help": "Run directory (plan.json, trial journal). Re-running the same command resumes."},
+    )
+    max_remove: int = field(default=1, metadata={"help": "Search removal sets up to this many layers."})
+    strategy: str = field(default="greedy", metadata={"help": "How removal sets are chosen."})
+    eval_fraction: float = field(default=0.15, metadata={"help": "Share of train held out to score candidates."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow a model's own modeling code to run."})
+    gguf_file: str | None = field(default=None, metadata={"help": "The GGUF file inside a model directory."})
     # search
-    keep: tuple[int, ...] = ()
-    search_seeds: int = 1
-    seed: int = 42
-    beam_width: int = 2
-    max_trials: int = 200
-    force: bool = False
-    baseline: bool = True
+    keep: tuple[int, ...] = field(default=(), metadata={"help": "Protected layers, never removed, e.g. 0,11."})
+    search_seeds: int = field(
+        default=1, metadata={"help": "Fine-tune each candidate with this many seeds and select on the mean."}
+    )
+    seed: int = field(default=42, metadata={"help": "Base seed (split, first search seed)."})
+    beam_width: int = field(default=2, metadata={"help": "For --strategy beam."})
+    max_trials: int = field(default=200, metadata={"help": "For --strategy optimal: refuse above this many sets."})
+    force: bool = field(default=False, metadata={"help": "Run optimal above --max-trials."})
+    baseline: bool = field(default=True, metadata={"help": "Also score the unpruned model."})
     # early rejection
-    halving: bool = False
-    rungs: int = 3
-    eta: float = 3.0
-    min_budget: float | None = None
+    halving: bool = field(
+        default=False, metadata={"help": "Early rejection by successive halving within each step (off: the paper)."}
+    )
+    rungs: int = field(default=3, metadata={"help": "Successive-halving rungs."})
+    eta: float = field(default=3.0, metadata={"help": "Keep the best 1/eta after each rung."})
+    min_budget: float | None = field(
+        default=None, metadata={"help": "First rung's budget as a fraction of the fine-tune (default eta^-(rungs-1))."}
+    )
     # proxies
-    proxy: str = "bi"
-    prefilter_top: int | None = None
-    proxy_examples: int = 256
+    proxy: str = field(default="bi", metadata={"help": "Proxy for --prefilter-top."})
+    prefilter_top: int | None = field(
+        default=None, metadata={"help": "Fine-tune only the m candidates of each step the proxy ranks most removable."}
+    )
+    proxy_examples: int = field(default=256, metadata={"help": "Search-eval examples the proxies read."})
     hparams: HParams = field(default_factory=HParams)
 
     def __post_init__(self) -> None:
@@ -69,8 +82,8 @@ class PruneConfig(DataSpec, ExecutionSettings):
             raise ConfigError(f"--eval-fraction must be between 0 and 1, got {self.eval_fraction}")
         if self.search_seeds < 1:
             raise ConfigError(f"--search-seeds must be at least 1, got {self.search_seeds}")
-        if self.proxy not in PROXIES:
-            raise ConfigError(f"--proxy must be one of {', '.join(PROXIES)}, got {self.proxy!r}")
+        PROXIES.get(self.proxy)  # ConfigError on an unknown --proxy, listing the known ones
+        STRATEGIES.get(self.strategy)
         if self.prefilter_top is not None and self.prefilter_top < 1:
             raise ConfigError(f"--prefilter-top must be at least 1, got {self.prefilter_top}")
 
@@ -127,70 +140,52 @@ def load_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def weights_revision(source: str) -> str | None:
-    """sha256 over a local model directory's weight files; the hub commit hash for a hub name, if known."""
-    p = Path(source)
-    if p.is_dir():
-        h = hashlib.sha256()
-        files = sorted(f for f in p.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file())
-        for f in files:
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-        return "sha256:" + h.hexdigest() if files else None
-    return None
-
-
 # -------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class Session:
-    """Everything a run needs, loaded once: task, search split, tokenized data, model facts."""
+    """Everything a run needs, loaded once: the model source, task, search split, tokenized data, model facts, and
+    the `TrialSpec` every trial of the run is built from."""
 
     config: PruneConfig
+    source: Any  # glp.models.ModelSource
     task: Any
     dataset: Any
     split: Any
     trial_data: Any
+    spec: Any  # glp.scoring.TrialSpec
     model_info: dict[str, Any]
     context: dict[str, Any]
 
 
 def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None = None) -> Session:
-    from transformers import AutoConfig, AutoTokenizer
+    from glp import models
+    from glp.kinds import kind_of
+    from glp.scoring import TrialData, TrialSpec
 
-    from glp.data import encode, search_split
-    from glp.layers import config_num_layers
-    from glp.scoring import TrialData
-
+    source = models.resolve(config.model, gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
     ds = config.load()
     task = ds.task
-    split = search_split(ds.train, eval_fraction=config.eval_fraction, seed=config.seed, regression=task.is_regression)
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    kind = kind_of(task)
+    split = kind.split(ds.train, config.eval_fraction, config.seed)
+    tokenizer = models.load_tokenizer(source)
     max_len = config.hparams.max_seq_length
     trial_data = TrialData(
         task,
-        encode(split.train, tokenizer, max_len, cache_dir=cache_dir),
-        encode(split.eval, tokenizer, max_len, cache_dir=cache_dir),
+        kind.encode(split.train, tokenizer, max_len, cache_dir=cache_dir),
+        kind.encode(split.eval, tokenizer, max_len, cache_dir=cache_dir),
     )
-    mconf = AutoConfig.from_pretrained(config.model)
-    model_info = {
-        "source": config.model,
-        "revision": weights_revision(config.model) or getattr(mconf, "_commit_hash", None),
-        "model_type": mconf.model_type,
-        "architectures": list(getattr(mconf, "architectures", None) or []),
-        "num_layers": config_num_layers(mconf),
-    }
-    context = {
+    model_info = models.describe(source)
+    context = {  # what a trial's journal key hashes (glp.store.trial_key): the model as given, its weights, ...
         "model": config.model,
         "revision": model_info["revision"],
         "task": task.to_dict(),
         "split": split.fingerprint,
         "hparams": config.hparams.to_dict(),
     }
-    return Session(config, task, ds, split, trial_data, model_info, context)
+    spec = TrialSpec(source, trial_data, config.hparams)
+    return Session(config, source, task, ds, split, trial_data, spec, model_info, context)
 
 
 def make_runner(store: Store, context: dict[str, Any], executor: Any, on_event: EventHandler | None = None):
@@ -231,10 +226,10 @@ def make_runner(store: Store, context: dict[str, Any], executor: Any, on_event: 
 
 def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
     """Run (or resume) a search and return its plan; ``RUN_DIR/plan.json`` is rewritten after every step."""
-    from glp.executors import WorkerSpec, make_executor
-    from glp.scoring import Trial
+    from glp.executors import make_executor
+    from glp.kinds import kind_of
 
-    run_dir = Path(config.out)
+    run_dir = RunDir(config.out)
     strategy = make_strategy(
         config.strategy,
         beam_width=config.beam_width,
@@ -242,15 +237,12 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         force=config.force,
         seed=config.seed,
     )
-    with Store(run_dir) as store, contextlib.ExitStack() as cleanup:
+    with run_dir.journal() as store, contextlib.ExitStack() as cleanup:
         t0 = time.time()
-        session = open_session(config, cache_dir=run_dir / "cache")
-        store.set_meta("config:" + config.strategy, config.to_dict())
-
-        def factory(removed: tuple[int, ...], seed: int):
-            return Trial(config.model, removed, session.trial_data, config.hparams, seed, device=config.device)
-
-        executor = make_executor(config, WorkerSpec(str(config.model), session.trial_data, config.hparams), factory)
+        session = open_session(config, cache_dir=run_dir.cache_dir)
+        kind = kind_of(session.task)
+        run_dir.write_config(store, strategy.name, config.to_dict())
+        executor = make_executor(config, session.spec)
         cleanup.callback(executor.close)  # workers stop on errors too
         run_trials, stats = make_runner(store, session.context, executor, on_event)
         plan = Plan(
@@ -285,7 +277,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
                 plan.steps.append(s)
                 plan.removals[s.n] = list(s.chosen)
                 _finish_cost(plan, stats, t0)
-                _save(plan, run_dir, strategy.name)
+                run_dir.save_plan(plan, strategy.name)
             if on_event:
                 on_event(event, **info)
 
@@ -300,9 +292,11 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
                 "scores": scores,
                 "mean": sum(ok) / len(ok) if ok else None,
                 "metrics": [r.get("metrics") for r in results],
-                "constant": constant_score(session.task, session.trial_data.eval.labels),
+                "constant": kind.constant_score(session.trial_data.eval.labels),
             }
-            warning = untrained_warning(plan.baseline["mean"], plan.baseline["constant"], session.task.metric)
+            warning = untrained_warning(
+                plan.baseline["mean"], plan.baseline["constant"], session.task.metric, kind.higher_is_better()
+            )
             if warning:
                 plan.baseline["warning"] = warning
                 if on_event:
@@ -326,12 +320,13 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
             schedule=config.schedule,
             prefilter_top=config.prefilter_top,
             on_event=on_step,
+            higher_is_better=kind.higher_is_better(),
         )
         if config.prefilter_top or strategy.name.startswith("proxy-"):
             from glp.proxies import make_proxy
 
-            kind = strategy.name[len("proxy-") :] if strategy.name.startswith("proxy-") else config.proxy
-            ctx.proxy = make_proxy(kind, config, session, run_trials=run_with_baseline, run_dir=run_dir)
+            name = strategy.name[len("proxy-") :] if strategy.name.startswith("proxy-") else config.proxy
+            ctx.proxy = make_proxy(name, config, session, run_dir=run_dir)
 
         result = strategy.run(ctx)
         if baseline:  # a search that asked for no trials at all
@@ -340,7 +335,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         plan.order = result.order
         plan.complete = True
         _finish_cost(plan, stats, t0)
-        _save(plan, run_dir, strategy.name)
+        run_dir.save_plan(plan, strategy.name)
         executor.close()
         return plan
 
@@ -348,10 +343,16 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
 UNTRAINED_MARGIN = 0.01
 
 
-def untrained_warning(mean: float | None, constant: float | None, metric: str) -> str | None:
+def untrained_warning(
+    mean: float | None, constant: float | None, metric: str, higher_is_better: bool = True
+) -> str | None:
     """A warning when the unpruned model's search-eval score is within ``UNTRAINED_MARGIN`` of predicting one
-    class for everything: then the candidates' scores are noise around that level, not a ranking."""
-    if mean is None or constant is None or mean > constant + UNTRAINED_MARGIN:
+    class for everything (the task kind's constant predictor): then the candidates' scores are noise around that
+    level, not a ranking."""
+    if mean is None or constant is None:
+        return None
+    learned = mean > constant + UNTRAINED_MARGIN if higher_is_better else mean < constant - UNTRAINED_MARGIN
+    if learned:
         return None
     return (
         f"the unpruned model scores {metric} {mean:.4f} on search-eval, no better than predicting one class for "
@@ -370,9 +371,3 @@ def _finish_cost(plan: Plan, stats: dict[str, Any], t0: float) -> None:
         "trial_seconds": round(sum(stats["seconds"].values()), 2),
         "wall_seconds": round(time.time() - t0, 2),
     }
-
-
-def _save(plan: Plan, run_dir: Path, label: str) -> None:
-    """``plan.json`` is the latest search; ``plans/<strategy>.json`` keeps each strategy's plan."""
-    plan.save(run_dir, f"plans/{label}.json")
-    plan.save(run_dir)

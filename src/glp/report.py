@@ -55,6 +55,7 @@ def heatmap_matrix(plan: Plan) -> tuple[list[list[float | None]], list[tuple[int
     None when no candidate removed it at that step.
     """
     mat: list[list[float | None]] = [[None] * plan.num_layers for _ in plan.steps]
+    sign = 1.0 if plan.higher_is_better else -1.0
     chosen: list[tuple[int, int]] = []
     rejected: list[tuple[int, int]] = []
     for i, step in enumerate(plan.steps):
@@ -62,7 +63,7 @@ def heatmap_matrix(plan: Plan) -> tuple[list[list[float | None]], list[tuple[int
             if c.added is None or c.mean is None or not 0 <= c.added < plan.num_layers:
                 continue
             cur = mat[i][c.added]
-            if cur is None or c.mean > cur:
+            if cur is None or sign * c.mean > sign * cur:
                 mat[i][c.added] = c.mean
                 if c.status == "rejected":
                     rejected.append((i, c.added))
@@ -91,7 +92,8 @@ def plot_heatmap(plan: Plan, path: str | os.PathLike[str]) -> Path | None:
     if not any(v is not None for row in mat for v in row):
         return None
     arr = np.array([[np.nan if v is None else float(v) for v in row] for row in mat], dtype=float)
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    higher = plan.higher_is_better
+    cmap = matplotlib.colormaps["viridis" if higher else "viridis_r"].with_extremes(bad="white")  # bright = better
     fig, ax = plt.subplots(figsize=heatmap_size(plan), dpi=DPI, layout="constrained")
     im = ax.imshow(np.ma.masked_invalid(arr), cmap=cmap, aspect="auto")
     ax.set_xticks(range(plan.num_layers))
@@ -118,11 +120,11 @@ def plot_heatmap(plan: Plan, path: str | os.PathLike[str]) -> Path | None:
                         ha="center",
                         va="center",
                         fontsize=7,
-                        color="black" if arr[i, j] > mid else "white",
+                        color="black" if (arr[i, j] > mid) == higher else "white",
                     )
     for i, j in chosen:
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
-    fig.colorbar(im, ax=ax, label=metric)
+    fig.colorbar(im, ax=ax, label=metric if higher else f"{metric} (lower is better)")
     out = Path(path)
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
@@ -136,6 +138,7 @@ def tradeoff_series(
     plans: Sequence[Plan], evaluation: dict[str, Any] | None, profile: dict[str, Any] | None, speedup: str = "auto"
 ) -> dict[str, Any]:
     """The points of the trade-off plot: {"x_label", "y_label", "series": {name: [(x, y, n)]}, "baseline"}."""
+    from glp.evaluate import relative_performance
     from glp.profile import speedups_by_n
 
     kind = speedup
@@ -176,7 +179,9 @@ def tradeoff_series(
                 if x is None:
                     missing.add(step.n)
                     continue
-                series.setdefault(name, []).append((x, 100.0 * step.chosen_mean / base, step.n))
+                rel = relative_performance(step.chosen_mean, base, plan.higher_is_better)
+                if rel is not None:
+                    series.setdefault(name, []).append((x, rel, step.n))
         source = "search (held-out part of train)"
     for pts in series.values():
         pts.sort(key=lambda p: p[2])  # connect the points in the order of n
@@ -243,17 +248,11 @@ def _plan_table(plan: Plan) -> str:
         f"| n | Removed (in order) | Layers left | {metric} mean | ± std | Seeds separate it? | Candidates |",
         "|---:|---|---:|---:|---:|---|---:|",
     ]
-    if plan.baseline is not None:
-        lines.append(f"| 0 | – | {plan.num_layers} | {_fmt(plan.baseline.get('mean'))} | | | baseline |")
-    by_n = {s.n: s for s in plan.steps}
-    for n in sorted(plan.removals):
-        s = by_n.get(n)
-        win = next((c for c in s.candidates if sorted(c.removed) == sorted(s.chosen)), None) if s else None
-        sep = "" if s is None or s.separated is None else ("yes" if s.separated else "**no**")
+    for r in plan.table_rows():
+        sep = "" if r["separated"] is None else ("yes" if r["separated"] else "**no**")
         lines.append(
-            f"| {n} | {','.join(map(str, plan.removals[n]))} | {plan.num_layers - n} | "
-            f"{_fmt(s.chosen_mean if s else None)} | {_fmt(win.std if win else None)} | {sep} | "
-            f"{len(s.candidates) if s else ''} |"
+            f"| {r['n']} | {','.join(map(str, r['removed'])) or '–'} | {r['layers_left']} | {_fmt(r['mean'])} | "
+            f"{'' if r['std'] is None else _fmt(r['std'])} | {sep} | {'' if r['tried'] is None else r['tried']} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -14,14 +14,11 @@ exceptions; errors the user can fix (unknown model, bad layer index) raise ``GLP
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import math
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,17 +27,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from glp.errors import ConfigError, GLPError, RunDirError, TaskError
+from glp.errors import ConfigError, GLPError, RunDirError
+from glp.kinds import kind_of
+from glp.models import quiet_transformers  # noqa: F401 - re-exported
 from glp.train import (
     HParams,
     Progress,
-    TokenTable,
     TrainingFailed,
     TrainLoop,
     TrialResult,
     budget_steps,
     configure_threads,
-    loss_sum,
 )
 
 __all__ = [
@@ -48,6 +45,7 @@ __all__ = [
     "Trial",
     "TrialData",
     "TrialResult",
+    "TrialSpec",
     "clear_model_cache",
     "finetune_and_score",
     "load_model",
@@ -56,7 +54,7 @@ __all__ = [
 CHECKPOINT_FORMAT = "glp-trial"
 CHECKPOINT_VERSION = 1
 
-ModelSource = str | os.PathLike | Callable[[], nn.Module]
+ModelSource = Any  # str | os.PathLike | glp.models.ModelSource | Callable[[], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -65,123 +63,64 @@ class TrialData:
 
     task: Any  # glp.tasks.Task
     train: Any  # glp.data.Encoded
-    eval: Any  # glp.data.Encoded
+    eval: Any  # glp.data.Encoded (search-eval, or dev for a final fine-tune)
 
 
-# --------------------------------------------------------------------------------------------- models
+# -------------------------------------------------------------------------------------------- the spec
 
-_CACHE_SIZE = 2
-_PRETRAINED: OrderedDict[tuple, tuple[Any, dict[str, torch.Tensor]]] = OrderedDict()
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial of a run is built from, as plain data (sent once to every worker process or Ray actor):
+    the model source, the tokenized data and the hyper-parameters. `trial` is the one way to build a `Trial`."""
+
+    model: Any  # a source `glp.models.resolve` takes (str, ModelSource) or a callable returning a model
+    trial_data: TrialData
+    hparams: HParams
+
+    def trial(
+        self,
+        removed: Sequence[int],
+        seed: int,
+        device: str | torch.device | None = None,
+        *,
+        threads: int | None = None,
+        progress: Progress | None = None,
+    ) -> Trial:
+        return Trial(
+            self.model, removed, self.trial_data, self.hparams, seed, device, threads=threads, progress=progress
+        )
+
+    def warm_up(self) -> None:
+        """Read the pre-trained weights and import what trials use, so a worker's first trial does not pay it."""
+        import warnings
+
+        from glp.models import pretrained
+
+        if callable(self.model):
+            return
+        with torch.random.fork_rng(devices=[]):
+            pretrained(self.model, self.trial_data.task)
+        kind = kind_of(self.trial_data.task)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sample = self.trial_data.eval.subset(np.arange(min(2, len(self.trial_data.eval))))
+            kind.collate(sample, np.arange(len(sample)), 0)
 
 
 def clear_model_cache() -> None:
     """Forget the pre-trained weights kept in memory (they are re-read on the next trial)."""
-    _PRETRAINED.clear()
+    from glp.models import clear_cache
 
-
-def _num_labels(task: Any) -> int:
-    if task.is_regression:
-        return 1
-    if not task.num_labels or task.num_labels < 2:
-        raise TaskError(
-            f"task {task.name!r} has num_labels={task.num_labels}; load its data first "
-            "(glp.data.load_task_data fills the labels in)"
-        )
-    return int(task.num_labels)
-
-
-def _head_config(config: Any, task: Any) -> Any:
-    config.num_labels = _num_labels(task)
-    config.problem_type = "regression" if task.is_regression else "single_label_classification"
-    if getattr(config, "pad_token_id", None) is None:  # decoder heads find the last token by the pad id
-        eos = getattr(config, "eos_token_id", None)
-        config.pad_token_id = int((eos[0] if isinstance(eos, list | tuple) else eos) or 0)
-    names = getattr(task, "label_names", None)
-    if not task.is_regression and names and len(names) == config.num_labels:
-        config.id2label = {i: str(n) for i, n in enumerate(names)}
-        config.label2id = {str(n): i for i, n in enumerate(names)}
-    return config
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """transformers' warnings and progress bars off inside the block, as they were after it."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
-
-
-def _pretrained(source: str, task: Any) -> tuple[Any, dict[str, torch.Tensor]]:
-    """(config with the task head, pre-trained weights without the new head), kept in memory per source."""
-    key = (
-        os.path.abspath(source) if os.path.isdir(source) else source,
-        _num_labels(task),
-        task.is_regression,
-    )
-    if key in _PRETRAINED:
-        _PRETRAINED.move_to_end(key)
-        return _PRETRAINED[key]
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    try:
-        config = _head_config(AutoConfig.from_pretrained(source), task)
-    except (OSError, ValueError) as exc:
-        raise GLPError(
-            f"cannot load model {source!r}: {exc}. Give a local model directory or a hub name "
-            "(the hub needs network access)."
-        ) from exc
-    try:
-        with quiet_transformers():
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                source, config=config, dtype=torch.float32, ignore_mismatched_sizes=True, output_loading_info=True
-            )
-    except (OSError, ValueError) as exc:
-        raise GLPError(f"cannot load model {source!r} for sequence classification: {exc}") from exc
-    mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
-    fresh = set(info.get("missing_keys") or ()) | mismatched
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in fresh}
-    _PRETRAINED[key] = (model.config, state)
-    while len(_PRETRAINED) > _CACHE_SIZE:
-        _PRETRAINED.popitem(last=False)
-    return _PRETRAINED[key]
+    clear_cache()
 
 
 def load_model(model_source: ModelSource, task: Any, removed: Sequence[int] = (), seed: int = 0) -> nn.Module:
-    """The pre-trained model with a freshly initialised task head (a function of ``seed``), layers dropped.
+    """The pre-trained model with a freshly initialised head of the task's kind (a function of ``seed``), layers
+    dropped (`glp.models.build`)."""
+    from glp.models import build
 
-    ``model_source`` is a local directory or hub name, or a callable returning a model that already has its
-    sequence-classification head (called under the seeded RNG).
-    """
-    from transformers import AutoModelForSequenceClassification
-
-    if not callable(model_source):
-        with torch.random.fork_rng(devices=[]):  # from_pretrained draws a head we throw away
-            config, state = _pretrained(str(model_source), task)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        if callable(model_source):
-            model = model_source()
-        else:
-            # a copy: drop_layers edits the config, and this one is cached
-            model = AutoModelForSequenceClassification.from_config(copy.deepcopy(config))
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            if unexpected:  # pragma: no cover - the state comes from the same class
-                raise GLPError(f"unexpected weights for {type(model).__name__}: {unexpected[:5]}")
-    model = model.float()
-    if removed:
-        from glp.layers import drop_layers
-
-        drop_layers(model, list(removed))
-    return model
+    return build(model_source, task, removed, seed)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -227,17 +166,12 @@ class Trial:
         self.seed = int(seed)
         self.device = resolve_device(device)
         self.progress = progress
-        self.model_source = model_source if isinstance(model_source, str | os.PathLike) else None
+        self.model_source = None if callable(model_source) else model_source
+        self.kind = kind_of(self.task)
         if self.device.type == "cpu":
             configure_threads(threads)
-        regression = bool(self.task.is_regression)
-        max_len = int(hparams.max_seq_length)
-        self.train_table = TokenTable.from_encoded(task_data.train, max_len, regression).subsample(
-            hparams.max_train_samples, self.seed, stream=1
-        )
-        self.eval_table = TokenTable.from_encoded(task_data.eval, max_len, regression).subsample(
-            hparams.max_eval_samples, self.seed, stream=2
-        )
+        self.train_table = task_data.train.check().subsample(hparams.max_train_samples, self.seed, stream=1)
+        self.eval_table = task_data.eval.check().subsample(hparams.max_eval_samples, self.seed, stream=2)
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
         model = _model if _model is not None else load_model(model_source, self.task, self.removed, self.seed)
@@ -247,7 +181,7 @@ class Trial:
             hparams,
             self.seed,
             self.device,
-            regression,
+            self.kind,
             bf16=bf16,
             compile_model=compile,
         )
@@ -288,16 +222,11 @@ class Trial:
         """Every metric of the task on the eval set at the current step; raises TrainingFailed."""
         if self._metrics is not None and self._metrics[0] == self.step:
             return self._metrics[1]
-        from glp.tasks import compute_metrics
-
-        logits = self.loop.predict(self.eval_table)
-        if not np.isfinite(logits).all():
+        predictions = self.loop.predict(self.eval_table)
+        if not _all_finite(predictions):
             raise TrainingFailed(f"non-finite predictions on the evaluation set after step {self.step}")
-        labels = self.eval_table.labels
-        metrics = {k: float(v) for k, v in compute_metrics(self.task, logits, labels).items()}
-        regression = self.task.is_regression
-        loss = float(loss_sum(torch.from_numpy(logits), torch.from_numpy(labels), regression)) / len(labels)
-        self._metrics = (self.step, metrics, loss if math.isfinite(loss) else None)
+        metrics, loss = self.kind.score(predictions, self.eval_table)
+        self._metrics = (self.step, metrics, loss)
         return metrics
 
     def advance(self, budget: float, progress: Progress | None = None) -> TrialResult:
@@ -361,7 +290,7 @@ class Trial:
             "seed": self.seed,
             "task": self.task.to_dict() if hasattr(self.task, "to_dict") else {"name": self.task.name},
             "hparams": self.hparams.to_dict(),
-            "model_source": None if self.model_source is None else str(self.model_source),
+            "model_source": None if self.model_source is None else _source_text(self.model_source),
             "budget": self.budget,
             "failure": self.failure,
             "metrics": None
@@ -391,7 +320,7 @@ class Trial:
         """Restore a trial saved with ``save``; ``task_data`` must be the data it was trained on."""
         from safetensors.torch import load_file
         from safetensors.torch import load_model as st_load_model
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoConfig
 
         src = Path(path)
         try:
@@ -403,7 +332,7 @@ class Trial:
             config = AutoConfig.from_pretrained(str(src))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = AutoModelForSequenceClassification.from_config(config)
+                model = kind_of(task_data.task).model_class().from_config(config)
             st_load_model(model, str(src / "model.safetensors"))
             tensors = load_file(str(src / "state.safetensors"))
         except GLPError:
@@ -438,6 +367,18 @@ class Trial:
             trial._metrics = (int(m["step"]), dict(m["values"]), m.get("eval_loss"))
         trial.wall_time += float(meta["wall_time"])
         return trial
+
+
+def _all_finite(predictions: Any) -> bool:
+    if isinstance(predictions, np.ndarray):
+        return bool(np.isfinite(predictions).all())
+    return all(_all_finite(p) for p in predictions)
+
+
+def _source_text(source: Any) -> str:
+    from glp.models import ModelSource
+
+    return source.path if isinstance(source, ModelSource) else str(source)
 
 
 def _finite_or_none(x: float | None) -> float | None:

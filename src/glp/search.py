@@ -14,7 +14,8 @@ Strategies (``STRATEGIES``):
 - ``proxy-bi``, ``proxy-angular``, ``proxy-loss``: training-free; step k removes the remaining layer with the
   lowest proxy score (see glp.proxies). The chosen set of each n is then fine-tuned and scored.
 
-Selection rule: the highest mean over seeds wins; failed candidates rank last. Exact ties are broken by the
+Selection rule: the best mean over seeds wins (the highest, or the lowest for a lower-is-better metric such as
+perplexity: the task kind says which); failed candidates rank last. Exact ties are broken by the
 lower mean search-eval loss (cross-entropy, or MSE for regression): the loss still tells candidates apart when
 the metric cannot, as when every candidate predicts the majority class after the few steps of a successive-
 halving rung (seen on CoLA, where all candidates score Matthews correlation 0 at 1/9 and 1/3 of the budget).
@@ -41,6 +42,8 @@ from typing import Any, Protocol
 
 from glp.errors import ConfigError, GLPError, LayerIndexError
 from glp.plan import Candidate, Step
+from glp.proxies import PROXIES
+from glp.registry import Registry
 from glp.schedule import FULL, Halving
 
 Removal = tuple[int, ...]  # a removal set, in the order its layers were chosen
@@ -75,16 +78,19 @@ def tie_key(removed: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(removed, reverse=True))
 
 
-def rank(cands: Sequence[Candidate]) -> list[Candidate]:
-    """Best first: the candidates scored at the full budget by highest mean, then those stopped early by
-    successive halving (furthest budget first, then mean: a score after a few steps never outranks one after
-    the whole fine-tune), then failed ones; equal means by lower ``eval_loss``, then by `tie_key`."""
+def rank(cands: Sequence[Candidate], higher_is_better: bool = True) -> list[Candidate]:
+    """Best first: the candidates scored at the full budget by best mean (highest, or lowest when
+    ``higher_is_better`` is False), then those stopped early by successive halving (furthest budget first, then
+    mean: a score after a few steps never outranks one after the whole fine-tune), then failed ones; equal means by
+    lower ``eval_loss``, then by `tie_key`."""
+    sign = 1.0 if higher_is_better else -1.0
 
     def key(c: Candidate) -> tuple[int, float, float, float, tuple[int, ...]]:
         scored = c.mean is not None and math.isfinite(c.mean)
         tier = 0 if not scored or c.status == "failed" else 1 if c.status == "rejected" else 2
         loss = -c.eval_loss if c.eval_loss is not None and math.isfinite(c.eval_loss) else -math.inf
-        return (tier, c.budget if tier == 1 else 0.0, c.mean if scored else -math.inf, loss, tie_key(c.removed))
+        mean = sign * c.mean if scored else -math.inf
+        return (tier, c.budget if tier == 1 else 0.0, mean, loss, tie_key(c.removed))
 
     return sorted(cands, key=key, reverse=True)
 
@@ -103,13 +109,14 @@ def _summarise(removed: Removal, added: int | None, results: list[dict[str, Any]
     return Candidate(list(removed), added, scores, mean, std, budget, "ok", eval_loss=loss)
 
 
-def separation(best: Candidate, runner: Candidate | None) -> bool | None:
+def separation(best: Candidate, runner: Candidate | None, higher_is_better: bool = True) -> bool | None:
     """Is the winner's lead larger than the seeds' spread? None when it cannot be told."""
     if runner is None or runner.mean is None or best.mean is None:
         return None
     if best.std is None or runner.std is None:
         return None
-    return (best.mean - runner.mean) > max(best.std, runner.std)
+    lead = best.mean - runner.mean if higher_is_better else runner.mean - best.mean
+    return lead > max(best.std, runner.std)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -127,6 +134,7 @@ class SearchContext:
     proxy: ProxyScorer | None = None
     prefilter_top: int | None = None
     on_event: Callable[..., None] | None = None
+    higher_is_better: bool = True  # the task's direction (glp.kinds): perplexity is lower-is-better
     steps: list[Step] = field(default_factory=list)
     rung_notes: dict[int, list[str]] = field(default_factory=dict)  # step n -> halving cuts made inside a tie
     _prefetched: dict[TrialRequest, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -175,7 +183,7 @@ class SearchContext:
                 i: _summarise(tuple(sets[i]), added[i], results[j * per : (j + 1) * per], budget)
                 for j, i in enumerate(alive)
             }
-            ranked = rank(list(cands.values()))
+            ranked = rank(list(cands.values()), self.higher_is_better)
             if r == len(budgets) - 1:
                 final.update(cands)
                 break
@@ -192,7 +200,7 @@ class SearchContext:
                     final[i] = c
             alive = [i for i in alive if tuple(sets[i]) in survivors]
             self.emit("rung_done", n=n, rung=r + 1, budget=budget, kept=len(alive))
-        return rank([final[i] for i in range(len(sets))])
+        return rank([final[i] for i in range(len(sets))], self.higher_is_better)
 
     def prefetch(self, sets: Sequence[Removal]) -> None:
         """Fine-tune removal sets known in advance (a fixed order's sets for n = 1..N) in one batch, every seed
@@ -232,7 +240,8 @@ class SearchContext:
         if runner is None:
             rejected = [c for c in ranked[1:] if c.status == "rejected"]
             runner = rejected[0] if rejected else None
-        sep = separation(best, runner) if runner is not None and runner.budget == best.budget else None
+        same_budget = runner is not None and runner.budget == best.budget
+        sep = separation(best, runner, self.higher_is_better) if same_budget else None
         if runner is not None and runner.budget != best.budget and note is None:
             note = f"runner-up stopped early at budget {runner.budget:g}; separation not measured"
         note = "; ".join([x for x in [note] if x] + self.rung_notes.pop(n, [])) or None
@@ -445,21 +454,32 @@ def pattern_order(name: str, num_layers: int, seed: int = 0) -> list[int]:
 
 
 PATTERNS = ("top", "bottom", "even", "odd", "symmetric", "random")
-PROXIES = ("bi", "angular", "loss")
-STRATEGIES = ("greedy", "beam", "optimal", *PATTERNS, *(f"proxy-{p}" for p in PROXIES))
+
+#: ``--strategy`` choices: name → ``build(beam_width=, max_trials=, force=, seed=) -> Strategy``.
+STRATEGIES: Registry[Callable[..., Strategy]] = Registry("strategy", flag="--strategy")
+STRATEGIES.add("greedy", lambda **kw: Beam(1), "GLP, the paper's method: grow the removed set one best layer a step")
+STRATEGIES.add("beam", lambda beam_width=2, **kw: Beam(beam_width), "keep the --beam-width best removal sets a step")
+STRATEGIES.add(
+    "optimal",
+    lambda max_trials=200, force=False, **kw: Optimal(max_trials=max_trials, force=force),
+    "every removal set of size n (refused above --max-trials unless --force)",
+)
+_PATTERN_HELP = {
+    "top": "drop the last layers first (Sajjad et al.)",
+    "bottom": "drop the first layers first",
+    "even": "even layers from the top, then odd",
+    "odd": "odd layers from the top, then even",
+    "symmetric": "from the middle outwards",
+    "random": "a seeded random order",
+}
+for _name in PATTERNS:
+    STRATEGIES.add(_name, lambda _n=_name, seed=0, **kw: Fixed(_n, seed=seed), _PATTERN_HELP[_name])
+for _proxy in PROXIES.entries():
+    STRATEGIES.add(f"proxy-{_proxy.name}", lambda _k=_proxy.name, **kw: Proxy(_k), f"training-free: {_proxy.help}")
 
 
 def make_strategy(
     name: str, *, beam_width: int = 2, max_trials: int = 200, force: bool = False, seed: int = 0
 ) -> Strategy:
-    if name == "greedy":
-        return Beam(1)
-    if name == "beam":
-        return Beam(beam_width)
-    if name == "optimal":
-        return Optimal(max_trials=max_trials, force=force)
-    if name in PATTERNS:
-        return Fixed(name, seed=seed)
-    if name.startswith("proxy-") and name[len("proxy-") :] in PROXIES:
-        return Proxy(name[len("proxy-") :])
-    raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    """The registered strategy ``name`` (`STRATEGIES`), built with the settings it reads."""
+    return STRATEGIES.get(name)(beam_width=beam_width, max_trials=max_trials, force=force, seed=seed)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from glp.errors import RunDirError
+from glp.rundir import JOURNAL as DB_NAME
+from glp.rundir import LOCK as LOCK_NAME
 
-DB_NAME = "trials.sqlite"
-LOCK_NAME = ".lock"
 SCHEMA_VERSION = 1
 
 
@@ -138,6 +138,13 @@ class Store:
     def get_meta(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
         return None if row is None else json.loads(row[0])
+
+    def meta_with_prefix(self, prefix: str) -> Iterator[Any]:
+        """The values of every meta row whose name starts with ``prefix``, in the order they were first written."""
+        rows = self._db.execute("SELECT name, value FROM meta ORDER BY rowid").fetchall()
+        for name, value in rows:
+            if name.startswith(prefix):
+                yield json.loads(value)
 
     def set_meta(self, name: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, canonical_json(value)))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glp.errors import TaskError
+from glp.kinds import DEFAULT_KIND
 
 # --------------------------------------------------------------------------------------------- metrics
 
@@ -75,6 +76,7 @@ class Task:
     metrics: tuple[str, ...] = ()
     is_glue: bool = False
     in_glue_average: bool = True
+    kind: str = DEFAULT_KIND  # the registered glp.kinds name
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -88,11 +90,21 @@ class Task:
     def is_pair(self) -> bool:
         return len(self.text_columns) == 2
 
+    @property
+    def higher_is_better(self) -> bool:
+        from glp.kinds import kind_of
+
+        return kind_of(self).higher_is_better()
+
     def to_dict(self) -> dict:
+        """Plain data. ``kind`` is left out for sequence tasks, so journal keys (which hash this dict) of runs made
+        before tasks had kinds stay valid."""
         d = dataclasses.asdict(self)
         for k in ("text_columns", "label_names", "metrics"):
             if d[k] is not None:
                 d[k] = list(d[k])
+        if d["kind"] == DEFAULT_KIND:
+            del d["kind"]
         return d
 
     @classmethod
@@ -172,21 +184,63 @@ def get_task(name: str | Task) -> Task:
 
 
 def resolve_task(
-    name: str,
-    text_columns: Sequence[str] | None = None,
+    task: str | Task,
+    text_columns: str | Sequence[str] | None = None,
     label_column: str | None = None,
     metric: str | None = None,
+    label_names: Sequence | None = None,
 ) -> Task:
-    """The task a command's settings name: a GLUE task, or a custom one when columns or a metric are given
-    (or the name is not a GLUE task, in which case the columns are required)."""
-    if text_columns or label_column or metric or not is_glue_task(name):
-        if not (text_columns and label_column):
+    """The task a command's settings name; the one place names, columns and a metric become a `Task`.
+
+    A GLUE name (or a `Task`) with columns, a metric or label names is that task with them replaced (the metric
+    must fit it: ``resolve_task("rte", metric="f1")`` is RTE scored by F1); any other name needs ``text_columns``
+    and ``label_column`` and becomes a custom task scored with ``metric`` (default accuracy).
+    """
+    if isinstance(task, Task):
+        base = task
+    elif is_glue_task(task):
+        base = get_task(task)
+    elif text_columns and label_column:
+        return custom_task(str(task), text_columns, label_column, metric or "accuracy", label_names=label_names)
+    else:
+        raise TaskError(
+            f"unknown task {task!r}; known tasks: {', '.join(GLUE_TASKS)}. For your own data give "
+            "--text-columns and --label-column (and --metric) with --train-file/--dev-file or --hub-dataset."
+        )
+    changes: dict = {}
+    if text_columns:
+        text_columns = (text_columns,) if isinstance(text_columns, str) else tuple(text_columns)
+        if len(text_columns) != len(base.text_columns):
             raise TaskError(
-                f"task {name!r} is not a GLUE task: give --text-columns and --label-column "
-                "(and --metric) for your own data"
+                f"task {base.name!r} takes {len(base.text_columns)} text column(s), got {list(text_columns)}"
             )
-        return custom_task(name, text_columns, label_column, metric or "accuracy")
-    return get_task(name)
+        changes["text_columns"] = text_columns
+    if label_column is not None:
+        changes["label_column"] = str(label_column)
+    if metric is not None and normalize_metric(metric) != base.metric:
+        m = normalize_metric(metric)
+        check_metric(base.name, m, base.is_regression, base.num_labels)
+        changes["metric"], changes["metrics"] = m, (m, *base.metrics)
+    if label_names is not None:
+        if base.is_regression:
+            raise TaskError(f"task {base.name!r} is a regression: it has no label names")
+        changes["label_names"] = tuple(str(x) for x in label_names)
+        changes["num_labels"] = len(changes["label_names"])
+    return dataclasses.replace(base, **changes) if changes else base
+
+
+def check_metric(task: str, metric: str, regression: bool, num_labels: int | None = None, where: str = "") -> None:
+    """The one check that a metric fits a task: regression metrics for regressions, binary F1 for two labels."""
+    if regression != (metric in REGRESSION_METRICS):
+        kind = "a regression" if regression else "a classification"
+        raise TaskError(
+            f"task {task!r}: metric {metric!r} does not fit {kind} task; "
+            "regression metrics: spearman, pearson; classification metrics: accuracy, f1, macro-f1, mcc"
+        )
+    if metric == "f1" and num_labels is not None and num_labels > 2:
+        raise TaskError(
+            f"task {task!r}: metric 'f1' is binary but {where or 'the task'} has {num_labels} labels; use 'macro-f1'"
+        )
 
 
 def custom_task(
@@ -222,12 +276,7 @@ def custom_task(
     extras = tuple(normalize_metric(m) for m in extra_metrics)
     regression = metric in REGRESSION_METRICS if is_regression is None else bool(is_regression)
     for m in (metric, *extras):
-        if regression != (m in REGRESSION_METRICS):
-            kind = "a regression" if regression else "a classification"
-            raise TaskError(
-                f"task {name!r}: metric {m!r} does not fit {kind} task; "
-                "regression metrics: spearman, pearson; classification metrics: accuracy, f1, macro-f1, mcc"
-            )
+        check_metric(str(name), m, regression)
     if regression:
         if label_names is not None:
             raise TaskError(f"task {name!r}: a regression task has no label names")
@@ -244,10 +293,7 @@ def custom_task(
             raise TaskError(f"task {name!r}: num_labels={num_labels} but {len(names)} label names given")
         if names is not None and n < 2:
             raise TaskError(f"task {name!r}: a classification task needs at least two labels, got {names}")
-        if metric == "f1" and n > 2:
-            raise TaskError(
-                f"task {name!r}: metric 'f1' is binary but the task has {n} labels; use 'macro-f1'"
-            )
+        check_metric(str(name), metric, False, n)
         if not extras and metric != "accuracy":
             extras = ("accuracy",)
     return Task(

@@ -22,21 +22,20 @@ can stop at any step and go on later exactly as if it had never stopped; `glp.sc
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from glp.data import Encoded
 from glp.errors import ConfigError, RunDirError
+from glp.hparams import HParams, TrialResult  # noqa: F401 - the loop's settings and results live there
 
 SYNC_EVERY = 25  # steps between host reads of the loss on an accelerator (NaN check, progress)
 MEGABATCH_MULT = 50  # mega-batch = 50 batches, as transformers' get_length_grouped_indices
@@ -47,170 +46,11 @@ Progress = Callable[[int, int, float], None]  # (step, total_steps, mean loss si
 # ------------------------------------------------------------------------------------------ settings
 
 
-@dataclass(frozen=True)
-class HParams:
-    """Fine-tuning hyper-parameters; names and defaults follow ``run_glue.py`` with the paper's values.
-
-    ``max_grad_norm`` (1.0, the ``Trainer`` default that run_glue used) is here so the maths match.
-    ``max_train_samples`` / ``max_eval_samples`` subsample (seeded) before training.
-    """
-
-    learning_rate: float = 2e-5
-    per_device_train_batch_size: int = 32
-    per_device_eval_batch_size: int = 64
-    num_train_epochs: float = 3.0
-    max_seq_length: int = 128
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.01
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_grad_norm: float | None = 1.0
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not self.learning_rate > 0:
-            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "max_seq_length"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.num_train_epochs > 0:
-            problems.append(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
-        if not 0 <= self.warmup_ratio < 1:
-            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
-        for name in ("max_train_samples", "max_eval_samples"):
-            v = getattr(self, name)
-            if v is not None and int(v) < 1:
-                problems.append(f"{name} must be at least 1 (or unset), got {v}")
-        if problems:
-            raise ConfigError("invalid hyper-parameters: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> HParams:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown hyper-parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
-
-
-@dataclass
-class TrialResult:
-    """What one trial (drop layers → fine-tune → evaluate) produced. Plain data: JSON round-trips.
-
-    ``budget`` is the fraction of the full fine-tune trained; ``steps`` / ``examples_seen`` count from the
-    start of the trial (a continued trial includes what it trained before); ``wall_time`` is the total time
-    spent on the trial in seconds (model building, training and evaluation, over all continuations);
-    ``loss_first`` / ``loss_last`` are the mean training loss of the first and of the last (up to) 10 steps;
-    ``eval_loss`` is the mean loss on the evaluation set where ``metrics`` were measured (cross-entropy, or MSE
-    for regression). The search breaks exact ties of the metric with it (`glp.search.rank`).
-    """
-
-    removed: tuple[int, ...]
-    seed: int
-    budget: float
-    status: str  # "ok" | "failed"
-    score: float | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    reason: str | None = None
-    steps: int = 0
-    examples_seen: int = 0
-    loss_first: float | None = None
-    loss_last: float | None = None
-    eval_loss: float | None = None
-    wall_time: float = 0.0
-    device: str = "cpu"
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["removed"] = list(self.removed)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrialResult:
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        kw["removed"] = tuple(int(i) for i in kw.get("removed", ()))
-        kw["metrics"] = {str(k): float(v) for k, v in (kw.get("metrics") or {}).items()}
-        return cls(**kw)
-
-
 class TrainingFailed(Exception):
     """A fine-tune that cannot go on (non-finite loss, out of memory). Reported as a failed TrialResult."""
 
 
 # ----------------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class TokenTable:
-    """Tokenized examples as the training loop reads them (built once from a ``glp.data.Encoded``)."""
-
-    input_ids: list[np.ndarray]
-    token_type_ids: list[np.ndarray] | None
-    labels: np.ndarray
-    lengths: np.ndarray
-
-    @classmethod
-    def from_encoded(cls, enc: Any, max_length: int, regression: bool) -> TokenTable:
-        ids = list(enc.input_ids)
-        tt = list(enc.token_type_ids) if getattr(enc, "token_type_ids", None) is not None else None
-        labels = np.asarray(enc.labels, dtype=np.float32 if regression else np.int64)
-        if len(labels) != len(ids) or (tt is not None and len(tt) != len(ids)):
-            raise ConfigError(
-                f"encoded data: {len(ids)} input_ids, {len(labels)} labels"
-                + (f", {len(tt)} token_type_ids" if tt is not None else "")
-                + "; they must have the same length"
-            )
-        lengths = np.fromiter((min(len(a), max_length) for a in ids), dtype=np.int64, count=len(ids))
-        if len(ids) and lengths.min() < 1:
-            raise ConfigError("encoded data contains an empty sequence")
-        return cls(ids, tt, labels, lengths)
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def subset(self, indices: np.ndarray) -> TokenTable:
-        idx = [int(i) for i in indices]
-        return TokenTable(
-            [self.input_ids[i] for i in idx],
-            None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx],
-            self.labels[idx],
-            self.lengths[idx],
-        )
-
-    def subsample(self, max_n: int | None, seed: int, stream: int) -> TokenTable:
-        """A seeded random subset of ``max_n`` rows (in their original order); self when it is smaller."""
-        if max_n is None or max_n >= len(self):
-            return self
-        rng = np.random.default_rng([seed, stream])
-        return self.subset(np.sort(rng.choice(len(self), size=int(max_n), replace=False)))
-
-    def fingerprint(self) -> str:
-        """A hash of the rows (ids, token types, labels): a checkpoint refuses to continue on other data."""
-        import hashlib
-
-        h = hashlib.sha256()
-        h.update(self.lengths.tobytes())
-        h.update(np.ascontiguousarray(self.labels).tobytes())
-        if len(self):
-            h.update(np.concatenate([np.asarray(a, dtype=np.int64) for a in self.input_ids]).tobytes())
-            if self.token_type_ids is not None:
-                h.update(
-                    np.concatenate([np.asarray(a, dtype=np.int64) for a in self.token_type_ids]).tobytes()
-                )
-        return h.hexdigest()[:16]
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -244,8 +84,9 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(table: TokenTable, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-    """Pad the rows ``idx`` to their own longest length; numpy arrays (``labels`` included)."""
+def collate_inputs(table: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+    """Pad the rows ``idx`` to their own longest length: ``input_ids``, ``attention_mask`` and, where the tokenizer
+    made them, ``token_type_ids`` (numpy). The task's kind adds ``labels`` (`glp.kinds.TaskKind.collate`)."""
     lens = table.lengths[idx]
     width = int(lens.max())
     ids = np.full((len(idx), width), pad_id, dtype=np.int64)
@@ -257,7 +98,6 @@ def collate(table: TokenTable, idx: np.ndarray, pad_id: int) -> dict[str, np.nda
     out = {
         "input_ids": ids,
         "attention_mask": (np.arange(width)[None, :] < lens[:, None]).astype(np.int64),
-        "labels": table.labels[idx],
     }
     if tt is not None:
         out["token_type_ids"] = tt
@@ -330,14 +170,6 @@ def linear_lr(step: int, total: int, warmup: int, base: float) -> float:
     return base * max(0.0, (total - step) / max(1, total - warmup))
 
 
-def loss_sum(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
-    """Summed loss (divided by the batch size by the caller): cross-entropy, or MSE for regression."""
-    logits = logits.float()
-    if regression:
-        return F.mse_loss(logits.view(-1), labels.view(-1).float(), reduction="sum")
-    return F.cross_entropy(logits, labels.view(-1), reduction="sum")
-
-
 def configure_threads(threads: int | None = None) -> None:
     """Use ``threads`` CPU threads, or cap torch's default at the cores this process may run on."""
     if threads:
@@ -376,11 +208,11 @@ class TrainLoop:
     def __init__(
         self,
         model: nn.Module,
-        train: TokenTable,
+        train: Encoded,
         hparams: HParams,
         seed: int,
         device: torch.device,
-        regression: bool,
+        kind: Any,
         *,
         bf16: bool | None = None,
         compile_model: bool = False,
@@ -390,7 +222,7 @@ class TrainLoop:
         self.hp = hparams
         self.seed = int(seed)
         self.device = device
-        self.regression = regression
+        self.kind = kind  # the task's bound glp.kinds.TaskKind: collate, loss, how outputs gather
         self.model = model.to(device)
         self.model.train()
         self.train_data = train
@@ -434,9 +266,11 @@ class TrainLoop:
     def _train_step(self, idx: np.ndarray) -> torch.Tensor:
         """Forward + backward of one batch (in ``grad_accum`` micro-batches); the batch's mean loss."""
         total = torch.zeros((), device=self.device)
-        for part in np.array_split(idx, self.grad_accum):
-            batch = to_device(collate(self.train_data, part, self.pad_id), self.device)
-            loss = loss_sum(self._logits(batch), batch["labels"], self.regression) / len(idx)
+        parts = [self.kind.collate(self.train_data, part, self.pad_id) for part in np.array_split(idx, self.grad_accum)]
+        units = sum(self.kind.units(p) for p in parts)  # the batch's mean loss: over rows, or labelled tokens
+        for part in parts:
+            batch = to_device(part, self.device)
+            loss = self.kind.loss_sum(self._logits(batch), batch["labels"]) / units
             loss.backward()
             total += loss.detach()
         return total
@@ -513,8 +347,9 @@ class TrainLoop:
 
     # -- evaluation
 
-    def predict(self, table: TokenTable, batch_size: int | None = None) -> np.ndarray:
-        """Logits (float32, in the rows' original order) of every example of ``table``.
+    def predict(self, table: Encoded, batch_size: int | None = None) -> Any:
+        """Predictions of every example of ``table`` in the rows' original order (the kind gathers the float32
+        logits of the batches: for sequence classification an array of rows × labels).
 
         Out of memory: retried once with half the batch size, then TrainingFailed.
         """
@@ -528,26 +363,22 @@ class TrainLoop:
         return logits
 
     @torch.inference_mode()
-    def _predict(self, table: TokenTable, bs: int) -> np.ndarray | None:
+    def _predict(self, table: Encoded, bs: int) -> Any:
         self.model.eval()
         try:
             outs, order = [], []
             for idx in eval_batches(table.lengths, bs):
-                batch = to_device(collate(table, idx, self.pad_id), self.device)
+                batch = to_device(self.kind.collate(table, idx, self.pad_id), self.device)
                 outs.append(self._logits(batch).float())
                 order.append(idx)
-            logits = torch.cat(outs).cpu().numpy()  # one transfer at the end
+            predictions = self.kind.gather(outs, order, len(table))  # one transfer at the end
         except torch.OutOfMemoryError:
-            logits = None
+            predictions = None
         finally:
             self.model.train()
-        if logits is None:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            return None
-        out = np.empty_like(logits)
-        out[np.concatenate(order)] = logits
-        return out
+        if predictions is None and self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return predictions
 
     # -- state for checkpoints (tensors; the rest is plain JSON)
 

@@ -1,0 +1,113 @@
+"""The plain data of a fine-tune: its hyper-parameters (`HParams`) and what one trial produced (`TrialResult`).
+
+No torch here: the CLI reads the fields' help and defaults from these dataclasses without importing the training
+code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from glp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class HParams:
+    """Fine-tuning hyper-parameters; names and defaults follow ``run_glue.py`` with the paper's values.
+
+    ``max_grad_norm`` (1.0, the ``Trainer`` default that run_glue used) is here so the maths match.
+    ``max_train_samples`` / ``max_eval_samples`` subsample (seeded) before training.
+    """
+
+    learning_rate: float = field(default=2e-5, metadata={"help": "AdamW learning rate."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of each fine-tune (fractions allowed)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per example (longer ones are cut)."})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Share of the steps with a linear warmup."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_train_samples: int | None = field(default=None, metadata={"help": "Seeded subsample of the training set."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Seeded subsample of the scoring set."})
+    max_grad_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "max_seq_length"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.num_train_epochs > 0:
+            problems.append(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                problems.append(f"{name} must be at least 1 (or unset), got {v}")
+        if problems:
+            raise ConfigError("invalid hyper-parameters: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HParams:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown hyper-parameter(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(d))
+
+
+@dataclass
+class TrialResult:
+    """What one trial (drop layers → fine-tune → evaluate) produced. Plain data: JSON round-trips.
+
+    ``budget`` is the fraction of the full fine-tune trained; ``steps`` / ``examples_seen`` count from the
+    start of the trial (a continued trial includes what it trained before); ``wall_time`` is the total time
+    spent on the trial in seconds (model building, training and evaluation, over all continuations);
+    ``loss_first`` / ``loss_last`` are the mean training loss of the first and of the last (up to) 10 steps;
+    ``eval_loss`` is the mean loss on the evaluation set where ``metrics`` were measured (cross-entropy, or MSE
+    for regression). The search breaks exact ties of the metric with it (`glp.search.rank`).
+    """
+
+    removed: tuple[int, ...]
+    seed: int
+    budget: float
+    status: str  # "ok" | "failed"
+    score: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    steps: int = 0
+    examples_seen: int = 0
+    loss_first: float | None = None
+    loss_last: float | None = None
+    eval_loss: float | None = None
+    wall_time: float = 0.0
+    device: str = "cpu"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["removed"] = list(self.removed)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialResult:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["removed"] = tuple(int(i) for i in kw.get("removed", ()))
+        kw["metrics"] = {str(k): float(v) for k, v in (kw.get("metrics") or {}).items()}
+        return cls(**kw)

@@ -1,0 +1,48 @@
+"""Task kinds: one extension point for what a candidate learns and is scored on (see `glp.kinds.base`).
+
+``KINDS`` is the registry; ``kind_of(task)`` is the bound kind of a task; ``kind_for(spec)`` the kind that data
+settings name (``spec.kind``, else the first kind that claims them, else sequence classification).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glp.kinds.base import TaskKind
+from glp.registry import Registry
+
+KINDS: Registry[type[TaskKind]] = Registry("task kind", flag="--kind")
+DEFAULT_KIND = "sequence-classification"
+
+
+def register_kind(cls: type[TaskKind]) -> type[TaskKind]:
+    """Class decorator: add a `TaskKind` subclass to ``KINDS`` under its ``name``."""
+    KINDS.add(cls.name, cls, cls.description)
+    return cls
+
+
+def kind_of(task: Any) -> TaskKind:
+    """The kind of ``task`` (a `glp.tasks.Task` or its dict), bound to it."""
+    from glp.tasks import Task
+
+    if not isinstance(task, Task):
+        task = Task.from_dict(task)
+    return KINDS.get(task.kind)(task)
+
+
+def kind_for(spec: Any) -> type[TaskKind]:
+    """The kind data settings name: ``spec.kind``, else the first registered kind that claims them, else the
+    default (sequence classification)."""
+    name = getattr(spec, "kind", None)
+    if name:
+        return KINDS.get(name)
+    for cls in (e.value for e in KINDS.entries()):
+        if cls.claims(spec):
+            return cls
+    return KINDS.get(DEFAULT_KIND)
+
+
+# the built-in kinds register themselves on import
+from glp.kinds import sequence as _sequence  # noqa: E402,F401
+
+__all__ = ["DEFAULT_KIND", "KINDS", "TaskKind", "kind_for", "kind_of", "register_kind"]

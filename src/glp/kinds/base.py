@@ -1,0 +1,120 @@
+"""The task-kind seam: what a candidate learns and what it is scored on.
+
+A kind is a subclass of `TaskKind` registered in `glp.kinds.KINDS`. One instance is bound to one
+`glp.tasks.Task` (``kind_of(task)``); everything the rest of glp needs to know about a kind of task goes
+through it:
+
+==================  ================================================================================
+data                ``load(spec)`` (classmethod: the task is known once its data is read),
+                    ``split``, ``encode``, ``collate`` (labels padded as the kind needs)
+model               ``auto_class`` (the ``AutoModelFor…`` it loads), ``head_config``, ``head_key``
+training            ``loss_sum`` over the units ``units`` counts (rows, labelled tokens …)
+scoring             ``gather`` (per-batch outputs → predictions), ``score`` (→ metrics, mean loss),
+                    ``higher_is_better`` (ranking, ties, relative performance, plots, the warning),
+                    ``constant_score`` (what predicting one thing everywhere scores; None = no meaning)
+export              ``pipeline_tag``, ``description``
+==================  ================================================================================
+
+`docs/extending.md` adds a kind in one module; `tests/test_kinds.py` runs that example.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from glp.data import DataSpec, Encoded, Examples, SearchSplit, TaskDataset
+    from glp.tasks import Task
+
+
+class TaskKind(ABC):
+    """One kind of task, bound to one `Task`. Subclass, set the class attributes, register in `glp.kinds.KINDS`."""
+
+    #: registry name, also ``Task.kind``
+    name: ClassVar[str]
+    #: the transformers class a candidate is loaded with (its head is this kind's head)
+    auto_class: ClassVar[str]
+    #: the model card's ``pipeline_tag`` and a few words on what the model does
+    pipeline_tag: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, task: Task):
+        self.task = task
+
+    # -- data -----------------------------------------------------------------------------------------
+    @classmethod
+    def claims(cls, spec: DataSpec) -> bool:
+        """Whether settings that name no kind mean this one (``--tag-column`` means token classification)."""
+        return False
+
+    @classmethod
+    @abstractmethod
+    def load(cls, spec: DataSpec) -> TaskDataset:
+        """Read the train and dev examples the settings name; ``TaskDataset.task`` is the resolved task."""
+
+    @abstractmethod
+    def split(self, train: Examples, eval_fraction: float, seed: int) -> SearchSplit:
+        """The seeded, fingerprinted search split of the train examples."""
+
+    @abstractmethod
+    def encode(self, examples: Examples, tokenizer: Any, max_length: int, cache_dir: Any = None) -> Encoded:
+        """Tokenize once (cached); labels in the shape `collate` reads."""
+
+    # -- model ----------------------------------------------------------------------------------------
+    def model_class(self) -> type:
+        import transformers
+
+        return getattr(transformers, self.auto_class)
+
+    @abstractmethod
+    def head_config(self, config: Any) -> Any:
+        """The pre-trained config with this task's head settings (number of labels, label names …)."""
+
+    def head_key(self) -> tuple:
+        """What the pre-trained weights with this head depend on besides the model (a cache key)."""
+        return (self.name,)
+
+    # -- training -------------------------------------------------------------------------------------
+    def collate(self, table: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+        """The inputs of rows ``idx`` padded to their longest row, plus ``labels``."""
+        from glp.train import collate_inputs
+
+        return {**collate_inputs(table, idx, pad_id), "labels": table.labels[idx]}
+
+    @abstractmethod
+    def loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss summed over the units of a batch (the training loop divides by the batch's `units`)."""
+
+    def units(self, batch: dict[str, np.ndarray]) -> int:
+        """How many units ``loss_sum`` sums over (rows, by default)."""
+        return len(batch["labels"])
+
+    # -- scoring --------------------------------------------------------------------------------------
+    def gather(self, outputs: Sequence[torch.Tensor], order: Sequence[np.ndarray], n: int) -> Any:
+        """Per-batch outputs on the device (batches of the rows in ``order``) → predictions of the ``n`` rows in
+        their original order. The default: (rows, …) logits, moved to the host in one transfer."""
+        import torch
+
+        if not outputs:
+            return np.zeros((0,), dtype=np.float32)
+        logits = torch.cat(list(outputs)).cpu().numpy()
+        out = np.empty_like(logits)
+        out[np.concatenate(list(order))] = logits
+        return out
+
+    @abstractmethod
+    def score(self, predictions: Any, table: Encoded) -> tuple[dict[str, float], float | None]:
+        """Every metric of the task (main metric included) and the mean loss on ``table``."""
+
+    def higher_is_better(self) -> bool:
+        return True
+
+    def constant_score(self, labels: Any) -> float | None:
+        """The main metric of predicting one thing for every example; None where that means nothing."""
+        return None

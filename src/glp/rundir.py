@@ -1,0 +1,165 @@
+"""The run directory: the only code that knows its layout.
+
+::
+
+    RUN/
+      plan.json            the latest search's plan (rewritten after every step)
+      plans/<label>.json   each strategy's latest plan (label: greedy, beam, top, proxy-bi, ...)
+      trials.sqlite        the trial journal (SQLite WAL; `glp.store.Store`), with the settings each strategy ran
+                           with (meta rows ``config:<label>``, indexed in ``configs``: which label wrote which)
+      .lock                held by the one process using the directory
+      cache/               tokenized data (.npz)
+      proxy_model/         the fine-tuned model of the loss proxy
+      profile.json         `glp profile RUN` writes it
+      report/              `glp report RUN` writes it
+
+``glp evaluate`` writes the same journal and cache into its own ``--out`` directory, which is a `RunDir` too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from glp.errors import ConfigError, RunDirError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glp.plan import Plan
+    from glp.store import Store
+
+PLAN = "plan.json"
+PLANS = "plans"
+JOURNAL = "trials.sqlite"
+LOCK = ".lock"
+CACHE = "cache"
+PROXY_MODEL = "proxy_model"
+PROFILE = "profile.json"
+REPORT = "report"
+CONFIG_PREFIX = "config:"
+CONFIG_INDEX = "configs"
+
+NOT_A_RUN = "is this a glp run directory? (glp prune --out DIR writes one)"
+
+
+class RunDir:
+    """A run directory at ``path`` (it need not exist yet)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> RunDir:
+        """The run directory of ``path``: the directory itself, or the one a plan file (``plan.json``,
+        ``plans/<label>.json``) lies in."""
+        p = Path(path)
+        if p.is_file() or p.suffix == ".json":
+            return cls(p.parent.parent if p.parent.name == PLANS else p.parent)
+        return cls(p)
+
+    # -- paths ----------------------------------------------------------------------------------------
+    @property
+    def plan_path(self) -> Path:
+        return self.path / PLAN
+
+    @property
+    def plans_dir(self) -> Path:
+        return self.path / PLANS
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path / JOURNAL
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path / CACHE
+
+    @property
+    def proxy_model_dir(self) -> Path:
+        return self.path / PROXY_MODEL
+
+    @property
+    def profile_path(self) -> Path:
+        return self.path / PROFILE
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / REPORT
+
+    def is_run(self) -> bool:
+        """Whether a search has written here (a plan or a journal)."""
+        return self.plan_path.is_file() or self.journal_path.is_file()
+
+    # -- plans ----------------------------------------------------------------------------------------
+    def labels(self) -> list[str]:
+        """The labels of the plans in ``plans/``."""
+        return sorted(p.stem for p in self.plans_dir.glob("*.json")) if self.plans_dir.is_dir() else []
+
+    def plan_file(self, label: str | None = None) -> Path:
+        """``plans/<label>.json``, or the latest plan (``plan.json``) without a label."""
+        if label is None:
+            return self.plan_path
+        f = self.plans_dir / f"{label}.json"
+        if not f.is_file():
+            raise ConfigError(f"{self.path} has no plan for strategy {label!r}; it has {self.labels() or 'none'}")
+        return f
+
+    def plan_files(self) -> list[Path]:
+        """Every plan: ``plans/*.json`` (one per strategy), else ``plan.json``."""
+        many = [self.plans_dir / f"{x}.json" for x in self.labels()]
+        if many:
+            return many
+        if self.plan_path.is_file():
+            return [self.plan_path]
+        raise RunDirError(f"no plan in {self.path}: {NOT_A_RUN}")
+
+    def load_plan(self, label: str | None = None) -> Plan:
+        from glp.plan import Plan
+
+        return Plan.load(self.plan_file(label))
+
+    def save_plan(self, plan: Plan, label: str) -> None:
+        """``plans/<label>.json`` and ``plan.json`` (the latest search), each written atomically."""
+        plan.save(self.path, f"{PLANS}/{label}.json")
+        plan.save(self.path)
+
+    # -- journal and settings -------------------------------------------------------------------------
+    def journal(self, lock: bool = True) -> Store:
+        """The trial journal (`glp.store.Store`); ``lock`` takes the directory's lock for this process."""
+        from glp.store import Store
+
+        return Store(self.path, lock=lock)
+
+    def write_config(self, store: Store, label: str, config: dict[str, Any]) -> None:
+        """Journal the settings the plan ``label`` is searched with, and index which label wrote them."""
+        store.set_meta(CONFIG_PREFIX + label, config)
+        index = store.get_meta(CONFIG_INDEX) or {}
+        index[label] = {"strategy": config.get("strategy"), "written": time.time()}
+        store.set_meta(CONFIG_INDEX, index)
+
+    def read_config(self, label: str | None = None) -> dict[str, Any] | None:
+        """The settings journaled for plan ``label``; without a label (or for a journal from before the index),
+        the only ones there, or the latest written. None without a journal or settings."""
+        if not self.journal_path.is_file():
+            return None
+        with self.journal(lock=False) as store:
+            if label is not None:
+                d = store.get_meta(CONFIG_PREFIX + label)
+                if isinstance(d, dict):
+                    return d
+            index = store.get_meta(CONFIG_INDEX) or {}
+            names = sorted(index, key=lambda k: index[k].get("written", 0.0), reverse=True) if index else []
+            found = [store.get_meta(CONFIG_PREFIX + n) for n in names] or list(store.meta_with_prefix(CONFIG_PREFIX))
+        found = [d for d in found if isinstance(d, dict) and d.get("task")]
+        return found[0] if found else None
