@@ -158,34 +158,50 @@ def resolve(
             ggufs = sorted(x.name for x in p.glob("*.gguf"))
             hint = f"; it has GGUF files {ggufs}: give one with --gguf-file" if ggufs else ""
             raise ModelLoadError(f"model directory {given!r} has no config.json: it is not a transformers model{hint}")
-        return ModelSource(given, str(p.resolve()), origin, gguf_file, trust_remote_code)
+        src = ModelSource(given, str(p.resolve()), origin, gguf_file, trust_remote_code)
+        if not trust_remote_code and not gguf_file and _has_remote_code(p / "config.json"):
+            raise _remote_code_error(src)
+        return src
     if origin == "package" or _looks_like_path(given):
         raise ModelLoadError(f"model path {given!r} does not exist")
     return ModelSource(given, given, "hub", gguf_file, trust_remote_code)
+
+
+def _has_remote_code(config_json: Path) -> bool:
+    """Does a local config name custom code (``auto_map``) that transformers would import?"""
+    try:
+        return bool(json.loads(config_json.read_text()).get("auto_map"))
+    except (OSError, ValueError, AttributeError):
+        return False  # transformers says what is wrong with the file
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def load_error(src: ModelSource, exc: BaseException, what: str = "model") -> ModelLoadError:
-    """A failure of transformers to load ``what`` of ``src``, as one line that says what to do."""
+def load_error(src: ModelSource, exc: BaseException, what: str = "weights") -> ModelLoadError:
+    """A failure of transformers to load the ``what`` (config, tokenizer, weights) of ``src``, as one line that says
+    what to do."""
     text = _one_line(exc)
     if "trust_remote_code" in text:
-        return ModelLoadError(
-            f"{what} {src.given!r} needs its own modeling code, which glp runs only when you allow it: pass "
-            "--trust-remote-code if you trust the code"
-        )
+        return _remote_code_error(src)
     if src.origin == "hub":
         offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") or "connect" in text
         why = "the hub cannot be reached (no network, or HF_HUB_OFFLINE is set)" if offline else text[:300]
         return ModelLoadError(
-            f"cannot load {what} {src.given!r} from the Hugging Face hub: {why}. Check the name, or give a local "
-            "model directory"
+            f"cannot load the {what} of model {src.given!r} from the Hugging Face hub: {why}. Check the name, or give "
+            "a local model directory"
         )
     if "gguf" in text.lower() and "install" in text.lower():
-        return ModelLoadError(f"{what} {src.given!r}: reading GGUF files needs the gguf package: pip install gguf")
-    return ModelLoadError(f"cannot load {what} from {src.given!r}: {text[:300]}")
+        return ModelLoadError(f"model {src.given!r}: reading GGUF files needs the gguf package: pip install gguf")
+    return ModelLoadError(f"cannot load the {what} of model {src.given!r}: {text[:300]}")
+
+
+def _remote_code_error(src: ModelSource) -> ModelLoadError:
+    return ModelLoadError(
+        f"model {src.given!r} needs its own modeling code, which glp runs only when you allow it: pass "
+        "--trust-remote-code if you trust that code"
+    )
 
 
 @contextlib.contextmanager
@@ -213,6 +229,13 @@ def _call(src: ModelSource, what: str, fn: Callable[[], Any]) -> Any:
         raise
     except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError, json.JSONDecodeError) as exc:
         raise load_error(src, exc, what) from None
+    except Exception as exc:  # noqa: BLE001 - a model's own code (trust_remote_code) may raise anything
+        if not src.trust_remote_code:
+            raise
+        raise ModelLoadError(
+            f"cannot load the {what} of model {src.given!r}: its own modeling code raised "
+            f"{type(exc).__name__}: {_one_line(exc)[:300]}"
+        ) from None
 
 
 def load_config(source: str | ModelSource, **kw: Any) -> Any:
@@ -220,7 +243,7 @@ def load_config(source: str | ModelSource, **kw: Any) -> Any:
     from transformers import AutoConfig
 
     src = resolve(source, **kw)
-    return _call(src, "the config of model", lambda: AutoConfig.from_pretrained(src.path, **src.kwargs()))
+    return _call(src, "config", lambda: AutoConfig.from_pretrained(src.path, **src.kwargs()))
 
 
 def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) -> Any:
@@ -229,7 +252,7 @@ def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) 
 
     src = resolve(source, **kw)
     try:
-        return _call(src, "the tokenizer of model", lambda: AutoTokenizer.from_pretrained(src.path, **src.kwargs()))
+        return _call(src, "tokenizer", lambda: AutoTokenizer.from_pretrained(src.path, **src.kwargs()))
     except ModelLoadError:
         if required:
             raise
@@ -252,7 +275,7 @@ def load_saved(source: str | ModelSource, dtype: Any = "auto", **kw: Any) -> Any
     src = resolve(source, **kw)
     config = load_config(src)
     cls = saved_class(config)
-    return _call(src, "model", lambda: cls.from_pretrained(src.path, config=config, dtype=dtype, **src.kwargs()))
+    return _call(src, "weights", lambda: cls.from_pretrained(src.path, config=config, dtype=dtype, **src.kwargs()))
 
 
 def weights_revision(source: str | ModelSource) -> str | None:
@@ -339,7 +362,7 @@ def pretrained(source: str | ModelSource, task: Any) -> tuple[Any, dict[str, Any
             **src.kwargs(),
         )
 
-    model, info = _call(src, f"model (as {kind.auto_class})", load)
+    model, info = _call(src, f"weights (as {kind.auto_class})", load)
     mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
     fresh = set(info.get("missing_keys") or ()) | mismatched
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in fresh}

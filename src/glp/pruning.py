@@ -165,6 +165,7 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
     from glp.scoring import TrialData, TrialSpec
 
     source = models.resolve(config.model, gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
+    model_info = models.describe(source)  # the config: a model that cannot load fails before the data is read
     ds = config.load()
     task = ds.task
     kind = kind_of(task)
@@ -176,7 +177,6 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
         kind.encode(split.train, tokenizer, max_len, cache_dir=cache_dir),
         kind.encode(split.eval, tokenizer, max_len, cache_dir=cache_dir),
     )
-    model_info = models.describe(source)
     context = {  # what a trial's journal key hashes (glp.store.trial_key): the model as given, its weights, ...
         "model": config.model,
         "revision": model_info["revision"],
