@@ -15,11 +15,11 @@ from conftest import tiny_prune_config as _config
 
 import glp.executors as ex
 from glp.errors import ConfigError, GLPError
+from glp.hparams import HParams
 from glp.pruning import PruneConfig, prune
+from glp.scoring import TrialSpec
 from glp.search import TrialRequest
 from glp.store import Store
-from glp.hparams import HParams
-from glp.scoring import TrialSpec
 
 # Successive halving (2 rungs) over two greedy steps: 4 + 2 + 3 + 2 trials, long enough (~0.5 s each) to be
 # killed mid-trial, and survivors that continue where they stopped.

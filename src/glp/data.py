@@ -57,25 +57,34 @@ class DataWarning(UserWarning):
 
 @dataclass
 class Examples:
-    """One split of a task: texts, labels (int64 class ids or float32 targets), source row ids."""
+    """One split of a task: texts, labels, source row ids.
 
-    text_a: list[str]
-    text_b: list[str] | None
-    labels: np.ndarray
+    ``labels`` has one entry per row: an array whose first axis is the rows (int64 class ids or float32 targets of
+    sequence classification; a kind may give each row a vector, as multi-label classification does), or a list of
+    one array per row for labels of different lengths (a tag per word). ``text_a`` holds what the kind tokenizes
+    (a text, or a list of words).
+    """
+
+    text_a: list
+    text_b: list | None
+    labels: np.ndarray | list[np.ndarray]
     row_ids: np.ndarray
 
     def __post_init__(self) -> None:
         self.text_a = list(self.text_a)
         if self.text_b is not None:
             self.text_b = list(self.text_b)
-        labels = np.asarray(self.labels)
-        self.labels = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64, copy=False)
+        if isinstance(self.labels, list) and any(np.ndim(x) > 0 for x in self.labels):
+            self.labels = [np.asarray(x) for x in self.labels]
+        else:
+            labels = np.asarray(self.labels)
+            self.labels = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64, copy=False)
         self.row_ids = np.asarray(self.row_ids, dtype=np.int64)
         n = len(self.text_a)
         sizes = {len(self.labels), len(self.row_ids)} | (
             {len(self.text_b)} if self.text_b is not None else set()
         )
-        if self.labels.ndim != 1 or sizes != {n}:
+        if (isinstance(self.labels, np.ndarray) and self.labels.ndim == 0) or sizes != {n}:
             raise DataError(
                 f"Examples: text_a has {n} rows but text_b/labels/row_ids have "
                 f"{None if self.text_b is None else len(self.text_b)}/{len(self.labels)}/{len(self.row_ids)}"
@@ -86,11 +95,12 @@ class Examples:
 
     def __repr__(self) -> str:
         kind = "pairs" if self.text_b is not None else "texts"
-        return f"Examples({len(self)} {kind}, labels {self.labels.dtype})"
+        dtype = self.labels[0].dtype if isinstance(self.labels, list) and self.labels else np.asarray(self.labels).dtype
+        return f"Examples({len(self)} {kind}, labels {dtype})"
 
     @property
     def is_regression(self) -> bool:
-        return self.labels.dtype.kind == "f"
+        return isinstance(self.labels, np.ndarray) and self.labels.dtype.kind == "f"
 
     def subset(self, indices) -> Examples:
         """The rows at ``indices`` (positions, not row ids), in that order; a boolean mask works too."""
@@ -98,15 +108,22 @@ class Examples:
         return Examples(
             text_a=[self.text_a[i] for i in idx],
             text_b=None if self.text_b is None else [self.text_b[i] for i in idx],
-            labels=self.labels[idx],
+            labels=self.labels[idx] if isinstance(self.labels, np.ndarray) else [self.labels[i] for i in idx],
             row_ids=self.row_ids[idx],
         )
 
     def content_hash(self) -> str:
         """sha256 of the texts, labels and row ids: equal hashes mean equal examples."""
         h = hashlib.sha256(_texts_digest(self.text_a, self.text_b).encode())
-        h.update(self.labels.dtype.str.encode())
-        h.update(np.ascontiguousarray(self.labels).tobytes())
+        if isinstance(self.labels, list):  # one array per row
+            h.update(b"rows:" + np.array([len(x) for x in self.labels], dtype="<i8").tobytes())
+            for part in self.labels:
+                h.update(part.dtype.str.encode() + np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(self.labels.dtype.str.encode())
+            if self.labels.ndim != 1:  # 1-D labels hash as they always did: evaluation journal keys hold this hash
+                h.update(str(self.labels.shape).encode())
+            h.update(np.ascontiguousarray(self.labels).tobytes())
         h.update(self.row_ids.tobytes())
         return h.hexdigest()
 
@@ -853,15 +870,17 @@ def stratified_eval_indices(strata, eval_fraction: float, seed: int) -> np.ndarr
 
 
 def search_split(
-    train: Examples, eval_fraction: float = 0.15, seed: int = 42, regression: bool = False
+    train: Examples, eval_fraction: float = 0.15, seed: int = 42, regression: bool = False, strata=None
 ) -> SearchSplit:
     """Seeded split of ``train`` into search-train (85%) and search-eval (15%), stratified by label.
 
-    Regression targets (``regression=True``, or float labels) are stratified by quantile bins. The
-    same examples, seed and fraction always give the same split; the ``fingerprint`` proves it.
+    Regression targets (``regression=True``, or float labels) are stratified by quantile bins; a kind whose labels
+    are not one class per row gives its own ``strata`` (one integer per row: a document, the first label ...).
+    The same examples, seed and fraction always give the same split; the ``fingerprint`` proves it.
     """
-    regression = bool(regression) or train.labels.dtype.kind == "f"
-    strata = regression_strata(train.labels) if regression else train.labels
+    if strata is None:
+        regression = bool(regression) or train.labels.dtype.kind == "f"
+        strata = regression_strata(train.labels) if regression else train.labels
     eval_idx = stratified_eval_indices(strata, float(eval_fraction), int(seed))
     mask = np.zeros(len(train), dtype=bool)
     mask[eval_idx] = True
@@ -1125,5 +1144,5 @@ def encode(
     token_type_ids = None
     if tokens.token_type_ids is not None:
         token_type_ids = np.split(tokens.token_type_ids, split_at) if len(examples) else []
-    labels = examples.labels.copy()
+    labels = examples.labels.copy() if isinstance(examples.labels, np.ndarray) else list(examples.labels)
     return Encoded(input_ids=input_ids, token_type_ids=token_type_ids, labels=labels)

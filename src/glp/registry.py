@@ -50,6 +50,10 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.what} {name!r} is registered twice")
         self._entries[name] = Entry(name, value, help)
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a test that registered a plug-in cleans up with this)."""
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> T:
         entry = self._entries.get(str(name))
         if entry is None:

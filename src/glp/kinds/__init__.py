@@ -42,7 +42,25 @@ def kind_for(spec: Any) -> type[TaskKind]:
     return KINDS.get(DEFAULT_KIND)
 
 
+def load_plugins() -> None:
+    """Import the kinds other packages declare as entry points of the group ``glp.kinds`` (pyproject.toml:
+    ``[project.entry-points."glp.kinds"] my-kind = "my_package.my_kind"``), so ``--kind my-kind`` finds them, in
+    worker processes too. A plug-in that fails to import is a warning, not the end of glp."""
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="glp.kinds"):
+        if ep.name in KINDS:
+            continue
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001 - someone else's package
+            warnings.warn(f"glp task kind plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+
+
 # the built-in kinds register themselves on import
 from glp.kinds import sequence as _sequence  # noqa: E402,F401
 
-__all__ = ["DEFAULT_KIND", "KINDS", "TaskKind", "kind_for", "kind_of", "register_kind"]
+load_plugins()
+
+__all__ = ["DEFAULT_KIND", "KINDS", "TaskKind", "kind_for", "kind_of", "load_plugins", "register_kind"]
