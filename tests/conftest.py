@@ -1,4 +1,3 @@
-import contextlib
 import os
 
 import pytest
@@ -104,19 +103,5 @@ def tiny_run(tiny_setup, tmp_path_factory):
     from glp.pruning import prune
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
-    with one_thread():
-        prune(tiny_prune_config(tiny_setup, out))
+    prune(tiny_prune_config(tiny_setup, out))
     return out
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one CPU thread (tiny models on a busy shared machine are many times faster so), then restore."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

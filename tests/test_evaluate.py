@@ -8,17 +8,10 @@ import json
 import sqlite3
 
 import pytest
-from conftest import one_thread
 
 from glp.errors import ConfigError
 from glp.evaluate import EvalConfig, csv_text, evaluate, markdown_table, summarize
 from glp.plan import Plan
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 
 def _rec(task, strategy, n, scores, metric="accuracy", removed=()):
@@ -130,6 +123,7 @@ def test_evaluate_config_errors(tiny_run, tmp_path):
         evaluate(EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), ns=(4,), patterns=("top",)))
 
 
+@pytest.mark.slow
 def test_evaluate_in_worker_processes_matches_in_process(tiny_run, tmp_path):
     """--devices cpu,cpu runs the rows' fine-tunes in two worker processes; the numbers are the same."""
     common = dict(run_dirs=(str(tiny_run),), ns=(1,), seeds=2, hparams={"num_train_epochs": 1})

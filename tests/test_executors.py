@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-from conftest import one_thread
 from conftest import tiny_prune_config as _config
 
 import glp.executors as ex
@@ -52,8 +51,7 @@ def _same_plan(a, b) -> None:
 @pytest.fixture(scope="module")
 def sequential(tiny_setup, tmp_path_factory):
     out = tmp_path_factory.mktemp("seq") / "run"
-    with one_thread():
-        plan = prune(_config(tiny_setup, out, **RUN))
+    plan = prune(_config(tiny_setup, out, **RUN))
     assert [len(s.candidates) for s in plan.steps] == [4, 3]
     assert sum(c.status == "rejected" for s in plan.steps for c in s.candidates) >= 2
     return plan, _journal(out)
@@ -361,6 +359,7 @@ def test_pool_routes_a_continuing_trial_to_its_holder():
 # ------------------------------------------------------------------------------ local worker processes
 
 
+@pytest.mark.slow
 def test_two_worker_processes_give_the_same_plan_despite_a_killed_worker(tiny_setup, tmp_path, sequential, capture):
     seq_plan, seq_journal = sequential
     plan, killer = _run_with_kill(_config(tiny_setup, tmp_path / "run", devices="cpu,cpu", **RUN), capture)
@@ -403,6 +402,7 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_plan_despite_a_killed_actor(ray_local, tiny_setup, tmp_path, sequential, capture):
     seq_plan, seq_journal = sequential
     plan, killer = _run_with_kill(_config(tiny_setup, tmp_path / "run", executor="ray", **RUN), capture)

@@ -9,19 +9,11 @@ import textwrap
 
 import pytest
 import torch
-from conftest import one_thread
 
 from glp.errors import ConfigError, LayerIndexError
 from glp.evaluate import sha256_file
 from glp.export import export
 from glp.plan import Plan
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
-
 
 IDS = [[2, 7, 9, 11, 13, 3, 0, 0], [2, 5, 6, 8, 10, 12, 14, 3]]
 MASK = [[1, 1, 1, 1, 1, 1, 0, 0], [1] * 8]
@@ -70,6 +62,7 @@ def _reload_without_glp(tmp_path, *dirs):
     return json.loads(res.read_text())
 
 
+@pytest.mark.slow
 def test_export_reloads_without_glp_and_manifest(tiny_run, tmp_path):
     plan = Plan.load(tiny_run)
     raw = export(tiny_run, 2, tmp_path / "raw", seed=3)

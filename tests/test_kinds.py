@@ -44,6 +44,7 @@ def _write(path: Path, n: int, seed: int) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+@pytest.mark.slow
 def test_the_documented_kind_runs_a_search_in_its_direction(multilabel, tiny_setup, tmp_path):
     from glp.evaluate import EvalConfig, evaluate
     from glp.export import export

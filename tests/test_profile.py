@@ -6,17 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import one_thread
 
 from glp.errors import ConfigError
 from glp.export import export
 from glp.profile import load, markdown_table, profile, save, speedups_by_n
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

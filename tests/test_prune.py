@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import tiny_prune_config as _config
 
 from glp.plan import Plan
@@ -108,6 +109,7 @@ def _journaled(run: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_plan(tiny_setup, tmp_path):
     straight = tmp_path / "straight"
     p = _cli(*_cli_args(tiny_setup, straight))
@@ -141,6 +143,7 @@ def test_second_process_is_refused(tiny_setup, tmp_path):
         q = _cli(*_cli_args(tiny_setup, tmp_path / "busy"))
         _, err = q.communicate(timeout=120)
     assert q.returncode == 2 and "in use by another glp process" in err and "Traceback" not in err
+    Store(tmp_path / "busy").close()  # released when closed
 
 
 def test_show_and_cli_errors(tiny_setup, tmp_path):
@@ -178,10 +181,15 @@ def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
 
 def test_public_api_mirrors_the_cli():
     import glp
+    import glp.layers
+    import glp.plan
     import glp.pruning
 
     assert glp.prune is glp.pruning.prune and glp.PruneConfig is glp.pruning.PruneConfig
-    assert callable(glp.drop_layers) and glp.Plan.load
+    assert glp.drop_layers is glp.layers.drop_layers and glp.Plan is glp.plan.Plan
+    assert glp.num_layers is glp.layers.num_layers and glp.find_layer_stack is glp.layers.find_layer_stack
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        glp.nothing  # noqa: B018
 
 
 def test_untrained_baseline_is_flagged(tiny_setup, tmp_path, capsys):

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from reference_run import run_reference
 
+pytestmark = pytest.mark.slow  # one fixed run, ~20 s
+
 EXPECTED = json.loads((Path(__file__).parent / "data" / "reference_run.json").read_text())
 
 

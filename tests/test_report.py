@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import one_thread
 
 from glp.errors import ConfigError
 from glp.evaluate import SCHEMA as EVAL_SCHEMA
@@ -21,12 +20,6 @@ from glp.report import (
     report,
     tradeoff_series,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 
 def _fake_evaluation(out, plan):
@@ -128,3 +121,14 @@ def test_cli(tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["report", str(tiny_run), "--out", str(tmp_path / "d"), "--evaluation", str(tmp_path / "none")])
     assert e.value.code == 2 and "no evaluation" in capsys.readouterr().err
+    # without --out: RUN/report/ (of a copy: tiny_run is shared)
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(run)])
+    assert e.value.code == 0 and (run / "report" / "report.md").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(run), str(tiny_run)])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
