@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from glp.data import load_task_data, search_split
+from glp.hparams import HParams
 from glp.scoring import Trial, TrialData
 from glp.tasks import compute_metrics
-from glp.train import HParams
 
 
 def default_model() -> str:
@@ -49,14 +49,15 @@ def load_data(
 ):
     from transformers import AutoTokenizer
 
-    from glp.data import encode, subsample
+    from glp.data import encode
 
     ds = load_task_data(task, data_dir=data_dir)
     split = search_split(ds.train, seed=split_seed, regression=ds.task.is_regression)
-    train = subsample(split.train, max_train, seed=split_seed)
-    evaluation = subsample(split.eval, max_eval, seed=split_seed)
     tok = AutoTokenizer.from_pretrained(model)
-    return TrialData(ds.task, encode(train, tok, max_len), encode(evaluation, tok, max_len))
+    # the seeded subsets glp's trials draw (Encoded.subsample), so both trainers see the same rows
+    train = encode(split.train, tok, max_len).subsample(max_train, split_seed, stream=1)
+    evaluation = encode(split.eval, tok, max_len).subsample(max_eval, split_seed, stream=2)
+    return TrialData(ds.task, train, evaluation)
 
 
 # ------------------------------------------------------------------------------------------------ glp

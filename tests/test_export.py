@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from glp.errors import ConfigError, LayerIndexError
-from glp.evaluate import sha256_file
 from glp.export import export
-from glp.plan import Plan
+from glp.plan import Plan, sha256_file
 
 IDS = [[2, 7, 9, 11, 13, 3, 0, 0], [2, 5, 6, 8, 10, 12, 14, 3]]
 MASK = [[1, 1, 1, 1, 1, 1, 0, 0], [1] * 8]

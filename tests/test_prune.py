@@ -158,8 +158,8 @@ def test_show_and_cli_errors(tiny_setup, tmp_path):
 
 
 def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
-    from glp.pruning import make_runner
     from glp.search import TrialRequest
+    from glp.store import journaled_runner as make_runner
 
     class FakeExecutor:
         def run(self, requests):

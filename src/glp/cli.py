@@ -549,22 +549,29 @@ def export_cmd(
     typer.echo(f"saved to {out} (pruning.json, README.md)")
 
 
+def _e(name: str, *flags: str):
+    """An option of ``glp evaluate``, from the `EvalConfig` field ``name``."""
+    from glp.evaluate import EvalConfig
+
+    return _opt(EvalConfig, name, *flags)
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     run_dirs: list[Path] = typer.Argument(None, help="Run directories; every plans/*.json of each is evaluated."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (tables, trial journal; re-run resumes)."),
-    n: str | None = typer.Option(None, "--n", help="Numbers of removed layers, e.g. 1,2,3 (default: the plans')."),
+    out: str | None = _e("out", "--out", "-o"),
+    n: str | None = _e("ns", "--n"),
     pattern: list[str] = typer.Option(
         None, "--pattern", help=f"Fixed pattern(s) too: {', '.join(PATTERNS)} (repeat or a,b)."
     ),
-    seeds: int = typer.Option(5, "--seeds", help="Fine-tune every row with this many seeds; report the median."),
-    seed: int = typer.Option(42, "--seed", help="First seed."),
-    model: str | None = typer.Option(None, "--model", help="Model, when no run directory is given."),
+    seeds: int | None = _e("seeds", "--seeds"),
+    seed: int | None = _e("seed", "--seed"),
+    model: str | None = _e("model", "--model"),
     task: list[str] = typer.Option(None, "--task", "-t", help="Task(s), when no run directory is given."),
     device: _Device = None,
-    data_dir: str | None = typer.Option(None, "--data-dir", help="GLUE directory (default: the runs')."),
-    train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
-    dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
+    data_dir: str | None = _e("data_dir", "--data-dir"),
+    train_file: str | None = _e("train_file", "--train-file"),
+    dev_file: str | None = _e("dev_file", "--dev-file"),
     executor: _Executor = None,
     devices: _Devices = None,
     workers_per_device: _WorkersPerDevice = None,
@@ -595,19 +602,19 @@ def evaluate_cmd(
             raise ConfigError(f"--n takes comma separated integers, e.g. 1,2,3; got {n!r}") from None
     cfg = EvalConfig(
         run_dirs=tuple(str(d) for d in run_dirs or ()),
-        out=str(out),
         ns=ns,
         patterns=patterns,
-        seeds=seeds,
-        seed=seed,
-        model=model,
         tasks=tuple(task or ()),
-        data_dir=data_dir,
-        train_file=train_file,
-        dev_file=dev_file,
         hparams=hp,
-        device=device,
         **_given(
+            out=out,
+            seeds=seeds,
+            seed=seed,
+            model=model,
+            data_dir=data_dir,
+            train_file=train_file,
+            dev_file=dev_file,
+            device=device,
             executor=executor,
             devices=devices,
             workers_per_device=workers_per_device,
@@ -634,7 +641,7 @@ def evaluate_cmd(
     from glp.evaluate import markdown_table
 
     typer.echo(markdown_table(result["summary"]))
-    typer.echo(f"written to {out}/table.md, evaluation.csv, evaluation.json")
+    typer.echo(f"written to {cfg.out}/table.md, evaluation.csv, evaluation.json")
 
 
 @app.command("profile")

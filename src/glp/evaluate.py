@@ -30,8 +30,10 @@ from typing import Any
 from glp.data import DataSpec
 from glp.errors import ConfigError
 from glp.executors import ExecutionSettings
+from glp.hparams import HParams
 from glp.plan import Plan
 from glp.rundir import RunDir
+from glp.tasks import relative_performance
 
 PROTOCOL = "full-train/dev"
 SCHEMA = "glp.evaluation/1"
@@ -41,86 +43,6 @@ EventHandler = Callable[..., None]
 
 
 # ------------------------------------------------------------------------------------------- run dirs
-
-
-def plan_files(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """The plans of a run directory: ``plans/*.json`` (one per strategy), else ``plan.json``; a file is itself."""
-    p = Path(run_dir)
-    return [p] if p.is_file() else RunDir(p).plan_files()
-
-
-def run_data_spec(plan_file: str | os.PathLike[str], plan: Plan) -> DataSpec | None:
-    """Where the plan's data came from: the data settings ``glp prune`` journaled for it, or None when absent.
-
-    Only the data fields of the journaled settings are read, so settings of a later or other machine (devices,
-    executors) never get in the way.
-    """
-    d = RunDir.of(plan_file).read_config(str(plan.strategy.get("name")))
-    return DataSpec.from_dict(d) if d else None
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------ full data
-
-
-@dataclass
-class FullData:
-    """A task's whole train set (fine-tune) and its dev set (score), tokenized."""
-
-    task: Any
-    dataset: Any
-    trial_data: Any  # glp.scoring.TrialData(task, train=full train, eval=dev)
-    fingerprint: dict[str, Any]
-
-
-def load_full_data(spec: DataSpec, tokenizer_source: Any, max_seq_length: int, cache_dir: Any = None) -> FullData:
-    """Load the task of ``spec`` as ``glp prune`` does, but keep train whole and score on dev."""
-    from glp.kinds import kind_of
-    from glp.models import load_tokenizer
-    from glp.scoring import TrialData
-
-    ds = spec.load()
-    tokenizer = load_tokenizer(tokenizer_source)
-    kind = kind_of(ds.task)
-    td = TrialData(
-        ds.task,
-        kind.encode(ds.train, tokenizer, max_seq_length, cache_dir=cache_dir),
-        kind.encode(ds.dev, tokenizer, max_seq_length, cache_dir=cache_dir),
-    )
-    fp = {
-        "source": ds.source,
-        "train_rows": len(ds.train),
-        "dev_rows": len(ds.dev),
-        "train_sha256": ds.train.content_hash(),
-        "dev_sha256": ds.dev.content_hash(),
-    }
-    return FullData(ds.task, ds, td, fp)
-
-
-def hparams_with(base: dict[str, Any] | None, overrides: dict[str, Any] | None) -> Any:
-    """`HParams` for a final fine-tune: the plan's hyper-parameters, then the flags given.
-
-    The plan's ``max_eval_samples`` subsampled its search-eval split; a final score is on the whole dev set
-    unless ``max_eval_samples`` is given here. ``max_*_samples = 0`` means "no limit".
-    """
-    from glp.hparams import HParams
-
-    d = dict(base or {})
-    d.pop("max_eval_samples", None)
-    for k, v in (overrides or {}).items():
-        if v is None:
-            continue
-        d[k] = None if k in ("max_train_samples", "max_eval_samples") and int(v) == 0 else v
-    return HParams.from_dict(d)
 
 
 # ------------------------------------------------------------------------------------------- the arms
@@ -141,17 +63,21 @@ class Arm:
 class EvalConfig(ExecutionSettings):
     """``glp evaluate``'s settings; where its fine-tunes run (`ExecutionSettings`) as for ``glp prune``."""
 
-    run_dirs: tuple[str, ...] = ()
-    out: str = "runs/evaluation"
-    ns: tuple[int, ...] | None = None
-    patterns: tuple[str, ...] = ()
-    seeds: int = 5
-    seed: int = 42
-    model: str | None = None
-    tasks: tuple[str, ...] = ()
-    data_dir: str | None = None
-    train_file: str | None = None
-    dev_file: str | None = None
+    run_dirs: tuple[str, ...] = field(default=(), metadata={"help": "Run directories; every plans/*.json of each."})
+    out: str = field(
+        default="runs/evaluation", metadata={"help": "Output directory (tables, trial journal; re-run resumes)."}
+    )
+    ns: tuple[int, ...] | None = field(
+        default=None, metadata={"help": "Numbers of removed layers, e.g. 1,2,3 (default: the plans')."}
+    )
+    patterns: tuple[str, ...] = field(default=(), metadata={"help": "Fixed pattern(s) too (repeat or a,b)."})
+    seeds: int = field(default=5, metadata={"help": "Fine-tune every row with this many seeds; report the median."})
+    seed: int = field(default=42, metadata={"help": "First seed."})
+    model: str | None = field(default=None, metadata={"help": "Model, when no run directory is given."})
+    tasks: tuple[str, ...] = field(default=(), metadata={"help": "Task(s), when no run directory is given."})
+    data_dir: str | None = field(default=None, metadata={"help": "GLUE directory (default: the runs')."})
+    train_file: str | None = field(default=None, metadata={"help": "Override the run's train file."})
+    dev_file: str | None = field(default=None, metadata={"help": "Override the run's dev file."})
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the plans' hyper-parameters
     pattern_seed: int = 0
 
@@ -199,7 +125,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
     source = models.resolve(cfg.model) if cfg.model else None
     labels_seen: dict[tuple[str, str], str] = {}
     for run_dir in cfg.run_dirs:
-        for path in plan_files(run_dir):
+        for path in RunDir.plans_at(run_dir):
             plan = Plan.load(path)
             src = str(plan.model.get("source"))
             if model is None:
@@ -210,7 +136,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
             tname = str(plan.task.get("name"))
             job = jobs.get(tname)
             if job is None:
-                found = run_data_spec(path, plan)
+                found = RunDir.of(path).data_spec(str(plan.strategy.get("name")))
                 spec = found or DataSpec(task=tname)
                 job = jobs[tname] = TaskJob(tname, model, source, spec, dict(plan.hparams), plan.num_layers, [], [])
                 if found is None:
@@ -279,9 +205,9 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     from glp.executors import make_executor
     from glp.kinds import kind_of
     from glp.models import weights_revision
-    from glp.pruning import make_runner
-    from glp.scoring import TrialSpec
+    from glp.scoring import TrialSpec, final_data
     from glp.search import TrialRequest
+    from glp.store import journaled_runner
 
     out = RunDir(cfg.out)
     jobs = plan_jobs(cfg)
@@ -291,8 +217,8 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     with out.journal() as store:
         store.set_meta("evaluate_config", _jsonable(dataclasses.asdict(cfg)))
         for job in jobs:
-            hp = hparams_with(job.hparams, cfg.hparams)
-            data = load_full_data(job.spec, job.source, hp.max_seq_length, cache_dir=out.cache_dir)
+            hp = HParams.final(job.hparams, cfg.hparams)
+            data = final_data(job.spec, job.source, hp.max_seq_length, cache_dir=out.cache_dir)
             higher = kind_of(data.task).higher_is_better()
             context = {
                 "protocol": PROTOCOL,
@@ -317,7 +243,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
 
             executor = make_executor(cfg, TrialSpec(job.source, data.trial_data, hp))
             try:
-                run, _ = make_runner(store, context, executor, relay)
+                run, _ = journaled_runner(store, context, executor, relay)
                 unique: dict[tuple[frozenset[int], int], TrialRequest] = {}
                 for arm in job.arms:
                     for s in seeds:
@@ -451,15 +377,6 @@ def _row_total(row: dict[str, Any], tasks: list[str]) -> float | None:
     if len(medians) < len(tasks) or any(v is None for v in medians.values()):
         return None
     return row_score(medians)  # type: ignore[arg-type]
-
-
-def relative_performance(x: float | None, base: float | None, higher_is_better: bool = True) -> float | None:
-    """Relative performance in %: 100 is the baseline's level, more is better, in either direction."""
-    if x is None or base is None:
-        return None
-    if higher_is_better:
-        return None if base == 0 else 100.0 * x / base
-    return None if x == 0 else 100.0 * base / x
 
 
 def _pct(x: float | None, digits: int = 1) -> str:

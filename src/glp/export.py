@@ -62,10 +62,11 @@ def export(
 
     from glp import __version__, models
     from glp.data import DataSpec
-    from glp.evaluate import hparams_with, load_full_data, run_data_spec, sha256_file
+    from glp.hparams import HParams
     from glp.kinds import kind_of
+    from glp.plan import sha256_file
     from glp.rundir import RunDir
-    from glp.scoring import TrialSpec
+    from glp.scoring import TrialSpec, final_data
     from glp.tasks import Task
 
     out = Path(out)
@@ -75,15 +76,15 @@ def export(
     removed = plan.layers_to_remove(int(n))
     source = models.from_record(plan.model)
     task = Task.from_dict(plan.task)
-    hp = hparams_with(plan.hparams, hparams)
+    hp = HParams.final(plan.hparams, hparams)
 
     metrics: dict[str, Any] | None = None
     data_fp: dict[str, Any] | None = None
     train_info: dict[str, Any] | None = None
     if finetune:
-        spec = run_data_spec(plan_file, plan) or DataSpec(task=task.name)
+        spec = RunDir.of(plan_file).data_spec(str(plan.strategy.get("name"))) or DataSpec(task=task.name)
         spec = spec.override(data_dir=data_dir, train_file=train_file, dev_file=dev_file)
-        data = load_full_data(spec, source, hp.max_seq_length)
+        data = final_data(spec, source, hp.max_seq_length)
         task, data_fp = data.task, data.fingerprint
         trial = TrialSpec(source, data.trial_data, hp).trial(removed, seed, device, progress=progress)
         result = trial.advance(1.0)

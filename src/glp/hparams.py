@@ -67,6 +67,21 @@ class HParams:
             raise ConfigError(f"unknown hyper-parameter(s) {unknown}; known: {sorted(known)}")
         return cls(**dict(d))
 
+    @classmethod
+    def final(cls, base: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None) -> HParams:
+        """The settings of a final fine-tune (export, evaluate): the plan's hyper-parameters, then the flags given.
+
+        The plan's ``max_eval_samples`` subsampled its search-eval split; a final score is on the whole dev set
+        unless ``max_eval_samples`` is given here. ``max_*_samples = 0`` means "no limit".
+        """
+        d = dict(base or {})
+        d.pop("max_eval_samples", None)
+        for k, v in (overrides or {}).items():
+            if v is None:
+                continue
+            d[k] = None if k in ("max_train_samples", "max_eval_samples") and int(v) == 0 else v
+        return cls.from_dict(d)
+
 
 @dataclass
 class TrialResult:

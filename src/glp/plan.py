@@ -182,3 +182,14 @@ def read_artifact(path: str | os.PathLike[str], schema: str | None, what: str, h
     if schema is not None and d.get("schema") != schema:
         raise RunDirError(f"{p} is not a glp {what} (its schema is {d.get('schema')!r}; this glp reads {schema!r})")
     return d
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (an export's manifest names the plan it was made from by it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

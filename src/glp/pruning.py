@@ -28,7 +28,7 @@ from glp.proxies import PROXIES
 from glp.rundir import RunDir
 from glp.schedule import FULL, Halving
 from glp.search import STRATEGIES, SearchContext, TrialRequest, make_strategy
-from glp.store import Store, trial_key
+from glp.store import journaled_runner
 
 EventHandler = Callable[..., None]
 
@@ -188,42 +188,6 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
     return Session(config, source, task, ds, split, trial_data, spec, model_info, context)
 
 
-def make_runner(store: Store, context: dict[str, Any], executor: Any, on_event: EventHandler | None = None):
-    """A TrialRunner: journaled trials are looked up, the rest run on the executor and are journaled at once."""
-    # steps and wall_time of a result count from the start of its trial (a continued trial includes what it
-    # trained before), so the cost of a trial is its largest value over the budgets it reached.
-    stats: dict[str, Any] = {"run": 0, "reused": 0, "steps": {}, "seconds": {}}
-
-    def run(requests: list[TrialRequest]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any] | None] = [None] * len(requests)
-        keys = [trial_key(context, r.removed, r.seed, r.budget) for r in requests]
-        todo = []
-        for i, key in enumerate(keys):
-            hit = store.get(key)
-            if hit is not None:
-                out[i] = hit
-                stats["reused"] += 1
-            else:
-                todo.append(i)
-        if on_event:
-            on_event("trials_start", total=len(requests), cached=len(requests) - len(todo))
-        for j, result in executor.run([requests[i] for i in todo]):
-            i = todo[j]
-            if not result.get("infrastructure"):  # a worker that died is no property of the trial: retry on resume
-                store.put(keys[i], result, context)
-            out[i] = result
-            stats["run"] += 1
-            if on_event:
-                on_event("trial_done", request=requests[i], result=result)
-        for req, r in zip(requests, out, strict=True):
-            tid = (frozenset(req.removed), req.seed)
-            stats["steps"][tid] = max(stats["steps"].get(tid, 0), int(r.get("steps") or 0))
-            stats["seconds"][tid] = max(stats["seconds"].get(tid, 0.0), float(r.get("wall_time") or 0.0))
-        return out  # type: ignore[return-value]
-
-    return run, stats
-
-
 def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
     """Run (or resume) a search and return its plan; ``RUN_DIR/plan.json`` is rewritten after every step."""
     from glp.executors import make_executor
@@ -244,7 +208,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         run_dir.write_config(store, strategy.name, config.to_dict())
         executor = make_executor(config, session.spec)
         cleanup.callback(executor.close)  # workers stop on errors too
-        run_trials, stats = make_runner(store, session.context, executor, on_event)
+        run_trials, stats = journaled_runner(store, session.context, executor, on_event)
         plan = Plan(
             model=session.model_info,
             task=session.task.to_dict(),

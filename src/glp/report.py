@@ -138,8 +138,8 @@ def tradeoff_series(
     plans: Sequence[Plan], evaluation: dict[str, Any] | None, profile: dict[str, Any] | None, speedup: str = "auto"
 ) -> dict[str, Any]:
     """The points of the trade-off plot: {"x_label", "y_label", "series": {name: [(x, y, n)]}, "baseline"}."""
-    from glp.evaluate import relative_performance
     from glp.profile import speedups_by_n
+    from glp.tasks import relative_performance
 
     kind = speedup
     if kind == "auto":
@@ -258,11 +258,11 @@ def _plan_table(plan: Plan) -> str:
 
 
 def _load_plans(run_dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Plan]]:
-    from glp.evaluate import plan_files
+    from glp.rundir import RunDir
 
     out: list[tuple[Path, Plan]] = []
     for d in run_dirs:
-        for f in plan_files(d):
+        for f in RunDir.plans_at(d):
             out.append((f, Plan.load(f)))
     return out
 

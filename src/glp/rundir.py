@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from glp.errors import ConfigError, RunDirError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from glp.data import DataSpec
     from glp.plan import Plan
     from glp.store import Store
 
@@ -124,6 +125,12 @@ class RunDir:
             return [self.plan_path]
         raise RunDirError(f"no plan in {self.path}: {NOT_A_RUN}")
 
+    @classmethod
+    def plans_at(cls, path: str | os.PathLike[str]) -> list[Path]:
+        """The plans a command line names: a plan file is itself, a run directory has `plan_files`."""
+        p = Path(path)
+        return [p] if p.is_file() else cls(p).plan_files()
+
     def load_plan(self, label: str | None = None) -> Plan:
         from glp.plan import Plan
 
@@ -147,6 +154,14 @@ class RunDir:
         index = store.get_meta(CONFIG_INDEX) or {}
         index[label] = {"strategy": config.get("strategy"), "written": time.time()}
         store.set_meta(CONFIG_INDEX, index)
+
+    def data_spec(self, label: str | None = None) -> DataSpec | None:
+        """Where plan ``label``'s data came from (the data fields of its journaled settings), or None. Settings of
+        another machine (devices, executors) never get in the way: only the data fields are read."""
+        from glp.data import DataSpec
+
+        d = self.read_config(label)
+        return DataSpec.from_dict(d) if d else None
 
     def read_config(self, label: str | None = None) -> dict[str, Any] | None:
         """The settings journaled for plan ``label``; without a label (or for a journal from before the index),

@@ -108,6 +108,39 @@ class TrialSpec:
             kind.collate(sample, np.arange(len(sample)), 0)
 
 
+@dataclass
+class FinalData:
+    """A task's whole train set (fine-tune) and its dev set (score), tokenized: what a final fine-tune reads."""
+
+    task: Any
+    dataset: Any
+    trial_data: TrialData  # train = the whole train set, eval = dev
+    fingerprint: dict[str, Any]
+
+
+def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir: Any = None) -> FinalData:
+    """Load the task of ``spec`` (a `glp.data.DataSpec`) as ``glp prune`` does, but keep train whole and score on
+    dev (``glp export --finetune`` and ``glp evaluate``)."""
+    from glp.models import load_tokenizer
+
+    ds = spec.load()
+    tokenizer = load_tokenizer(tokenizer_source)
+    kind = kind_of(ds.task)
+    td = TrialData(
+        ds.task,
+        kind.encode(ds.train, tokenizer, max_seq_length, cache_dir=cache_dir),
+        kind.encode(ds.dev, tokenizer, max_seq_length, cache_dir=cache_dir),
+    )
+    fp = {
+        "source": ds.source,
+        "train_rows": len(ds.train),
+        "dev_rows": len(ds.dev),
+        "train_sha256": ds.train.content_hash(),
+        "dev_sha256": ds.dev.content_hash(),
+    }
+    return FinalData(ds.task, ds, td, fp)
+
+
 def clear_model_cache() -> None:
     """Forget the pre-trained weights kept in memory (they are re-read on the next trial)."""
     from glp.models import clear_cache

@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +164,40 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def journaled_runner(store: Store, context: dict[str, Any], executor: Any, on_event: Callable[..., None] | None = None):
+    """A TrialRunner (`glp.search`): journaled trials are looked up, the rest run on the executor and are journaled
+    at once (the driver alone writes the journal). Returns ``(run, stats)``."""
+    # steps and wall_time of a result count from the start of its trial (a continued trial includes what it
+    # trained before), so the cost of a trial is its largest value over the budgets it reached.
+    stats: dict[str, Any] = {"run": 0, "reused": 0, "steps": {}, "seconds": {}}
+
+    def run(requests: list[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any] | None] = [None] * len(requests)
+        keys = [trial_key(context, r.removed, r.seed, r.budget) for r in requests]
+        todo = []
+        for i, key in enumerate(keys):
+            hit = store.get(key)
+            if hit is not None:
+                out[i] = hit
+                stats["reused"] += 1
+            else:
+                todo.append(i)
+        if on_event:
+            on_event("trials_start", total=len(requests), cached=len(requests) - len(todo))
+        for j, result in executor.run([requests[i] for i in todo]):
+            i = todo[j]
+            if not result.get("infrastructure"):  # a worker that died is no property of the trial: retry on resume
+                store.put(keys[i], result, context)
+            out[i] = result
+            stats["run"] += 1
+            if on_event:
+                on_event("trial_done", request=requests[i], result=result)
+        for req, r in zip(requests, out, strict=True):
+            tid = (frozenset(req.removed), req.seed)
+            stats["steps"][tid] = max(stats["steps"].get(tid, 0), int(r.get("steps") or 0))
+            stats["seconds"][tid] = max(stats["seconds"].get(tid, 0.0), float(r.get("wall_time") or 0.0))
+        return out  # type: ignore[return-value]
+
+    return run, stats

@@ -422,3 +422,13 @@ def glue_score(main_metric_by_task: Mapping[str, float]) -> float:
             f"no GLUE task to average in {sorted(main_metric_by_task)} (WNLI is not part of the GLUE score)"
         )
     return float(np.mean(list(values.values())))
+
+
+def relative_performance(x: float | None, base: float | None, higher_is_better: bool = True) -> float | None:
+    """Performance relative to the baseline in %: 100 is the baseline's level and more is better, in either
+    direction (100 × value / baseline, or 100 × baseline / value for a lower-is-better metric)."""
+    if x is None or base is None:
+        return None
+    if higher_is_better:
+        return None if base == 0 else 100.0 * x / base
+    return None if x == 0 else 100.0 * base / x
