@@ -70,7 +70,11 @@ def tiny_setup(tmp_path_factory):
         max_position_embeddings=64,
         num_labels=2,
     )
-    BertForSequenceClassification(cfg).save_pretrained(model_dir)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # the same weights in every process: tests that train on it are stable
+        torch.manual_seed(0)
+        BertForSequenceClassification(cfg).save_pretrained(model_dir)
     write_toy_csv(root / "train.csv", 240, 0)
     write_toy_csv(root / "dev.csv", 60, 1)
     return root

@@ -22,23 +22,30 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def make_tiny_tokenizer(tmpdir: str | os.PathLike | None = None, vocab_size: int = 200, corpus=None):
-    """A BERT-style WordPiece tokenizer trained in a few ms on a tiny corpus.
+    """A BERT-style WordPiece tokenizer over a tiny corpus, the same on every call and in every process.
 
-    Returns a transformers ``PreTrainedTokenizerFast`` that produces ``input_ids`` and ``token_type_ids``
-    with ``[CLS] a [SEP] b [SEP]`` templates. When ``tmpdir`` is given it is saved there with
-    ``save_pretrained`` and reloaded, so ``name_or_path`` is that directory and
-    ``AutoTokenizer.from_pretrained(tmpdir)`` works.
+    The vocabulary is built, not trained: the special tokens, the corpus's words (lowercased, sorted), then its
+    characters and their ``##`` continuations, cut at ``vocab_size`` (a trained WordPiece vocabulary orders tied
+    merges differently from one process to the next, which made tests that train on it flaky). Returns a
+    transformers ``PreTrainedTokenizerFast`` that produces ``input_ids`` and ``token_type_ids`` with
+    ``[CLS] a [SEP] b [SEP]`` templates. When ``tmpdir`` is given it is saved there with ``save_pretrained`` and
+    reloaded, so ``name_or_path`` is that directory and ``AutoTokenizer.from_pretrained(tmpdir)`` works.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    import re
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    text = " ".join(corpus or _CORPUS).lower()
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", text)))
+    chars = sorted(set("".join(words)))
+    vocab: dict[str, int] = {}
+    for piece in [*SPECIAL_TOKENS, *words, *chars, *(f"##{c}" for c in chars)]:
+        if piece not in vocab and len(vocab) < max(vocab_size, len(SPECIAL_TOKENS) + 2 * len(chars)):
+            vocab[piece] = len(vocab)
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
-    )
-    tok.train_from_iterator(list(corpus or _CORPUS), trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
