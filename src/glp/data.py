@@ -69,6 +69,7 @@ class Examples:
     text_b: list | None
     labels: np.ndarray | list[np.ndarray]
     row_ids: np.ndarray
+    groups: np.ndarray | None = None  # rows that belong together (a document's sentences): split together
 
     def __post_init__(self) -> None:
         self.text_a = list(self.text_a)
@@ -80,6 +81,8 @@ class Examples:
             labels = np.asarray(self.labels)
             self.labels = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64, copy=False)
         self.row_ids = np.asarray(self.row_ids, dtype=np.int64)
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups, dtype=np.int64)
         n = len(self.text_a)
         sizes = {len(self.labels), len(self.row_ids)} | (
             {len(self.text_b)} if self.text_b is not None else set()
@@ -110,6 +113,7 @@ class Examples:
             text_b=None if self.text_b is None else [self.text_b[i] for i in idx],
             labels=self.labels[idx] if isinstance(self.labels, np.ndarray) else [self.labels[i] for i in idx],
             row_ids=self.row_ids[idx],
+            groups=None if self.groups is None else self.groups[idx],
         )
 
     def content_hash(self) -> str:
@@ -767,12 +771,29 @@ class DataSpec:
     label_column: str | None = field(default=None, metadata={"help": "The label column."})
     metric: str | None = field(default=None, metadata={"help": "For your own data: accuracy | f1 | macro-f1 | mcc | "
                                                                 "spearman | pearson."})
+    test_file: str | None = field(default=None, metadata={"help": "Your own test data (token classification: "
+                                                                   "scored by glp evaluate next to dev)."})
+    token_column: str | None = field(default=None, metadata={"help": "Token classification: the words' column (0-based "
+                                                                      "number in a column file; a list column's name "
+                                                                      "in JSON/parquet, default tokens)."})
+    tag_column: str | None = field(default=None, metadata={"help": "Token classification: the tags' column (number, "
+                                                                    "default the last; or name, default ner_tags)."})
+    label_names: tuple[str, ...] | None = field(default=None, metadata={"help": "Names of integer tags, in id order, "
+                                                                                 "e.g. O,B-PER,I-PER."})
+    label_all_tokens: bool = field(default=False, metadata={"help": "Token classification: tag every sub-token, not "
+                                                                     "only a word's first (run_ner.py's flag)."})
+    tag_scheme: str | None = field(default=None, metadata={"help": "IOB1 | IOB2 | IOBES | none (token accuracy); "
+                                                                    "default: detected from train."})
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
         """The data fields of a settings dict (a journaled `PruneConfig`; other keys are ignored)."""
         kw = {f.name: d.get(f.name) for f in dataclasses.fields(DataSpec)}
         kw["text_columns"] = column_tuple(kw["text_columns"])
+        kw["label_names"] = column_tuple(kw["label_names"])
+        kw["label_all_tokens"] = bool(kw["label_all_tokens"])
+        for k in ("token_column", "tag_column"):
+            kw[k] = None if kw[k] is None else str(kw[k])
         return DataSpec(**kw)
 
     def data_spec(self) -> DataSpec:
@@ -784,6 +805,7 @@ class DataSpec:
         kw = {k: v for k, v in kw.items() if v is not None}
         if kw.get("train_file") or kw.get("dev_file"):
             kw.setdefault("data_dir", None)
+            kw.setdefault("test_file", None)
         spec = self.data_spec()
         return dataclasses.replace(spec, **kw) if kw else spec
 
@@ -903,6 +925,7 @@ class Encoded:
     token_type_ids: list[np.ndarray] | None
     labels: np.ndarray | list[np.ndarray]
     _lengths: np.ndarray | None = field(default=None, repr=False, compare=False)
+    extra: dict[str, list] = field(default_factory=dict)  # per-row data of a kind (word starts, word tags ...)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -940,6 +963,7 @@ class Encoded:
             token_type_ids=None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx],
             labels=labels,
             _lengths=self.lengths[idx],
+            extra={k: [v[i] for i in idx] for k, v in self.extra.items()},
         )
 
     def subsample(self, max_n: int | None, seed: int, stream: int) -> Encoded:

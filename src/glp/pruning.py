@@ -112,9 +112,12 @@ class PruneConfig(DataSpec, ExecutionSettings):
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(names | hp_names)}")
-        for k in ("keep", "text_columns"):
+        for k in ("keep", "text_columns", "label_names"):
             if d.get(k) is not None:
                 d[k] = column_tuple(d[k])
+        for k in ("token_column", "tag_column"):
+            if d.get(k) is not None:
+                d[k] = str(d[k])
         if d.get("keep"):
             d["keep"] = tuple(int(x) for x in d["keep"])
         ExecutionSettings.normalize_devices(d)

@@ -403,8 +403,11 @@ class Trial:
 
 
 def _all_finite(predictions: Any) -> bool:
+    """Are the predictions finite? Arrays, lists of them, or an object that says so (``.finite``)."""
     if isinstance(predictions, np.ndarray):
-        return bool(np.isfinite(predictions).all())
+        return bool(np.isfinite(predictions).all()) if predictions.dtype.kind == "f" else True
+    if hasattr(predictions, "finite"):
+        return bool(predictions.finite)
     return all(_all_finite(p) for p in predictions)
 
 

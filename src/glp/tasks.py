@@ -12,6 +12,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,7 @@ class Task:
     is_glue: bool = False
     in_glue_average: bool = True
     kind: str = DEFAULT_KIND  # the registered glp.kinds name
+    options: tuple[tuple[str, Any], ...] = ()  # settings of the kind that decide results (tag scheme, ...)
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -105,7 +107,14 @@ class Task:
                 d[k] = list(d[k])
         if d["kind"] == DEFAULT_KIND:
             del d["kind"]
+        if d["options"]:
+            d["options"] = dict(self.options)
+        else:
+            del d["options"]
         return d
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Task:
@@ -115,6 +124,8 @@ class Task:
                 d[k] = tuple(d[k])
         if d.get("label_names") is not None:
             d["label_names"] = tuple(d["label_names"])
+        if isinstance(d.get("options"), Mapping):
+            d["options"] = tuple(sorted(d["options"].items()))
         return cls(**d)
 
 

@@ -371,7 +371,7 @@ class TrainLoop:
                 batch = to_device(self.kind.collate(table, idx, self.pad_id), self.device)
                 outs.append(self._logits(batch).float())
                 order.append(idx)
-            predictions = self.kind.gather(outs, order, len(table))  # one transfer at the end
+            predictions = self.kind.gather(outs, order, table)  # one transfer at the end
         except torch.OutOfMemoryError:
             predictions = None
         finally:

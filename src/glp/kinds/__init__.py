@@ -60,6 +60,7 @@ def load_plugins() -> None:
 
 # the built-in kinds register themselves on import
 from glp.kinds import sequence as _sequence  # noqa: E402,F401
+from glp.kinds import token as _token  # noqa: E402,F401
 
 load_plugins()
 

@@ -96,9 +96,9 @@ class TaskKind(ABC):
         return len(batch["labels"])
 
     # -- scoring --------------------------------------------------------------------------------------
-    def gather(self, outputs: Sequence[torch.Tensor], order: Sequence[np.ndarray], n: int) -> Any:
-        """Per-batch outputs on the device (batches of the rows in ``order``) → predictions of the ``n`` rows in
-        their original order. The default: (rows, …) logits, moved to the host in one transfer."""
+    def gather(self, outputs: Sequence[torch.Tensor], order: Sequence[np.ndarray], table: Encoded) -> Any:
+        """Per-batch outputs on the device (batches of the rows of ``table`` in ``order``) → predictions of the rows
+        in their original order. The default: (rows, …) logits, moved to the host in one transfer."""
         import torch
 
         if not outputs:
