@@ -198,6 +198,12 @@ def prune_cmd(
     label_column: str | None = _p("label_column", "--label-column", panel=_DATA),
     metric: str | None = _p("metric", "--metric", panel=_DATA),
     eval_fraction: float | None = _p("eval_fraction", "--eval-fraction", panel=_DATA),
+    test_file: str | None = _p("test_file", "--test-file", panel=_DATA),
+    token_column: str | None = _p("token_column", "--token-column", panel=_DATA),
+    tag_column: str | None = _p("tag_column", "--tag-column", panel=_DATA),
+    label_names: str | None = _p("label_names", "--label-names", panel=_DATA),
+    label_all_tokens: bool | None = _p("label_all_tokens", "--label-all-tokens/--first-sub-token", panel=_DATA),
+    tag_scheme: str | None = _p("tag_scheme", "--tag-scheme", panel=_DATA),
     trust_remote_code: bool | None = _p("trust_remote_code", "--trust-remote-code/--no-trust-remote-code"),
     gguf_file: str | None = _p("gguf_file", "--gguf-file"),
     keep: str | None = _p("keep", "--keep", panel=_SEARCH),
@@ -723,8 +729,15 @@ def report_cmd(
         typer.echo(f"wrote {f}")
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point: run the app; user errors become one red line on stderr and exit code 2."""
+    import warnings
+
+    warnings.formatwarning = _one_line_warning  # a warning is one line too, without glp's source line
     try:
         app(args=argv, prog_name="glp")
     except GLPError as exc:

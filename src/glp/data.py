@@ -1022,6 +1022,9 @@ def _texts_digest(text_a: Sequence[str], text_b: Sequence[str] | None) -> str:
         if texts is None:
             h.update(b"|none")
             continue
+        if texts and not isinstance(texts[0], str):  # rows of words (token classification)
+            h.update(b"|words")
+            texts = ["\x1f".join(t) for t in texts]
         lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
         h.update(b"|" + lengths.astype("<i8").tobytes())
         h.update("".join(texts).encode("utf-8", "surrogatepass"))

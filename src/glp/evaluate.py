@@ -225,7 +225,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                 "model": job.model,
                 "revision": weights_revision(job.source),
                 "task": data.task.to_dict(),
-                "data": {k: data.fingerprint[k] for k in ("train_sha256", "dev_sha256")},
+                "data": {k: v for k, v in data.fingerprint.items() if k.endswith("_sha256")},
                 "hparams": hp.to_dict(),
             }
             tasks_meta[job.task] = {
@@ -266,6 +266,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                             "plan": arm.source,
                             "seed": s,
                             "score": float(r["score"]) if ok else None,
+                            **_extra_scores(r, data.task.metric, data.trial_data.extra),
                             "metrics": r.get("metrics") or {},
                             "status": r.get("status"),
                             "reason": r.get("reason"),
@@ -273,6 +274,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                         }
                     )
     summary = summarize(records)
+    splits = sorted({k[: -len("_score")] for r in records for k in r if k.endswith("_score") and k != "score"})
     result = {
         "schema": SCHEMA,
         "protocol": PROTOCOL,
@@ -283,8 +285,16 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
         "summary": summary,
         "records": records,
     }
+    for split in splits:  # token classification: the same rows scored on test
+        result[f"summary_{split}"] = summarize(records, score_key=f"{split}_score")
     write_outputs(result, out.path)
     return result
+
+
+def _extra_scores(result: dict[str, Any], metric: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """``{"test_score": ...}`` for each extra scored set (token classification: test)."""
+    m = result.get("metrics") or {}
+    return {f"{k}_score": m.get(f"{k}:{metric}") for k in extra}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -315,7 +325,7 @@ def row_score(medians: dict[str, float]) -> float | None:
     return float(statistics.fmean(medians.values()))
 
 
-def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> dict[str, Any]:
     """Median / min / max over seeds per (strategy, n, task), the row score and the relative performance.
 
     ``records`` are dicts with ``task, strategy, n, removed, seed, score`` (score None = failed trial) and
@@ -339,7 +349,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         row = rows.setdefault(key, {"strategy": key[0], "n": key[1], "cells": {}})
         cell = row["cells"].setdefault(t, {"removed": list(r.get("removed") or []), "scores": [], "seeds": []})
         cell["seeds"].append(r.get("seed"))
-        s = r.get("score")
+        s = r.get(score_key)
         cell["scores"].append(None if s is None or not math.isfinite(float(s)) else float(s))
     for row in rows.values():
         for cell in row["cells"].values():
@@ -502,6 +512,9 @@ def write_outputs(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
         + "\n"
         + "".join(f"- {line}\n" for line in setup_lines(result))
     )
+    for key in sorted(k for k in result if k.startswith("summary_")):
+        split = key[len("summary_") :]
+        md += f"\n## Scored on {split} (the same fine-tunes)\n\n" + markdown_table(result[key])
     paths = {"markdown": out / "table.md", "csv": out / "evaluation.csv", "json": out / "evaluation.json"}
     paths["markdown"].write_text(md)
     paths["csv"].write_text(csv_text(summary))

@@ -19,7 +19,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class TrialData:
     task: Any  # glp.tasks.Task
     train: Any  # glp.data.Encoded
     eval: Any  # glp.data.Encoded (search-eval, or dev for a final fine-tune)
+    extra: dict[str, Any] = field(default_factory=dict)  # more sets scored at the full budget: {"test": Encoded}
 
 
 # -------------------------------------------------------------------------------------------- the spec
@@ -126,10 +127,12 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
     ds = spec.load()
     tokenizer = load_tokenizer(tokenizer_source)
     kind = kind_of(ds.task)
+    extra = {k: ds.extra_dev[k] for k in kind.extra_splits if k in ds.extra_dev}
     td = TrialData(
         ds.task,
         kind.encode(ds.train, tokenizer, max_seq_length, cache_dir=cache_dir),
         kind.encode(ds.dev, tokenizer, max_seq_length, cache_dir=cache_dir),
+        {k: kind.encode(v, tokenizer, max_seq_length, cache_dir=cache_dir) for k, v in extra.items()},
     )
     fp = {
         "source": ds.source,
@@ -138,6 +141,8 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
         "train_sha256": ds.train.content_hash(),
         "dev_sha256": ds.dev.content_hash(),
     }
+    for k, v in extra.items():  # (sequence tasks score dev only: their fingerprints, and journal keys, are as before)
+        fp[f"{k}_rows"], fp[f"{k}_sha256"] = len(v), v.content_hash()
     return FinalData(ds.task, ds, td, fp)
 
 
@@ -205,6 +210,7 @@ class Trial:
             configure_threads(threads)
         self.train_table = task_data.train.check().subsample(hparams.max_train_samples, self.seed, stream=1)
         self.eval_table = task_data.eval.check().subsample(hparams.max_eval_samples, self.seed, stream=2)
+        self.extra_tables = {k: v.check() for k, v in getattr(task_data, "extra", {}).items()}
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
         model = _model if _model is not None else load_model(model_source, self.task, self.removed, self.seed)
@@ -259,6 +265,10 @@ class Trial:
         if not _all_finite(predictions):
             raise TrainingFailed(f"non-finite predictions on the evaluation set after step {self.step}")
         metrics, loss = self.kind.score(predictions, self.eval_table)
+        if self.step >= self.total_steps:  # a final fine-tune is also scored on the extra sets (test), by name
+            for name, table in self.extra_tables.items():
+                more, _ = self.kind.score(self.loop.predict(table), table)
+                metrics.update({f"{name}:{k}": v for k, v in more.items()})
         self._metrics = (self.step, metrics, loss)
         return metrics
 

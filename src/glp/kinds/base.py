@@ -43,6 +43,8 @@ class TaskKind(ABC):
     #: the model card's ``pipeline_tag`` and a few words on what the model does
     pipeline_tag: ClassVar[str]
     description: ClassVar[str]
+    #: further splits of `load`'s ``extra_dev`` that a final fine-tune is scored on too (``glp evaluate``)
+    extra_splits: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, task: Task):
         self.task = task

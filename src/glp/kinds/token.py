@@ -202,6 +202,7 @@ class TokenClassification(TaskKind):
     auto_class = "AutoModelForTokenClassification"
     pipeline_tag = "token-classification"
     description = "a tag for every word: named entities (seqeval entity F1), parts of speech (token accuracy)"
+    extra_splits = ("test",)
 
     @classmethod
     def claims(cls, spec: Any) -> bool:
