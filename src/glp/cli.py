@@ -389,8 +389,10 @@ def print_plan(plan) -> None:
     from rich.table import Table
 
     metric = plan.task.get("metric", "score")
+    scheme = (plan.task.get("options") or {}).get("scheme")
+    tags = f", {scheme} tags" if scheme and scheme != "none" else ""
     title = (
-        f"{plan.strategy.get('name')} on {plan.task.get('name')} ({metric}, search split) — "
+        f"{plan.strategy.get('name')} on {plan.task.get('name')} ({metric}{tags}, search split) — "
         f"{plan.model.get('source')}, {plan.num_layers} layers" + ("" if plan.complete else " [partial]")
     )
     table = Table(title=title)
