@@ -220,6 +220,7 @@ def prune_cmd(
     proxy: str | None = _p("proxy", "--proxy", panel=_SEARCH, choices=PROXIES),
     prefilter_top: int | None = _p("prefilter_top", "--prefilter-top", panel=_SEARCH),
     proxy_examples: int | None = _p("proxy_examples", "--proxy-examples", panel=_SEARCH),
+    stop_drop: str | None = _p("stop_drop", "--stop-drop", panel=_SEARCH),
     device: _Device = None,
     executor: _Executor = None,
     devices: _Devices = None,
@@ -382,8 +383,8 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
-def print_plan(plan) -> None:
-    """The plan as a table (`Plan.table_rows`): one row per number of removed layers."""
+def print_plan(plan, chosen: int | None = None) -> None:
+    """The plan as a table (`Plan.table_rows`): one row per number of removed layers; ``chosen`` is marked."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -401,7 +402,7 @@ def print_plan(plan) -> None:
     for r in plan.table_rows():
         sep = "" if r["separated"] is None else ("yes" if r["separated"] else "[yellow]no[/]")
         table.add_row(
-            str(r["n"]),
+            f"[bold green]{r['n']} ←[/]" if chosen is not None and r["n"] == chosen else str(r["n"]),
             ",".join(map(str, r["removed"])) or "-",
             str(r["layers_left"]),
             _fmt(r["mean"]),
@@ -428,6 +429,51 @@ def print_plan(plan) -> None:
             console.print(f"step {s.n}: {escape(s.note)}")
     if plan.baseline and plan.baseline.get("warning"):
         console.print(f"[yellow]warning:[/yellow] {escape(plan.baseline['warning'])}")
+    if getattr(plan, "stopped", None):
+        console.print(f"[yellow]the search stopped early:[/yellow] {escape(plan.stopped['reason'])}")
+
+
+_TARGETS = "Choose n by a target"
+_MaxDrop = Annotated[
+    str | None,
+    typer.Option(
+        "--max-drop",
+        help="The smallest model whose search-eval score is within this of the unpruned model's: 1% (relative) or "
+        "0.01 (absolute), in the metric's direction.",
+        rich_help_panel=_TARGETS,
+    ),
+]
+_MinSpeedup = Annotated[
+    float | None,
+    typer.Option(
+        "--min-speedup",
+        help="At least this speed-up: from --profile, else estimated as layers / kept layers.",
+        rich_help_panel=_TARGETS,
+    ),
+]
+_MaxParams = Annotated[
+    str | None,
+    typer.Option("--max-params", help="At most this many parameters: 15M, 800K ...", rich_help_panel=_TARGETS),
+]
+_Profile = Annotated[
+    Path | None, typer.Option("--profile", help="A glp profile JSON for --min-speedup.", rich_help_panel=_TARGETS)
+]
+
+
+def _choose(plan, max_drop, min_speedup, max_params, profile):
+    """The plan's n for the targets given (None when none is given), and the choice's details."""
+    from glp.targets import Targets, choose
+
+    targets = Targets.parse(max_drop, min_speedup, max_params)
+    if not targets:
+        return None, None
+    prof = None
+    if profile is not None:
+        from glp.profile import load
+
+        prof = load(profile)
+    choice = choose(plan, targets, prof)
+    return choice, targets
 
 
 @app.command("show")
@@ -436,12 +482,23 @@ def show(
     strategy: str | None = typer.Option(
         None, "--strategy", help="Show plans/<strategy>.json of the run directory instead of its latest plan."
     ),
+    max_drop: _MaxDrop = None,
+    min_speedup: _MinSpeedup = None,
+    max_params: _MaxParams = None,
+    profile: _Profile = None,
 ) -> None:
-    """Print a finished or partial plan."""
+    """Print a finished or partial plan; with a target (--max-drop ...), mark the n it chooses.
+
+    Example: glp show runs/sst2-minilm --max-drop 1%
+    """
     from glp.plan import Plan
     from glp.rundir import RunDir
 
-    print_plan(Plan.load(RunDir(run_dir).plan_file(strategy) if strategy else run_dir))
+    plan = Plan.load(RunDir(run_dir).plan_file(strategy) if strategy else run_dir)
+    choice, targets = _choose(plan, max_drop, min_speedup, max_params, profile)
+    print_plan(plan, chosen=None if choice is None else choice.n)
+    if choice is not None:
+        typer.echo(f"chosen: {choice.summary(targets)}")
 
 
 # -------------------------------------------------------------------------- export / evaluate / profile / report
@@ -492,7 +549,9 @@ def _final_hparams(args: dict) -> dict:
 @app.command("export")
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by glp prune (or a plan .json file)."),
-    remove: int = typer.Option(..., "--remove", "-n", help="How many layers to remove: the plan's set for this n."),
+    remove: int | None = typer.Option(
+        None, "--remove", "-n", help="How many layers to remove: the plan's set for this n (or give a target)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (save_pretrained layout)."),
     finetune: bool = typer.Option(
         False, "--finetune/--no-finetune", help="Fine-tune on the full train set and score on dev (the paper's step)."
@@ -512,6 +571,10 @@ def export_cmd(
     weight_decay: _WeightDecay = None,
     max_train_samples: _MaxTrainSamples = None,
     max_eval_samples: _MaxEvalSamples = None,
+    max_drop: _MaxDrop = None,
+    min_speedup: _MinSpeedup = None,
+    max_params: _MaxParams = None,
+    profile: _Profile = None,
 ) -> None:
     """Drop the plan's n layers from the pre-trained model and save a model that loads with plain transformers.
 
@@ -520,6 +583,19 @@ def export_cmd(
     from glp.export import export
 
     hp = _final_hparams(locals())
+    if remove is None:
+        from glp.plan import Plan
+        from glp.rundir import RunDir
+
+        plan = Plan.load(RunDir(run_dir).plan_file(strategy) if strategy and run_dir.is_dir() else run_dir)
+        choice, targets = _choose(plan, max_drop, min_speedup, max_params, profile)
+        if choice is None:
+            raise ConfigError("say how many layers to remove: --remove n, or a target (--max-drop, --min-speedup, "
+                              "--max-params)")
+        remove = choice.n
+        typer.echo(f"chosen: {choice.summary(targets)}")
+    elif any(x is not None for x in (max_drop, min_speedup, max_params)):
+        raise ConfigError("give --remove n or targets (--max-drop, --min-speedup, --max-params), not both")
 
     shown = {"step": 0}
 

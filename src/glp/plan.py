@@ -74,6 +74,7 @@ class Plan:
     baseline: dict[str, Any] | None = None
     cost: dict[str, Any] = field(default_factory=dict)
     complete: bool = False
+    stopped: dict[str, Any] | None = None  # --stop-drop ended the search: {"after_n", "reason", "stop_drop"}
     glp_version: str = ""
     schema: str = SCHEMA
 

@@ -27,7 +27,7 @@ from glp.plan import Plan
 from glp.proxies import PROXIES
 from glp.rundir import RunDir
 from glp.schedule import FULL, Halving
-from glp.search import STRATEGIES, SearchContext, TrialRequest, make_strategy
+from glp.search import STRATEGIES, SearchContext, SearchStopped, TrialRequest, make_strategy
 from glp.store import journaled_runner
 
 EventHandler = Callable[..., None]
@@ -74,6 +74,13 @@ class PruneConfig(DataSpec, ExecutionSettings):
         default=None, metadata={"help": "Fine-tune only the m candidates of each step the proxy ranks most removable."}
     )
     proxy_examples: int = field(default=256, metadata={"help": "Search-eval examples the proxies read."})
+    stop_drop: str | None = field(
+        default=None,
+        metadata={
+            "help": "End the search after the first step whose best candidate falls more than this below the "
+            "unpruned model: 1% (relative) or 0.01 (absolute). A larger bound later goes on from there."
+        },
+    )
     hparams: HParams = field(default_factory=HParams)
 
     def __post_init__(self) -> None:
@@ -84,6 +91,12 @@ class PruneConfig(DataSpec, ExecutionSettings):
             raise ConfigError(f"--search-seeds must be at least 1, got {self.search_seeds}")
         PROXIES.get(self.proxy)  # ConfigError on an unknown --proxy, listing the known ones
         STRATEGIES.get(self.strategy)
+        if self.stop_drop is not None:
+            from glp.targets import Drop
+
+            Drop.parse(self.stop_drop, "--stop-drop")
+            if not self.baseline:
+                raise ConfigError("--stop-drop compares with the unpruned model: it needs --baseline")
         if self.prefilter_top is not None and self.prefilter_top < 1:
             raise ConfigError(f"--prefilter-top must be at least 1, got {self.prefilter_top}")
 
@@ -288,6 +301,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
             prefilter_top=config.prefilter_top,
             on_event=on_step,
             higher_is_better=kind.higher_is_better(),
+            stop_rule=_stop_rule(config.stop_drop, plan, kind.higher_is_better()),
         )
         if config.prefilter_top or strategy.name.startswith("proxy-"):
             from glp.proxies import make_proxy
@@ -295,16 +309,45 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
             name = strategy.name[len("proxy-") :] if strategy.name.startswith("proxy-") else config.proxy
             ctx.proxy = make_proxy(name, config, session, run_dir=run_dir)
 
-        result = strategy.run(ctx)
-        if baseline:  # a search that asked for no trials at all
-            run_with_baseline([])
-        plan.removals = dict(result.removals)
-        plan.order = result.order
-        plan.complete = True
+        try:
+            result = strategy.run(ctx)
+        except SearchStopped as stop:
+            plan.stopped = {"after_n": stop.n, "reason": stop.reason, "stop_drop": config.stop_drop}
+            if strategy.nested:
+                plan.order = list(plan.removals[stop.n])
+            if on_event:
+                on_event("warning", text=f"the search stopped early: {stop.reason}")
+        else:
+            if baseline:  # a search that asked for no trials at all
+                run_with_baseline([])
+            plan.removals = dict(result.removals)
+            plan.order = result.order
+            plan.complete = True
         _finish_cost(plan, stats, t0)
         run_dir.save_plan(plan, strategy.name)
         executor.close()
         return plan
+
+
+def _stop_rule(stop_drop: str | None, plan: Plan, higher_is_better: bool):
+    """``--stop-drop``: a reason to end the search when a step's best candidate falls too far below the baseline."""
+    if stop_drop is None:
+        return None
+    from glp.targets import Drop
+
+    drop = Drop.parse(stop_drop, "--stop-drop")
+
+    def rule(step: Any) -> str | None:
+        base = (plan.baseline or {}).get("mean")
+        if not drop.exceeded(step.chosen_mean, base, higher_is_better):
+            return None
+        lost = Drop(drop.of(step.chosen_mean, base, higher_is_better), drop.relative)
+        return (
+            f"step {step.n}'s best candidate scores {step.chosen_mean:.4f}, {lost} below the unpruned model's "
+            f"{base:.4f}, more than --stop-drop {drop}; run the same command with a larger --stop-drop to go on"
+        )
+
+    return rule
 
 
 UNTRAINED_MARGIN = 0.01

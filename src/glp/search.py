@@ -56,6 +56,14 @@ class TrialRequest:
     budget: float
 
 
+class SearchStopped(Exception):
+    """A stop rule ended the search after step ``n`` (``glp prune --stop-drop``); the plan keeps the steps so far."""
+
+    def __init__(self, n: int, reason: str):
+        super().__init__(reason)
+        self.n, self.reason = n, reason
+
+
 class TrialRunner(Protocol):
     """Runs (or looks up) trials; returns TrialResult dicts in the order of the requests."""
 
@@ -135,6 +143,7 @@ class SearchContext:
     prefilter_top: int | None = None
     on_event: Callable[..., None] | None = None
     higher_is_better: bool = True  # the task's direction (glp.kinds): perplexity is lower-is-better
+    stop_rule: Callable[[Step], str | None] | None = None  # a reason to end the search after this step, or None
     steps: list[Step] = field(default_factory=list)
     rung_notes: dict[int, list[str]] = field(default_factory=dict)  # step n -> halving cuts made inside a tie
     _prefetched: dict[TrialRequest, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -257,6 +266,9 @@ class SearchContext:
         )
         self.steps.append(step)
         self.emit("step_done", step=step, total=self.max_remove)
+        reason = self.stop_rule(step) if self.stop_rule is not None and n < self.max_remove else None
+        if reason:
+            raise SearchStopped(n, reason)
         return step
 
 
