@@ -198,4 +198,5 @@ def test_search_export_and_a_plain_pipeline(tiny_setup, tmp_path):
     assert p.returncode == 0, p.stderr
     groups = json.loads((tmp_path / "g.json").read_text())
     assert {g["entity_group"] for g in groups} <= {"PER", "LOC"} and groups, groups
-    assert out.manifest["metrics"]["dev"]["entity-f1"] > 0.5
+    assert out.manifest["metrics"]["dev"]["entity-f1"] > 0.5 and "entity-f1" in out.manifest["metrics"]["test"]
+    assert "Test set (40 examples)" in card

@@ -625,7 +625,8 @@ def export_cmd(
         f"{m['parameters']:,} parameters"
     )
     if m["metrics"]:
-        typer.echo("dev: " + ", ".join(f"{k}={v:.4f}" for k, v in m["metrics"]["dev"].items()))
+        for split, values in m["metrics"].items():
+            typer.echo(f"{split}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
     else:
         typer.secho(
             "note: the task head is untrained (no --finetune); fine-tune before use", fg=typer.colors.YELLOW

@@ -163,7 +163,7 @@ def export(
         "seed": int(seed),
         "hparams": hp.to_dict(),
         "hparams_role": "final fine-tune" if finetune else "search (the plan's); no fine-tune was run",
-        "metrics": {"dev": metrics} if metrics is not None else None,
+        "metrics": _by_split(metrics) if metrics is not None else None,
         "training": train_info,
         "notes": [tok_note] if tok_note else [],
     }
@@ -176,6 +176,18 @@ def _relative(path: Path) -> str:
     """A path as the manifest names it: relative to the working directory when it lies below it."""
     rel = os.path.relpath(path.resolve())
     return str(path.resolve()) if rel.startswith("..") else rel
+
+
+def _by_split(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"dev": {...}, "test": {...}}: the final fine-tune's metrics by the set they were measured on ("test:x")."""
+    out: dict[str, dict[str, Any]] = {"dev": {}}
+    for k, v in metrics.items():
+        split, sep, name = k.partition(":")
+        if sep:
+            out.setdefault(split, {})[name] = v
+        else:
+            out["dev"][k] = v
+    return out
 
 
 def _train_desc(max_train_samples: int | None) -> str:
@@ -253,6 +265,12 @@ def model_card(m: dict[str, Any]) -> str:
         )
         lines.append("")
         lines += ["| metric | value |", "|---|---:|"] + [f"| {k} | {_fmt_metric(v)} |" for k, v in dev.items()]
+        for split, values in m["metrics"].items():
+            if split != "dev":
+                rows_n = (m.get("data") or {}).get(f"{split}_rows")
+                lines += ["", f"{split.capitalize()} set ({rows_n} examples), the same model:", ""]
+                lines += ["| metric | value |", "|---|---:|"]
+                lines += [f"| {k} | {_fmt_metric(v)} |" for k, v in values.items()]
     else:
         lines.append("Not evaluated: no fine-tune was run (the head is untrained).")
     if plan.get("search_score") is not None:
