@@ -546,6 +546,20 @@ def _final_hparams(args: dict) -> dict:
     return _given(**{k: args[k] for k in _FINAL_HP})
 
 
+def _distill_opt(name: str, *flags: str):
+    from glp.distill import DistillSettings
+
+    return _opt(DistillSettings, name, *flags)
+
+
+def _distill_settings(distill: bool, alpha: float | None, temperature: float | None):
+    if not distill:
+        return None
+    from glp.distill import DistillSettings
+
+    return DistillSettings(**_given(alpha=alpha, temperature=temperature))
+
+
 @app.command("export")
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by glp prune (or a plan .json file)."),
@@ -575,6 +589,11 @@ def export_cmd(
     min_speedup: _MinSpeedup = None,
     max_params: _MaxParams = None,
     profile: _Profile = None,
+    distill: bool = typer.Option(
+        False, "--distill/--no-distill", help="With --finetune: distil from the unpruned model fine-tuned the same way."
+    ),
+    distill_alpha: float | None = _distill_opt("alpha", "--distill-alpha"),
+    distill_temperature: float | None = _distill_opt("temperature", "--distill-temperature"),
 ) -> None:
     """Drop the plan's n layers from the pre-trained model and save a model that loads with plain transformers.
 
@@ -618,6 +637,7 @@ def export_cmd(
         device=device,
         overwrite=overwrite,
         progress=progress,
+        distill=_distill_settings(distill, distill_alpha, distill_temperature),
     )
     m = res.manifest
     typer.echo(
@@ -670,6 +690,9 @@ def evaluate_cmd(
     weight_decay: _WeightDecay = None,
     max_train_samples: _MaxTrainSamples = None,
     max_eval_samples: _MaxEvalSamples = None,
+    distill: bool | None = _e("distill", "--distill/--no-distill"),
+    distill_alpha: float | None = _e("distill_alpha", "--distill-alpha"),
+    distill_temperature: float | None = _e("distill_temperature", "--distill-temperature"),
 ) -> None:
     """The paper's Table 1: fine-tune on the full train set, score on dev, median of seeds, relative to baseline.
 
@@ -705,12 +728,17 @@ def evaluate_cmd(
             workers_per_device=workers_per_device,
             ray_address=ray_address,
             max_retries=max_retries,
+            distill=distill,
+            distill_alpha=distill_alpha,
+            distill_temperature=distill_temperature,
         ),
     )
     state = {"done": 0, "total": 0}
 
     def on_event(event: str, **info) -> None:
-        if event == "trials_start":
+        if event == "teacher":
+            typer.echo(f"{info['task']}: the teacher (the unpruned model, seed {info['seed']}) for distillation")
+        elif event == "trials_start":
             state["done"], state["total"] = info["cached"], info["total"]
             typer.echo(f"{info['task']}: {info['total']} trials ({info['cached']} from the journal)")
         elif event == "trial_done":

@@ -80,6 +80,12 @@ class EvalConfig(ExecutionSettings):
     dev_file: str | None = field(default=None, metadata={"help": "Override the run's dev file."})
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the plans' hyper-parameters
     pattern_seed: int = 0
+    distill: bool = field(
+        default=False,
+        metadata={"help": "Fine-tune every removal set distilled from the unpruned model (fine-tuned once per seed)."},
+    )
+    distill_alpha: float = field(default=0.5, metadata={"help": "Weight of the task loss; the teacher's: 1 - alpha."})
+    distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the distillation."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,6 +95,10 @@ class EvalConfig(ExecutionSettings):
             raise ConfigError(f"--n values must be at least 1, got {list(self.ns)}")
         if not self.run_dirs and not (self.model and self.tasks):
             raise ConfigError("give RUN_DIR(s) with plans, or --model and --task (with --pattern) to evaluate")
+        if self.distill:
+            from glp.distill import DistillSettings
+
+            DistillSettings(self.distill_alpha, self.distill_temperature)  # ConfigError on bad values
         if self.train_file or self.dev_file:
             if len(self.tasks) > 1 or len(self.run_dirs) > 1:
                 raise ConfigError("--train-file/--dev-file work with a single task only")
@@ -204,10 +214,9 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     from glp import __version__
     from glp.executors import make_executor
     from glp.kinds import kind_of
-    from glp.models import weights_revision
-    from glp.scoring import TrialSpec, final_data
+    from glp.scoring import TrialSpec, final_context, final_data
     from glp.search import TrialRequest
-    from glp.store import journaled_runner
+    from glp.store import journaled_runner, trial_key
 
     out = RunDir(cfg.out)
     jobs = plan_jobs(cfg)
@@ -220,14 +229,29 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
             hp = HParams.final(job.hparams, cfg.hparams)
             data = final_data(job.spec, job.source, hp.max_seq_length, cache_dir=out.cache_dir)
             higher = kind_of(data.task).higher_is_better()
-            context = {
-                "protocol": PROTOCOL,
-                "model": job.model,
-                "revision": weights_revision(job.source),
-                "task": data.task.to_dict(),
-                "data": {k: v for k, v in data.fingerprint.items() if k.endswith("_sha256")},
-                "hparams": hp.to_dict(),
-            }
+            context = final_context(job.model, job.source, data, hp)
+            spec = TrialSpec(job.source, data.trial_data, hp)
+            # (arms, journal context, spec) groups: all arms plainly, or the baseline plainly (the teachers) and
+            # the removal sets distilled from the teacher of their seed
+            groups = [(job.arms, context, spec)]
+            if cfg.distill:
+                from glp.distill import DistillSettings, teacher_outputs
+
+                settings = DistillSettings(cfg.distill_alpha, cfg.distill_temperature)
+                teachers = {}
+                for s in seeds:  # one teacher per seed for every row, journaled as the baseline's trial
+                    key = trial_key(context, (), s, 1.0)
+                    if on_event:
+                        on_event("teacher", task=job.task, seed=s)
+                    teachers[s], result = teacher_outputs(spec, s, cfg.device, out.cache_dir, key)
+                    if result is not None and store.get(key) is None:
+                        store.put(key, result.to_dict(), context)
+                dspec = dataclasses.replace(spec, distill=settings, teachers=teachers)
+                dcontext = {**context, "distill": settings.to_dict()}
+                groups = [
+                    ([a for a in job.arms if not a.removed], context, spec),
+                    ([a for a in job.arms if a.removed], dcontext, dspec),
+                ]
             tasks_meta[job.task] = {
                 "metric": data.task.metric,
                 "higher_is_better": higher,
@@ -241,26 +265,34 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                 if on_event:
                     on_event(event, task=_task, **info)
 
-            executor = make_executor(cfg, TrialSpec(job.source, data.trial_data, hp))
-            try:
-                run, _ = journaled_runner(store, context, executor, relay)
-                unique: dict[tuple[frozenset[int], int], TrialRequest] = {}
-                for arm in job.arms:
-                    for s in seeds:
-                        unique.setdefault((frozenset(arm.removed), s), TrialRequest(arm.removed, s, 1.0))
-                results = dict(zip(unique, run(list(unique.values())), strict=True))
-            finally:
-                executor.close()
+            results: dict[tuple[frozenset[int], int, bool], dict[str, Any]] = {}
+            for arms, ctx, group_spec in groups:
+                distilled = group_spec.distill is not None
+                if not arms:
+                    continue
+                executor = make_executor(cfg, group_spec)
+                try:
+                    run, _ = journaled_runner(store, ctx, executor, relay)
+                    unique: dict[tuple[frozenset[int], int, bool], TrialRequest] = {}
+                    for arm in arms:
+                        for s in seeds:
+                            key = (frozenset(arm.removed), s, distilled)
+                            unique.setdefault(key, TrialRequest(arm.removed, s, 1.0))
+                    results.update(zip(unique, run(list(unique.values())), strict=True))
+                finally:
+                    executor.close()
             for arm in job.arms:
+                distilled = bool(cfg.distill and arm.removed)
                 for s in seeds:
-                    r = results[(frozenset(arm.removed), s)]
+                    r = results[(frozenset(arm.removed), s, distilled)]
                     ok = r.get("status") == "ok" and r.get("score") is not None
                     records.append(
                         {
                             "task": job.task,
                             "metric": data.task.metric,
                             **({} if higher else {"higher_is_better": False}),
-                            "strategy": arm.strategy,
+                            "strategy": f"{arm.strategy} (distilled)" if distilled else arm.strategy,
+                            "distilled": distilled,
                             "n": arm.n,
                             "removed": list(arm.removed),
                             "plan": arm.source,

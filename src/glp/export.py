@@ -56,6 +56,7 @@ def export(
     device: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int, float], None] | None = None,
+    distill: Any = None,
 ) -> Exported:
     """Write the plan's ``n``-layers-removed model to ``out``; see the module docstring."""
     import torch
@@ -66,11 +67,13 @@ def export(
     from glp.kinds import kind_of
     from glp.plan import sha256_file
     from glp.rundir import RunDir
-    from glp.scoring import TrialSpec, final_data
+    from glp.scoring import TrialSpec, final_context, final_data
     from glp.tasks import Task
 
     out = Path(out)
     _check_out(out, overwrite)
+    if distill is not None and not finetune:
+        raise ConfigError("--distill distils the final fine-tune: it needs --finetune")
     plan_file = Path(run_dir) if Path(run_dir).is_file() else RunDir(run_dir).plan_file(strategy)
     plan = Plan.load(plan_file)
     removed = plan.layers_to_remove(int(n))
@@ -86,7 +89,17 @@ def export(
         spec = spec.override(data_dir=data_dir, train_file=train_file, dev_file=dev_file)
         data = final_data(spec, source, hp.max_seq_length)
         task, data_fp = data.task, data.fingerprint
-        trial = TrialSpec(source, data.trial_data, hp).trial(removed, seed, device, progress=progress)
+        spec = TrialSpec(source, data.trial_data, hp)
+        if distill is not None:  # the teacher: the unpruned model fine-tuned the same way (cached in RUN/cache)
+            import dataclasses
+
+            from glp.distill import teacher_outputs
+            from glp.store import trial_key
+
+            key = trial_key(final_context(source.name, source, data, hp), (), int(seed), 1.0)
+            outputs, _ = teacher_outputs(spec, int(seed), device, RunDir.of(plan_file).cache_dir, key)
+            spec = dataclasses.replace(spec, distill=distill, teachers={int(seed): outputs})
+        trial = spec.trial(removed, seed, device, progress=progress)
         result = trial.advance(1.0)
         if not result.ok:
             raise GLPError(
@@ -159,6 +172,7 @@ def export(
         "split_fingerprint": plan.data.get("split_fingerprint"),
         "data": data_fp or {"source": plan.data.get("source")},
         "finetuned": bool(finetune),
+        "distilled": distill.to_dict() if distill is not None and finetune else None,
         "head": f"fine-tuned on {_train_desc(hp.max_train_samples)}" if finetune else "untrained (freshly initialised)",
         "seed": int(seed),
         "hparams": hp.to_dict(),
@@ -291,7 +305,14 @@ def model_card(m: dict[str, Any]) -> str:
         f"(split {m.get('split_fingerprint')}); plan `{plan['path']}` (sha256 `{plan['sha256'][:16]}…`).",
         f"2. `glp export --remove {plan['n']}` dropped layers {removed} from the pre-trained model"
         + (
-            f" and fine-tuned it on {_train_desc(hp.get('max_train_samples'))} ({hp['num_train_epochs']} epochs, "
+            f" and fine-tuned it on {_train_desc(hp.get('max_train_samples'))}"
+            + (
+                f", distilled from the unpruned model fine-tuned the same way (alpha {m['distilled']['alpha']}, "
+                f"temperature {m['distilled']['temperature']})"
+                if m.get("distilled")
+                else ""
+            )
+            + f" ({hp['num_train_epochs']} epochs, "
             f"learning rate {hp['learning_rate']}, batch {hp['per_device_train_batch_size']}, max length "
             f"{hp['max_seq_length']})."
             if m["finetuned"]

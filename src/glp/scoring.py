@@ -78,6 +78,8 @@ class TrialSpec:
     model: Any  # a source `glp.models.resolve` takes (str, ModelSource) or a callable returning a model
     trial_data: TrialData
     hparams: HParams
+    distill: Any = None  # glp.distill.DistillSettings: removal sets learn from the teacher of their seed
+    teachers: dict[int, Any] = field(default_factory=dict)  # seed -> the teacher's outputs on the training rows
 
     def trial(
         self,
@@ -88,8 +90,21 @@ class TrialSpec:
         threads: int | None = None,
         progress: Progress | None = None,
     ) -> Trial:
+        distill = None
+        if self.distill is not None and tuple(removed):  # the unpruned model is the teacher: trained plainly
+            if int(seed) not in self.teachers:
+                raise ConfigError(f"no teacher outputs for seed {seed}: the teacher is fine-tuned first")
+            distill = (self.teachers[int(seed)], self.distill)
         return Trial(
-            self.model, removed, self.trial_data, self.hparams, seed, device, threads=threads, progress=progress
+            self.model,
+            removed,
+            self.trial_data,
+            self.hparams,
+            seed,
+            device,
+            threads=threads,
+            progress=progress,
+            distill=distill,
         )
 
     def warm_up(self) -> None:
@@ -107,6 +122,9 @@ class TrialSpec:
             warnings.simplefilter("ignore")
             sample = self.trial_data.eval.subset(np.arange(min(2, len(self.trial_data.eval))))
             kind.collate(sample, np.arange(len(sample)), 0)
+
+
+FINAL_PROTOCOL = "full-train/dev"  # fine-tuned on the whole train set, scored on dev
 
 
 @dataclass
@@ -144,6 +162,20 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
     for k, v in extra.items():  # (sequence tasks score dev only: their fingerprints, and journal keys, are as before)
         fp[f"{k}_rows"], fp[f"{k}_sha256"] = len(v), v.content_hash()
     return FinalData(ds.task, ds, td, fp)
+
+
+def final_context(model_name: str, source: Any, data: FinalData, hparams: HParams) -> dict[str, Any]:
+    """What a final fine-tune's journal key hashes (``glp evaluate``; a distilled export's teacher)."""
+    from glp.models import weights_revision
+
+    return {
+        "protocol": FINAL_PROTOCOL,
+        "model": model_name,
+        "revision": weights_revision(source),
+        "task": data.task.to_dict(),
+        "data": {k: v for k, v in data.fingerprint.items() if k.endswith("_sha256")},
+        "hparams": hparams.to_dict(),
+    }
 
 
 def clear_model_cache() -> None:
@@ -195,6 +227,7 @@ class Trial:
         bf16: bool | None = None,
         compile: bool = False,
         threads: int | None = None,
+        distill: tuple[Any, Any] | None = None,
         _model: nn.Module | None = None,
     ) -> None:
         t0 = time.perf_counter()
@@ -214,13 +247,23 @@ class Trial:
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
         model = _model if _model is not None else load_model(model_source, self.task, self.removed, self.seed)
+        loop_kind = self.kind
+        if distill is not None:  # the loss also pulls towards the teacher's outputs on these training rows
+            from glp.distill import DistillKind
+
+            teacher, settings = distill
+            if len(teacher) != len(self.train_table):
+                raise ConfigError(
+                    f"the teacher has outputs for {len(teacher)} rows, the training set {len(self.train_table)}"
+                )
+            loop_kind = DistillKind(self.kind, teacher, settings)
         self.loop = TrainLoop(
             model,
             self.train_table,
             hparams,
             self.seed,
             self.device,
-            self.kind,
+            loop_kind,
             bf16=bf16,
             compile_model=compile,
         )

@@ -259,7 +259,7 @@ class TrainLoop:
         return self._epoch_batches[1][k]
 
     def _logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        inputs = {k: v for k, v in batch.items() if k != "labels" and not k.startswith("_")}  # "_x": not inputs
         with self.autocast():
             return self.forward(**inputs).logits
 
@@ -270,7 +270,7 @@ class TrainLoop:
         units = sum(self.kind.units(p) for p in parts)  # the batch's mean loss: over rows, or labelled tokens
         for part in parts:
             batch = to_device(part, self.device)
-            loss = self.kind.loss_sum(self._logits(batch), batch["labels"]) / units
+            loss = self.kind.batch_loss(self._logits(batch), batch) / units
             loss.backward()
             total += loss.detach()
         return total

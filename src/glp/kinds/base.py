@@ -93,6 +93,11 @@ class TaskKind(ABC):
     def loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss summed over the units of a batch (the training loop divides by the batch's `units`)."""
 
+    def batch_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """The training loss of a batch (the loop divides by `units`): `loss_sum` on the labels. Distillation
+        (`glp.distill.DistillKind`) adds the teacher's term here."""
+        return self.loss_sum(logits, batch["labels"])
+
     def units(self, batch: dict[str, np.ndarray]) -> int:
         """How many units ``loss_sum`` sums over (rows, by default)."""
         return len(batch["labels"])

@@ -1,0 +1,140 @@
+"""Distilling the pruned model from the unpruned one (``glp export --finetune --distill``, ``glp evaluate --distill``).
+
+The teacher is the unpruned model fine-tuned on the same training set with the same settings and seed: the
+baseline row's own fine-tune, so one teacher per seed serves every row. Its outputs on the training set are
+computed once (eval mode, so they do not depend on the epoch order) and kept in memory and in
+``RUN/cache/teachers/`` (npz). The student is the pruned model; its loss is
+
+    alpha * task loss + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+
+on the logits (``--distill-alpha``, default 0.5; ``--distill-temperature``, default 2), summed over the kind's units
+(rows; labelled tokens for token classification, masked like the labels), and MSE to the teacher's output for a
+regression. At ``alpha = 1`` it is the plain task loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glp.errors import ConfigError
+
+TEACHER_KEY = "_teacher"
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    alpha: float = field(default=0.5, metadata={"help": "Weight of the task loss; the teacher's term gets 1 - alpha."})
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the distillation."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"--distill-alpha must be in [0, 1], got {self.alpha}")
+        if not self.temperature > 0:
+            raise ConfigError(f"--distill-temperature must be positive, got {self.temperature}")
+
+    def to_dict(self) -> dict[str, float]:
+        return {"alpha": self.alpha, "temperature": self.temperature}
+
+
+class DistillKind:
+    """A task kind whose training loss also pulls the student towards the teacher's outputs (``teacher[row]``).
+
+    It wraps the task's own kind: everything but `collate` (which adds the teacher's outputs of the rows) and
+    `batch_loss` is the wrapped kind's, so scoring and the eval loss stay the task's."""
+
+    def __init__(self, kind: Any, teacher: list[np.ndarray], settings: DistillSettings):
+        self.kind, self.teacher, self.settings = kind, teacher, settings
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kind, name)
+
+    def collate(self, table: Any, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+        batch = self.kind.collate(table, idx, pad_id)
+        rows = [self.teacher[int(j)] for j in idx]
+        if rows and rows[0].ndim == 2:  # one output per token: pad to the batch's width
+            width = batch["labels"].shape[1]
+            out = np.zeros((len(rows), width, rows[0].shape[1]), dtype=np.float32)
+            for r, t in enumerate(rows):
+                out[r, : len(t)] = t
+            batch[TEACHER_KEY] = out
+        else:
+            batch[TEACHER_KEY] = np.stack(rows).astype(np.float32)
+        return batch
+
+    def batch_loss(self, logits: Any, batch: dict[str, Any]) -> Any:
+        import torch.nn.functional as F
+
+        a, t = self.settings.alpha, self.settings.temperature
+        task = self.kind.loss_sum(logits, batch["labels"])
+        if a == 1.0:
+            return task
+        teacher = batch[TEACHER_KEY].float()
+        student = logits.float()
+        if getattr(self.kind.task, "is_regression", False):
+            soft = F.mse_loss(student.view(-1), teacher.view(-1), reduction="sum")
+        else:
+            if student.ndim == 3:  # per token, where the labels are
+                mask = batch["labels"] != -100
+                student, teacher = student[mask], teacher[mask]
+            log_s = F.log_softmax(student / t, dim=-1)
+            log_t = F.log_softmax(teacher / t, dim=-1)
+            soft = (t * t) * F.kl_div(log_s, log_t, log_target=True, reduction="sum")
+        return a * task + (1.0 - a) * soft
+
+
+def row_outputs(trial: Any, table: Any) -> list[np.ndarray]:
+    """The model's float32 outputs for every row of ``table`` in eval mode: (labels,) per row, or (tokens, labels)
+    per row for per-token heads, cut to the row's length."""
+    import torch
+
+    from glp.train import eval_batches, to_device
+
+    loop = trial.loop
+    out: list[np.ndarray | None] = [None] * len(table)
+    loop.model.eval()
+    try:
+        with torch.inference_mode():
+            for idx in eval_batches(table.lengths, loop.hp.per_device_eval_batch_size):
+                batch = to_device(trial.kind.collate(table, idx, loop.pad_id), loop.device)
+                logits = loop._logits(batch).float().cpu().numpy()
+                for r, j in enumerate(idx):
+                    out[int(j)] = logits[r, : table.lengths[j]] if logits.ndim == 3 else logits[r]
+    finally:
+        loop.model.train()
+    return out  # type: ignore[return-value]
+
+
+_TEACHERS: dict[str, list[np.ndarray]] = {}
+
+
+def teacher_outputs(spec: Any, seed: int, device: Any, cache_dir: str | os.PathLike[str] | None, key: str) -> tuple:
+    """(outputs on the student's training rows, the teacher's TrialResult or None when the outputs were cached).
+
+    ``key`` identifies the teacher (the journal key of the unpruned model's trial); the outputs are kept in memory
+    and in ``cache_dir/teachers/<key>.npz``."""
+    if key in _TEACHERS:
+        return _TEACHERS[key], None
+    path = Path(cache_dir) / "teachers" / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            outputs = [z[f"r{i}"] for i in range(int(z["n"]))]
+        _TEACHERS[key] = outputs
+        return outputs, None
+    trial = spec.trial((), seed, device)
+    result = trial.advance(1.0)
+    if not result.ok:
+        raise ConfigError(f"the teacher's fine-tune (the unpruned model, seed {seed}) failed: {result.reason}")
+    outputs = row_outputs(trial, trial.train_table)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, n=np.array(len(outputs)), **{f"r{i}": o for i, o in enumerate(outputs)})
+        os.replace(tmp, path)
+    _TEACHERS[key] = outputs
+    return outputs, result

@@ -1,0 +1,98 @@
+"""Distillation: the loss (plain at alpha = 1), one teacher per seed for every row, export --distill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from glp.distill import TEACHER_KEY, DistillKind, DistillSettings
+from glp.errors import ConfigError
+from glp.kinds import kind_of
+from glp.tasks import custom_task
+
+
+def _batch(logits_shape, labels):
+    torch.manual_seed(0)
+    return torch.randn(*logits_shape), {"labels": torch.as_tensor(labels), TEACHER_KEY: torch.randn(*logits_shape)}
+
+
+def test_alpha_one_is_the_plain_loss_and_the_soft_term_vanishes_at_the_teacher():
+    kind = kind_of(custom_task("t", ("text",), "label", num_labels=3))
+    logits, batch = _batch((4, 3), [0, 2, 1, 1])
+    plain = kind.loss_sum(logits, batch["labels"])
+    assert torch.equal(DistillKind(kind, [], DistillSettings(alpha=1.0)).batch_loss(logits, batch), plain)
+    half = DistillKind(kind, [], DistillSettings(alpha=0.5, temperature=2.0))
+    assert not torch.allclose(half.batch_loss(logits, batch), plain)
+    at_teacher = {**batch, TEACHER_KEY: logits.clone()}
+    assert torch.allclose(half.batch_loss(logits, at_teacher), 0.5 * plain)  # KL(teacher || teacher) = 0
+    reg = kind_of(custom_task("r", ("text",), "y", "spearman"))
+    y, rb = _batch((4, 1), [0.1, 0.5, 0.2, 0.9])
+    mse = DistillKind(reg, [], DistillSettings(alpha=0.0)).batch_loss(y, rb)
+    assert torch.allclose(mse, ((y.view(-1) - rb[TEACHER_KEY].view(-1)) ** 2).sum())
+    with pytest.raises(ConfigError, match="--distill-alpha"):
+        DistillSettings(alpha=1.5)
+
+
+def test_per_token_distillation_is_masked_like_the_labels():
+    from glp.tasks import Task
+
+    task = Task("ner", ("tokens",), "tags", 3, False, "entity-f1", ("O", "B-X", "I-X"), kind="token-classification")
+    kind = DistillKind(kind_of(task), [], DistillSettings(alpha=0.0))
+    logits, batch = _batch((2, 5, 3), [[-100, 1, 0, -100, -100], [-100, 2, 2, 0, -100]])
+    masked = {**batch, TEACHER_KEY: batch[TEACHER_KEY].clone()}
+    masked[TEACHER_KEY][batch["labels"] == -100] = 1e3  # where there is no label the teacher does not count
+    assert torch.allclose(kind.batch_loss(logits, batch), kind.batch_loss(logits, masked))
+    # the teacher's outputs are padded to the batch's width by collate
+    from glp.data import Encoded
+
+    table = Encoded([np.array([2, 5, 3]), np.array([2, 5, 6, 7, 3])], None,
+                    [np.array([-100, 1, -100]), np.array([-100, 1, 2, 0, -100])])  # fmt: skip
+    teacher = [np.ones((3, 3), np.float32), 2 * np.ones((5, 3), np.float32)]
+    out = DistillKind(kind_of(task), teacher, DistillSettings()).collate(table, np.array([0, 1]), 0)
+    assert out[TEACHER_KEY].shape == (2, 5, 3) and out[TEACHER_KEY][0, 3:].sum() == 0
+
+
+def test_one_teacher_per_seed_serves_every_row(tiny_run, tmp_path, monkeypatch):
+    import glp.distill
+    from glp.evaluate import EvalConfig, evaluate
+    from glp.scoring import Trial
+
+    calls = []
+    real = Trial.advance
+
+    def counted(self, budget, progress=None):
+        calls.append((self.removed, self.seed, self.loop.kind.__class__.__name__))
+        return real(self, budget, progress)
+
+    monkeypatch.setattr(Trial, "advance", counted)
+    cfg = EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "eval"), seeds=1, distill=True)
+    result = evaluate(cfg)
+    teachers = [c for c in calls if c[0] == ()]
+    assert teachers == [((), 42, "SequenceClassification")]  # fine-tuned once, for both rows (n = 1, 2)
+    assert sorted(c[0] for c in calls if c[0]) == sorted([tuple(r["removed"]) for r in result["records"] if r["n"]])
+    assert all(c[2] == "DistillKind" for c in calls if c[0])
+    strategies = {r["strategy"]: r["distilled"] for r in result["records"]}
+    assert strategies == {"baseline": False, "greedy (distilled)": True}
+    # again: the journal has every row, the teacher's outputs are on disk
+    calls.clear()
+    glp.distill._TEACHERS.clear()
+    again = evaluate(cfg)
+    assert calls == [] and [r["score"] for r in again["records"]] == [r["score"] for r in result["records"]]
+
+
+def test_export_distilled(tiny_run, tmp_path):
+    import shutil
+
+    import glp.distill
+    from glp.export import export
+
+    glp.distill._TEACHERS.clear()  # (the evaluation above kept this teacher in memory: the same key)
+    run = tmp_path / "run"  # a copy: the teacher's outputs are cached in the run directory
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
+    out = export(run, 1, tmp_path / "m", finetune=True, distill=DistillSettings(alpha=0.5))
+    assert list((run / "cache" / "teachers").glob("*.npz"))
+    assert out.manifest["distilled"] == {"alpha": 0.5, "temperature": 2.0}
+    assert "distilled from the unpruned model" in (tmp_path / "m" / "README.md").read_text()
+    with pytest.raises(ConfigError, match="needs --finetune"):
+        export(run, 1, tmp_path / "n", distill=DistillSettings())
