@@ -53,6 +53,26 @@ def test_conll2003_columns_and_documents(tmp_path):
     assert detect_scheme([["NN", "VB"]]) == "none"
 
 
+def test_conll2003_tokens_that_look_like_conllu_lines_are_kept(tmp_path):
+    """'#', '1-0' and '3.5' are tokens in CoNLL-2003 (not comments, ranges or empty nodes, which only CoNLL-U has)."""
+    (tmp_path / "t.txt").write_text("Celtic NNP I-NP I-ORG\n1-0 CD I-NP O\n# NN I-NP O\n3.5 CD I-NP O\n\n")
+    assert read_columns(tmp_path / "t.txt", 0, 3).words == [["Celtic", "1-0", "#", "3.5"]]
+
+
+def test_the_real_conll2003_files_have_the_official_counts():
+    """Tjong Kim Sang & De Meulder 2003, Table 2: sentences, tokens and articles of train / dev / test."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
+    if not root.is_dir():
+        pytest.skip("no ../shared/data/conll2003")
+    counts = {}
+    for split in ("train", "dev", "test"):
+        s = read_columns(root / f"{split}.txt", 0, 3)
+        counts[split] = (len(s.words), sum(map(len, s.words)), len(set(s.docs)))
+    assert counts == {"train": (14041, 203621, 946), "dev": (3250, 51362, 216), "test": (3453, 46435, 231)}
+
+
 def test_conllu_comments_ranges_and_empty_nodes(tmp_path):
     (tmp_path / "a.conllu").write_text(
         "# sent_id = 1\n# text = I saw it.\n"

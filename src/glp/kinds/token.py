@@ -55,9 +55,22 @@ class _Sentences:
 # --------------------------------------------------------------------------------------------- readers
 
 
+def _is_conllu(path: Path) -> bool:
+    """CoNLL-U: a .conllu file, or one whose first token line has 10 tab-separated fields and an integer ID."""
+    if path.suffix.lower() == ".conllu":
+        return True
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip() and not line.startswith(("#", "-DOCSTART-")):
+                fields = line.rstrip("\n").split("\t")
+                return len(fields) == 10 and fields[0].isdigit()
+    return False
+
+
 def read_columns(path: str | Path, token_column: int, tag_column: int) -> _Sentences:
     """A CoNLL-style column file: one token a line, blank lines between sentences; ``-DOCSTART-`` lines start a
-    document, ``#`` lines (CoNLL-U comments), multiword-token ranges and empty nodes are skipped. Columns are split
+    document. In CoNLL-U files (`_is_conllu`) ``#`` comment lines, multiword-token ranges (``1-2``) and empty nodes
+    (``8.1``) are skipped; elsewhere such lines are tokens (CoNLL-2003 has "#", "1-0" and "3.5"). Columns are split
     on tabs when a line has them, else on white space; every token line must have the same number of columns."""
     p = Path(path)
     if not p.is_file():
@@ -66,6 +79,7 @@ def read_columns(path: str | Path, token_column: int, tag_column: int) -> _Sente
     words: list[str] = []
     tags: list[str] = []
     doc, first, ncols = 0, 0, None
+    conllu = _is_conllu(p)
 
     def flush() -> None:
         if words:
@@ -86,10 +100,10 @@ def read_columns(path: str | Path, token_column: int, tag_column: int) -> _Sente
                 flush()
                 doc += 1
                 continue
-            if line.startswith("#"):
+            if conllu and line.startswith("#"):
                 continue
             fields = line.split("\t") if "\t" in line else line.split()
-            if _CONLLU_SKIP.match(fields[0]):
+            if conllu and _CONLLU_SKIP.match(fields[0]):
                 continue
             ncols = ncols or len(fields)
             if len(fields) != ncols:
