@@ -82,9 +82,10 @@ class ModelSource:
         return dataclasses.replace(self, given=given or self.given)
 
     def describe(self) -> dict[str, Any]:
-        """Plain data for a plan: the name, where it was read here, and how."""
+        """Plain data for a plan: the name, how it was found, and (for a path) where it was read here. A hub name
+        and ``pkg:NAME`` resolve again by their name, so no path of this machine is recorded for them."""
         d: dict[str, Any] = {"source": self.name, "origin": self.origin}
-        if self.is_local:
+        if self.origin == "local":
             d["path"] = self.path
         if self.gguf_file:
             d["gguf_file"] = self.gguf_file
