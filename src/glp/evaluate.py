@@ -33,9 +33,9 @@ from glp.executors import ExecutionSettings
 from glp.hparams import HParams
 from glp.plan import Plan
 from glp.rundir import RunDir
+from glp.scoring import FINAL_PROTOCOL as PROTOCOL
 from glp.tasks import relative_performance
 
-PROTOCOL = "full-train/dev"
 SCHEMA = "glp.evaluation/1"
 BASELINE = "baseline"
 

@@ -122,7 +122,8 @@ def export(
     model = model.to("cpu").float().eval()
 
     with torch.random.fork_rng(devices=[]):  # a fresh full-size model only to count its parameters
-        params_before = models.count_parameters(source, task)
+        counts = models.count_parameters(source, task)
+        params_before = counts[0] if counts else None
     params_after = sum(p.numel() for p in model.parameters())
     out.mkdir(parents=True, exist_ok=True)
     from transformers.utils import logging as hf_logging

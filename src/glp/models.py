@@ -405,17 +405,27 @@ def build(source: str | ModelSource | ModelFactory, task: Any, removed: Sequence
     return model
 
 
-def count_parameters(source: str | ModelSource, task: Any) -> int | None:
-    """Parameters of the unpruned model with the task's head (built on the meta device: no weights read)."""
+def count_parameters(
+    source: str | ModelSource, task: Any, removals: Sequence[Sequence[int]] = ((),)
+) -> list[int] | None:
+    """Parameters of the model with the task's head, one count per removal set (``()``: the unpruned model);
+    built on the meta device, so no weights are read. None when the model cannot be built here."""
     try:
         import torch
 
         from glp.kinds import kind_of
+        from glp.layers import drop_layers
 
         kind = kind_of(task)
         conf = kind.head_config(load_config(source))
         with torch.device("meta"):
-            m = kind.model_class().from_config(conf)
-        return sum(p.numel() for p in m.parameters())
-    except Exception:  # only informative
+            full = kind.model_class().from_config(conf)
+        counts = []
+        for removed in removals:
+            m = drop_layers(full, list(removed), inplace=False) if removed else full
+            counts.append(sum(p.numel() for p in m.parameters()))
+        return counts
+    except GLPError:
+        raise
+    except Exception:  # a model's own code is not ours; the count is only informative
         return None

@@ -29,7 +29,6 @@ from torch import nn
 
 from glp.errors import ConfigError, GLPError, RunDirError
 from glp.kinds import kind_of
-from glp.models import quiet_transformers  # noqa: F401 - re-exported
 from glp.train import (
     HParams,
     Progress,

@@ -123,29 +123,15 @@ class Choice:
 
 
 def layer_params(plan: Any) -> dict[int, int] | None:
-    """Parameters of the plan's model with its task head for every n of the plan (built on the meta device)."""
-    try:
-        import torch
+    """Parameters of the plan's model with its task head for every n of the plan (`glp.models.count_parameters`)."""
+    from glp import models
+    from glp.tasks import Task
 
-        from glp import models
-        from glp.kinds import kind_of
-        from glp.layers import drop_layers
-        from glp.tasks import Task
-
-        task = Task.from_dict(plan.task)
-        kind = kind_of(task)
-        conf = kind.head_config(models.load_config(models.from_record(plan.model)))
-        with torch.device("meta"):
-            full = kind.model_class().from_config(conf)
-        out = {0: sum(p.numel() for p in full.parameters())}
-        for n in plan.removals:
-            pruned = drop_layers(full, plan.layers_to_remove(n), inplace=False)
-            out[n] = sum(p.numel() for p in pruned.parameters())
-        return out
-    except GLPError:
-        raise
-    except Exception:  # noqa: BLE001 - the model's code is not ours; the message below says what is missing
-        return None
+    ns = [0, *sorted(plan.removals)]
+    counts = models.count_parameters(
+        models.from_record(plan.model), Task.from_dict(plan.task), [plan.layers_to_remove(n) for n in ns]
+    )
+    return None if counts is None else dict(zip(ns, counts, strict=True))
 
 
 def choose(
