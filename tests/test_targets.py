@@ -161,3 +161,24 @@ def test_stop_drop_stops_records_why_and_goes_on_with_a_larger_bound(tiny_setup,
     with pytest.raises(ConfigError, match="needs --baseline"):
         tiny_prune_config(tiny_setup, out, stop_drop="1%", baseline=False)
     assert np.isclose(Drop.parse("8%").of(0.85, 0.9), 0.0556, atol=1e-3)
+
+
+def test_progress_best_so_far_follows_the_direction():
+    """The log's 'best so far' is the lowest score of a step when the metric is lower-is-better."""
+    from glp.cli import _SearchProgress
+    from glp.search import TrialRequest
+
+    from glp.search import SearchContext
+
+    events = []
+    run = [{"status": "ok", "score": 1.0, "removed": [1], "seed": 42, "budget": 1.0}]
+    ctx = SearchContext(num_layers=4, max_remove=2, run_trials=lambda reqs: run * len(reqs), higher_is_better=False,
+                        on_event=lambda e, **i: events.append((e, i)))  # fmt: skip
+    ctx.evaluate(1, [(1,)], [1])
+    start = next(i for e, i in events if e == "step_start")
+    assert start["higher_is_better"] is False  # the search tells the display which way is better
+    progress = _SearchProgress(2)
+    progress.event("step_start", **start)
+    for removed, score in (((1,), 40.0), ((2,), 36.5)):
+        progress.event("trial_done", request=TrialRequest(removed, 42, 1.0), result={"status": "ok", "score": score})
+    assert progress.best == 36.5

@@ -183,7 +183,14 @@ class SearchContext:
         budgets = schedule.budgets()
         alive = list(range(len(sets)))
         final: dict[int, Candidate] = {}
-        self.emit("step_start", n=n, total=self.max_remove, candidates=len(sets), budgets=budgets)
+        self.emit(
+            "step_start",
+            n=n,
+            total=self.max_remove,
+            candidates=len(sets),
+            budgets=budgets,
+            higher_is_better=self.higher_is_better,
+        )
         for r, budget in enumerate(budgets):
             requests = [TrialRequest(tuple(sets[i]), s, budget) for i in alive for s in self.seeds]
             results = self._run(requests)
@@ -217,7 +224,8 @@ class SearchContext:
         if len(sets) < 2:
             return
         requests = [TrialRequest(tuple(s), seed, 1.0) for s in sets for seed in self.seeds]
-        self.emit("batch_start", label=f"n = 1..{len(sets)}", candidates=len(sets))
+        label = f"n = 1..{len(sets)}"
+        self.emit("batch_start", label=label, candidates=len(sets), higher_is_better=self.higher_is_better)
         self._prefetched.update(zip(requests, self.run_trials(requests), strict=True))
 
     def _run(self, requests: list[TrialRequest]) -> list[dict[str, Any]]:
