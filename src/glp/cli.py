@@ -691,8 +691,8 @@ def evaluate_cmd(
     max_train_samples: _MaxTrainSamples = None,
     max_eval_samples: _MaxEvalSamples = None,
     distill: bool | None = _e("distill", "--distill/--no-distill"),
-    distill_alpha: float | None = _e("distill_alpha", "--distill-alpha"),
-    distill_temperature: float | None = _e("distill_temperature", "--distill-temperature"),
+    distill_alpha: float | None = _distill_opt("alpha", "--distill-alpha"),
+    distill_temperature: float | None = _distill_opt("temperature", "--distill-temperature"),
 ) -> None:
     """The paper's Table 1: fine-tune on the full train set, score on dev, median of seeds, relative to baseline.
 

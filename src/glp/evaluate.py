@@ -84,8 +84,8 @@ class EvalConfig(ExecutionSettings):
         default=False,
         metadata={"help": "Fine-tune every removal set distilled from the unpruned model (fine-tuned once per seed)."},
     )
-    distill_alpha: float = field(default=0.5, metadata={"help": "Weight of the task loss; the teacher's: 1 - alpha."})
-    distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the distillation."})
+    distill_alpha: float | None = None  # None: glp.distill.DistillSettings' default (the one place defaults live)
+    distill_temperature: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -96,12 +96,17 @@ class EvalConfig(ExecutionSettings):
         if not self.run_dirs and not (self.model and self.tasks):
             raise ConfigError("give RUN_DIR(s) with plans, or --model and --task (with --pattern) to evaluate")
         if self.distill:
-            from glp.distill import DistillSettings
-
-            DistillSettings(self.distill_alpha, self.distill_temperature)  # ConfigError on bad values
+            self.distill_settings()  # ConfigError on bad values
         if self.train_file or self.dev_file:
             if len(self.tasks) > 1 or len(self.run_dirs) > 1:
                 raise ConfigError("--train-file/--dev-file work with a single task only")
+
+    def distill_settings(self) -> Any:
+        """The `glp.distill.DistillSettings` of ``--distill``, the flags given over its defaults."""
+        from glp.distill import DistillSettings
+
+        given = {"alpha": self.distill_alpha, "temperature": self.distill_temperature}
+        return DistillSettings(**{k: v for k, v in given.items() if v is not None})
 
 
 @dataclass
@@ -235,9 +240,9 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
             # the removal sets distilled from the teacher of their seed
             groups = [(job.arms, context, spec)]
             if cfg.distill:
-                from glp.distill import DistillSettings, teacher_outputs
+                from glp.distill import teacher_outputs
 
-                settings = DistillSettings(cfg.distill_alpha, cfg.distill_temperature)
+                settings = cfg.distill_settings()
                 teachers = {}
                 for s in seeds:  # one teacher per seed for every row, journaled as the baseline's trial
                     key = trial_key(context, (), s, 1.0)
