@@ -13,6 +13,9 @@ from typing import Any
 
 from glp.errors import ConfigError
 
+HEAL_MODES = ("none", "full", "lora")
+DTYPES = ("auto", "bf16", "fp32")
+
 
 @dataclass(frozen=True)
 class HParams:
@@ -35,8 +38,38 @@ class HParams:
     max_train_samples: int | None = field(default=None, metadata={"help": "Seeded subsample of the training set."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Seeded subsample of the scoring set."})
     max_grad_norm: float | None = 1.0
+    # healing (decoder LLMs; every kind can use them) and precision
+    heal: str = field(
+        default="full",
+        metadata={"help": "How a candidate is trained before it is scored: none (scored as it is; greedy + none is "
+                  "SLEB), full (every weight) or lora (PEFT adapters, merged into the weights on export)."},
+    )
+    heal_steps: int | None = field(
+        default=None,
+        metadata={"help": "Optimizer steps of each heal/fine-tune (run_clm's max_steps); replaces the epochs."},
+    )
+    lora_rank: int = field(default=8, metadata={"help": "--heal lora: the adapters' rank r."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "--heal lora: the adapters' scaling alpha."})
+    lora_targets: tuple[str, ...] | None = field(
+        default=None,
+        metadata={"help": "--heal lora: module names to adapt, e.g. q_proj,v_proj (default: every linear layer of "
+                  "the blocks, PEFT's all-linear, which works for Llama, Mistral, Qwen, Gemma, Phi and GPT-2)."},
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in the backward pass: less memory, slower steps."}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Compute precision: auto (bf16 autocast where it was measured to match fp32: GPUs, and "
+                  "causal LMs on CPUs with AMX/AVX512-BF16), bf16, or fp32."},
+    )
 
     def __post_init__(self) -> None:
+        if self.lora_targets is not None and not isinstance(self.lora_targets, tuple):
+            targets = self.lora_targets
+            if isinstance(targets, str):
+                targets = [t.strip() for t in targets.split(",") if t.strip()]
+            object.__setattr__(self, "lora_targets", tuple(str(t) for t in targets))
         problems = []
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
@@ -53,11 +86,29 @@ class HParams:
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 problems.append(f"{name} must be at least 1 (or unset), got {v}")
+        if self.heal not in HEAL_MODES:
+            problems.append(f"heal must be one of {', '.join(HEAL_MODES)}, got {self.heal!r}")
+        if self.heal_steps is not None and int(self.heal_steps) < 1:
+            problems.append(f"heal_steps must be at least 1 (or unset), got {self.heal_steps}")
+        if int(self.lora_rank) < 1:
+            problems.append(f"lora_rank must be at least 1, got {self.lora_rank}")
+        if not self.lora_alpha > 0:
+            problems.append(f"lora_alpha must be > 0, got {self.lora_alpha}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if problems:
             raise ConfigError("invalid hyper-parameters: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data. The healing and precision fields are left out while they hold their defaults, so journal keys
+        (which hash this dict) of runs made before they existed stay valid."""
+        d = dataclasses.asdict(self)
+        for name, default in _LATER_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        if d.get("lora_targets") is not None:
+            d["lora_targets"] = list(d["lora_targets"])
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HParams:
@@ -81,6 +132,18 @@ class HParams:
                 continue
             d[k] = None if k in ("max_train_samples", "max_eval_samples") and int(v) == 0 else v
         return cls.from_dict(d)
+
+
+#: fields added after journals existed, omitted from `HParams.to_dict` at these defaults
+_LATER_DEFAULTS = {
+    "heal": "full",
+    "heal_steps": None,
+    "lora_rank": 8,
+    "lora_alpha": 16.0,
+    "lora_targets": None,
+    "gradient_checkpointing": False,
+    "dtype": "auto",
+}
 
 
 @dataclass

@@ -79,6 +79,7 @@ class TrialSpec:
     hparams: HParams
     distill: Any = None  # glp.distill.DistillSettings: removal sets learn from the teacher of their seed
     teachers: dict[int, Any] = field(default_factory=dict)  # seed -> the teacher's outputs on the training rows
+    lm_eval: Any = None  # glp.lmeval.LMEvalSettings: a final fine-tune is also scored by lm-evaluation-harness
 
     def trial(
         self,
@@ -104,6 +105,7 @@ class TrialSpec:
             threads=threads,
             progress=progress,
             distill=distill,
+            lm_eval=self.lm_eval,
         )
 
     def warm_up(self) -> None:
@@ -227,6 +229,7 @@ class Trial:
         compile: bool = False,
         threads: int | None = None,
         distill: tuple[Any, Any] | None = None,
+        lm_eval: Any = None,
         _model: nn.Module | None = None,
     ) -> None:
         t0 = time.perf_counter()
@@ -245,7 +248,12 @@ class Trial:
         self.extra_tables = {k: v.check() for k, v in getattr(task_data, "extra", {}).items()}
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
-        model = _model if _model is not None else load_model(model_source, self.task, self.removed, self.seed)
+        if _model is None:
+            from glp.heal import prepare
+
+            model = prepare(load_model(model_source, self.task, self.removed, self.seed), hparams, self.seed, self.kind)
+        else:
+            model = _model
         loop_kind = self.kind
         if distill is not None:  # the loss also pulls towards the teacher's outputs on these training rows
             from glp.distill import DistillKind
@@ -267,6 +275,7 @@ class Trial:
             compile_model=compile,
         )
         self.compile = compile
+        self.lm_eval = lm_eval
         self.budget = 0.0  # the largest budget trained to so far
         self.failure: str | None = None
         # (step, metrics, mean eval loss) of the last evaluation
@@ -311,6 +320,11 @@ class Trial:
             for name, table in self.extra_tables.items():
                 more, _ = self.kind.score(self.loop.predict(table), table)
                 metrics.update({f"{name}:{k}": v for k, v in more.items()})
+            if self.lm_eval is not None:  # zero-shot accuracy of the healed model (glp evaluate --lm-eval-tasks)
+                from glp import lmeval
+                from glp.models import load_tokenizer
+
+                metrics.update(lmeval.run(self.model, load_tokenizer(self.model_source), self.lm_eval, self.device))
         self._metrics = (self.step, metrics, loss)
         return metrics
 
@@ -417,7 +431,11 @@ class Trial:
             config = AutoConfig.from_pretrained(str(src))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = kind_of(task_data.task).model_class().from_config(config)
+                kind = kind_of(task_data.task)
+                model = kind.model_class().from_config(config)
+            from glp.heal import prepare
+
+            model = prepare(model, hparams, seed, kind)  # the adapters' names, as saved
             st_load_model(model, str(src / "model.safetensors"))
             tensors = load_file(str(src / "state.safetensors"))
         except GLPError:

@@ -13,7 +13,8 @@ batch. What differs is only how fast it gets there:
 - no host synchronisation per step: the loss of every step is written into a tensor on the device and read
   back every ``SYNC_EVERY`` steps (for the NaN check and the progress callback) and at the end (on CPU,
   where reading it costs nothing, after every step);
-- on CUDA: bf16 autocast, pinned host memory, non-blocking copies; optionally ``torch.compile``;
+- bf16 autocast on GPUs (and on CPUs with native bf16, for causal LMs; ``--dtype``), pinned host memory,
+  non-blocking copies; optionally ``torch.compile``;
 - evaluation in ``inference_mode``, batches sorted by length.
 
 `TrainLoop` holds the whole state of one fine-tune (model, optimizer, step, RNG, loss curve), so a fine-tune
@@ -113,10 +114,38 @@ def to_device(batch: Mapping[str, np.ndarray], device: torch.device) -> dict[str
 # --------------------------------------------------------------------------------------- optimisation
 
 
-def num_steps(n_examples: int, batch_size: int, epochs: float) -> tuple[int, int]:
-    """(batches per epoch, total optimizer steps = ceil(epochs × batches per epoch)), as the Trainer."""
+def num_steps(n_examples: int, batch_size: int, epochs: float, max_steps: int | None = None) -> tuple[int, int]:
+    """(batches per epoch, total optimizer steps = ceil(epochs × batches per epoch)), as the Trainer; ``max_steps``
+    (``--heal-steps``, the Trainer's ``max_steps``) replaces the epochs, cycling through the data as often as it
+    takes."""
     per_epoch = math.ceil(n_examples / batch_size)
+    if max_steps is not None:
+        return per_epoch, int(max_steps)
     return per_epoch, max(1, math.ceil(round(epochs * per_epoch, 6)))
+
+
+def cpu_has_bf16() -> bool:
+    """Does this CPU compute bf16 natively (AMX or AVX512-BF16)? Without it bf16 autocast is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch build without oneDNN
+        return False
+
+
+def use_bf16(dtype: str, device: torch.device, kind: Any = None) -> bool:
+    """Whether a fine-tune runs under bf16 autocast. ``auto``: on GPUs that support it, and on CPUs with native bf16
+    for the kinds that measured it to match fp32 (``kind.bf16_on_cpu``: causal LMs; docs/benchmarks.md); ``bf16`` /
+    ``fp32``: as asked (bf16 on a device without it is refused)."""
+    if dtype == "fp32":
+        return False
+    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_bf16()
+    if dtype == "bf16":
+        if not supported:
+            raise ConfigError(f"--dtype bf16: {device} has no native bf16 (CPU: AMX or AVX512-BF16); use --dtype fp32")
+        return True
+    if device.type == "cuda":
+        return supported
+    return supported and bool(getattr(kind, "bf16_on_cpu", False))
 
 
 def budget_steps(budget: float, total_steps: int) -> int:
@@ -229,18 +258,24 @@ class TrainLoop:
         self.pad_id = int(getattr(model.config, "pad_token_id", None) or 0)
         self.batch_size = int(hparams.per_device_train_batch_size)
         self.batches_per_epoch, self.total_steps = num_steps(
-            len(train), self.batch_size, hparams.num_train_epochs
+            len(train), self.batch_size, hparams.num_train_epochs, hparams.heal_steps
         )
+        if hparams.heal == "none":  # scored as it is: no step is trained
+            self.total_steps = 0
         self.warmup_steps = math.ceil(self.total_steps * hparams.warmup_ratio)
         self.optimizer = make_optimizer(self.model, hparams, device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.bf16 = (device.type == "cuda" and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
+        self.bf16 = use_bf16(hparams.dtype, device, kind) if bf16 is None else bf16
         self.forward = torch.compile(self.model, dynamic=True) if compile_model else self.model
         self.step = 0
         self.examples_seen = 0
         self.sync_every = 1 if device.type == "cpu" else SYNC_EVERY
         self.grad_accum = 1  # 2 after an out-of-memory retry: half batches, same effective batch
         self.losses = torch.zeros(self.total_steps, dtype=torch.float32, device=device)
+        if hparams.gradient_checkpointing and self.total_steps:
+            from glp.heal import enable_checkpointing
+
+            enable_checkpointing(self.model)
         self.rng_state = _seeded_rng_state(self.seed, device)
         self._epoch_batches: tuple[int, list[np.ndarray]] | None = None
 
@@ -369,7 +404,7 @@ class TrainLoop:
             outs, order = [], []
             for idx in eval_batches(table.lengths, bs):
                 batch = to_device(self.kind.collate(table, idx, self.pad_id), self.device)
-                outs.append(self._logits(batch).float())
+                outs.append(self.kind.reduce(self._logits(batch).float(), batch))  # per batch, on the device
                 order.append(idx)
             predictions = self.kind.gather(outs, order, table)  # one transfer at the end
         except torch.OutOfMemoryError:

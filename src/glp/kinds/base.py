@@ -43,6 +43,8 @@ class TaskKind(ABC):
     #: the model card's ``pipeline_tag`` and a few words on what the model does
     pipeline_tag: ClassVar[str]
     description: ClassVar[str]
+    #: is the head new (trained from scratch by the fine-tune)? A causal LM keeps its pre-trained output head
+    fresh_head: ClassVar[bool] = True
     #: further splits of `load`'s ``extra_dev`` that a final fine-tune is scored on too (``glp evaluate``)
     extra_splits: ClassVar[tuple[str, ...]] = ()
 
@@ -103,6 +105,14 @@ class TaskKind(ABC):
         return len(batch["labels"])
 
     # -- scoring --------------------------------------------------------------------------------------
+    #: does bf16 autocast on a CPU with native bf16 match fp32 for this kind (``--dtype auto`` then uses it)?
+    bf16_on_cpu: ClassVar[bool] = False
+
+    def reduce(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """One evaluation batch's float32 logits → what `gather` collects (on the device). The default keeps the
+        logits; a kind whose logits are too large to keep for a whole split (a vocabulary per token) sums here."""
+        return logits
+
     def gather(self, outputs: Sequence[torch.Tensor], order: Sequence[np.ndarray], table: Encoded) -> Any:
         """Per-batch outputs on the device (batches of the rows of ``table`` in ``order``) → predictions of the rows
         in their original order. The default: (rows, …) logits, moved to the host in one transfer."""

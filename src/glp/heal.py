@@ -1,0 +1,93 @@
+"""Healing: what a pruned candidate is trained with before it is scored (``--heal none|full|lora``).
+
+- ``none``: the pruned model is scored as it is (no step is trained; `glp.train.TrainLoop` sees 0 steps). Greedy
+  search with ``--heal none`` is SLEB (Song et al. 2024).
+- ``full``: every weight is trained (the paper's fine-tune).
+- ``lora``: low-rank adapters (Hu et al. 2022) through PEFT, on every linear layer of the blocks by default
+  (PEFT's ``all-linear``, which leaves the output head alone and works for Llama, Mistral, Qwen2/3, Gemma, Phi and
+  GPT-2 alike), rank ``--lora-rank``, scaling ``--lora-alpha``, no dropout. `merged` folds the adapters into the
+  weights, so an exported model is a plain ``save_pretrained`` directory that loads without PEFT.
+
+The adapters' initialisation is a function of the trial's seed (as the task head's is).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glp.errors import ConfigError
+
+#: PEFT task types by the kind's model class (the adapters do not depend on it; PEFT's wrapper class does)
+_TASK_TYPES = {
+    "AutoModelForCausalLM": "CAUSAL_LM",
+    "AutoModelForSequenceClassification": "SEQ_CLS",
+    "AutoModelForTokenClassification": "TOKEN_CLS",
+}
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError:  # pragma: no cover - peft is a dependency; a broken install
+        raise ConfigError("--heal lora needs PEFT: pip install peft") from None
+    return peft
+
+
+def prepare(model: Any, hparams: Any, seed: int, kind: Any = None) -> Any:
+    """The model a trial trains: ``model`` itself (``none``, ``full``) or wrapped with LoRA adapters (``lora``)."""
+    if hparams.heal != "lora":
+        return model
+    import torch
+
+    peft = _peft()
+    targets = list(hparams.lora_targets) if hparams.lora_targets else "all-linear"
+    task_type = _TASK_TYPES.get(getattr(kind, "auto_class", ""), None)
+    config = peft.LoraConfig(
+        r=int(hparams.lora_rank),
+        lora_alpha=float(hparams.lora_alpha),
+        lora_dropout=0.0,
+        target_modules=targets,
+        task_type=task_type,
+        # a classification head is new: it is trained in full next to the adapters (PEFT's modules_to_save)
+        modules_to_save=_new_head(model, kind),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed) + 7919)
+        try:
+            wrapped = peft.get_peft_model(model, config)
+        except ValueError as exc:  # no such target module
+            raise ConfigError(f"--lora-targets {','.join(hparams.lora_targets or ['all-linear'])}: {exc}") from exc
+    return wrapped
+
+
+def _new_head(model: Any, kind: Any) -> list[str] | None:
+    if getattr(kind, "auto_class", "") == "AutoModelForCausalLM":
+        return None
+    names = [n for n in ("classifier", "score") if hasattr(model, n)]
+    return names or None
+
+
+def is_adapted(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, PeftModel)
+
+
+def merged(model: Any) -> Any:
+    """The plain transformers model: LoRA adapters folded into the weights (``merge_and_unload``); else ``model``."""
+    if is_adapted(model):
+        return model.merge_and_unload()
+    return model
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Gradient checkpointing (``--gradient-checkpointing``): recompute each block's activations in the backward
+    pass. With adapters, the inputs need gradients for the recomputed blocks to pass them on."""
+    base = model.get_base_model() if is_adapted(model) else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"{type(base).__name__} does not support --gradient-checkpointing")
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if is_adapted(model):
+        base.enable_input_require_grads()
