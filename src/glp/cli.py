@@ -143,6 +143,7 @@ def drop(
 # ------------------------------------------------------------------------------------------- prune / show
 
 _HP = "Fine-tuning (run_glue names)"
+_HEAL = "Healing and precision (decoder LLMs; any kind)"
 _DATA = "Data"
 _SEARCH = "Search"
 
@@ -204,6 +205,11 @@ def prune_cmd(
     label_names: str | None = _p("label_names", "--label-names", panel=_DATA),
     label_all_tokens: bool | None = _p("label_all_tokens", "--label-all-tokens/--first-sub-token", panel=_DATA),
     tag_scheme: str | None = _p("tag_scheme", "--tag-scheme", panel=_DATA),
+    text_column: str | None = _p("text_column", "--text-column", panel=_DATA),
+    prompt_column: str | None = _p("prompt_column", "--prompt-column", panel=_DATA),
+    response_column: str | None = _p("response_column", "--response-column", panel=_DATA),
+    chat_template: bool | None = _p("chat_template", "--chat-template/--no-chat-template", panel=_DATA),
+    block_size: int | None = _p("block_size", "--block-size", panel=_DATA),
     trust_remote_code: bool | None = _p("trust_remote_code", "--trust-remote-code/--no-trust-remote-code"),
     gguf_file: str | None = _p("gguf_file", "--gguf-file"),
     keep: str | None = _p("keep", "--keep", panel=_SEARCH),
@@ -235,6 +241,15 @@ def prune_cmd(
     weight_decay: float | None = _hp("weight_decay", "--weight-decay"),
     max_train_samples: int | None = _hp("max_train_samples", "--max-train-samples"),
     max_eval_samples: int | None = _hp("max_eval_samples", "--max-eval-samples"),
+    heal: str | None = _hp("heal", "--heal", panel=_HEAL),
+    heal_steps: int | None = _hp("heal_steps", "--heal-steps", panel=_HEAL),
+    lora_rank: int | None = _hp("lora_rank", "--lora-rank", panel=_HEAL),
+    lora_alpha: float | None = _hp("lora_alpha", "--lora-alpha", panel=_HEAL),
+    lora_targets: str | None = _hp("lora_targets", "--lora-targets", panel=_HEAL),
+    gradient_checkpointing: bool | None = _hp(
+        "gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing", panel=_HEAL
+    ),
+    dtype: str | None = _hp("dtype", "--dtype", panel=_HEAL),
 ) -> None:
     """Search which layers to remove for your task (GLP by default) and write RUN_DIR/plan.json.
 
@@ -522,6 +537,15 @@ _MaxTrainSamples = Annotated[int | None, _final("max_train_samples", "--max-trai
 _MaxEvalSamples = Annotated[
     int | None, _final("max_eval_samples", "--max-eval-samples", extra="Default: the whole dev set.")
 ]
+_Heal = Annotated[str | None, _final("heal", "--heal")]
+_HealSteps = Annotated[int | None, _final("heal_steps", "--heal-steps")]
+_LoraRank = Annotated[int | None, _final("lora_rank", "--lora-rank")]
+_LoraAlpha = Annotated[float | None, _final("lora_alpha", "--lora-alpha")]
+_LoraTargets = Annotated[str | None, _final("lora_targets", "--lora-targets")]
+_GradCkpt = Annotated[
+    bool | None, _final("gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing")
+]
+_Dtype = Annotated[str | None, _final("dtype", "--dtype")]
 
 
 def _given(**kw) -> dict:
@@ -538,6 +562,13 @@ _FINAL_HP = (
     "weight_decay",
     "max_train_samples",
     "max_eval_samples",
+    "heal",
+    "heal_steps",
+    "lora_rank",
+    "lora_alpha",
+    "lora_targets",
+    "gradient_checkpointing",
+    "dtype",
 )
 
 
@@ -585,6 +616,13 @@ def export_cmd(
     weight_decay: _WeightDecay = None,
     max_train_samples: _MaxTrainSamples = None,
     max_eval_samples: _MaxEvalSamples = None,
+    heal: _Heal = None,
+    heal_steps: _HealSteps = None,
+    lora_rank: _LoraRank = None,
+    lora_alpha: _LoraAlpha = None,
+    lora_targets: _LoraTargets = None,
+    gradient_checkpointing: _GradCkpt = None,
+    dtype: _Dtype = None,
     max_drop: _MaxDrop = None,
     min_speedup: _MinSpeedup = None,
     max_params: _MaxParams = None,
@@ -648,9 +686,7 @@ def export_cmd(
         for split, values in m["metrics"].items():
             typer.echo(f"{split}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
     else:
-        typer.secho(
-            "note: the task head is untrained (no --finetune); fine-tune before use", fg=typer.colors.YELLOW
-        )
+        typer.secho(f"note: the head is {m['head']} (no --finetune)", fg=typer.colors.YELLOW)
     typer.echo(f"saved to {out} (pruning.json, README.md)")
 
 
@@ -690,9 +726,19 @@ def evaluate_cmd(
     weight_decay: _WeightDecay = None,
     max_train_samples: _MaxTrainSamples = None,
     max_eval_samples: _MaxEvalSamples = None,
+    heal: _Heal = None,
+    heal_steps: _HealSteps = None,
+    lora_rank: _LoraRank = None,
+    lora_alpha: _LoraAlpha = None,
+    lora_targets: _LoraTargets = None,
+    gradient_checkpointing: _GradCkpt = None,
+    dtype: _Dtype = None,
     distill: bool | None = _e("distill", "--distill/--no-distill"),
     distill_alpha: float | None = _distill_opt("alpha", "--distill-alpha"),
     distill_temperature: float | None = _distill_opt("temperature", "--distill-temperature"),
+    lm_eval_tasks: str | None = _e("lm_eval_tasks", "--lm-eval-tasks"),
+    lm_eval_include_path: str | None = _e("lm_eval_include_path", "--lm-eval-include-path"),
+    lm_eval_limit: float | None = _e("lm_eval_limit", "--lm-eval-limit"),
 ) -> None:
     """The paper's Table 1: fine-tune on the full train set, score on dev, median of seeds, relative to baseline.
 
@@ -731,6 +777,9 @@ def evaluate_cmd(
             distill=distill,
             distill_alpha=distill_alpha,
             distill_temperature=distill_temperature,
+            lm_eval_tasks=lm_eval_tasks,
+            lm_eval_include_path=lm_eval_include_path,
+            lm_eval_limit=lm_eval_limit,
         ),
     )
     state = {"done": 0, "total": 0}
@@ -770,6 +819,10 @@ def profile_cmd(
     cpu: bool = typer.Option(True, "--cpu/--no-cpu", help="Time on the CPU."),
     gpu: bool | None = typer.Option(None, "--gpu/--no-gpu", help="Time on CUDA (default: when available)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads while timing (default: torch's)."),
+    generate: bool | None = typer.Option(
+        None, "--generate/--no-generate", help="Time generate (TTFT, tokens/s; default: for causal LMs)."
+    ),
+    new_tokens: int = typer.Option(32, "--new-tokens", help="Tokens each timed generate makes."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="JSON file (default: RUN_DIR/profile.json with a plan, else ./profile.json)."
     ),
@@ -794,6 +847,8 @@ def profile_cmd(
         gpu=gpu,
         threads=threads,
         on_row=typer.echo,
+        generate=generate,
+        new_tokens=new_tokens,
     )
     from glp.rundir import RunDir
 

@@ -42,6 +42,17 @@ class DistillSettings:
         return {"alpha": self.alpha, "temperature": self.temperature}
 
 
+def check_kind(task: Any) -> None:
+    """Refuse ``--distill`` where the teacher's outputs cannot be kept: a causal LM's are a vocabulary per token."""
+    from glp.kinds import kind_of
+
+    if kind_of(task).name == "causal-lm":
+        raise ConfigError(
+            "--distill is for classification kinds: a causal LM teacher's outputs (a vocabulary per token) are too "
+            "large to cache; heal with --heal lora or --heal full instead"
+        )
+
+
 class DistillKind:
     """A task kind whose training loss also pulls the student towards the teacher's outputs (``teacher[row]``).
 

@@ -86,9 +86,18 @@ class EvalConfig(ExecutionSettings):
     )
     distill_alpha: float | None = None  # None: glp.distill.DistillSettings' default (the one place defaults live)
     distill_temperature: float | None = None
+    lm_eval_tasks: str | None = field(
+        default=None,
+        metadata={"help": "Causal LMs: also score every row zero-shot with lm-evaluation-harness, e.g. arc_easy,piqa."},
+    )
+    lm_eval_include_path: str | None = field(
+        default=None, metadata={"help": "A directory of extra lm-eval task YAMLs (benchmarks/lm_eval_tasks: offline)."}
+    )
+    lm_eval_limit: float | None = field(default=None, metadata={"help": "The first k examples of each lm-eval task."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.lm_eval_settings()  # ConfigError on bad values
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
         if self.ns is not None and any(n < 1 for n in self.ns):
@@ -100,6 +109,12 @@ class EvalConfig(ExecutionSettings):
         if self.train_file or self.dev_file:
             if len(self.tasks) > 1 or len(self.run_dirs) > 1:
                 raise ConfigError("--train-file/--dev-file work with a single task only")
+
+    def lm_eval_settings(self) -> Any:
+        """The `glp.lmeval.LMEvalSettings` of ``--lm-eval-tasks`` (None without)."""
+        from glp.lmeval import LMEvalSettings
+
+        return LMEvalSettings.parse(self.lm_eval_tasks, self.lm_eval_include_path, self.lm_eval_limit)
 
     def distill_settings(self) -> Any:
         """The `glp.distill.DistillSettings` of ``--distill``, the flags given over its defaults."""
@@ -236,11 +251,22 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
             higher = kind_of(data.task).higher_is_better()
             context = final_context(job.model, job.source, data, hp)
             spec = TrialSpec(job.source, data.trial_data, hp)
+            lm_eval = cfg.lm_eval_settings()
+            if lm_eval is not None:
+                from glp import lmeval
+
+                if kind_of(data.task).name != "causal-lm":
+                    raise ConfigError("--lm-eval-tasks scores causal LMs; this task is not one")
+                lmeval.check(lm_eval)
+                context = {**context, "lm_eval": lm_eval.to_dict()}
+                spec = dataclasses.replace(spec, lm_eval=lm_eval)
             # (arms, journal context, spec) groups: all arms plainly, or the baseline plainly (the teachers) and
             # the removal sets distilled from the teacher of their seed
             groups = [(job.arms, context, spec)]
             if cfg.distill:
-                from glp.distill import teacher_outputs
+                from glp.distill import check_kind, teacher_outputs
+
+                check_kind(data.task)
 
                 settings = cfg.distill_settings()
                 teachers = {}

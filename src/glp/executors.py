@@ -117,9 +117,10 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, factory: TrialFactory):
+    def __init__(self, factory: TrialFactory, batch: Callable[[Sequence[TrialRequest]], list[dict]] | None = None):
         self.host = TrialHost(factory)
         self.factory = factory
+        self.batch = batch  # scores a whole batch at once (glp.prefix.score_unhealed for --heal none)
 
     @property
     def live(self) -> dict[TrialId, RunningTrial]:
@@ -127,6 +128,9 @@ class LocalExecutor:
 
     def run(self, requests: Sequence[TrialRequest]) -> Iterator[tuple[int, dict[str, Any]]]:
         self.host.keep_only({_trial_id(r) for r in requests})  # candidates rejected or steps finished
+        if self.batch is not None and len(requests) > 1:
+            yield from enumerate(self.batch(requests))
+            return
         for i, req in enumerate(requests):
             yield i, self.run_one(req)
 
@@ -922,7 +926,14 @@ def _local(config: ExecutionSettings, spec: TrialSpec) -> Executor:
     if not slots and per > 1:
         slots = parse_devices(config.device or _default_device(), per)
     if not slots:
-        return LocalExecutor(lambda removed, seed: spec.trial(removed, seed, config.device))
+        batch = None
+        if spec is not None and spec.hparams.heal == "none" and spec.distill is None:  # unhealed: shared prefixes
+            from glp.prefix import score_unhealed
+
+            def batch(requests):
+                return score_unhealed(spec, requests, config.device)
+
+        return LocalExecutor(lambda removed, seed: spec.trial(removed, seed, config.device), batch)
     _check_gpus(slots)
     return ProcessExecutor(spec, slots, config.max_retries)
 

@@ -74,11 +74,16 @@ def export(
     _check_out(out, overwrite)
     if distill is not None and not finetune:
         raise ConfigError("--distill distils the final fine-tune: it needs --finetune")
+    from glp.heal import merged
     plan_file = Path(run_dir) if Path(run_dir).is_file() else RunDir(run_dir).plan_file(strategy)
     plan = Plan.load(plan_file)
     removed = plan.layers_to_remove(int(n))
     source = models.from_record(plan.model)
     task = Task.from_dict(plan.task)
+    if distill is not None:
+        from glp.distill import check_kind
+
+        check_kind(task)
     hp = HParams.final(plan.hparams, hparams)
 
     metrics: dict[str, Any] | None = None
@@ -116,7 +121,7 @@ def export(
             "train_examples": len(trial.train_table),
             "dev_examples": len(trial.eval_table),
         }
-        model = trial.model
+        model = merged(trial.model)  # LoRA adapters folded into the weights: a plain transformers model
     else:
         model = models.build(source, task, removed, seed)
     model = model.to("cpu").float().eval()
@@ -142,6 +147,10 @@ def export(
     else:
         tok_note = f"no tokenizer saved: none could be loaded from {source.name!r}"
     kind = kind_of(task)
+    mergekit = None
+    if kind.name == "causal-lm":
+        mergekit = "mergekit.yaml"
+        (out / mergekit).write_text(mergekit_yaml(source.name, plan.num_layers, removed))
 
     step = next((s for s in plan.steps if s.n == int(n)), None)
     manifest = {
@@ -169,12 +178,22 @@ def export(
             "search_baseline": None if plan.baseline is None else plan.baseline.get("mean"),
         },
         "task": task.to_dict(),
-        "kind": {"name": kind.name, "auto_class": kind.auto_class, "pipeline_tag": kind.pipeline_tag},
+        "kind": {
+            "name": kind.name,
+            "auto_class": kind.auto_class,
+            "pipeline_tag": kind.pipeline_tag,
+            "fresh_head": kind.fresh_head,
+        },
+        "mergekit": mergekit,
         "split_fingerprint": plan.data.get("split_fingerprint"),
         "data": data_fp or {"source": plan.data.get("source")},
         "finetuned": bool(finetune),
         "distilled": distill.to_dict() if distill is not None and finetune else None,
-        "head": f"fine-tuned on {_train_desc(hp.max_train_samples)}" if finetune else "untrained (freshly initialised)",
+        "head": f"fine-tuned on {_train_desc(hp.max_train_samples)}"
+        if finetune
+        else "untrained (freshly initialised)"
+        if kind.fresh_head
+        else "pre-trained (the model's own), not healed after pruning",
         "seed": int(seed),
         "hparams": hp.to_dict(),
         "hparams_role": "final fine-tune" if finetune else "search (the plan's); no fine-tune was run",
@@ -243,10 +262,14 @@ def model_card(m: dict[str, Any]) -> str:
         + ".",
         "",
     ]
+    fresh = kind.get("fresh_head", True)
     if not m["finetuned"]:
         lines += [
             "> **The task head is untrained** (freshly initialised): this export was made without "
-            "`--finetune`. Fine-tune it on your task before use, or re-export with `glp export ... --finetune`.",
+            "`--finetune`. Fine-tune it on your task before use, or re-export with `glp export ... --finetune`."
+            if fresh
+            else "> **Not healed**: the layers were dropped from the pre-trained model and nothing was trained "
+            "after. Re-export with `glp export ... --finetune` to heal it on your data.",
             "",
         ]
     lines += [
@@ -287,7 +310,9 @@ def model_card(m: dict[str, Any]) -> str:
                 lines += ["| metric | value |", "|---|---:|"]
                 lines += [f"| {k} | {_fmt_metric(v)} |" for k, v in values.items()]
     else:
-        lines.append("Not evaluated: no fine-tune was run (the head is untrained).")
+        lines.append(
+            "Not evaluated: no fine-tune was run" + (" (the head is untrained)." if fresh else " (not healed).")
+        )
     if plan.get("search_score") is not None:
         base = plan.get("search_baseline")
         lines += [
@@ -313,11 +338,14 @@ def model_card(m: dict[str, Any]) -> str:
                 if m.get("distilled")
                 else ""
             )
-            + f" ({hp['num_train_epochs']} epochs, "
-            f"learning rate {hp['learning_rate']}, batch {hp['per_device_train_batch_size']}, max length "
+            + (f" ({hp['heal_steps']} steps" if hp.get("heal_steps") else f" ({hp['num_train_epochs']} epochs")
+            + (f", LoRA rank {hp.get('lora_rank', 8)} merged into the weights" if hp.get("heal") == "lora" else "")
+            + f", learning rate {hp['learning_rate']}, batch {hp['per_device_train_batch_size']}, max length "
             f"{hp['max_seq_length']})."
             if m["finetuned"]
             else "; the task head was initialised and not trained."
+            if fresh
+            else "; nothing was trained after."
         ),
         "",
         "Load it with plain transformers:",
@@ -328,7 +356,42 @@ def model_card(m: dict[str, Any]) -> str:
         'tokenizer = AutoTokenizer.from_pretrained("PATH")',
         "```",
         "",
-        f"Everything about how it was made is in `{MANIFEST}`.",
+        f"Everything about how it was made is in `{MANIFEST}`."
+        + (
+            f" `{m['mergekit']}` names the kept layers as mergekit passthrough slices of the original checkpoint "
+            "(the unhealed pruned model)."
+            if m.get("mergekit")
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)
+
+
+def kept_ranges(num_layers: int, removed: list[int]) -> list[tuple[int, int]]:
+    """The kept layers as half-open ranges [start, end) of consecutive layers."""
+    gone = set(removed)
+    ranges: list[tuple[int, int]] = []
+    for i in range(num_layers):
+        if i in gone:
+            continue
+        if ranges and ranges[-1][1] == i:
+            ranges[-1] = (ranges[-1][0], i + 1)
+        else:
+            ranges.append((i, i + 1))
+    return ranges
+
+
+def mergekit_yaml(model: str, num_layers: int, removed: list[int]) -> str:
+    """A mergekit passthrough config that slices the kept layers out of the original checkpoint (as PruneMe writes
+    for Gromov et al.'s block removal): ``mergekit-yaml mergekit.yaml OUT``. It rebuilds the pruned model before
+    healing; the healed weights are this directory's safetensors."""
+    import yaml
+
+    slices = [{"sources": [{"model": model, "layer_range": [a, b]}]} for a, b in kept_ranges(num_layers, removed)]
+    head = (
+        f"# glp: the {num_layers - len(removed)} kept layers of {model} (removed: {sorted(removed)}) as mergekit\n"
+        "# passthrough slices (layer_range is [start, end)); run: mergekit-yaml mergekit.yaml OUT_DIR\n"
+    )
+    config = {"slices": slices, "merge_method": "passthrough", "dtype": "bfloat16"}
+    return head + yaml.safe_dump(config, sort_keys=False)

@@ -7,6 +7,10 @@ model divided by the row's latency.
 
 Rows are timed round-robin (repeat r times every model, then repeat r+1 ...) when they fit in memory together,
 so that a burst of load on a shared machine hits every row alike instead of one row.
+
+Decoders with a language-model head are also timed as their users time them: greedy ``generate`` with the KV cache
+at batch 1 from a ``seq_len``-token prompt, the time to first token (``max_new_tokens=1``) and the decode speed in
+tokens per second over ``new_tokens`` tokens, on the CPU.
 """
 
 from __future__ import annotations
@@ -162,6 +166,54 @@ def time_models(
     return times
 
 
+def can_generate(model: Any) -> bool:
+    """A decoder with a language-model head (``generate`` makes sense)."""
+    check = getattr(model, "can_generate", None)
+    return bool(callable(check) and check())
+
+
+def time_generate(
+    model: Any, prompt_len: int, new_tokens: int, repeats: int, warmup: int, device: Any
+) -> tuple[list[float], list[float]]:
+    """Greedy ``generate`` with the KV cache at batch 1, as users time a decoder: (time to first token, time of
+    ``new_tokens`` tokens) in milliseconds, ``repeats`` each after ``warmup`` untimed runs. Every run makes exactly
+    that many tokens (``min_new_tokens``), so an end-of-sequence token does not cut it short."""
+    import torch
+
+    inputs = _inputs(model, 1, prompt_len, device)
+    pad = getattr(model.config, "pad_token_id", None)
+    eos = getattr(model.config, "eos_token_id", None)
+    kw = {"do_sample": False, "use_cache": True, "pad_token_id": pad if pad is not None else eos}
+
+    def once(k: int) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        model.generate(**inputs, max_new_tokens=k, min_new_tokens=k, **kw)
+        _sync(device)
+        return 1000.0 * (time.perf_counter() - t0)
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            once(new_tokens)
+        first = [once(1) for _ in range(repeats)]
+        full = [once(new_tokens) for _ in range(repeats)]
+    return first, full
+
+
+def _fill_generate(rows: list[dict[str, Any]], timed: list[tuple[list[float], list[float]]], new_tokens: int) -> None:
+    """Time to first token, decode tokens per second ((N - 1) tokens over the time after the first) and speed-ups."""
+    for r, (first, full) in zip(rows, timed, strict=True):
+        ttft, total = statistics.median(first), statistics.median(full)
+        r["ttft_ms"] = ttft
+        r["generate_ms"] = total
+        r["tokens_per_s"] = (new_tokens - 1) / ((total - ttft) / 1000.0) if total > ttft and new_tokens > 1 else None
+    base = rows[0]
+    for r in rows:
+        r["ttft_speedup"] = base["ttft_ms"] / r["ttft_ms"] if r["ttft_ms"] else None
+        tps, tps0 = r.get("tokens_per_s"), base.get("tokens_per_s")
+        r["tokens_per_s_speedup"] = tps / tps0 if tps and tps0 else None
+
+
 def _params(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -180,6 +232,8 @@ def profile(
     gpu: bool | None = None,
     threads: int | None = None,
     on_row: Callable[[str], None] | None = None,
+    new_tokens: int = 32,
+    generate: bool | None = None,
 ) -> dict[str, Any]:
     """Parameters, CPU and GPU latency and speed-ups of the unpruned model and each pruned version.
 
@@ -213,6 +267,7 @@ def profile(
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     default_threads = torch.get_num_threads()
+    generate_info = None
     used_threads = threads or default_threads
     if cpu:
         if on_row:
@@ -226,6 +281,20 @@ def profile(
         finally:
             torch.set_num_threads(default_threads)
         _fill(rows, t, "cpu", ref)
+        gen = all(can_generate(m) for m in models) if generate is None else bool(generate)
+        if gen:
+            if new_tokens < 2:
+                raise ConfigError(f"--new-tokens must be at least 2, got {new_tokens}")
+            reps = max(3, repeats // 4)
+            if on_row:
+                on_row(f"timing generate on the CPU: a {seq_len}-token prompt, {new_tokens} new tokens, {reps} repeats")
+            torch.set_num_threads(used_threads)
+            try:
+                timed = [time_generate(m, seq_len, new_tokens, reps, 1, torch.device("cpu")) for m in models]
+            finally:
+                torch.set_num_threads(default_threads)
+            _fill_generate(rows, timed, new_tokens)
+            generate_info = {"prompt_len": seq_len, "new_tokens": new_tokens, "repeats": reps, "batch": 1}
     if use_gpu:
         dev = torch.device("cuda")
         if on_row:
@@ -243,6 +312,7 @@ def profile(
         "gpu": {"batch": gpu_batch, "device": torch.cuda.get_device_name(0), "repeats": repeats, "warmup": warmup}
         if use_gpu
         else None,
+        "generate": generate_info,
         "round_robin": rr,
         "dtype": "float32",
         "torch": torch.__version__,
@@ -276,6 +346,9 @@ def markdown_table(result: dict[str, Any]) -> str:
         head += [f"CPU ms (b={result['cpu']['batch']})", "CPU speed-up"]
     if has_gpu:
         head += [f"GPU ms (b={result['gpu']['batch']})", "GPU speed-up"]
+    has_gen = result.get("generate") is not None
+    if has_gen:
+        head += ["TTFT ms", "tokens/s", "tokens/s speed-up"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in result["rows"]:
         cells = [
@@ -290,6 +363,9 @@ def markdown_table(result: dict[str, Any]) -> str:
             cells += [f"{r['cpu_ms']:.2f}", f"{r['cpu_speedup']:.2f}×"]
         if has_gpu:
             cells += [f"{r['gpu_ms']:.2f}", f"{r['gpu_speedup']:.2f}×"]
+        if has_gen:
+            tps, up = r.get("tokens_per_s"), r.get("tokens_per_s_speedup")
+            cells += [f"{r['ttft_ms']:.1f}", f"{tps:.1f}" if tps else "–", f"{up:.2f}×" if up else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

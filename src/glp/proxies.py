@@ -13,7 +13,8 @@ through the model in eval mode, so a whole step costs a handful of forward passe
   ``RUN_DIR/proxy_model/`` so a resumed run does not train it again).
 
 ``bi`` and ``angular`` read the pre-trained model (its task head plays no part); ``loss`` needs a trained
-head and so one fine-tune.
+head and so one fine-tune. On a causal LM they read the search-eval blocks of text, as ShortGPT and Gromov et al.
+read theirs. `BlockAngular` scores contiguous blocks instead of single layers (``--strategy block-angular``).
 """
 
 from __future__ import annotations
@@ -110,6 +111,82 @@ def task_loss(model: torch.nn.Module, table: Encoded, task_kind: Any, device: to
     return total / max(units, 1)
 
 
+def boundary_states(model: torch.nn.Module, table: Encoded, device: torch.device | None = None) -> torch.Tensor:
+    """The hidden state of each sequence's last token at every block boundary of ``model``'s stack: the input of
+    block 0, ..., the input of block L-1 and the output of block L-1; float64, shape (L + 1, rows, hidden)."""
+    import torch
+
+    from glp.layers import find_layer_stack
+
+    device = device or torch.device("cpu")
+    stack = find_layer_stack(model)
+    n = len(stack.layers)
+    parts: list[list[torch.Tensor]] = [[] for _ in range(n + 1)]
+    last: dict[str, torch.Tensor] = {}
+
+    def take(x: torch.Tensor) -> torch.Tensor:
+        return x[torch.arange(x.shape[0], device=x.device), last["pos"]].double().cpu()
+
+    def pre(i: int):
+        def fn(module, args, kwargs):
+            parts[i].append(take(args[0] if args else kwargs["hidden_states"]))
+
+        return fn
+
+    def post(module, args, kwargs, output):
+        parts[n].append(take(output[0] if isinstance(output, tuple) else output))
+
+    handles = [layer.register_forward_pre_hook(pre(i), with_kwargs=True) for i, layer in enumerate(stack.layers)]
+    handles.append(stack.layers[-1].register_forward_hook(post, with_kwargs=True))
+    model.eval().to(device)
+    try:
+        with torch.inference_mode():
+            for batch in _batches(table, None, _pad_id(model), device):
+                last["pos"] = batch["attention_mask"].sum(1) - 1  # right padding: the last real token
+                model(**batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack([torch.cat(p) for p in parts])
+
+
+class BlockAngular:
+    """Gromov et al. 2024 ("The Unreasonable Ineffectiveness of the Deeper Layers"), eq. 7: for n layers, the
+    distance of the block starting at layer l is the angular distance arccos(cos(x_l, x_{l+n})) / π between the
+    last token's hidden state at the block's input (x_l) and at its output (x_{l+n}), averaged over the examples;
+    the block with the smallest distance is removed. Computed once, on the unpruned model."""
+
+    def __init__(self, model: Any, table: Encoded, device: Any = None):
+        self.model, self.table, self.device = model, table, device
+        self._states: Any = None
+
+    def __call__(self, n: int, removable: Sequence[int]) -> dict[int, float]:
+        """Distance of every block [l, l + n) whose layers may all be removed, by its first layer l."""
+        import torch
+
+        if self._states is None:
+            self._states = boundary_states(self.model, self.table, self.device)
+        x = self._states
+        allowed = set(removable)
+        out = {}
+        for start in range(0, x.shape[0] - n):
+            if all(i in allowed for i in range(start, start + n)):
+                cos = torch.nn.functional.cosine_similarity(x[start], x[start + n], dim=-1).clamp(-1.0, 1.0)
+                out[start] = float((torch.arccos(cos) / math.pi).mean())
+        return out
+
+
+def make_block_angular(config: Any, session: Any) -> BlockAngular:
+    """`BlockAngular` on the pre-trained model and ``--proxy-examples`` rows of search-eval."""
+    import torch
+
+    from glp.models import build as build_model
+
+    device = torch.device(config.device) if config.device else None
+    table = _proxy_table(session.trial_data, config.proxy_examples)
+    return BlockAngular(build_model(session.spec.model, session.task, seed=config.seed), table, device)
+
+
 class SimilarityProxy:
     """``bi`` / ``angular`` on the pre-trained model with ``removed`` layers taken out."""
 
@@ -180,7 +257,9 @@ def _loss(config: Any, session: Any, run_dir: Any = None) -> LossProxy:
         result = trial.advance(1.0)
         if not result.ok:
             raise ConfigError(f"the loss proxy's fine-tune of the full model failed: {result.reason}")
-        model = trial.model
+        from glp.heal import merged
+
+        model = merged(trial.model)  # healed with LoRA: the adapters folded in, a plain model to drop layers from
         if saved is not None:
             model.save_pretrained(saved)
     return LossProxy(model.cpu() if device is None else model, table, kind, device)

@@ -303,11 +303,15 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
             higher_is_better=kind.higher_is_better(),
             stop_rule=_stop_rule(config.stop_drop, plan, kind.higher_is_better()),
         )
-        if config.prefilter_top or strategy.name.startswith("proxy-"):
+        need = strategy.needs
+        if config.prefilter_top or need in PROXIES:
             from glp.proxies import make_proxy
 
-            name = strategy.name[len("proxy-") :] if strategy.name.startswith("proxy-") else config.proxy
-            ctx.proxy = make_proxy(name, config, session, run_dir=run_dir)
+            ctx.proxy = make_proxy(need if need in PROXIES else config.proxy, config, session, run_dir=run_dir)
+        if need == "block-angular":
+            from glp.proxies import make_block_angular
+
+            ctx.block_distance = make_block_angular(config, session)
 
         try:
             result = strategy.run(ctx)

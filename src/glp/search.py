@@ -13,6 +13,9 @@ Strategies (``STRATEGIES``):
   and scored like any candidate so the comparison is fair.
 - ``proxy-bi``, ``proxy-angular``, ``proxy-loss``: training-free; step k removes the remaining layer with the
   lowest proxy score (see glp.proxies). The chosen set of each n is then fine-tuned and scored.
+- ``shortgpt`` (block influence once, lowest n removed) and ``block-angular`` (Gromov et al.'s contiguous block):
+  the LLM baselines, training-free choices that are then healed and scored like every candidate. SLEB is
+  ``greedy`` with ``--heal none``; Gromov et al.'s simple heuristic is ``top`` with ``--keep`` of the last layer.
 
 Selection rule: the best mean over seeds wins (the highest, or the lowest for a lower-is-better metric such as
 perplexity: the task kind says which); failed candidates rank last. Exact ties are broken by the
@@ -144,6 +147,7 @@ class SearchContext:
     on_event: Callable[..., None] | None = None
     higher_is_better: bool = True  # the task's direction (glp.kinds): perplexity is lower-is-better
     stop_rule: Callable[[Step], str | None] | None = None  # a reason to end the search after this step, or None
+    block_distance: Callable[[int, Sequence[int]], dict[int, float]] | None = None  # for block-angular
     steps: list[Step] = field(default_factory=list)
     rung_notes: dict[int, list[str]] = field(default_factory=dict)  # step n -> halving cuts made inside a tie
     _prefetched: dict[TrialRequest, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -294,6 +298,7 @@ class SearchResult:
 class Strategy:
     name = "base"
     nested = False
+    needs: str | None = None  # the proxy (a `PROXIES` name) or "block-angular" scorer the strategy reads
 
     def params(self) -> dict[str, Any]:
         return {}
@@ -408,6 +413,7 @@ class Proxy(Strategy):
     def __init__(self, kind: str):
         self.kind = kind
         self.name = f"proxy-{kind}"
+        self.needs = kind
 
     def run(self, ctx: SearchContext) -> SearchResult:
         if ctx.proxy is None:
@@ -420,6 +426,51 @@ class Proxy(Strategy):
             proxies.append(scores)
             order.append(min(layers, key=lambda i: (scores[i], -i)))
         return _score_order(ctx, order, proxies)
+
+
+class ShortGPT(Strategy):
+    """ShortGPT (Men et al. 2024, "ShortGPT: Layers in Large Language Models are More Redundant Than You Expect"):
+    the block influence BI_i = 1 - E[cos(x_i, x_{i+1})] of every layer, computed once on the unpruned model, and the
+    n layers with the lowest BI removed (one shot; ``proxy-bi`` recomputes it after every removal instead)."""
+
+    name = "shortgpt"
+    nested = True
+    needs = "bi"
+
+    def run(self, ctx: SearchContext) -> SearchResult:
+        if ctx.proxy is None:
+            raise ConfigError("strategy shortgpt needs the bi proxy scorer")
+        scores = ctx.proxy((), ctx.removable)
+        order = sorted(ctx.removable, key=lambda i: (scores[i], -i))[: ctx.max_remove]
+        return _score_order(ctx, order, [scores] * ctx.max_remove)
+
+
+class BlockAngularStrategy(Strategy):
+    """Gromov et al. 2024 ("The Unreasonable Ineffectiveness of the Deeper Layers"): for each n, the contiguous
+    block of n layers whose input and output hidden states of the last token are closest in angular distance
+    (`glp.proxies.BlockAngular`). Not nested: the block for n + 1 need not contain the one for n."""
+
+    name = "block-angular"
+    needs = "block-angular"
+
+    def run(self, ctx: SearchContext) -> SearchResult:
+        if ctx.block_distance is None:
+            raise ConfigError("strategy block-angular needs the block distance scorer")
+        chosen: list[tuple[Removal, float]] = []
+        for n in range(1, ctx.max_remove + 1):
+            dist = ctx.block_distance(n, ctx.removable)
+            if not dist:
+                raise LayerIndexError(f"no block of {n} contiguous removable layers (check --keep)")
+            start = min(dist, key=lambda s: (dist[s], -s))  # ties: the deeper block
+            chosen.append((tuple(range(start + n - 1, start - 1, -1)), dist[start]))
+        ctx.prefetch([s for s, _ in chosen])
+        removals: dict[int, list[int]] = {}
+        for n, (s, d) in enumerate(chosen, start=1):
+            ranked = ctx.evaluate(n, [s], [None], halving=False)
+            ranked[0].proxy = d
+            ctx.record(n, ranked)
+            removals[n] = list(s)
+        return SearchResult(removals, ctx.steps, None)
 
 
 def _score_order(
@@ -494,6 +545,12 @@ _PATTERN_HELP = {
 }
 for _name in PATTERNS:
     STRATEGIES.add(_name, lambda _n=_name, seed=0, **kw: Fixed(_n, seed=seed), _PATTERN_HELP[_name])
+STRATEGIES.add("shortgpt", lambda **kw: ShortGPT(), "ShortGPT: the n layers of lowest block influence, one shot")
+STRATEGIES.add(
+    "block-angular",
+    lambda **kw: BlockAngularStrategy(),
+    "Gromov et al.: the contiguous n-layer block of smallest last-token angular distance",
+)
 for _proxy in PROXIES.entries():
     STRATEGIES.add(f"proxy-{_proxy.name}", lambda _k=_proxy.name, **kw: Proxy(_k), f"training-free: {_proxy.help}")
 

