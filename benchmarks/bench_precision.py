@@ -31,8 +31,8 @@ def main() -> None:
 
     from glp.data import DataSpec
     from glp.hparams import HParams
-    from glp.scoring import TrialSpec, final_data
     from glp.models import resolve
+    from glp.scoring import TrialSpec, final_data
 
     source = resolve(args.model)
     spec = DataSpec(task="wikitext2", data_dir=args.data_dir, block_size=args.block_size)
@@ -40,29 +40,49 @@ def main() -> None:
     sets = [tuple(int(x) for x in s.split(",") if x.strip()) for s in args.removals.split(";")]
     rows = []
     for dtype in ("fp32", "bf16"):
-        hp = HParams(heal="none", max_eval_samples=args.test_samples, per_device_eval_batch_size=16,
-                     max_seq_length=args.block_size, dtype=dtype)
+        hp = HParams(
+            heal="none",
+            max_eval_samples=args.test_samples,
+            per_device_eval_batch_size=16,
+            max_seq_length=args.block_size,
+            dtype=dtype,
+        )
         ts = TrialSpec(source, data.trial_data, hp)
         ts.trial((), 42).advance(1.0)  # weights read once
         for removed in sets:
             trial = ts.trial(removed, 42)
             t0 = time.perf_counter()
             res = trial.advance(1.0)
-            rows.append({"dtype": dtype, "removed": list(removed), "perplexity": res.score,
-                         "eval_seconds": round(time.perf_counter() - t0, 2)})
+            rows.append(
+                {
+                    "dtype": dtype,
+                    "removed": list(removed),
+                    "perplexity": res.score,
+                    "eval_seconds": round(time.perf_counter() - t0, 2),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
-        heal = dataclasses.replace(hp, heal="lora", heal_steps=args.heal_steps, per_device_train_batch_size=8,
-                                   learning_rate=2e-4)
+        heal = dataclasses.replace(
+            hp, heal="lora", heal_steps=args.heal_steps, per_device_train_batch_size=8, learning_rate=2e-4
+        )
         trial = TrialSpec(source, data.trial_data, heal).trial((), 42)
         t0 = time.perf_counter()
         trial.train(1.0)
-        rows.append({"dtype": dtype, "lora_heal_step_seconds": round((time.perf_counter() - t0) / args.heal_steps, 2),
-                     "batch": f"8x{args.block_size}"})
+        rows.append(
+            {
+                "dtype": dtype,
+                "lora_heal_step_seconds": round((time.perf_counter() - t0) / args.heal_steps, 2),
+                "batch": f"8x{args.block_size}",
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({"model": args.model, "test_blocks": args.test_samples, "block_size": args.block_size,
-                       "rows": rows}, fh, indent=1)
+            json.dump(
+                {"model": args.model, "test_blocks": args.test_samples, "block_size": args.block_size, "rows": rows},
+                fh,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -33,10 +33,21 @@ def main() -> None:
     from glp.pruning import PruneConfig, open_session
     from glp.search import TrialRequest
 
-    hp = HParams(heal="none", max_eval_samples=args.eval_samples, per_device_eval_batch_size=16,
-                 max_seq_length=args.block_size, dtype=args.dtype)
-    cfg = PruneConfig(model=args.model, task="wikitext2", data_dir=args.data_dir, block_size=args.block_size,
-                      out="/tmp/glp-bench-prefix", hparams=hp)
+    hp = HParams(
+        heal="none",
+        max_eval_samples=args.eval_samples,
+        per_device_eval_batch_size=16,
+        max_seq_length=args.block_size,
+        dtype=args.dtype,
+    )
+    cfg = PruneConfig(
+        model=args.model,
+        task="wikitext2",
+        data_dir=args.data_dir,
+        block_size=args.block_size,
+        out="/tmp/glp-bench-prefix",
+        hparams=hp,
+    )
     session = open_session(cfg)
     layers = config_num_layers(load_config(session.source))
     base = tuple(int(x) for x in args.removed.split(",") if x.strip())

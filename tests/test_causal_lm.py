@@ -483,3 +483,22 @@ def test_distill_is_refused_for_causal_lms(lm_root, tmp_path):
     prune(_config(lm_root, run, max_remove=1, strategy="top", hparams={"heal": "none"}))
     with pytest.raises(GLPError, match="--distill is for classification"):
         export(run, 1, tmp_path / "m", finetune=True, distill=DistillSettings())
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gpt2"])
+def test_lora_heal_search_on_other_architectures(lm_root, tmp_path, arch):
+    from glp.pruning import prune
+
+    plan = prune(_config(lm_root, tmp_path / "r", arch=arch, max_remove=1, hparams={"heal": "lora"}))
+    assert plan.complete and len(plan.steps[0].candidates) == 4
+    assert all(c.status == "ok" for c in plan.steps[0].candidates)
+
+
+def test_gradient_checkpointing_heals_to_the_same_model(lm_root, tmp_path):
+    plain = _session(lm_root, tmp_path / "a", hparams={"heal": "lora"}).spec.trial((1,), 3).advance(1.0)
+    ckpt = _session(lm_root, tmp_path / "b", hparams={"heal": "lora", "gradient_checkpointing": True})
+    trial = ckpt.spec.trial((1,), 3)
+    assert any(getattr(m, "gradient_checkpointing", False) for m in trial.model.get_base_model().modules())
+    res = trial.advance(1.0)
+    assert res.loss_last == pytest.approx(plain.loss_last, rel=1e-5)
+    assert res.score == pytest.approx(plain.score, rel=1e-5)

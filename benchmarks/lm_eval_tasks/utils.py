@@ -50,5 +50,7 @@ def piqa(**kwargs):
     labels = [int(x) for x in (root / "valid-labels.lst").read_text().split()]
     if len(labels) != len(rows):
         raise ValueError(f"piqa: {len(rows)} rows but {len(labels)} labels")
-    docs = [{"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": y} for r, y in zip(rows, labels)]
+    docs = [
+        {"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": y} for r, y in zip(rows, labels, strict=True)
+    ]
     return datasets.DatasetDict({"validation": datasets.Dataset.from_list(docs)})

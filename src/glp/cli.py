@@ -236,6 +236,7 @@ def prune_cmd(
     num_train_epochs: float | None = _hp("num_train_epochs", "--num-train-epochs"),
     learning_rate: float | None = _hp("learning_rate", "--learning-rate"),
     per_device_train_batch_size: int | None = _hp("per_device_train_batch_size", "--per-device-train-batch-size"),
+    per_device_eval_batch_size: int | None = _hp("per_device_eval_batch_size", "--per-device-eval-batch-size"),
     max_seq_length: int | None = _hp("max_seq_length", "--max-seq-length"),
     warmup_ratio: float | None = _hp("warmup_ratio", "--warmup-ratio"),
     weight_decay: float | None = _hp("weight_decay", "--weight-decay"),
