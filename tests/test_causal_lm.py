@@ -55,29 +55,13 @@ def _make(arch: str, model_dir: Path, layers: int = 4):
 
     tok = _tokenizer(model_dir)
     common = dict(vocab_size=len(tok), pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    # GQA (4 query heads, 2 key/value heads); Qwen3 adds q/k norms
+    gqa = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=128, **common)  # fmt: skip
     if arch == "llama":
-        cfg = transformers.LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            **common,
-        )
-        cls = transformers.LlamaForCausalLM
+        cfg, cls = transformers.LlamaConfig(**gqa), transformers.LlamaForCausalLM
     elif arch == "qwen3":
-        cfg = transformers.Qwen3Config(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-            max_position_embeddings=128,
-            **common,
-        )
-        cls = transformers.Qwen3ForCausalLM
+        cfg, cls = transformers.Qwen3Config(head_dim=8, **gqa), transformers.Qwen3ForCausalLM
     else:
         cfg = transformers.GPT2Config(n_embd=32, n_layer=layers, n_head=4, n_positions=128, **common)
         cls = transformers.GPT2LMHeadModel
@@ -195,32 +179,15 @@ def test_bad_lm_data_is_one_line(lm_root, tmp_path, kw, message):
         _session(lm_root, tmp_path / "r", **kw)
 
 
+def _prune_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "glp.cli", "prune", *args], capture_output=True, text=True)
+
+
 def test_empty_response_column_through_the_cli(lm_root, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"p": "the quick", "r": "brown"}) + "\n" + json.dumps({"p": "a man", "r": " "}) + "\n")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "glp.cli",
-            "prune",
-            str(lm_root / "llama"),
-            "--task",
-            "lm",
-            "--train-file",
-            str(bad),
-            "--dev-file",
-            str(bad),
-            "--prompt-column",
-            "p",
-            "--response-column",
-            "r",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = _prune_cli(str(lm_root / "llama"), "--task", "lm", "--train-file", str(bad), "--dev-file", str(bad),
+                   "--prompt-column", "p", "--response-column", "r", "--out", str(tmp_path / "o"))  # fmt: skip
     assert r.returncode == 2, r.stderr
     assert "response column 'r' is empty in 1 row(s)" in r.stderr and "Traceback" not in r.stderr
 
@@ -228,27 +195,8 @@ def test_empty_response_column_through_the_cli(lm_root, tmp_path):
 def test_short_corpus_through_the_cli(lm_root, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("the quick brown fox\n" * 6)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "glp.cli",
-            "prune",
-            str(lm_root / "llama"),
-            "--task",
-            "lm",
-            "--train-file",
-            str(short),
-            "--dev-file",
-            str(short),
-            "--block-size",
-            "64",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = _prune_cli(str(lm_root / "llama"), "--task", "lm", "--train-file", str(short), "--dev-file", str(short),
+                   "--block-size", "64", "--out", str(tmp_path / "o"))  # fmt: skip
     assert r.returncode == 2 and "fewer than one block of 64" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -423,6 +371,10 @@ def test_evaluate_heals_each_row_and_reports_test_perplexity(lm_root, tmp_path):
     assert set(rows) == {("baseline", 0), ("greedy", 1), ("top", 1)}
     assert all(r["metric"] == "perplexity" and r["higher_is_better"] is False for r in rows.values())
     assert all(r["score"] > 1 for r in rows.values())
+    from glp.evaluate import markdown_table
+
+    table = markdown_table(res["summary"])  # perplexity as it is, not ×100
+    assert f"| {rows[('baseline', 0)]['score']:.2f} |" in table
 
 
 @pytest.mark.skipif(not ZEROSHOT.is_dir(), reason="needs ../shared/data/zeroshot")

@@ -435,7 +435,13 @@ def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> di
         one_direction = not lower or lower == set(tasks)  # a row score over mixed directions means nothing
         row["rel"] = relative_performance(row["score"], base_score, not lower) if one_direction else None
     all_glue = bool(tasks) and all(_task_is_glue(t) for t in tasks)
-    return {"tasks": tasks, "metrics": metrics, "score_name": "GLUE" if all_glue else "Mean", "rows": ordered}
+    return {
+        "tasks": tasks,
+        "metrics": metrics,
+        "score_name": "GLUE" if all_glue else "Mean",
+        "rows": ordered,
+        "lower_is_better": sorted(lower),
+    }
 
 
 def _first_index(records: Sequence[dict[str, Any]], row: dict[str, Any]) -> int:
@@ -452,13 +458,15 @@ def _row_total(row: dict[str, Any], tasks: list[str]) -> float | None:
     return row_score(medians)  # type: ignore[arg-type]
 
 
-def _pct(x: float | None, digits: int = 1) -> str:
-    return "–" if x is None else f"{100 * x:.{digits}f}"
+def _pct(x: float | None, digits: int = 1, scale: float = 100.0) -> str:
+    return "–" if x is None else f"{scale * x:.{digits}f}"
 
 
 def markdown_table(summary: dict[str, Any], spread: bool = True) -> str:
-    """The paper's Table 1 shape: one row per (strategy, n), tasks as columns (×100), GLUE score, Rel. (%)."""
+    """The paper's Table 1 shape: one row per (strategy, n), tasks as columns (×100; a lower-is-better metric such
+    as perplexity as it is), GLUE score, Rel. (%)."""
     tasks = summary["tasks"]
+    lower = set(summary.get("lower_is_better", ()))
     metrics = summary.get("metrics", {})
     head = ["Method", "n"]
     head += [f"{t.upper()} ({metrics[t]})" if t in metrics else t.upper() for t in tasks]
@@ -471,13 +479,14 @@ def markdown_table(summary: dict[str, Any], spread: bool = True) -> str:
             if c is None or c["median"] is None:
                 cells.append("–" if c is None else f"failed ({c['failed']})")
                 continue
-            text = _pct(c["median"])
+            fmt = (2, 1.0) if t in lower else (1, 100.0)  # (digits, scale)
+            text = _pct(c["median"], *fmt)
             if spread and len([s for s in c["scores"] if s is not None]) > 1:
-                text += f" ({_pct(c['min'])}–{_pct(c['max'])})"
+                text += f" ({_pct(c['min'], *fmt)}–{_pct(c['max'], *fmt)})"
             if c.get("failed"):
                 text += f" [{c['failed']} failed]"
             cells.append(text)
-        cells.append(_pct(row["score"]))
+        cells.append(_pct(row["score"], 2, 1.0) if lower and lower == set(tasks) else _pct(row["score"]))
         cells.append("–" if row["rel"] is None else f"{row['rel']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -568,7 +577,8 @@ def write_outputs(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
     md = (
         f"# Evaluation ({PROTOCOL}): {result.get('model')}\n\n"
         f"Fine-tuned on the train set, scored on dev; median over {len(seeds)} seed(s) {seeds} "
-        "(min–max in brackets), ×100. Rel. = score / baseline score.\n\n"
+        "(min–max in brackets), ×100 (perplexity and other lower-is-better metrics as they are). Rel. = score / "
+        "baseline score (baseline / score when lower is better).\n\n"
         + markdown_table(summary)
         + "\n"
         + removal_table(summary)
