@@ -393,5 +393,7 @@ def mergekit_yaml(model: str, num_layers: int, removed: list[int]) -> str:
         f"# glp: the {num_layers - len(removed)} kept layers of {model} (removed: {sorted(removed)}) as mergekit\n"
         "# passthrough slices (layer_range is [start, end)); run: mergekit-yaml mergekit.yaml OUT_DIR\n"
     )
+    if model.startswith("pkg:") or model.lower().endswith(".gguf"):
+        head += "# mergekit reads safetensors checkpoints: replace `model` with the original's hub name or directory\n"
     config = {"slices": slices, "merge_method": "passthrough", "dtype": "bfloat16"}
     return head + yaml.safe_dump(config, sort_keys=False)

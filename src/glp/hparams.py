@@ -60,8 +60,8 @@ class HParams:
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "Compute precision: auto (bf16 autocast where it was measured to match fp32: GPUs, and "
-                  "causal LMs on CPUs with AMX/AVX512-BF16), bf16, or fp32."},
+        metadata={"help": "Compute precision: auto (bf16 autocast on GPUs, and for causal LMs on CPUs with "
+                  "AMX/AVX512-BF16; else fp32), bf16, or fp32."},
     )
 
     def __post_init__(self) -> None:

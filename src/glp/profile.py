@@ -47,7 +47,7 @@ def _load(source: Any, task: Any = None) -> Any:
 
     if task is not None:
         return models.build(source, task).eval()
-    return models.load_saved(source, dtype=torch.float32).float().eval()
+    return models.load_saved(source, dtype=torch.float32).eval()  # (a GGUF-loaded model refuses .float())
 
 
 def build_entries(
