@@ -122,7 +122,7 @@ def run(model: Any, tokenizer: Any, settings: LMEvalSettings, device: Any) -> di
     for task, values in (out or {}).get("results", {}).items():
         for key, value in values.items():
             name = key.split(",")[0]
-            if "stderr" in name or not isinstance(value, int | float):
+            if "stderr" in name or name == "sample_len" or not isinstance(value, int | float):
                 continue
             metrics[f"{task}:{name}"] = float(value)
     return metrics
