@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,12 +63,17 @@ def _harness():
     return lm_eval, HFLM, TaskManager
 
 
-def check(settings: LMEvalSettings) -> None:
-    """Fail before any fine-tune when the harness is missing or a task name is unknown."""
+@functools.lru_cache(maxsize=4)
+def _task_manager(include_path: str | None) -> Any:
+    """The harness's index of tasks (built once per include path: it reads every task YAML it knows)."""
     _, _, TaskManager = _harness()
     with _quiet():
-        manager = TaskManager(include_path=settings.include_path)
-    known = set(manager.all_tasks)
+        return TaskManager(include_path=include_path)
+
+
+def check(settings: LMEvalSettings) -> None:
+    """Fail before any fine-tune when the harness is missing or a task name is unknown."""
+    known = set(_task_manager(settings.include_path).all_tasks)
     unknown = [t for t in settings.tasks if t not in known]
     if unknown:
         hint = "" if settings.include_path else " (local task YAMLs: --lm-eval-include-path DIR)"
@@ -95,7 +101,7 @@ def run(model: Any, tokenizer: Any, settings: LMEvalSettings, device: Any) -> di
 
     from glp.heal import is_adapted
 
-    lm_eval, HFLM, TaskManager = _harness()
+    lm_eval, HFLM, _ = _harness()
     adapted = is_adapted(model)
     if adapted:
         model.merge_adapter()
@@ -109,7 +115,7 @@ def run(model: Any, tokenizer: Any, settings: LMEvalSettings, device: Any) -> di
                 model=lm,
                 tasks=list(settings.tasks),
                 limit=settings.limit,
-                task_manager=TaskManager(include_path=settings.include_path),
+                task_manager=_task_manager(settings.include_path),
                 log_samples=False,
                 bootstrap_iters=0,
                 verbosity="ERROR",

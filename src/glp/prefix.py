@@ -69,8 +69,8 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
     from glp.hparams import TrialResult
     from glp.kinds import kind_of
     from glp.layers import find_layer_stack
-    from glp.scoring import _all_finite, _device_name, load_model, resolve_device
-    from glp.train import TrainingFailed, configure_threads, eval_batches, to_device, use_bf16
+    from glp.scoring import _all_finite, _device_name, eval_rows, load_model, resolve_device
+    from glp.train import TrainingFailed, configure_threads, eval_batches, model_inputs, to_device, use_bf16
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -78,7 +78,7 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
         configure_threads(None)
     hp, task = spec.hparams, spec.trial_data.task
     kind = kind_of(task)
-    table = spec.trial_data.eval.check().subsample(hp.max_eval_samples, seed, stream=2)
+    table = eval_rows(spec.trial_data, hp, seed)  # the rows a Trial of this seed scores
     model = load_model(spec.model, task, sorted(base, reverse=True), seed).to(dev).eval()
     stack = find_layer_stack(model)
     parent_path, _, attr = stack.path.rpartition(".")
@@ -103,9 +103,8 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
         return hook
 
     def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        feed = {k: v for k, v in batch.items() if k != "labels" and not k.startswith("_")}
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(**feed, use_cache=False).logits.float()
+            return model(**model_inputs(batch), use_cache=False).logits.float()
 
     failure = None
     try:

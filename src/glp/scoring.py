@@ -194,6 +194,11 @@ def load_model(model_source: ModelSource, task: Any, removed: Sequence[int] = ()
     return build(model_source, task, removed, seed)
 
 
+def eval_rows(task_data: TrialData, hparams: HParams, seed: int) -> Any:
+    """The rows a trial of ``seed`` is scored on: its seeded ``max_eval_samples`` subsample of ``task_data.eval``."""
+    return task_data.eval.check().subsample(hparams.max_eval_samples, int(seed), stream=2)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -244,7 +249,7 @@ class Trial:
         if self.device.type == "cpu":
             configure_threads(threads)
         self.train_table = task_data.train.check().subsample(hparams.max_train_samples, self.seed, stream=1)
-        self.eval_table = task_data.eval.check().subsample(hparams.max_eval_samples, self.seed, stream=2)
+        self.eval_table = eval_rows(task_data, hparams, self.seed)
         self.extra_tables = {k: v.check() for k, v in getattr(task_data, "extra", {}).items()}
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")

@@ -463,29 +463,33 @@ class BlockAngularStrategy(Strategy):
                 raise LayerIndexError(f"no block of {n} contiguous removable layers (check --keep)")
             start = min(dist, key=lambda s: (dist[s], -s))  # ties: the deeper block
             chosen.append((tuple(range(start + n - 1, start - 1, -1)), dist[start]))
-        ctx.prefetch([s for s, _ in chosen])
-        removals: dict[int, list[int]] = {}
-        for n, (s, d) in enumerate(chosen, start=1):
-            ranked = ctx.evaluate(n, [s], [None], halving=False)
-            ranked[0].proxy = d
-            ctx.record(n, ranked)
-            removals[n] = list(s)
+        removals = _score_sets(ctx, [s for s, _ in chosen], [None] * len(chosen), [d for _, d in chosen])
         return SearchResult(removals, ctx.steps, None)
 
 
 def _score_order(
     ctx: SearchContext, order: list[int], proxies: list[dict[int, float]] | None = None
 ) -> SearchResult:
+    sets = [tuple(order[:n]) for n in range(1, ctx.max_remove + 1)]
+    scores = None if proxies is None else [proxies[n][s[-1]] for n, s in enumerate(sets)]
+    removals = _score_sets(ctx, sets, [s[-1] for s in sets], scores)
+    return SearchResult(removals, ctx.steps, order[: ctx.max_remove])
+
+
+def _score_sets(
+    ctx: SearchContext, sets: list[Removal], added: list[int | None], proxies: list[float] | None = None
+) -> dict[int, list[int]]:
+    """Score one known removal set per n (``sets[n - 1]``), all fine-tuned in one batch first, and record each as
+    step n (with its proxy score, where there is one)."""
     removals: dict[int, list[int]] = {}
-    ctx.prefetch([tuple(order[:n]) for n in range(1, ctx.max_remove + 1)])
-    for n in range(1, ctx.max_remove + 1):
-        s = tuple(order[:n])
-        ranked = ctx.evaluate(n, [s], [s[-1]], halving=False)
+    ctx.prefetch(sets)
+    for n, s in enumerate(sets, start=1):
+        ranked = ctx.evaluate(n, [s], [added[n - 1]], halving=False)
         if proxies is not None:
-            ranked[0].proxy = proxies[n - 1][s[-1]]
+            ranked[0].proxy = proxies[n - 1]
         ctx.record(n, ranked)
         removals[n] = list(s)
-    return SearchResult(removals, ctx.steps, order[: ctx.max_remove])
+    return removals
 
 
 def pattern_order(name: str, num_layers: int, seed: int = 0) -> list[int]:

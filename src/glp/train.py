@@ -105,6 +105,11 @@ def collate_inputs(table: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, np
     return out
 
 
+def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a collated batch goes into the model: all but ``labels`` and the ``_x`` entries a kind adds."""
+    return {k: v for k, v in batch.items() if k != "labels" and not k.startswith("_")}
+
+
 def to_device(batch: Mapping[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     if device.type == "cuda":
         return {k: torch.from_numpy(v).pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
@@ -294,9 +299,8 @@ class TrainLoop:
         return self._epoch_batches[1][k]
 
     def _logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k != "labels" and not k.startswith("_")}  # "_x": not inputs
         with self.autocast():
-            return self.forward(**inputs).logits
+            return self.forward(**model_inputs(batch)).logits
 
     def _train_step(self, idx: np.ndarray) -> torch.Tensor:
         """Forward + backward of one batch (in ``grad_accum`` micro-batches); the batch's mean loss."""
