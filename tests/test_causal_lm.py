@@ -454,3 +454,17 @@ def test_gradient_checkpointing_heals_to_the_same_model(lm_root, tmp_path):
     res = trial.advance(1.0)
     assert res.loss_last == pytest.approx(plain.loss_last, rel=1e-5)
     assert res.score == pytest.approx(plain.score, rel=1e-5)
+
+
+def test_halving_and_search_seeds_treat_a_heal_as_the_budget(lm_root, tmp_path):
+    from glp.pruning import prune
+
+    plan = prune(_config(lm_root, tmp_path / "r", max_remove=1, halving=True, rungs=2, eta=2.0, search_seeds=2,
+                         hparams={"heal": "lora", "heal_steps": 4}))  # fmt: skip
+    step = plan.steps[0]
+    rejected = [c for c in step.candidates if c.status == "rejected"]
+    finished = [c for c in step.candidates if c.status == "ok"]
+    assert len(rejected) == 2 and len(finished) == 2, "4 candidates, half stopped after the first rung"
+    assert all(c.budget == 0.5 for c in rejected) and all(c.budget == 1.0 for c in finished)
+    assert all(len(c.scores) == 2 for c in step.candidates), "every candidate healed with both seeds"
+    assert step.separated in (True, False)
