@@ -96,3 +96,54 @@ def test_export_distilled(tiny_run, tmp_path):
     assert "distilled from the unpruned model" in (tmp_path / "m" / "README.md").read_text()
     with pytest.raises(ConfigError, match="needs --finetune"):
         export(run, 1, tmp_path / "n", distill=DistillSettings())
+    out = export(run, 1, tmp_path / "t", finetune=True, distill=DistillSettings(init="teacher"))
+    assert out.manifest["distilled"]["init"] == "teacher" and list((run / "cache" / "teachers").glob("*.pt"))
+    assert "starting from the teacher's own weights" in (tmp_path / "t" / "README.md").read_text()
+
+
+def test_teacher_init_starts_the_student_from_the_fine_tuned_teacher(tiny_run, tmp_path, monkeypatch):
+    """--distill-init teacher: the student is the teacher's fine-tuned weights with the plan's layers dropped (head
+    included), kept next to its outputs; the pretrained init starts elsewhere. The rows say how they were made."""
+    import shutil
+
+    import glp.distill
+    from glp.evaluate import EvalConfig, evaluate
+    from glp.scoring import Trial
+
+    starts: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}
+    real = Trial.advance
+
+    def capture(self, budget, progress=None):
+        if self.removed and self.step == 0:
+            starts[self.removed] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return real(self, budget, progress)
+
+    monkeypatch.setattr(Trial, "advance", capture)
+    glp.distill._TEACHERS.clear()
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
+    cfg = EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "eval"), seeds=1, distill=True, distill_init="teacher")
+    result = evaluate(cfg)
+    (weights,) = (tmp_path / "eval" / "cache" / "teachers").glob("*.pt")
+    teacher = torch.load(weights, weights_only=True)
+    removed = next(tuple(r["removed"]) for r in result["records"] if r["n"] == 1)
+    student = starts[removed]
+    depth = len({k.split(".layer.")[1].split(".")[0] for k in teacher if ".layer." in k})
+    kept = [i for i in range(depth) if i not in removed]
+    checked = 0
+    for name, value in student.items():
+        parts = name.split(".")
+        if ".layer." in name:  # encoder.layer.<new>.… holds the teacher's encoder.layer.<kept[new]>.…
+            i = parts.index("layer") + 1
+            parts[i] = str(kept[int(parts[i])])
+        assert torch.equal(value, teacher[".".join(parts)]), name
+        checked += 1
+    assert checked == len(student) and any(k.startswith("classifier") for k in student)
+    assert {r["strategy"] for r in result["records"]} == {"baseline", "greedy (distilled, teacher init)"}
+    # the pretrained init starts from the pre-trained weights and a fresh head, not from the teacher
+    starts.clear()
+    evaluate(EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "eval2"), seeds=1, distill=True))
+    head = [k for k in starts[removed] if k.startswith("classifier")]
+    assert not all(torch.equal(starts[removed][k], student[k]) for k in head)
+    with pytest.raises(ConfigError, match="--distill-init"):
+        DistillSettings(init="random")

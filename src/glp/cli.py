@@ -521,6 +521,7 @@ def show(
 
 _FINAL = "Final fine-tune (run_glue names; default: the plan's)"
 
+
 # The final fine-tune's flags, shared by export and evaluate (run_glue names; None = the plan's value).
 def _final(name: str, *flags: str, extra: str = ""):
     """A final fine-tune option (`HParams` field ``name``; its default is the plan's value)."""
@@ -584,12 +585,12 @@ def _distill_opt(name: str, *flags: str):
     return _opt(DistillSettings, name, *flags)
 
 
-def _distill_settings(distill: bool, alpha: float | None, temperature: float | None):
+def _distill_settings(distill: bool, alpha: float | None, temperature: float | None, init: str | None):
     if not distill:
         return None
     from glp.distill import DistillSettings
 
-    return DistillSettings(**_given(alpha=alpha, temperature=temperature))
+    return DistillSettings(**_given(alpha=alpha, temperature=temperature, init=init))
 
 
 @app.command("export")
@@ -633,6 +634,7 @@ def export_cmd(
     ),
     distill_alpha: float | None = _distill_opt("alpha", "--distill-alpha"),
     distill_temperature: float | None = _distill_opt("temperature", "--distill-temperature"),
+    distill_init: str | None = _distill_opt("init", "--distill-init"),
 ) -> None:
     """Drop the plan's n layers from the pre-trained model and save a model that loads with plain transformers.
 
@@ -648,8 +650,9 @@ def export_cmd(
         plan = Plan.load(RunDir(run_dir).plan_file(strategy) if strategy and run_dir.is_dir() else run_dir)
         choice, targets = _choose(plan, max_drop, min_speedup, max_params, profile)
         if choice is None:
-            raise ConfigError("say how many layers to remove: --remove n, or a target (--max-drop, --min-speedup, "
-                              "--max-params)")
+            raise ConfigError(
+                "say how many layers to remove: --remove n, or a target (--max-drop, --min-speedup, --max-params)"
+            )
         remove = choice.n
         typer.echo(f"chosen: {choice.summary(targets)}")
     elif any(x is not None for x in (max_drop, min_speedup, max_params)):
@@ -676,7 +679,7 @@ def export_cmd(
         device=device,
         overwrite=overwrite,
         progress=progress,
-        distill=_distill_settings(distill, distill_alpha, distill_temperature),
+        distill=_distill_settings(distill, distill_alpha, distill_temperature, distill_init),
     )
     m = res.manifest
     typer.echo(
@@ -737,6 +740,7 @@ def evaluate_cmd(
     distill: bool | None = _e("distill", "--distill/--no-distill"),
     distill_alpha: float | None = _distill_opt("alpha", "--distill-alpha"),
     distill_temperature: float | None = _distill_opt("temperature", "--distill-temperature"),
+    distill_init: str | None = _distill_opt("init", "--distill-init"),
     lm_eval_tasks: str | None = _e("lm_eval_tasks", "--lm-eval-tasks"),
     lm_eval_include_path: str | None = _e("lm_eval_include_path", "--lm-eval-include-path"),
     lm_eval_limit: float | None = _e("lm_eval_limit", "--lm-eval-limit"),
@@ -778,6 +782,7 @@ def evaluate_cmd(
             distill=distill,
             distill_alpha=distill_alpha,
             distill_temperature=distill_temperature,
+            distill_init=distill_init,
             lm_eval_tasks=lm_eval_tasks,
             lm_eval_include_path=lm_eval_include_path,
             lm_eval_limit=lm_eval_limit,

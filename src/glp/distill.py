@@ -10,6 +10,11 @@ computed once (eval mode, so they do not depend on the epoch order) and kept in 
 on the logits (``--distill-alpha``, default 0.5; ``--distill-temperature``, default 2), summed over the kind's units
 (rows; labelled tokens for token classification, masked like the labels), and MSE to the teacher's output for a
 regression. At ``alpha = 1`` it is the plain task loss.
+
+Where the student starts (``--distill-init``): ``pretrained`` (the default) is the pruned pre-trained model with a
+fresh head, like every plain row; ``teacher`` is the fine-tuned teacher with the same layers removed, its head
+included (the weights are kept next to the outputs, ``RUN/cache/teachers/<key>.pt``), so the fine-tune starts
+from a model that already knows the task.
 """
 
 from __future__ import annotations
@@ -25,21 +30,54 @@ import numpy as np
 from glp.errors import ConfigError
 
 TEACHER_KEY = "_teacher"
+INITS = ("pretrained", "teacher")
 
 
 @dataclass(frozen=True)
 class DistillSettings:
     alpha: float = field(default=0.5, metadata={"help": "Weight of the task loss; the teacher's term gets 1 - alpha."})
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the distillation."})
+    init: str = field(
+        default="pretrained",
+        metadata={
+            "help": "Where the student starts: pretrained (the pruned pre-trained model, fresh head) or teacher "
+            "(the fine-tuned teacher with the same layers removed, its head included)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"--distill-alpha must be in [0, 1], got {self.alpha}")
         if not self.temperature > 0:
             raise ConfigError(f"--distill-temperature must be positive, got {self.temperature}")
+        if self.init not in INITS:
+            raise ConfigError(f"--distill-init must be one of {', '.join(INITS)}, got {self.init!r}")
 
-    def to_dict(self) -> dict[str, float]:
-        return {"alpha": self.alpha, "temperature": self.temperature}
+    def to_dict(self) -> dict[str, Any]:
+        # init only where it is not the default: the journal keys of earlier distilled runs stay the same
+        return {
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            **({"init": self.init} if self.init != "pretrained" else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """One seed's teacher: its outputs on the student's training rows and, for ``init="teacher"``, its fine-tuned
+    weights (the path of a saved state dict, or the state dict itself where there is no cache directory)."""
+
+    outputs: list[np.ndarray]
+    weights: Any = None
+
+    def state_dict(self) -> dict[str, Any]:
+        import torch
+
+        if self.weights is None:
+            raise ConfigError("the teacher's weights were not kept (--distill-init teacher keeps them)")
+        if isinstance(self.weights, dict):
+            return self.weights
+        return torch.load(self.weights, map_location="cpu", weights_only=True)
 
 
 def check_kind(task: Any) -> None:
@@ -121,31 +159,74 @@ def row_outputs(trial: Any, table: Any) -> list[np.ndarray]:
     return out  # type: ignore[return-value]
 
 
-_TEACHERS: dict[str, list[np.ndarray]] = {}
+_TEACHERS: dict[str, Teacher] = {}
 
 
-def teacher_outputs(spec: Any, seed: int, device: Any, cache_dir: str | os.PathLike[str] | None, key: str) -> tuple:
-    """(outputs on the student's training rows, the teacher's TrialResult or None when the outputs were cached).
+def fit_teacher(
+    spec: Any,
+    seed: int,
+    device: Any,
+    cache_dir: str | os.PathLike[str] | None,
+    key: str,
+    *,
+    weights: bool = False,
+) -> tuple[Teacher, Any]:
+    """(the `Teacher` of ``seed``, its TrialResult or None when it came from the cache).
 
-    ``key`` identifies the teacher (the journal key of the unpruned model's trial); the outputs are kept in memory
-    and in ``cache_dir/teachers/<key>.npz``."""
-    if key in _TEACHERS:
-        return _TEACHERS[key], None
-    path = Path(cache_dir) / "teachers" / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.npz" if cache_dir else None
-    if path is not None and path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            outputs = [z[f"r{i}"] for i in range(int(z["n"]))]
-        _TEACHERS[key] = outputs
-        return outputs, None
+    ``key`` identifies the teacher (the journal key of the unpruned model's trial); its outputs (and, with
+    ``weights``, its fine-tuned state dict) are kept in memory and in ``cache_dir/teachers/<hash>.npz`` (``.pt``).
+    A cached teacher without the weights asked for is fine-tuned again."""
+    import torch
+
+    stem = Path(cache_dir) / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:40] if cache_dir else None
+    cached = _TEACHERS.get(key)
+    if cached is not None and (cached.weights is not None or not weights):
+        return cached, None
+    if stem is not None and stem.with_suffix(".npz").exists():
+        wpath = stem.with_suffix(".pt")
+        if not weights or wpath.exists():
+            with np.load(stem.with_suffix(".npz"), allow_pickle=False) as z:
+                outputs = [z[f"r{i}"] for i in range(int(z["n"]))]
+            _TEACHERS[key] = Teacher(outputs, str(wpath) if wpath.exists() else None)
+            return _TEACHERS[key], None
     trial = spec.trial((), seed, device)
     result = trial.advance(1.0)
     if not result.ok:
         raise ConfigError(f"the teacher's fine-tune (the unpruned model, seed {seed}) failed: {result.reason}")
     outputs = row_outputs(trial, trial.train_table)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, n=np.array(len(outputs)), **{f"r{i}": o for i, o in enumerate(outputs)})
-        os.replace(tmp, path)
-    _TEACHERS[key] = outputs
-    return outputs, result
+    state = None
+    if weights:
+        from glp.heal import merged
+
+        state = {k: v.detach().to("cpu", copy=True) for k, v in merged(trial.model).state_dict().items()}
+    if stem is None:
+        _TEACHERS[key] = Teacher(outputs, state)
+        return _TEACHERS[key], result
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stem.with_name(f"{stem.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, n=np.array(len(outputs)), **{f"r{i}": o for i, o in enumerate(outputs)})
+    os.replace(tmp, stem.with_suffix(".npz"))
+    wpath = None
+    if state is not None:
+        wpath = stem.with_suffix(".pt")
+        wtmp = stem.with_name(f"{stem.name}.{os.getpid()}.tmp.pt")
+        torch.save(state, wtmp)
+        os.replace(wtmp, wpath)
+    _TEACHERS[key] = Teacher(outputs, str(wpath) if wpath else None)
+    return _TEACHERS[key], result
+
+
+def student_from_teacher(model: Any, teacher: Teacher, removed: Any) -> Any:
+    """``model`` (the unpruned architecture with the task's head) given the teacher's fine-tuned weights, then
+    ``removed`` dropped: the student of ``--distill-init teacher``."""
+    from glp.layers import drop_layers
+
+    missing, unexpected = model.load_state_dict(teacher.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"the teacher's weights do not fit the student: missing {list(missing)[:3]}, unexpected "
+            f"{list(unexpected)[:3]}"
+        )
+    if removed:
+        drop_layers(model, list(removed))
+    return model

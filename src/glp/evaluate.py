@@ -86,6 +86,7 @@ class EvalConfig(ExecutionSettings):
     )
     distill_alpha: float | None = None  # None: glp.distill.DistillSettings' default (the one place defaults live)
     distill_temperature: float | None = None
+    distill_init: str | None = None
     lm_eval_tasks: str | None = field(
         default=None,
         metadata={"help": "Causal LMs: also score every row zero-shot with lm-evaluation-harness, e.g. arc_easy,piqa."},
@@ -120,7 +121,7 @@ class EvalConfig(ExecutionSettings):
         """The `glp.distill.DistillSettings` of ``--distill``, the flags given over its defaults."""
         from glp.distill import DistillSettings
 
-        given = {"alpha": self.distill_alpha, "temperature": self.distill_temperature}
+        given = {"alpha": self.distill_alpha, "temperature": self.distill_temperature, "init": self.distill_init}
         return DistillSettings(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -264,7 +265,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
             # the removal sets distilled from the teacher of their seed
             groups = [(job.arms, context, spec)]
             if cfg.distill:
-                from glp.distill import check_kind, teacher_outputs
+                from glp.distill import check_kind, fit_teacher
 
                 check_kind(data.task)
 
@@ -274,7 +275,9 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                     key = trial_key(context, (), s, 1.0)
                     if on_event:
                         on_event("teacher", task=job.task, seed=s)
-                    teachers[s], result = teacher_outputs(spec, s, cfg.device, out.cache_dir, key)
+                    teachers[s], result = fit_teacher(
+                        spec, s, cfg.device, out.cache_dir, key, weights=settings.init == "teacher"
+                    )
                     if result is not None and store.get(key) is None:
                         store.put(key, result.to_dict(), context)
                 dspec = dataclasses.replace(spec, distill=settings, teachers=teachers)
@@ -312,6 +315,9 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                     results.update(zip(unique, run(list(unique.values())), strict=True))
                 finally:
                     executor.close()
+            distill_label = "distilled"
+            if cfg.distill and cfg.distill_settings().init == "teacher":
+                distill_label = "distilled, teacher init"
             for arm in job.arms:
                 distilled = bool(cfg.distill and arm.removed)
                 for s in seeds:
@@ -322,7 +328,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                             "task": job.task,
                             "metric": data.task.metric,
                             **({} if higher else {"higher_is_better": False}),
-                            "strategy": f"{arm.strategy} (distilled)" if distilled else arm.strategy,
+                            "strategy": f"{arm.strategy} ({distill_label})" if distilled else arm.strategy,
                             "distilled": distilled,
                             "n": arm.n,
                             "removed": list(arm.removed),

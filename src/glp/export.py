@@ -75,6 +75,7 @@ def export(
     if distill is not None and not finetune:
         raise ConfigError("--distill distils the final fine-tune: it needs --finetune")
     from glp.heal import merged
+
     plan_file = Path(run_dir) if Path(run_dir).is_file() else RunDir(run_dir).plan_file(strategy)
     plan = Plan.load(plan_file)
     removed = plan.layers_to_remove(int(n))
@@ -98,12 +99,14 @@ def export(
         if distill is not None:  # the teacher: the unpruned model fine-tuned the same way (cached in RUN/cache)
             import dataclasses
 
-            from glp.distill import teacher_outputs
+            from glp.distill import fit_teacher
             from glp.store import trial_key
 
             key = trial_key(final_context(source.name, source, data, hp), (), int(seed), 1.0)
-            outputs, _ = teacher_outputs(spec, int(seed), device, RunDir.of(plan_file).cache_dir, key)
-            spec = dataclasses.replace(spec, distill=distill, teachers={int(seed): outputs})
+            teacher, _ = fit_teacher(
+                spec, int(seed), device, RunDir.of(plan_file).cache_dir, key, weights=distill.init == "teacher"
+            )
+            spec = dataclasses.replace(spec, distill=distill, teachers={int(seed): teacher})
         trial = spec.trial(removed, seed, device, progress=progress)
         result = trial.advance(1.0)
         if not result.ok:
@@ -334,7 +337,9 @@ def model_card(m: dict[str, Any]) -> str:
             f" and fine-tuned it on {_train_desc(hp.get('max_train_samples'))}"
             + (
                 f", distilled from the unpruned model fine-tuned the same way (alpha {m['distilled']['alpha']}, "
-                f"temperature {m['distilled']['temperature']})"
+                f"temperature {m['distilled']['temperature']}"
+                + (", starting from the teacher's own weights" if m["distilled"].get("init") == "teacher" else "")
+                + ")"
                 if m.get("distilled")
                 else ""
             )

@@ -78,7 +78,7 @@ class TrialSpec:
     trial_data: TrialData
     hparams: HParams
     distill: Any = None  # glp.distill.DistillSettings: removal sets learn from the teacher of their seed
-    teachers: dict[int, Any] = field(default_factory=dict)  # seed -> the teacher's outputs on the training rows
+    teachers: dict[int, Any] = field(default_factory=dict)  # seed -> its glp.distill.Teacher (outputs, weights)
     lm_eval: Any = None  # glp.lmeval.LMEvalSettings: a final fine-tune is also scored by lm-evaluation-harness
 
     def trial(
@@ -93,7 +93,7 @@ class TrialSpec:
         distill = None
         if self.distill is not None and tuple(removed):  # the unpruned model is the teacher: trained plainly
             if int(seed) not in self.teachers:
-                raise ConfigError(f"no teacher outputs for seed {seed}: the teacher is fine-tuned first")
+                raise ConfigError(f"no teacher for seed {seed}: the teacher is fine-tuned first")
             distill = (self.teachers[int(seed)], self.distill)
         return Trial(
             self.model,
@@ -256,7 +256,15 @@ class Trial:
         if _model is None:
             from glp.heal import prepare
 
-            model = prepare(load_model(model_source, self.task, self.removed, self.seed), hparams, self.seed, self.kind)
+            if distill is not None and distill[1].init == "teacher":  # the fine-tuned teacher, pruned
+                from glp.distill import student_from_teacher
+
+                base = student_from_teacher(
+                    load_model(model_source, self.task, (), self.seed), distill[0], self.removed
+                )
+            else:
+                base = load_model(model_source, self.task, self.removed, self.seed)
+            model = prepare(base, hparams, self.seed, self.kind)
         else:
             model = _model
         loop_kind = self.kind
@@ -264,11 +272,11 @@ class Trial:
             from glp.distill import DistillKind
 
             teacher, settings = distill
-            if len(teacher) != len(self.train_table):
+            if len(teacher.outputs) != len(self.train_table):
                 raise ConfigError(
-                    f"the teacher has outputs for {len(teacher)} rows, the training set {len(self.train_table)}"
+                    f"the teacher has outputs for {len(teacher.outputs)} rows, the training set {len(self.train_table)}"
                 )
-            loop_kind = DistillKind(self.kind, teacher, settings)
+            loop_kind = DistillKind(self.kind, teacher.outputs, settings)
         self.loop = TrainLoop(
             model,
             self.train_table,
@@ -448,9 +456,7 @@ class Trial:
         except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
             raise RunDirError(f"cannot read trial checkpoint {src}: {exc}") from exc
         if meta["task"].get("name") != task_data.task.name:
-            raise RunDirError(
-                f"checkpoint {src} is for task {meta['task'].get('name')!r}, not {task_data.task.name!r}"
-            )
+            raise RunDirError(f"checkpoint {src} is for task {meta['task'].get('name')!r}, not {task_data.task.name!r}")
         trial = cls(
             meta["model_source"],
             meta["removed"],
