@@ -73,3 +73,28 @@ def test_parse_args_old_form(tmp_path, summarize):
     assert summarize.parse_args([str(tmp_path), "sst2", "stsb"]) == [(tmp_path, "sst2"), (tmp_path, "stsb")]
     with pytest.raises(SystemExit):
         summarize.parse_args([f"{tmp_path}:", "x:y"])
+
+
+def test_distillation_summary_shares_of_the_gap(tmp_path, capsys):
+    """benchmarks/summarize_distill.py: the share of the gap per cell, none where there is no gap, the averages."""
+    spec = importlib.util.spec_from_file_location("summarize_distill", SCRIPT.with_name("summarize_distill.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def write(name, rows):
+        records = [
+            {"task": "cola", "metric": "mcc", "strategy": s, "n": n, "seed": 42 + i, "score": v}
+            for (s, n), scores in rows.items()
+            for i, v in enumerate(scores)
+        ]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "evaluation.json").write_text(json.dumps({"records": records}))
+
+    write("plain", {("baseline", 0): [0.5, 0.6, 0.7], ("greedy", 2): [0.3, 0.4, 0.5], ("greedy", 3): [0.7, 0.7, 0.7]})
+    write("dist", {("baseline", 0): [0.5, 0.6, 0.7], ("greedy (distilled)", 2): [0.5, 0.5, 0.6],
+                   ("greedy (distilled)", 3): [0.7, 0.8, 0.8]})  # fmt: skip
+    assert mod.main([f"cola={tmp_path / 'plain'},{tmp_path / 'dist'}"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2 | 60.0 | 40.0 (30.0–50.0) | 50.0 (50.0–60.0) | +50% |" in out
+    assert "| 3 | 60.0 | 70.0 (70.0–70.0) | 80.0 (70.0–80.0) | no gap |" in out
+    assert "greedy (distilled): mean share +50% over 1 cells with a gap; pooled +10.0 of 20.0 points (+50%)" in out
