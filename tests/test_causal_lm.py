@@ -408,10 +408,12 @@ def test_unknown_lm_eval_task_is_one_line(lm_root, tmp_path):
 def test_profile_times_generate_for_decoders(lm_root):
     from glp.profile import markdown_table, profile
 
-    res = profile(str(lm_root / "llama"), [[1, 2]], repeats=4, warmup=0, seq_len=8, new_tokens=4, gpu=False)
-    assert res["generate"] == {"prompt_len": 8, "new_tokens": 4, "repeats": 3, "batch": 1}
+    # 16 new tokens: their time stays clearly above one token's even on a loaded machine (4 did not, under load)
+    res = profile(str(lm_root / "llama"), [[1, 2]], repeats=4, warmup=0, seq_len=8, new_tokens=16, gpu=False)
+    assert res["generate"] == {"prompt_len": 8, "new_tokens": 16, "repeats": 3, "batch": 1}
     for row in res["rows"]:
         assert row["ttft_ms"] > 0 and row["tokens_per_s"] > 0
+        assert row["tokens_per_s"] == pytest.approx(15 / ((row["generate_ms"] - row["ttft_ms"]) / 1000))
     assert "TTFT ms" in markdown_table(res)
 
 
