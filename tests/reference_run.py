@@ -1,8 +1,9 @@
 """A small fixed run whose numbers are pinned in tests/data/reference_run.json.
 
 Recorded before the task-kind refactor (issue 14) with the code of that time; `test_reference_run.py` runs it again
-and asserts that the plans' scores and search-eval losses, every journal key and every trial's numbers are exactly
-the same. The numbers depend on the thread setup (tests/conftest.py: OMP_NUM_THREADS=1, which the script sets too).
+and asserts that every journal key, chosen set and count is exactly the same and that the plans' scores, search-eval
+losses and every trial's numbers are the same up to another CPU's float noise (see that file). The numbers depend
+on the thread setup (tests/conftest.py: OMP_NUM_THREADS=1, which the script sets too).
 Regenerate (only when a change is *meant* to alter results, and say so in the commit):
 
     .venv/bin/python tests/reference_run.py tests/data/reference_run.json
