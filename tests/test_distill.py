@@ -73,7 +73,7 @@ def test_one_teacher_per_seed_serves_every_row(tiny_run, tmp_path, monkeypatch):
     assert sorted(c[0] for c in calls if c[0]) == sorted([tuple(r["removed"]) for r in result["records"] if r["n"]])
     assert all(c[2] == "DistillKind" for c in calls if c[0])
     strategies = {r["strategy"]: r["distilled"] for r in result["records"]}
-    assert strategies == {"baseline": False, "greedy (distilled)": True}
+    assert strategies == {"baseline": False, "greedy (distilled, teacher init)": True}
     # again: the journal has every row, the teacher's outputs are on disk
     calls.clear()
     glp.distill._TEACHERS.clear()
@@ -90,13 +90,14 @@ def test_export_distilled(tiny_run, tmp_path):
     glp.distill._TEACHERS.clear()  # (the evaluation above kept this teacher in memory: the same key)
     run = tmp_path / "run"  # a copy: the teacher's outputs are cached in the run directory
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
-    out = export(run, 1, tmp_path / "m", finetune=True, distill=DistillSettings(alpha=0.5))
-    assert list((run / "cache" / "teachers").glob("*.npz"))
-    assert out.manifest["distilled"] == {"alpha": 0.5, "temperature": 2.0}
-    assert "distilled from the unpruned model" in (tmp_path / "m" / "README.md").read_text()
+    out = export(run, 1, tmp_path / "m", finetune=True, distill=DistillSettings(alpha=0.5, init="pretrained"))
+    assert list((run / "cache" / "teachers").glob("*.npz")) and not list((run / "cache" / "teachers").glob("*.pt"))
+    assert out.manifest["distilled"] == {"alpha": 0.5, "temperature": 2.0}  # the pretrained init: its old key
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "distilled from the unpruned model" in card and "starting from the pruned pre-trained model" in card
     with pytest.raises(ConfigError, match="needs --finetune"):
         export(run, 1, tmp_path / "n", distill=DistillSettings())
-    out = export(run, 1, tmp_path / "t", finetune=True, distill=DistillSettings(init="teacher"))
+    out = export(run, 1, tmp_path / "t", finetune=True, distill=DistillSettings())  # the default: teacher init
     assert out.manifest["distilled"]["init"] == "teacher" and list((run / "cache" / "teachers").glob("*.pt"))
     assert "starting from the teacher's own weights" in (tmp_path / "t" / "README.md").read_text()
 
@@ -122,7 +123,7 @@ def test_teacher_init_starts_the_student_from_the_fine_tuned_teacher(tiny_run, t
     glp.distill._TEACHERS.clear()
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
-    cfg = EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "eval"), seeds=1, distill=True, distill_init="teacher")
+    cfg = EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "eval"), seeds=1, distill=True)  # teacher: the default
     result = evaluate(cfg)
     (weights,) = (tmp_path / "eval" / "cache" / "teachers").glob("*.pt")
     teacher = torch.load(weights, weights_only=True)
@@ -142,7 +143,10 @@ def test_teacher_init_starts_the_student_from_the_fine_tuned_teacher(tiny_run, t
     assert {r["strategy"] for r in result["records"]} == {"baseline", "greedy (distilled, teacher init)"}
     # the pretrained init starts from the pre-trained weights and a fresh head, not from the teacher
     starts.clear()
-    evaluate(EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "eval2"), seeds=1, distill=True))
+    again = evaluate(
+        EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "eval2"), seeds=1, distill=True, distill_init="pretrained")
+    )
+    assert {r["strategy"] for r in again["records"]} == {"baseline", "greedy (distilled, pretrained init)"}
     head = [k for k in starts[removed] if k.startswith("classifier")]
     assert not all(torch.equal(starts[removed][k], student[k]) for k in head)
     with pytest.raises(ConfigError, match="--distill-init"):

@@ -315,9 +315,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                     results.update(zip(unique, run(list(unique.values())), strict=True))
                 finally:
                     executor.close()
-            distill_label = "distilled"
-            if cfg.distill and cfg.distill_settings().init == "teacher":
-                distill_label = "distilled, teacher init"
+            distill_label = f"distilled, {cfg.distill_settings().init} init" if cfg.distill else ""
             for arm in job.arms:
                 distilled = bool(cfg.distill and arm.removed)
                 for s in seeds:

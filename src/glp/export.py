@@ -338,7 +338,11 @@ def model_card(m: dict[str, Any]) -> str:
             + (
                 f", distilled from the unpruned model fine-tuned the same way (alpha {m['distilled']['alpha']}, "
                 f"temperature {m['distilled']['temperature']}"
-                + (", starting from the teacher's own weights" if m["distilled"].get("init") == "teacher" else "")
+                + (
+                    ", starting from the teacher's own weights"
+                    if m["distilled"].get("init") == "teacher"
+                    else ", starting from the pruned pre-trained model"
+                )
                 + ")"
                 if m.get("distilled")
                 else ""
