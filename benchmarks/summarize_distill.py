@@ -4,7 +4,8 @@ distillation recovers, per task and n, from `glp evaluate` outputs (issue 17).
     python benchmarks/summarize_distill.py TASK=PLAIN_EVAL,DISTILLED_EVAL[,MORE_EVAL...] [TASK=...]
 
 Each EVAL is a directory with `evaluation.json` (or the file). The first is the plain run (its baseline row is the
-unpruned model); every later one is a distilled variant, named by its rows' strategy label. Medians over seeds, x100.
+unpruned model); every later one is a distilled variant, named by its rows' strategy label (and its directory's
+name where two labels are the same). Medians over seeds, x100.
 A cell's share is (distilled - plain) / (unpruned - plain) with the medians, for a metric where higher is better;
 it is left empty where the pruned model is not below the unpruned one (no gap to recover). The last lines average
 the shares over the cells that have one, and give the pooled share (points recovered / points of gap).
@@ -47,12 +48,14 @@ def main(argv: list[str]) -> int:
     for arg in argv:
         task, _, paths = arg.partition("=")
         runs = [medians(load(p)) for p in paths.split(",")]
+        dirs = [Path(p).name for p in paths.split(",")]
         if len(runs) < 2:
             raise SystemExit(f"{arg}: give the plain evaluation and at least one distilled one")
         (plain, _, prange), variants = runs[0], runs[1:]
         if 0 not in plain:
             raise SystemExit(f"{arg}: the plain evaluation has no baseline row (n = 0)")
         names = [next(label[n] for n in label if n) for _, label, _ in variants]
+        names = [f"{x} [{d}]" if names.count(x) > 1 else x for x, d in zip(names, dirs[1:], strict=True)]
         print(f"\n{task} (x100, median of seeds (min-max); share: of the gap to the unpruned model)\n")
         print("| n | unpruned | plain | " + " | ".join(f"{v} | share" for v in names) + " |")
         print("|---:|---:|---:|" + "---:|---:|" * len(variants))
