@@ -88,6 +88,10 @@ def enable_checkpointing(model: Any) -> None:
     base = model.get_base_model() if is_adapted(model) else model
     if not getattr(base, "supports_gradient_checkpointing", False):
         raise ConfigError(f"{type(base).__name__} does not support --gradient-checkpointing")
-    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers v5's name; the old one warns
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # pragma: no cover - transformers before v5
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if is_adapted(model):
         base.enable_input_require_grads()
