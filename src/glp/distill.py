@@ -177,19 +177,16 @@ def fit_teacher(
     ``key`` identifies the teacher (the journal key of the unpruned model's trial); its outputs (and, with
     ``weights``, its fine-tuned state dict) are kept in memory and in ``cache_dir/teachers/<hash>.npz`` (``.pt``).
     A cached teacher without the weights asked for is fine-tuned again."""
-    import torch
-
-    stem = Path(cache_dir) / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:40] if cache_dir else None
     cached = _TEACHERS.get(key)
     if cached is not None and (cached.weights is not None or not weights):
         return cached, None
-    if stem is not None and stem.with_suffix(".npz").exists():
-        wpath = stem.with_suffix(".pt")
-        if not weights or wpath.exists():
-            with np.load(stem.with_suffix(".npz"), allow_pickle=False) as z:
-                outputs = [z[f"r{i}"] for i in range(int(z["n"]))]
-            _TEACHERS[key] = Teacher(outputs, str(wpath) if wpath.exists() else None)
-            return _TEACHERS[key], None
+    stem = Path(cache_dir) / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:40] if cache_dir else None
+    npz, pt = (stem.with_suffix(".npz"), stem.with_suffix(".pt")) if stem is not None else (None, None)
+    if npz is not None and npz.exists() and (pt.exists() or not weights):
+        with np.load(npz, allow_pickle=False) as z:
+            outputs = [z[f"r{i}"] for i in range(int(z["n"]))]
+        _TEACHERS[key] = Teacher(outputs, str(pt) if pt.exists() else None)
+        return _TEACHERS[key], None
     trial = spec.trial((), seed, device)
     result = trial.advance(1.0)
     if not result.ok:
@@ -200,21 +197,26 @@ def fit_teacher(
         from glp.heal import merged
 
         state = {k: v.detach().to("cpu", copy=True) for k, v in merged(trial.model).state_dict().items()}
-    if stem is None:
+    if npz is None:  # no cache directory: the weights stay in memory
         _TEACHERS[key] = Teacher(outputs, state)
         return _TEACHERS[key], result
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stem.with_name(f"{stem.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, n=np.array(len(outputs)), **{f"r{i}": o for i, o in enumerate(outputs)})
-    os.replace(tmp, stem.with_suffix(".npz"))
-    wpath = None
+    _save_atomic(
+        npz, lambda tmp: np.savez(tmp, n=np.array(len(outputs)), **{f"r{i}": o for i, o in enumerate(outputs)})
+    )
     if state is not None:
-        wpath = stem.with_suffix(".pt")
-        wtmp = stem.with_name(f"{stem.name}.{os.getpid()}.tmp.pt")
-        torch.save(state, wtmp)
-        os.replace(wtmp, wpath)
-    _TEACHERS[key] = Teacher(outputs, str(wpath) if wpath else None)
+        import torch
+
+        _save_atomic(pt, lambda tmp: torch.save(state, tmp))
+    _TEACHERS[key] = Teacher(outputs, str(pt) if state is not None else None)
     return _TEACHERS[key], result
+
+
+def _save_atomic(path: Path, save: Any) -> None:
+    """``save(tmp)`` beside ``path``, then renamed onto it: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    save(tmp)
+    os.replace(tmp, path)
 
 
 def student_from_teacher(model: Any, teacher: Teacher, removed: Any) -> Any:
@@ -228,6 +230,4 @@ def student_from_teacher(model: Any, teacher: Teacher, removed: Any) -> Any:
             f"the teacher's weights do not fit the student: missing {list(missing)[:3]}, unexpected "
             f"{list(unexpected)[:3]}"
         )
-    if removed:
-        drop_layers(model, list(removed))
-    return model
+    return drop_layers(model, list(removed))

@@ -244,6 +244,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     records: list[dict[str, Any]] = []
     tasks_meta: dict[str, Any] = {}
+    settings = cfg.distill_settings() if cfg.distill else None
     with out.journal() as store:
         store.set_meta("evaluate_config", _jsonable(dataclasses.asdict(cfg)))
         for job in jobs:
@@ -264,12 +265,11 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
             # (arms, journal context, spec) groups: all arms plainly, or the baseline plainly (the teachers) and
             # the removal sets distilled from the teacher of their seed
             groups = [(job.arms, context, spec)]
-            if cfg.distill:
+            if settings is not None:
                 from glp.distill import check_kind, fit_teacher
 
                 check_kind(data.task)
 
-                settings = cfg.distill_settings()
                 teachers = {}
                 for s in seeds:  # one teacher per seed for every row, journaled as the baseline's trial
                     key = trial_key(context, (), s, 1.0)
@@ -315,9 +315,9 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                     results.update(zip(unique, run(list(unique.values())), strict=True))
                 finally:
                     executor.close()
-            distill_label = f"distilled, {cfg.distill_settings().init} init" if cfg.distill else ""
+            distill_label = f"distilled, {settings.init} init" if settings is not None else ""
             for arm in job.arms:
-                distilled = bool(cfg.distill and arm.removed)
+                distilled = bool(settings is not None and arm.removed)
                 for s in seeds:
                     r = results[(frozenset(arm.removed), s, distilled)]
                     ok = r.get("status") == "ok" and r.get("score") is not None
