@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from glp.distill import TEACHER_KEY, DistillKind, DistillSettings
@@ -91,14 +92,14 @@ def test_export_distilled(tiny_run, tmp_path):
     run = tmp_path / "run"  # a copy: the teacher's outputs are cached in the run directory
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
     out = export(run, 1, tmp_path / "m", finetune=True, distill=DistillSettings(alpha=0.5, init="pretrained"))
-    assert list((run / "cache" / "teachers").glob("*.npz")) and not list((run / "cache" / "teachers").glob("*.pt"))
+    assert list((run / "cache" / "teachers").glob("*.npz")) and not list((run / "cache" / "teachers").glob("*.safetensors"))
     assert out.manifest["distilled"] == {"alpha": 0.5, "temperature": 2.0}  # the pretrained init: its old key
     card = (tmp_path / "m" / "README.md").read_text()
     assert "distilled from the unpruned model" in card and "starting from the pruned pre-trained model" in card
     with pytest.raises(ConfigError, match="needs --finetune"):
         export(run, 1, tmp_path / "n", distill=DistillSettings())
     out = export(run, 1, tmp_path / "t", finetune=True, distill=DistillSettings())  # the default: teacher init
-    assert out.manifest["distilled"]["init"] == "teacher" and list((run / "cache" / "teachers").glob("*.pt"))
+    assert out.manifest["distilled"]["init"] == "teacher" and list((run / "cache" / "teachers").glob("*.safetensors"))
     assert "starting from the teacher's own weights" in (tmp_path / "t" / "README.md").read_text()
 
 
@@ -125,8 +126,8 @@ def test_teacher_init_starts_the_student_from_the_fine_tuned_teacher(tiny_run, t
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
     cfg = EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "eval"), seeds=1, distill=True)  # teacher: the default
     result = evaluate(cfg)
-    (weights,) = (tmp_path / "eval" / "cache" / "teachers").glob("*.pt")
-    teacher = torch.load(weights, weights_only=True)
+    (weights,) = (tmp_path / "eval" / "cache" / "teachers").glob("*.safetensors")
+    teacher = safetensors.torch.load_file(weights)  # plain data: no pickle in what glp writes
     removed = next(tuple(r["removed"]) for r in result["records"] if r["n"] == 1)
     student = starts[removed]
     depth = len({k.split(".layer.")[1].split(".")[0] for k in teacher if ".layer." in k})

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from glp.atomic import write_atomic
 from glp.errors import DataError
 from glp.tasks import Task, check_metric, get_task, is_glue_task, resolve_task
 
@@ -1168,13 +1169,10 @@ def _load_disk(path: Path, key: str) -> _Tokens | None:
 
 
 def _save_disk(path: Path, key: str, tokens: _Tokens) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"key": np.array(key), "input_ids": tokens.input_ids, "offsets": tokens.offsets}
     if tokens.token_type_ids is not None:
         arrays["token_type_ids"] = tokens.token_type_ids
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def encode(

@@ -12,11 +12,11 @@ on the logits (``--distill-alpha``, default 0.5; ``--distill-temperature``, defa
 regression. At ``alpha = 1`` it is the plain task loss.
 
 Where the student starts (``--distill-init``): ``teacher`` (the default) is the fine-tuned teacher with the same
-layers removed, its head included (the weights are kept next to the outputs, ``RUN/cache/teachers/<key>.pt``), so
-the fine-tune starts from a model that already knows the task; ``pretrained`` is the pruned pre-trained model with
-a fresh head, like every plain row. On MiniLM (docs/results.md, "Distillation") the teacher init recovered most of
-the pruned model's gap on SST-2 and CoLA, where the pretrained init recovered none of it.
-"""
+layers removed, its head included (the weights are kept next to the outputs,
+``RUN/cache/teachers/<key>.safetensors``), so the fine-tune starts from a model that already knows the task;
+``pretrained`` is the pruned pre-trained model with a fresh head, like every plain row. On MiniLM (docs/results.md,
+"Distillation") the teacher init recovered most of the pruned model's gap on SST-2 and CoLA, where the pretrained
+init recovered none of it."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from glp.atomic import write_atomic
 from glp.errors import ConfigError
 
 TEACHER_KEY = "_teacher"
@@ -72,13 +73,14 @@ class Teacher:
     weights: Any = None
 
     def state_dict(self) -> dict[str, Any]:
-        import torch
 
         if self.weights is None:
             raise ConfigError("the teacher's weights were not kept (--distill-init teacher keeps them)")
         if isinstance(self.weights, dict):
             return self.weights
-        return torch.load(self.weights, map_location="cpu", weights_only=True)
+        from safetensors.torch import load_file
+
+        return load_file(self.weights, device="cpu")
 
 
 def check_kind(task: Any) -> None:
@@ -175,17 +177,17 @@ def fit_teacher(
     """(the `Teacher` of ``seed``, its TrialResult or None when it came from the cache).
 
     ``key`` identifies the teacher (the journal key of the unpruned model's trial); its outputs (and, with
-    ``weights``, its fine-tuned state dict) are kept in memory and in ``cache_dir/teachers/<hash>.npz`` (``.pt``).
-    A cached teacher without the weights asked for is fine-tuned again."""
+    ``weights``, its fine-tuned state dict) are kept in memory and in ``cache_dir/teachers/<hash>.npz``
+    (``.safetensors``). A cached teacher without the weights asked for is fine-tuned again."""
     cached = _TEACHERS.get(key)
     if cached is not None and (cached.weights is not None or not weights):
         return cached, None
     stem = Path(cache_dir) / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:40] if cache_dir else None
-    npz, pt = (stem.with_suffix(".npz"), stem.with_suffix(".pt")) if stem is not None else (None, None)
-    if npz is not None and npz.exists() and (pt.exists() or not weights):
+    npz, st = (stem.with_suffix(".npz"), stem.with_suffix(".safetensors")) if stem is not None else (None, None)
+    if npz is not None and npz.exists() and (st.exists() or not weights):
         with np.load(npz, allow_pickle=False) as z:
             outputs = [z[f"r{i}"] for i in range(int(z["n"]))]
-        _TEACHERS[key] = Teacher(outputs, str(pt) if pt.exists() else None)
+        _TEACHERS[key] = Teacher(outputs, str(st) if st.exists() else None)
         return _TEACHERS[key], None
     trial = spec.trial((), seed, device)
     result = trial.advance(1.0)
@@ -196,27 +198,20 @@ def fit_teacher(
     if weights:
         from glp.heal import merged
 
-        state = {k: v.detach().to("cpu", copy=True) for k, v in merged(trial.model).state_dict().items()}
+        # copies, contiguous: tied weights become two tensors, which safetensors can write
+        state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in merged(trial.model).state_dict().items()}
     if npz is None:  # no cache directory: the weights stay in memory
         _TEACHERS[key] = Teacher(outputs, state)
         return _TEACHERS[key], result
-    _save_atomic(
+    write_atomic(
         npz, lambda tmp: np.savez(tmp, n=np.array(len(outputs)), **{f"r{i}": o for i, o in enumerate(outputs)})
     )
     if state is not None:
-        import torch
+        from safetensors.torch import save_file
 
-        _save_atomic(pt, lambda tmp: torch.save(state, tmp))
-    _TEACHERS[key] = Teacher(outputs, str(pt) if state is not None else None)
+        write_atomic(st, lambda tmp: save_file(state, str(tmp)))
+    _TEACHERS[key] = Teacher(outputs, str(st) if state is not None else None)
     return _TEACHERS[key], result
-
-
-def _save_atomic(path: Path, save: Any) -> None:
-    """``save(tmp)`` beside ``path``, then renamed onto it: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    save(tmp)
-    os.replace(tmp, path)
 
 
 def student_from_teacher(model: Any, teacher: Teacher, removed: Any) -> Any:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glp.atomic import write_text_atomic
 from glp.data import DataSpec
 from glp.errors import ConfigError
 from glp.executors import ExecutionSettings
@@ -593,11 +594,9 @@ def write_outputs(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
         split = key[len("summary_") :]
         md += f"\n## Scored on {split} (the same fine-tunes)\n\n" + markdown_table(result[key])
     paths = {"markdown": out / "table.md", "csv": out / "evaluation.csv", "json": out / "evaluation.json"}
-    paths["markdown"].write_text(md)
-    paths["csv"].write_text(csv_text(summary))
-    tmp = paths["json"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, paths["json"])
+    write_text_atomic(paths["markdown"], md)
+    write_text_atomic(paths["csv"], csv_text(summary))
+    write_text_atomic(paths["json"], json.dumps(result, indent=1, allow_nan=False) + "\n")
     return paths
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glp.atomic import write_text_atomic
 from glp.errors import LayerIndexError, RunDirError
 
 SCHEMA = "glp.plan/1"
@@ -150,12 +151,7 @@ class Plan:
 
     def save(self, run_dir: str | os.PathLike[str], name: str = PLAN_NAME) -> Path:
         """Write ``RUN_DIR/name`` atomically (a reader never sees half a file)."""
-        path = Path(run_dir) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(Path(run_dir) / name, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, run_dir_or_file: str | os.PathLike[str]) -> Plan:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glp.atomic import write_text_atomic
 from glp.errors import ConfigError, GLPError
 
 SCHEMA = "glp.profile/1"
@@ -381,10 +382,7 @@ def speedups_by_n(result: dict[str, Any], kind: str = "cpu") -> dict[int, float]
 
 
 def save(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
-    return p
+    return write_text_atomic(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from glp.atomic import write_text_atomic
 from glp.errors import ConfigError, GLPError, RunDirError
 from glp.kinds import kind_of
 from glp.train import (
@@ -412,9 +413,7 @@ class Trial:
             "data": {"train": self.train_table.fingerprint(), "eval": self.eval_table.fingerprint()},
             "loop": self.loop.state_json(),
         }
-        tmp = out / "trial.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, out / "trial.json")
+        write_text_atomic(out / "trial.json", json.dumps(meta, indent=1))
         return out
 
     @classmethod
