@@ -138,3 +138,29 @@ def test_evaluate_in_worker_processes_matches_in_process(tiny_run, tmp_path):
     assert scores == {(r["strategy"], r["seed"]): r["score"] for r in par["records"]}
     with pytest.raises(ConfigError, match="--devices"):
         evaluate(EvalConfig(out=str(tmp_path / "bad"), devices="gpu0", **common))
+
+
+def test_a_copy_of_the_plans_model_elsewhere_is_accepted_by_its_weights(tiny_setup, tiny_run, tmp_path):
+    """A plan names the path its model had where it was searched; a copy at another path with the same weights is
+    the same model (``--model``), one with other weights is refused, and a missing path says what to do."""
+    import shutil
+
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    from glp.evaluate import plan_jobs
+    from glp.models import ModelLoadError, from_record
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_setup / "model", copy)
+    (job,) = plan_jobs(EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), model=str(copy)))
+    assert job.source.path == str(copy)
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_setup / "model", other)
+    BertForSequenceClassification(AutoConfig.from_pretrained(other)).save_pretrained(other)  # new random weights
+    with pytest.raises(ConfigError, match=r"weights sha256:[0-9a-f]{64}.*one model at a time"):
+        plan_jobs(EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), model=str(other)))
+
+    record = {**Plan.load(tiny_run).model, "source": str(tmp_path / "gone"), "path": str(tmp_path / "gone")}
+    with pytest.raises(ModelLoadError, match=r"does not exist; .*weights sha256:.*glp evaluate --model PATH"):
+        from_record(record)

@@ -140,11 +140,24 @@ class TaskJob:
     notes: list[str]
 
 
-def _same_model(a: str, b: str) -> bool:
+def _same_model(given: str, recorded: dict[str, Any], revisions: dict[str, str | None]) -> bool:
+    """Whether ``given`` (``--model``, or the first plan's model) is the model a plan ``recorded``: the same path or
+    name, or a local copy whose weights hash to the plan's recorded ``sha256:`` revision (a plan searched on
+    another machine names that machine's path). ``revisions`` caches the hashes by model."""
+
     def norm(s: str) -> str:
         return os.path.realpath(s) if os.path.exists(s) else s
 
-    return norm(a) == norm(b)
+    if norm(given) == norm(str(recorded.get("source"))):
+        return True
+    rev = recorded.get("revision")
+    if not (isinstance(rev, str) and rev.startswith("sha256:")):
+        return False
+    if given not in revisions:
+        from glp.models import weights_revision
+
+        revisions[given] = weights_revision(given)
+    return revisions[given] == rev
 
 
 def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
@@ -156,6 +169,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
     model = cfg.model
     source = models.resolve(cfg.model) if cfg.model else None
     labels_seen: dict[tuple[str, str], str] = {}
+    revisions: dict[str, str | None] = {}
     for run_dir in cfg.run_dirs:
         for path in RunDir.plans_at(run_dir):
             plan = Plan.load(path)
@@ -163,8 +177,14 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
             if model is None:
                 model = src
                 source = models.from_record(plan.model)
-            elif not _same_model(model, src):
-                raise ConfigError(f"{path} was searched on model {src!r}, not {model!r}: evaluate one model at a time")
+            elif not _same_model(model, plan.model, revisions):
+                rev = plan.model.get("revision")
+                raise ConfigError(
+                    f"{path} was searched on model {src!r}"
+                    + (f" (weights {rev})" if rev else "")
+                    + f", not {model!r}: evaluate one model at a time (a copy of the plan's model at another path"
+                    " is accepted when its weights hash the same)"
+                )
             tname = str(plan.task.get("name"))
             job = jobs.get(tname)
             if job is None:

@@ -330,7 +330,16 @@ def from_record(model: dict[str, Any], trust_remote_code: bool = False) -> Model
     name = str(model.get("source") or model.get("model") or "")
     if path and Path(path).exists():
         return resolve(path, gguf_file=gguf, trust_remote_code=trust_remote_code).with_given(name)
-    return resolve(name, gguf_file=gguf, trust_remote_code=trust_remote_code)
+    try:
+        return resolve(name, gguf_file=gguf, trust_remote_code=trust_remote_code)
+    except ModelLoadError as e:
+        rev = model.get("revision")
+        if not (isinstance(rev, str) and rev.startswith("sha256:")):
+            raise
+        raise ModelLoadError(
+            f"{e}; the plan was searched on a local model, weights {rev}: put a copy at {name!r}, or give one "
+            "anywhere to `glp evaluate --model PATH` (it is accepted when its weights hash the same)"
+        ) from e
 
 
 # ------------------------------------------------------------------------------- candidates for a task
