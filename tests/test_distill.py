@@ -92,7 +92,9 @@ def test_export_distilled(tiny_run, tmp_path):
     run = tmp_path / "run"  # a copy: the teacher's outputs are cached in the run directory
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
     out = export(run, 1, tmp_path / "m", finetune=True, distill=DistillSettings(alpha=0.5, init="pretrained"))
-    assert list((run / "cache" / "teachers").glob("*.npz")) and not list((run / "cache" / "teachers").glob("*.safetensors"))
+    assert list((run / "cache" / "teachers").glob("*.npz")) and not list(
+        (run / "cache" / "teachers").glob("*.safetensors")
+    )
     assert out.manifest["distilled"] == {"alpha": 0.5, "temperature": 2.0}  # the pretrained init: its old key
     card = (tmp_path / "m" / "README.md").read_text()
     assert "distilled from the unpruned model" in card and "starting from the pruned pre-trained model" in card
@@ -152,3 +154,31 @@ def test_teacher_init_starts_the_student_from_the_fine_tuned_teacher(tiny_run, t
     assert not all(torch.equal(starts[removed][k], student[k]) for k in head)
     with pytest.raises(ConfigError, match="--distill-init"):
         DistillSettings(init="random")
+
+
+@pytest.mark.slow
+def test_teachers_are_fine_tuned_by_the_workers_side_by_side(tiny_run, tmp_path):
+    """--devices cpu,cpu: the baseline's trials of both seeds run in the two worker processes and keep themselves
+    as the teachers (outputs and weights in the cache); the main process fine-tunes none, and the rows score as
+    they do in one process."""
+    import glp.distill
+    from glp.evaluate import EvalConfig, evaluate
+
+    common = dict(run_dirs=(str(tiny_run),), ns=(1,), seeds=2, distill=True)
+    glp.distill._TEACHERS.clear()
+    local = evaluate(EvalConfig(out=str(tmp_path / "local"), **common))
+    glp.distill._TEACHERS.clear()
+    events = []
+    par = evaluate(
+        EvalConfig(out=str(tmp_path / "par"), devices="cpu,cpu", **common),
+        on_event=lambda e, **i: events.append(
+            (e, i.get("result", {}).get("removed"), i.get("result", {}).get("device"))
+        ),
+    )
+    assert not [e for e in events if e[0] == "teacher"]  # no teacher fine-tuned in the main process
+    baselines = [e for e in events if e[0] == "trial_done" and not e[1]]
+    assert len(baselines) == 2 and all(str(d).startswith("cpu") for _, _, d in baselines)
+    kept = tmp_path / "par" / "cache" / "teachers"
+    assert len(list(kept.glob("*.npz"))) == 2 and len(list(kept.glob("*.safetensors"))) == 2
+    scores = {(r["strategy"], r["seed"]): r["score"] for r in local["records"]}
+    assert scores == {(r["strategy"], r["seed"]): r["score"] for r in par["records"]}

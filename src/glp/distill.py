@@ -165,6 +165,55 @@ def row_outputs(trial: Any, table: Any) -> list[np.ndarray]:
 _TEACHERS: dict[str, Teacher] = {}
 
 
+def teacher_stem(cache_dir: str | os.PathLike[str] | None, key: str) -> Path | None:
+    """``cache_dir/teachers/<hash of key>``: the teacher's ``.npz`` (outputs) and ``.safetensors`` (weights)."""
+    return Path(cache_dir) / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:40] if cache_dir else None
+
+
+def cached_teacher(key: str, cache_dir: str | os.PathLike[str] | None, *, weights: bool = False) -> Teacher | None:
+    """The teacher of ``key`` from memory or ``cache_dir``, or None where it is not kept (or not with the
+    ``weights`` asked for)."""
+    cached = _TEACHERS.get(key)
+    if cached is not None and (cached.weights is not None or not weights):
+        return cached
+    stem = teacher_stem(cache_dir, key)
+    if stem is None:
+        return None
+    npz, st = stem.with_suffix(".npz"), stem.with_suffix(".safetensors")
+    if not npz.exists() or (weights and not st.exists()):
+        return None
+    with np.load(npz, allow_pickle=False) as z:
+        outputs = [z[f"r{i}"] for i in range(int(z["n"]))]
+    _TEACHERS[key] = Teacher(outputs, str(st) if st.exists() else None)
+    return _TEACHERS[key]
+
+
+def keep_teacher(trial: Any, stem: str | os.PathLike[str] | None, *, weights: bool = False) -> Teacher:
+    """The `Teacher` of a finished fine-tune of the unpruned model: its outputs on its training rows (and, with
+    ``weights``, its fine-tuned state dict), written to ``stem`` (``.npz``, ``.safetensors``) when one is given,
+    else kept in memory."""
+    outputs = row_outputs(trial, trial.train_table)
+    state = None
+    if weights:
+        from glp.heal import merged
+
+        # copies, contiguous: tied weights become two tensors, which safetensors can write
+        state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in merged(trial.model).state_dict().items()}
+    if stem is None:
+        return Teacher(outputs, state)
+    stem = Path(stem)
+    write_atomic(
+        stem.with_suffix(".npz"),
+        lambda tmp: np.savez(tmp, n=np.array(len(outputs)), **{f"r{i}": o for i, o in enumerate(outputs)}),
+    )
+    if state is None:
+        return Teacher(outputs, None)
+    from safetensors.torch import save_file
+
+    st = write_atomic(stem.with_suffix(".safetensors"), lambda tmp: save_file(state, str(tmp)))
+    return Teacher(outputs, str(st))
+
+
 def fit_teacher(
     spec: Any,
     seed: int,
@@ -179,39 +228,43 @@ def fit_teacher(
     ``key`` identifies the teacher (the journal key of the unpruned model's trial); its outputs (and, with
     ``weights``, its fine-tuned state dict) are kept in memory and in ``cache_dir/teachers/<hash>.npz``
     (``.safetensors``). A cached teacher without the weights asked for is fine-tuned again."""
-    cached = _TEACHERS.get(key)
-    if cached is not None and (cached.weights is not None or not weights):
+    cached = cached_teacher(key, cache_dir, weights=weights)
+    if cached is not None:
         return cached, None
-    stem = Path(cache_dir) / "teachers" / hashlib.sha256(key.encode()).hexdigest()[:40] if cache_dir else None
-    npz, st = (stem.with_suffix(".npz"), stem.with_suffix(".safetensors")) if stem is not None else (None, None)
-    if npz is not None and npz.exists() and (st.exists() or not weights):
-        with np.load(npz, allow_pickle=False) as z:
-            outputs = [z[f"r{i}"] for i in range(int(z["n"]))]
-        _TEACHERS[key] = Teacher(outputs, str(st) if st.exists() else None)
-        return _TEACHERS[key], None
     trial = spec.trial((), seed, device)
     result = trial.advance(1.0)
     if not result.ok:
         raise ConfigError(f"the teacher's fine-tune (the unpruned model, seed {seed}) failed: {result.reason}")
-    outputs = row_outputs(trial, trial.train_table)
-    state = None
-    if weights:
-        from glp.heal import merged
-
-        # copies, contiguous: tied weights become two tensors, which safetensors can write
-        state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in merged(trial.model).state_dict().items()}
-    if npz is None:  # no cache directory: the weights stay in memory
-        _TEACHERS[key] = Teacher(outputs, state)
-        return _TEACHERS[key], result
-    write_atomic(
-        npz, lambda tmp: np.savez(tmp, n=np.array(len(outputs)), **{f"r{i}": o for i, o in enumerate(outputs)})
-    )
-    if state is not None:
-        from safetensors.torch import save_file
-
-        write_atomic(st, lambda tmp: save_file(state, str(tmp)))
-    _TEACHERS[key] = Teacher(outputs, str(st) if state is not None else None)
+    _TEACHERS[key] = keep_teacher(trial, teacher_stem(cache_dir, key), weights=weights)
     return _TEACHERS[key], result
+
+
+@dataclass(frozen=True)
+class TeacherFiles:
+    """Where the unpruned model's fine-tune of each seed keeps itself as that seed's teacher (``TrialSpec.
+    keep_teachers``): so the teachers are fine-tuned by the executor's workers, side by side, like any trial, and
+    `fit_teacher` then finds them in the cache."""
+
+    stems: dict[int, str]
+    weights: bool = False
+
+
+class KeepingTeacher:
+    """A trial of the unpruned model that, once fine-tuned to the full budget, writes its outputs (and weights)
+    to ``stem`` by `keep_teacher`; everything else is the trial's."""
+
+    def __init__(self, trial: Any, stem: str, weights: bool):
+        self._trial, self._stem, self._weights, self._kept = trial, stem, weights, False
+
+    def advance(self, budget: float, progress: Any = None) -> Any:
+        result = self._trial.advance(budget, progress)
+        if result.ok and budget >= 1.0 and not self._kept:
+            keep_teacher(self._trial, self._stem, weights=self._weights)
+            self._kept = True
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
 
 
 def student_from_teacher(model: Any, teacher: Teacher, removed: Any) -> Any:

@@ -24,6 +24,7 @@ import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -283,29 +284,28 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                 lmeval.check(lm_eval)
                 context = {**context, "lm_eval": lm_eval.to_dict()}
                 spec = dataclasses.replace(spec, lm_eval=lm_eval)
-            # (arms, journal context, spec) groups: all arms plainly, or the baseline plainly (the teachers) and
-            # the removal sets distilled from the teacher of their seed
-            groups = [(job.arms, context, spec)]
+            # (arms, journal context, spec) groups, run in order: all arms plainly, or the baseline plainly (whose
+            # trials keep themselves as the teachers) and then the removal sets, distilled from their seed's teacher
+            groups: list[tuple[list[Arm], dict[str, Any], Callable[[], Any]]] = [
+                (job.arms, context, partial(dataclasses.replace, spec))
+            ]
             if settings is not None:
-                from glp.distill import check_kind, fit_teacher
+                from glp.distill import TeacherFiles, check_kind, teacher_stem
 
                 check_kind(data.task)
-
-                teachers = {}
-                for s in seeds:  # one teacher per seed for every row, journaled as the baseline's trial
-                    key = trial_key(context, (), s, 1.0)
-                    if on_event:
-                        on_event("teacher", task=job.task, seed=s)
-                    teachers[s], result = fit_teacher(
-                        spec, s, cfg.device, out.cache_dir, key, weights=settings.init == "teacher"
-                    )
-                    if result is not None and store.get(key) is None:
-                        store.put(key, result.to_dict(), context)
-                dspec = dataclasses.replace(spec, distill=settings, teachers=teachers)
-                dcontext = {**context, "distill": settings.to_dict()}
+                keys = {s: trial_key(context, (), s, 1.0) for s in seeds}
+                stems = {s: str(teacher_stem(out.cache_dir, k)) for s, k in keys.items()}
+                files = TeacherFiles(stems, weights=settings.init == "teacher")
+                teachers = partial(
+                    _distilled_spec, spec, settings, keys, cfg.device, out.cache_dir, store, context, on_event, job.task
+                )
                 groups = [
-                    ([a for a in job.arms if not a.removed], context, spec),
-                    ([a for a in job.arms if a.removed], dcontext, dspec),
+                    (
+                        [a for a in job.arms if not a.removed],
+                        context,
+                        partial(dataclasses.replace, spec, keep_teachers=files),
+                    ),
+                    ([a for a in job.arms if a.removed], {**context, "distill": settings.to_dict()}, teachers),
                 ]
             tasks_meta[job.task] = {
                 "metric": data.task.metric,
@@ -321,10 +321,11 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                     on_event(event, task=_task, **info)
 
             results: dict[tuple[frozenset[int], int, bool], dict[str, Any]] = {}
-            for arms, ctx, group_spec in groups:
-                distilled = group_spec.distill is not None
+            for arms, ctx, make_spec in groups:
                 if not arms:
                     continue
+                group_spec = make_spec()
+                distilled = group_spec.distill is not None
                 executor = make_executor(cfg, group_spec)
                 try:
                     run, _ = journaled_runner(store, ctx, executor, relay)
@@ -377,6 +378,32 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
         result[f"summary_{split}"] = summarize(records, score_key=f"{split}_score")
     write_outputs(result, out.path)
     return result
+
+
+def _distilled_spec(
+    spec: Any,
+    settings: Any,
+    keys: dict[int, str],
+    device: Any,
+    cache_dir: Any,
+    store: Any,
+    context: dict[str, Any],
+    on_event: EventHandler | None,
+    task: str,
+) -> Any:
+    """``spec`` with the teacher of every seed: kept by the baseline's trials, or (where those came from the journal
+    without their teacher) fine-tuned here, journaled as the baseline's trial."""
+    from glp.distill import cached_teacher, fit_teacher
+
+    weights = settings.init == "teacher"
+    teachers = {}
+    for s, key in keys.items():
+        if on_event and cached_teacher(key, cache_dir, weights=weights) is None:
+            on_event("teacher", task=task, seed=s)
+        teachers[s], result = fit_teacher(spec, s, device, cache_dir, key, weights=weights)
+        if result is not None and store.get(key) is None:
+            store.put(key, result.to_dict(), context)
+    return dataclasses.replace(spec, distill=settings, teachers=teachers)
 
 
 def _extra_scores(result: dict[str, Any], metric: str, extra: dict[str, Any]) -> dict[str, Any]:

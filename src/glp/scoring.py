@@ -81,6 +81,7 @@ class TrialSpec:
     distill: Any = None  # glp.distill.DistillSettings: removal sets learn from the teacher of their seed
     teachers: dict[int, Any] = field(default_factory=dict)  # seed -> its glp.distill.Teacher (outputs, weights)
     lm_eval: Any = None  # glp.lmeval.LMEvalSettings: a final fine-tune is also scored by lm-evaluation-harness
+    keep_teachers: Any = None  # glp.distill.TeacherFiles: the unpruned model's trials keep themselves as teachers
 
     def trial(
         self,
@@ -96,7 +97,7 @@ class TrialSpec:
             if int(seed) not in self.teachers:
                 raise ConfigError(f"no teacher for seed {seed}: the teacher is fine-tuned first")
             distill = (self.teachers[int(seed)], self.distill)
-        return Trial(
+        trial = Trial(
             self.model,
             removed,
             self.trial_data,
@@ -108,6 +109,12 @@ class TrialSpec:
             distill=distill,
             lm_eval=self.lm_eval,
         )
+        keep = self.keep_teachers
+        if keep is not None and not tuple(removed) and int(seed) in keep.stems:
+            from glp.distill import KeepingTeacher
+
+            return KeepingTeacher(trial, keep.stems[int(seed)], keep.weights)  # type: ignore[return-value]
+        return trial
 
     def warm_up(self) -> None:
         """Read the pre-trained weights and import what trials use, so a worker's first trial does not pay it."""
