@@ -97,4 +97,20 @@ def test_distillation_summary_shares_of_the_gap(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| 2 | 60.0 | 40.0 (30.0–50.0) | 50.0 (50.0–60.0) | +50% |" in out
     assert "| 3 | 60.0 | 70.0 (70.0–70.0) | 80.0 (70.0–80.0) | no gap |" in out
-    assert "greedy (distilled): mean share +50% over 1 cells with a gap; pooled +10.0 of 20.0 points (+50%)" in out
+    assert (
+        "greedy (distilled): mean share +50% over 1 cells with a gap; per task cola +50%: mean over 1 tasks +50%; "
+        "pooled +10.0 of 20.0 points (+50%)"
+    ) in out
+    # two tasks, the variants named by --names: each task's mean counts once (not each cell)
+    write("dist2", {("baseline", 0): [0.5, 0.6, 0.7], ("greedy (distilled, teacher init)", 2): [0.4, 0.45, 0.5],
+                    ("greedy (distilled, teacher init)", 3): [0.7, 0.8, 0.8]})  # fmt: skip
+    write("plain2", {("baseline", 0): [0.5, 0.6, 0.7], ("greedy", 2): [0.2, 0.2, 0.2], ("greedy", 3): [0.4, 0.4, 0.4]})
+    argv = ["--names", "teacher", f"cola={tmp_path / 'plain'},{tmp_path / 'dist'}"]
+    assert mod.main([*argv, f"sst2={tmp_path / 'plain2'},{tmp_path / 'dist2'}"]) == 0
+    out = capsys.readouterr().out
+    # sst2: n = 2 (45 - 20) / 40 = 62.5%, n = 3 (80 - 40) / 20 = 200%; the cells' mean 104%, the tasks' (50 + 131) / 2
+    assert (
+        "teacher: mean share +104% over 3 cells with a gap; per task cola +50%, sst2 +131%: mean over 2 tasks +91%"
+    ) in out
+    with pytest.raises(SystemExit, match="1 distilled evaluations, 2 --names"):
+        mod.main(["--names=a,b", f"cola={tmp_path / 'plain'},{tmp_path / 'dist'}"])
