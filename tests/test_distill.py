@@ -182,3 +182,32 @@ def test_teachers_are_fine_tuned_by_the_workers_side_by_side(tiny_run, tmp_path)
     assert len(list(kept.glob("*.npz"))) == 2 and len(list(kept.glob("*.safetensors"))) == 2
     scores = {(r["strategy"], r["seed"]): r["score"] for r in local["records"]}
     assert scores == {(r["strategy"], r["seed"]): r["score"] for r in par["records"]}
+
+
+def test_a_teacher_the_worker_cannot_keep_is_fine_tuned_by_the_driver(tiny_run, tmp_path, monkeypatch):
+    """Where the baseline's trial cannot write its teacher (a Ray node with another disk), it warns, its result
+    stands, and the main process fine-tunes the teacher itself before the distilled rows."""
+    import glp.distill
+    from glp.evaluate import EvalConfig, evaluate
+
+    real, calls = glp.distill.keep_teacher, []
+
+    def first_fails(*a, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise PermissionError("read-only file system")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(glp.distill, "keep_teacher", first_fails)
+    glp.distill._TEACHERS.clear()
+    events = []
+    with pytest.warns(UserWarning, match="could not be kept at .*read-only file system"):
+        result = evaluate(
+            EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), ns=(1,), seeds=1, distill=True),
+            on_event=lambda e, **i: events.append(e),
+        )
+    assert events.count("teacher") == 1 and len(calls) == 2  # the worker's try, then the driver's fine-tune
+    assert all(r["status"] == "ok" for r in result["records"]) and {r["distilled"] for r in result["records"]} == {
+        False,
+        True,
+    }

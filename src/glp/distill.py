@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,8 +260,13 @@ class KeepingTeacher:
     def advance(self, budget: float, progress: Any = None) -> Any:
         result = self._trial.advance(budget, progress)
         if result.ok and budget >= 1.0 and not self._kept:
-            keep_teacher(self._trial, self._stem, weights=self._weights)
             self._kept = True
+            try:
+                keep_teacher(self._trial, self._stem, weights=self._weights)
+            except OSError as e:  # a worker that cannot write there (a Ray node elsewhere): the driver fits it
+                warnings.warn(
+                    f"the teacher could not be kept at {self._stem} ({e}); it is fine-tuned again", stacklevel=2
+                )
         return result
 
     def __getattr__(self, name: str) -> Any:
