@@ -75,7 +75,13 @@ class EvalConfig(ExecutionSettings):
     patterns: tuple[str, ...] = field(default=(), metadata={"help": "Fixed pattern(s) too (repeat or a,b)."})
     seeds: int = field(default=5, metadata={"help": "Fine-tune every row with this many seeds; report the median."})
     seed: int = field(default=42, metadata={"help": "First seed."})
-    model: str | None = field(default=None, metadata={"help": "Model, when no run directory is given."})
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model, when no run directory is given; with one, a copy of the plans' model at another path "
+            "(accepted when its weights hash to the plan's recorded revision)."
+        },
+    )
     tasks: tuple[str, ...] = field(default=(), metadata={"help": "Task(s), when no run directory is given."})
     data_dir: str | None = field(default=None, metadata={"help": "GLUE directory (default: the runs')."})
     train_file: str | None = field(default=None, metadata={"help": "Override the run's train file."})
