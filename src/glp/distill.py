@@ -74,7 +74,6 @@ class Teacher:
     weights: Any = None
 
     def state_dict(self) -> dict[str, Any]:
-
         if self.weights is None:
             raise ConfigError("the teacher's weights were not kept (--distill-init teacher keeps them)")
         if isinstance(self.weights, dict):

@@ -155,14 +155,14 @@ def _same_model(given: str, recorded: dict[str, Any], revisions: dict[str, str |
     def norm(s: str) -> str:
         return os.path.realpath(s) if os.path.exists(s) else s
 
+    from glp.models import recorded_hash, weights_revision
+
     if norm(given) == norm(str(recorded.get("source"))):
         return True
-    rev = recorded.get("revision")
-    if not (isinstance(rev, str) and rev.startswith("sha256:")):
+    rev = recorded_hash(recorded)
+    if rev is None:
         return False
     if given not in revisions:
-        from glp.models import weights_revision
-
         revisions[given] = weights_revision(given)
     return revisions[given] == rev
 

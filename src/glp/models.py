@@ -307,6 +307,13 @@ def weights_revision(source: str | ModelSource) -> str | None:
     return "sha256:" + h.hexdigest() if files else None
 
 
+def recorded_hash(model: dict[str, Any]) -> str | None:
+    """The ``sha256:`` weights revision a plan or manifest recorded of a local model (`weights_revision`), else
+    None (a hub commit, or nothing)."""
+    rev = model.get("revision")
+    return rev if isinstance(rev, str) and rev.startswith("sha256:") else None
+
+
 def describe(source: str | ModelSource) -> dict[str, Any]:
     """What a plan records of its model: name, revision, type, architectures, layer count."""
     from glp.layers import config_num_layers
@@ -333,8 +340,8 @@ def from_record(model: dict[str, Any], trust_remote_code: bool = False) -> Model
     try:
         return resolve(name, gguf_file=gguf, trust_remote_code=trust_remote_code)
     except ModelLoadError as e:
-        rev = model.get("revision")
-        if not (isinstance(rev, str) and rev.startswith("sha256:")):
+        rev = recorded_hash(model)
+        if rev is None:
             raise
         raise ModelLoadError(
             f"{e}; the plan was searched on a local model, weights {rev}: put a copy at {name!r}, or give one "
