@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glp.hparams import HParams
 from glp.kinds import kind_of
-from glp.scoring import Trial, TrialData
+from glp.trial.hparams import HParams
+from glp.trial.scoring import Trial, TrialData
 
 
 def default_model() -> str:

@@ -30,9 +30,9 @@ def main() -> None:
     import dataclasses
 
     from glp.data import DataSpec
-    from glp.hparams import HParams
     from glp.models import resolve
-    from glp.scoring import TrialSpec, final_data
+    from glp.trial.hparams import HParams
+    from glp.trial.scoring import TrialSpec, final_data
 
     source = resolve(args.model)
     spec = DataSpec(task="wikitext2", data_dir=args.data_dir, block_size=args.block_size)

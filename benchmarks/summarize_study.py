@@ -84,7 +84,7 @@ def task_tables(root: Path, task: str) -> str:
 
 def _eval_rows(pairs: list[tuple[Path, str]]) -> dict[tuple[str, int], dict[str, dict]]:
     """(method, n) -> task -> the evaluation cell (median, min, max, rel), from each task's evaluation.json."""
-    from glp.evaluate import load_evaluation
+    from glp.commands.evaluate import load_evaluation
 
     cells: dict[tuple[str, int], dict[str, dict]] = {}
     for root, task in pairs:
@@ -129,7 +129,7 @@ def table1(pairs: list[tuple[Path, str]]) -> str:
     """The paper's Table 1 over tasks from several evaluations: glp evaluate's own summary and table, fed with
     every task's per-seed records. Only (method, n) rows that every task has are listed: a mean over fewer
     tasks would not compare."""
-    from glp.evaluate import load_evaluation, markdown_table, summarize
+    from glp.commands.evaluate import load_evaluation, markdown_table, summarize
 
     records = []
     for root, task in pairs:

@@ -82,8 +82,8 @@ def tiny_setup(tmp_path_factory):
 
 def tiny_prune_config(root, out, **kw):
     """A PruneConfig for the toy task of ``tiny_setup`` (fast hyper-parameters)."""
-    from glp.pruning import PruneConfig
-    from glp.train import HParams
+    from glp.commands.prune import PruneConfig
+    from glp.trial.loop import HParams
 
     base = dict(
         model=str(root / "model"),
@@ -104,7 +104,7 @@ def tiny_prune_config(root, out, **kw):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_setup, tmp_path_factory):
     """A finished greedy run directory (n = 1, 2, with baseline) on the toy task; treat it as read-only."""
-    from glp.pruning import prune
+    from glp.commands.prune import prune
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     prune(tiny_prune_config(tiny_setup, out))

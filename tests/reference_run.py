@@ -125,9 +125,9 @@ def run_reference(root: Path) -> dict:
 def _run(root: Path) -> dict:
     import torch
 
-    from glp.evaluate import EvalConfig, evaluate
-    from glp.pruning import PruneConfig, prune
-    from glp.train import HParams
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.commands.prune import PruneConfig, prune
+    from glp.trial.loop import HParams
 
     write_data(root)
     model = "model"

@@ -87,8 +87,8 @@ def lm_root(tmp_path_factory):
 
 
 def _config(root, out, arch="llama", **kw):
-    from glp.hparams import HParams
-    from glp.pruning import PruneConfig
+    from glp.commands.prune import PruneConfig
+    from glp.trial.hparams import HParams
 
     hp = dict(
         learning_rate=3e-3,
@@ -114,7 +114,7 @@ def _config(root, out, arch="llama", **kw):
 
 
 def _session(root, out, **kw):
-    from glp.pruning import open_session
+    from glp.commands.prune import open_session
 
     return open_session(_config(root, out, **kw))
 
@@ -205,8 +205,8 @@ def test_short_corpus_through_the_cli(lm_root, tmp_path):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3", "gpt2"])
 def test_prefix_sharing_gives_the_scores_of_scoring_from_scratch(lm_root, tmp_path, arch):
-    from glp.prefix import score_unhealed
-    from glp.search import TrialRequest
+    from glp.search.strategies import TrialRequest
+    from glp.trial.prefix import score_unhealed
 
     s = _session(lm_root, tmp_path / "r", arch=arch, hparams={"heal": "none"})
     reqs = [TrialRequest((2,), 42, 1.0)] + [TrialRequest((2, i), 42, 1.0) for i in (0, 1, 3)]
@@ -220,7 +220,7 @@ def test_prefix_sharing_gives_the_scores_of_scoring_from_scratch(lm_root, tmp_pa
 
 
 def test_lora_heal_trains_only_adapters_and_the_merge_equals_the_peft_model(lm_root, tmp_path):
-    from glp.heal import merged
+    from glp.trial.heal import merged
 
     s = _session(lm_root, tmp_path / "r", hparams={"heal": "lora", "lora_rank": 4})
     trial = s.spec.trial((1,), 42)
@@ -239,7 +239,7 @@ def test_lora_heal_trains_only_adapters_and_the_merge_equals_the_peft_model(lm_r
 
 
 def test_a_lora_heal_resumes_from_a_checkpoint_as_if_never_stopped(lm_root, tmp_path):
-    from glp.scoring import Trial
+    from glp.trial.scoring import Trial
 
     s = _session(lm_root, tmp_path / "r", hparams={"heal": "lora", "heal_steps": 6})
     straight = s.spec.trial((3,), 7).advance(1.0)
@@ -273,7 +273,7 @@ def test_heal_steps_set_the_schedule_and_none_trains_nothing(lm_root, tmp_path):
     ],
 )
 def test_each_llm_strategy_runs_and_perplexity_ranks_lowest_first(lm_root, tmp_path, strategy, heal, keep):
-    from glp.pruning import prune
+    from glp.commands.prune import prune
 
     plan = prune(
         _config(lm_root, tmp_path / "r", strategy=strategy, keep=keep, proxy_examples=8, hparams={"heal": heal})
@@ -296,7 +296,7 @@ def test_resume_after_a_kill_during_a_heal(lm_root, tmp_path):
     out = tmp_path / "r"
     cfg = _config(lm_root, out, max_remove=1, hparams={"heal": "lora", "heal_steps": 40})
     code = (
-        "import sys, glp.pruning as p, glp.scoring as s\n"
+        "import sys, glp.commands.prune as p, glp.trial.scoring as s\n"
         "n = {'k': 0}\n"
         "orig = s.Trial.advance\n"
         "def advance(self, budget, progress=None):\n"
@@ -312,7 +312,7 @@ def test_resume_after_a_kill_during_a_heal(lm_root, tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 9, r.stderr[-2000:]
-    from glp.pruning import prune
+    from glp.commands.prune import prune
 
     plan = prune(cfg)
     fresh = prune(_config(lm_root, tmp_path / "fresh", max_remove=1, hparams={"heal": "lora", "heal_steps": 40}))
@@ -325,8 +325,8 @@ def test_resume_after_a_kill_during_a_heal(lm_root, tmp_path):
 
 
 def test_export_merges_lora_and_reloads_with_plain_transformers(lm_root, tmp_path):
-    from glp.export import export
-    from glp.pruning import prune
+    from glp.commands.export import export
+    from glp.commands.prune import prune
 
     run = tmp_path / "r"
     prune(_config(lm_root, run, max_remove=1, hparams={"heal": "lora"}))
@@ -358,8 +358,8 @@ LOCAL_TASKS = Path(__file__).resolve().parents[1] / "benchmarks" / "lm_eval_task
 
 
 def test_evaluate_heals_each_row_and_reports_test_perplexity(lm_root, tmp_path):
-    from glp.evaluate import EvalConfig, evaluate
-    from glp.pruning import prune
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.commands.prune import prune
 
     run = tmp_path / "r"
     prune(_config(lm_root, run, max_remove=1, hparams={"heal": "none"}))
@@ -371,7 +371,7 @@ def test_evaluate_heals_each_row_and_reports_test_perplexity(lm_root, tmp_path):
     assert set(rows) == {("baseline", 0), ("greedy", 1), ("top", 1)}
     assert all(r["metric"] == "perplexity" and r["higher_is_better"] is False for r in rows.values())
     assert all(r["score"] > 1 for r in rows.values())
-    from glp.evaluate import markdown_table
+    from glp.commands.evaluate import markdown_table
 
     table = markdown_table(res["summary"])  # perplexity as it is, not ×100
     assert f"| {rows[('baseline', 0)]['score']:.2f} |" in table
@@ -380,8 +380,8 @@ def test_evaluate_heals_each_row_and_reports_test_perplexity(lm_root, tmp_path):
 @pytest.mark.skipif(not ZEROSHOT.is_dir(), reason="needs ../shared/data/zeroshot")
 def test_lm_eval_scores_the_healed_rows_offline(lm_root, tmp_path):
     pytest.importorskip("lm_eval")
-    from glp.evaluate import EvalConfig, evaluate
-    from glp.pruning import prune
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.commands.prune import prune
 
     run = tmp_path / "r"
     prune(_config(lm_root, run, max_remove=1, strategy="top", hparams={"heal": "none"}))
@@ -396,8 +396,8 @@ def test_lm_eval_scores_the_healed_rows_offline(lm_root, tmp_path):
 
 def test_unknown_lm_eval_task_is_one_line(lm_root, tmp_path):
     pytest.importorskip("lm_eval")
-    from glp.evaluate import EvalConfig, evaluate
-    from glp.pruning import prune
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.commands.prune import prune
 
     run = tmp_path / "r"
     prune(_config(lm_root, run, max_remove=1, strategy="top", hparams={"heal": "none"}))
@@ -406,7 +406,7 @@ def test_unknown_lm_eval_task_is_one_line(lm_root, tmp_path):
 
 
 def test_profile_times_generate_for_decoders(lm_root):
-    from glp.profile import markdown_table, profile
+    from glp.commands.profile import markdown_table, profile
 
     # 16 new tokens: their time stays clearly above one token's even on a loaded machine (4 did not, under load)
     res = profile(str(lm_root / "llama"), [[1, 2]], repeats=4, warmup=0, seq_len=8, new_tokens=16, gpu=False)
@@ -420,7 +420,7 @@ def test_profile_times_generate_for_decoders(lm_root):
 def test_mergekit_slices_name_the_kept_layers():
     import yaml
 
-    from glp.export import kept_ranges, mergekit_yaml
+    from glp.commands.export import kept_ranges, mergekit_yaml
 
     assert kept_ranges(30, [29, 5, 6]) == [(0, 5), (7, 29)]
     cfg = yaml.safe_load(mergekit_yaml("HuggingFaceTB/SmolLM2-135M", 30, [29, 5, 6]))
@@ -429,9 +429,9 @@ def test_mergekit_slices_name_the_kept_layers():
 
 
 def test_distill_is_refused_for_causal_lms(lm_root, tmp_path):
-    from glp.distill import DistillSettings
-    from glp.export import export
-    from glp.pruning import prune
+    from glp.commands.export import export
+    from glp.commands.prune import prune
+    from glp.trial.distill import DistillSettings
 
     run = tmp_path / "r"
     prune(_config(lm_root, run, max_remove=1, strategy="top", hparams={"heal": "none"}))
@@ -441,7 +441,7 @@ def test_distill_is_refused_for_causal_lms(lm_root, tmp_path):
 
 @pytest.mark.parametrize("arch", ["qwen3", "gpt2"])
 def test_lora_heal_search_on_other_architectures(lm_root, tmp_path, arch):
-    from glp.pruning import prune
+    from glp.commands.prune import prune
 
     plan = prune(_config(lm_root, tmp_path / "r", arch=arch, max_remove=1, hparams={"heal": "lora"}))
     assert plan.complete and len(plan.steps[0].candidates) == 4
@@ -459,7 +459,7 @@ def test_gradient_checkpointing_heals_to_the_same_model(lm_root, tmp_path):
 
 
 def test_halving_and_search_seeds_treat_a_heal_as_the_budget(lm_root, tmp_path):
-    from glp.pruning import prune
+    from glp.commands.prune import prune
 
     plan = prune(_config(lm_root, tmp_path / "r", max_remove=1, halving=True, rungs=2, eta=2.0, search_seeds=2,
                          hparams={"heal": "lora", "heal_steps": 4}))  # fmt: skip

@@ -7,10 +7,10 @@ import pytest
 import safetensors.torch
 import torch
 
-from glp.distill import TEACHER_KEY, DistillKind, DistillSettings
 from glp.errors import ConfigError
 from glp.kinds import kind_of
 from glp.tasks import custom_task
+from glp.trial.distill import TEACHER_KEY, DistillKind, DistillSettings
 
 
 def _batch(logits_shape, labels):
@@ -55,9 +55,9 @@ def test_per_token_distillation_is_masked_like_the_labels():
 
 
 def test_one_teacher_per_seed_serves_every_row(tiny_run, tmp_path, monkeypatch):
-    import glp.distill
-    from glp.evaluate import EvalConfig, evaluate
-    from glp.scoring import Trial
+    import glp.trial.distill
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.trial.scoring import Trial
 
     calls = []
     real = Trial.advance
@@ -77,7 +77,7 @@ def test_one_teacher_per_seed_serves_every_row(tiny_run, tmp_path, monkeypatch):
     assert strategies == {"baseline": False, "greedy (distilled, teacher init)": True}
     # again: the journal has every row, the teacher's outputs are on disk
     calls.clear()
-    glp.distill._TEACHERS.clear()
+    glp.trial.distill._TEACHERS.clear()
     again = evaluate(cfg)
     assert calls == [] and [r["score"] for r in again["records"]] == [r["score"] for r in result["records"]]
 
@@ -85,10 +85,10 @@ def test_one_teacher_per_seed_serves_every_row(tiny_run, tmp_path, monkeypatch):
 def test_export_distilled(tiny_run, tmp_path):
     import shutil
 
-    import glp.distill
-    from glp.export import export
+    import glp.trial.distill
+    from glp.commands.export import export
 
-    glp.distill._TEACHERS.clear()  # (the evaluation above kept this teacher in memory: the same key)
+    glp.trial.distill._TEACHERS.clear()  # (the evaluation above kept this teacher in memory: the same key)
     run = tmp_path / "run"  # a copy: the teacher's outputs are cached in the run directory
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
     out = export(run, 1, tmp_path / "m", finetune=True, distill=DistillSettings(alpha=0.5, init="pretrained"))
@@ -110,9 +110,9 @@ def test_teacher_init_starts_the_student_from_the_fine_tuned_teacher(tiny_run, t
     included), kept next to its outputs; the pretrained init starts elsewhere. The rows say how they were made."""
     import shutil
 
-    import glp.distill
-    from glp.evaluate import EvalConfig, evaluate
-    from glp.scoring import Trial
+    import glp.trial.distill
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.trial.scoring import Trial
 
     starts: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}
     real = Trial.advance
@@ -123,7 +123,7 @@ def test_teacher_init_starts_the_student_from_the_fine_tuned_teacher(tiny_run, t
         return real(self, budget, progress)
 
     monkeypatch.setattr(Trial, "advance", capture)
-    glp.distill._TEACHERS.clear()
+    glp.trial.distill._TEACHERS.clear()
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
     cfg = EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "eval"), seeds=1, distill=True)  # teacher: the default
@@ -161,13 +161,13 @@ def test_teachers_are_fine_tuned_by_the_workers_side_by_side(tiny_run, tmp_path)
     """--devices cpu,cpu: the baseline's trials of both seeds run in the two worker processes and keep themselves
     as the teachers (outputs and weights in the cache); the main process fine-tunes none, and the rows score as
     they do in one process."""
-    import glp.distill
-    from glp.evaluate import EvalConfig, evaluate
+    import glp.trial.distill
+    from glp.commands.evaluate import EvalConfig, evaluate
 
     common = dict(run_dirs=(str(tiny_run),), ns=(1,), seeds=2, distill=True)
-    glp.distill._TEACHERS.clear()
+    glp.trial.distill._TEACHERS.clear()
     local = evaluate(EvalConfig(out=str(tmp_path / "local"), **common))
-    glp.distill._TEACHERS.clear()
+    glp.trial.distill._TEACHERS.clear()
     events = []
     par = evaluate(
         EvalConfig(out=str(tmp_path / "par"), devices="cpu,cpu", **common),
@@ -187,10 +187,10 @@ def test_teachers_are_fine_tuned_by_the_workers_side_by_side(tiny_run, tmp_path)
 def test_a_teacher_the_worker_cannot_keep_is_fine_tuned_by_the_driver(tiny_run, tmp_path, monkeypatch):
     """Where the baseline's trial cannot write its teacher (a Ray node with another disk), it warns, its result
     stands, and the main process fine-tunes the teacher itself before the distilled rows."""
-    import glp.distill
-    from glp.evaluate import EvalConfig, evaluate
+    import glp.trial.distill
+    from glp.commands.evaluate import EvalConfig, evaluate
 
-    real, calls = glp.distill.keep_teacher, []
+    real, calls = glp.trial.distill.keep_teacher, []
 
     def first_fails(*a, **kw):
         calls.append(1)
@@ -198,8 +198,8 @@ def test_a_teacher_the_worker_cannot_keep_is_fine_tuned_by_the_driver(tiny_run, 
             raise PermissionError("read-only file system")
         return real(*a, **kw)
 
-    monkeypatch.setattr(glp.distill, "keep_teacher", first_fails)
-    glp.distill._TEACHERS.clear()
+    monkeypatch.setattr(glp.trial.distill, "keep_teacher", first_fails)
+    glp.trial.distill._TEACHERS.clear()
     events = []
     with pytest.warns(UserWarning, match="could not be kept at .*read-only file system"):
         result = evaluate(

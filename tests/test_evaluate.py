@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
+from glp.commands.evaluate import EvalConfig, csv_text, evaluate, markdown_table, summarize
 from glp.errors import ConfigError
-from glp.evaluate import EvalConfig, csv_text, evaluate, markdown_table, summarize
 from glp.plan import Plan
 
 
@@ -147,7 +147,7 @@ def test_a_copy_of_the_plans_model_elsewhere_is_accepted_by_its_weights(tiny_set
 
     from transformers import AutoConfig, BertForSequenceClassification
 
-    from glp.evaluate import plan_jobs
+    from glp.commands.evaluate import plan_jobs
     from glp.models import ModelLoadError, from_record
 
     copy = tmp_path / "copy"

@@ -12,13 +12,13 @@ import time
 import pytest
 from conftest import tiny_prune_config as _config
 
-import glp.executors as ex
+import glp.run.executors as ex
+from glp.commands.prune import PruneConfig, prune
 from glp.errors import ConfigError, GLPError
-from glp.hparams import HParams
-from glp.pruning import PruneConfig, prune
-from glp.scoring import TrialSpec
-from glp.search import TrialRequest
-from glp.store import Store
+from glp.run.store import Store
+from glp.search.strategies import TrialRequest
+from glp.trial.hparams import HParams
+from glp.trial.scoring import TrialSpec
 
 # Successive halving (2 rungs) over two greedy steps: 4 + 2 + 3 + 2 trials, long enough (~0.5 s each) to be
 # killed mid-trial, and survivors that continue where they stopped.
@@ -145,7 +145,7 @@ def test_parse_devices_and_config():
 )
 def test_prune_and_evaluate_check_their_execution_settings_alike(bad, match):
     # both are ExecutionSettings: a bad setting fails when the config is made, before any data or model loads
-    from glp.evaluate import EvalConfig
+    from glp.commands.evaluate import EvalConfig
 
     with pytest.raises(ConfigError, match=match):
         PruneConfig(model="m", task="rte", **bad)
@@ -198,7 +198,7 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
 def test_cli_flags_reach_the_config(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    import glp.pruning
+    import glp.commands.prune
     from glp.cli import app
 
     seen = []
@@ -207,7 +207,7 @@ def test_cli_flags_reach_the_config(monkeypatch, tmp_path):
         seen.append(cfg)
         raise GLPError("stopped by the test")
 
-    monkeypatch.setattr(glp.pruning, "prune", fake_prune)
+    monkeypatch.setattr(glp.commands.prune, "prune", fake_prune)
     args = [
         "prune",
         "m",
@@ -234,13 +234,13 @@ def test_cli_flags_reach_the_config(monkeypatch, tmp_path):
     assert isinstance(res.exception, ConfigError) and "known: local, ray" in str(res.exception)
 
     # evaluate takes the same flags (one definition in cli.py serves both commands)
-    import glp.evaluate
+    import glp.commands.evaluate
 
     def fake_evaluate(cfg, on_event=None):
         seen.append(cfg)
         raise GLPError("stopped by the test")
 
-    monkeypatch.setattr(glp.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(glp.commands.evaluate, "evaluate", fake_evaluate)
     res = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--out", str(tmp_path / "e"), *args[6:]])
     assert isinstance(res.exception, GLPError) and "stopped by the test" in str(res.exception), res.output
     c = seen[-1]
@@ -373,7 +373,7 @@ def test_two_worker_processes_give_the_same_plan_despite_a_killed_worker(tiny_se
 
 
 def test_a_worker_error_is_raised_in_the_driver(tiny_setup, tmp_path):
-    from glp.pruning import open_session
+    from glp.commands.prune import open_session
 
     session = open_session(_config(tiny_setup, tmp_path / "run", hparams=HP))
     spec = TrialSpec(str(tmp_path / "no-such-model"), session.trial_data, HP)

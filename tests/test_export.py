@@ -10,8 +10,8 @@ import textwrap
 import pytest
 import torch
 
+from glp.commands.export import export
 from glp.errors import ConfigError, LayerIndexError
-from glp.export import export
 from glp.plan import Plan, sha256_file
 
 IDS = [[2, 7, 9, 11, 13, 3, 0, 0], [2, 5, 6, 8, 10, 12, 14, 3]]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import TINY_WORDS
 
-from glp.hparams import HParams
 from glp.kinds import KINDS, kind_of
 from glp.tasks import get_task
+from glp.trial.hparams import HParams
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
@@ -46,9 +46,9 @@ def _write(path: Path, n: int, seed: int) -> None:
 
 @pytest.mark.slow
 def test_the_documented_kind_runs_a_search_in_its_direction(multilabel, tiny_setup, tmp_path):
-    from glp.evaluate import EvalConfig, evaluate
-    from glp.export import export
-    from glp.pruning import PruneConfig, prune
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.commands.export import export
+    from glp.commands.prune import PruneConfig, prune
 
     _write(tmp_path / "train.jsonl", 240, 0)
     _write(tmp_path / "dev.jsonl", 40, 1)

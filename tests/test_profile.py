@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from glp.commands.export import export
+from glp.commands.profile import load, markdown_table, profile, save, speedups_by_n
 from glp.errors import ConfigError
-from glp.export import export
-from glp.profile import load, markdown_table, profile, save, speedups_by_n
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 
 from glp.data import Encoded
 from glp.kinds import kind_of
-from glp.proxies import LossProxy, SimilarityProxy, rank_layers
+from glp.search.proxies import LossProxy, SimilarityProxy, rank_layers
 from glp.tasks import custom_task
 
 KIND = kind_of(custom_task("toy", ("text",), "label", num_labels=2))

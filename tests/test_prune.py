@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import tiny_prune_config as _config
 
+from glp.commands.prune import prune
 from glp.plan import Plan
-from glp.pruning import prune
-from glp.store import Store
+from glp.run.store import Store
 
 
 def test_greedy_end_to_end_and_reuse(tiny_setup, tmp_path):
@@ -66,7 +66,7 @@ def test_baseline_rides_with_the_first_batch(tiny_setup, tmp_path):
 
 
 def test_halving_uses_fewer_steps(tiny_setup, tmp_path, capsys):
-    from glp.cli import print_plan
+    from glp.cli.app import print_plan
 
     full = prune(_config(tiny_setup, tmp_path / "full", max_remove=1, baseline=False))
     half = prune(_config(tiny_setup, tmp_path / "half", max_remove=1, baseline=False, halving=True, rungs=2, eta=2))
@@ -158,8 +158,8 @@ def test_show_and_cli_errors(tiny_setup, tmp_path):
 
 
 def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
-    from glp.search import TrialRequest
-    from glp.store import journaled_runner as make_runner
+    from glp.run.store import journaled_runner as make_runner
+    from glp.search.strategies import TrialRequest
 
     class FakeExecutor:
         def run(self, requests):
@@ -181,11 +181,11 @@ def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
 
 def test_public_api_mirrors_the_cli():
     import glp
+    import glp.commands.prune
     import glp.layers
     import glp.plan
-    import glp.pruning
 
-    assert glp.prune is glp.pruning.prune and glp.PruneConfig is glp.pruning.PruneConfig
+    assert glp.prune is glp.commands.prune.prune and glp.PruneConfig is glp.commands.prune.PruneConfig
     assert glp.drop_layers is glp.layers.drop_layers and glp.Plan is glp.plan.Plan
     assert glp.num_layers is glp.layers.num_layers and glp.find_layer_stack is glp.layers.find_layer_stack
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
@@ -194,10 +194,10 @@ def test_public_api_mirrors_the_cli():
 
 def test_untrained_baseline_is_flagged(tiny_setup, tmp_path, capsys):
     """A budget at which the unpruned model learns nothing gets a warning in the plan, live and in glp show."""
-    from glp.cli import print_plan
-    from glp.pruning import UNTRAINED_MARGIN, untrained_warning
+    from glp.cli.app import print_plan
+    from glp.commands.prune import UNTRAINED_MARGIN, untrained_warning
     from glp.tasks import constant_score
-    from glp.train import HParams
+    from glp.trial.loop import HParams
 
     assert untrained_warning(0.80, 0.81, "f1") and untrained_warning(0.81 + UNTRAINED_MARGIN, 0.81, "f1")
     assert untrained_warning(0.83, 0.81, "f1") is None and untrained_warning(0.1, None, "spearman") is None
@@ -209,7 +209,7 @@ def test_untrained_baseline_is_flagged(tiny_setup, tmp_path, capsys):
         _config(tiny_setup, tmp_path / "frozen", max_remove=1, strategy="top", hparams=frozen),
         on_event=lambda e, **i: events.append((e, i)),
     )
-    from glp.pruning import open_session
+    from glp.commands.prune import open_session
 
     session = open_session(_config(tiny_setup, tmp_path / "frozen", max_remove=1, strategy="top", hparams=frozen))
     assert plan.baseline["constant"] == constant_score(session.task, session.trial_data.eval.labels)

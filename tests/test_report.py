@@ -6,12 +6,10 @@ import json
 
 import pytest
 
-from glp.errors import ConfigError
-from glp.evaluate import SCHEMA as EVAL_SCHEMA
-from glp.evaluate import summarize, write_outputs
-from glp.plan import Plan
-from glp.profile import profile, save
-from glp.report import (
+from glp.commands.evaluate import SCHEMA as EVAL_SCHEMA
+from glp.commands.evaluate import summarize, write_outputs
+from glp.commands.profile import profile, save
+from glp.commands.report import (
     TRADEOFF_SIZE,
     expected_size,
     heatmap_matrix,
@@ -20,6 +18,8 @@ from glp.report import (
     report,
     tradeoff_series,
 )
+from glp.errors import ConfigError
+from glp.plan import Plan
 
 
 def _fake_evaluation(out, plan):

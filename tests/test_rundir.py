@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from glp.errors import ConfigError, RunDirError
-from glp.rundir import RunDir
-from glp.store import Store
+from glp.run.rundir import RunDir
+from glp.run.store import Store
 
 
 def test_layout_and_plan_files(tmp_path):

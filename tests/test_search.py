@@ -7,8 +7,8 @@ import itertools
 import pytest
 
 from glp.errors import ConfigError, GLPError, LayerIndexError
-from glp.schedule import Halving
-from glp.search import (
+from glp.search.schedule import Halving
+from glp.search.strategies import (
     Beam,
     Fixed,
     Optimal,
@@ -205,7 +205,7 @@ def test_halving_cut_through_a_tied_metric_goes_by_the_eval_loss():
 
 def test_rank_breaks_exact_ties_by_eval_loss_then_towards_the_top():
     from glp.plan import Candidate
-    from glp.search import rank
+    from glp.search.strategies import rank
 
     def cand(layer, mean, loss):
         return Candidate([layer], layer, [mean], mean, None, 1.0, "ok", eval_loss=loss)

@@ -4,7 +4,7 @@ import pytest
 
 from glp.errors import RunDirError
 from glp.plan import Plan
-from glp.store import Store, trial_key
+from glp.run.store import Store, trial_key
 
 CTX = {"model": "m", "task": "rte", "split": "abc", "hparams": {"lr": 2e-5}}
 
@@ -54,8 +54,8 @@ def test_plan_roundtrip_and_lookup(tmp_path):
 
 def test_artifact_readers_say_what_is_wrong(tmp_path):
     """Plan.load, evaluate.load_evaluation and profile.load share one reader: missing, not JSON, wrong schema."""
-    from glp import profile
-    from glp.evaluate import load_evaluation
+    from glp.commands import profile
+    from glp.commands.evaluate import load_evaluation
 
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -9,7 +9,7 @@ from conftest import tiny_prune_config
 from glp.errors import ConfigError
 from glp.kinds import KINDS, TaskKind
 from glp.plan import Candidate, Plan, Step
-from glp.targets import Drop, NoTargetMet, Targets, choose, parse_count
+from glp.results.targets import Drop, NoTargetMet, Targets, choose, parse_count
 
 
 def _plan(means, baseline, kind=None) -> Plan:
@@ -144,11 +144,11 @@ class _Scripted:
 
 
 def test_stop_drop_stops_records_why_and_goes_on_with_a_larger_bound(tiny_setup, tmp_path, monkeypatch):
-    import glp.executors
-    from glp.pruning import prune
+    import glp.run.executors
+    from glp.commands.prune import prune
 
     made = []
-    monkeypatch.setattr(glp.executors, "make_executor", lambda *a: made.append(_Scripted()) or made[-1])
+    monkeypatch.setattr(glp.run.executors, "make_executor", lambda *a: made.append(_Scripted()) or made[-1])
     out = tmp_path / "run"
     plan = prune(tiny_prune_config(tiny_setup, out, max_remove=3, stop_drop="8%"))
     # step 1 loses 5.6% (kept), step 2 11% (more than 8%: the search ends after it)
@@ -165,8 +165,8 @@ def test_stop_drop_stops_records_why_and_goes_on_with_a_larger_bound(tiny_setup,
 
 def test_progress_best_so_far_follows_the_direction():
     """The log's 'best so far' is the lowest score of a step when the metric is lower-is-better."""
-    from glp.cli import _SearchProgress
-    from glp.search import SearchContext, TrialRequest
+    from glp.cli.app import _SearchProgress
+    from glp.search.strategies import SearchContext, TrialRequest
 
     events = []
     run = [{"status": "ok", "score": 1.0, "removed": [1], "seed": 42, "budget": 1.0}]

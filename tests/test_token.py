@@ -176,10 +176,10 @@ def test_bad_input_is_one_line(capsys, tmp_path, tiny_setup):
 @pytest.mark.slow
 def test_search_export_and_a_plain_pipeline(tiny_setup, tmp_path):
     """A real search on a toy NER task, then an export that tags with pipeline() in a process without glp."""
-    from glp.evaluate import EvalConfig, evaluate
-    from glp.export import export
-    from glp.hparams import HParams
-    from glp.pruning import PruneConfig, prune
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.commands.export import export
+    from glp.commands.prune import PruneConfig, prune
+    from glp.trial.hparams import HParams
 
     for name, n, seed in (("train", 240, 0), ("dev", 40, 1), ("test", 40, 2)):
         write_conll(tmp_path / f"{name}.txt", n, seed)

@@ -13,9 +13,8 @@ from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from glp.data import Encoded
 from glp.errors import ConfigError, RunDirError
-from glp.scoring import Trial, TrialData, clear_model_cache, finetune_and_score, load_model
 from glp.tasks import Task
-from glp.train import (
+from glp.trial.loop import (
     HParams,
     TrialResult,
     budget_steps,
@@ -24,6 +23,7 @@ from glp.train import (
     length_grouped_batches,
     num_steps,
 )
+from glp.trial.scoring import Trial, TrialData, clear_model_cache, finetune_and_score, load_model
 
 CLS, SEP, MARK = 2, 3, 5
 CLASSIFY = Task("toy", ("sentence",), "label", num_labels=2, is_regression=False, metric="accuracy")
@@ -278,7 +278,7 @@ def test_nan_loss_is_a_failed_result(model_dir, data):
 
 
 def test_injected_nan_is_caught_without_per_step_sync(model_dir, data, monkeypatch):
-    import glp.train
+    import glp.trial.loop
     from glp.kinds.sequence import SequenceClassification
 
     calls = {"n": 0}
@@ -293,7 +293,7 @@ def test_injected_nan_is_caught_without_per_step_sync(model_dir, data, monkeypat
     trial = Trial(model_dir, (), data, FAST, seed=0)
     r = trial.advance(1.0)
     assert r.status == "failed" and "step 3" in r.reason
-    assert r.steps <= glp.train.SYNC_EVERY  # stopped at the first check, not at the end
+    assert r.steps <= glp.trial.loop.SYNC_EVERY  # stopped at the first check, not at the end
     assert trial.advance(1.0).status == "failed"  # stays failed
 
 

@@ -87,7 +87,7 @@ class TaskKind(ABC):
     # -- training -------------------------------------------------------------------------------------
     def collate(self, table: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
         """The inputs of rows ``idx`` padded to their longest row, plus ``labels``."""
-        from glp.train import collate_inputs
+        from glp.trial.loop import collate_inputs
 
         return {**collate_inputs(table, idx, pad_id), "labels": table.labels[idx]}
 
@@ -97,7 +97,7 @@ class TaskKind(ABC):
 
     def batch_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """The training loss of a batch (the loop divides by `units`): `loss_sum` on the labels. Distillation
-        (`glp.distill.DistillKind`) adds the teacher's term here."""
+        (`glp.trial.distill.DistillKind`) adds the teacher's term here."""
         return self.loss_sum(logits, batch["labels"])
 
     def units(self, batch: dict[str, np.ndarray]) -> int:

@@ -280,7 +280,7 @@ class CausalLM(TaskKind):
 
     # -- training -------------------------------------------------------------------------------------
     def collate(self, table, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        from glp.train import collate_inputs
+        from glp.trial.loop import collate_inputs
 
         batch = collate_inputs(table, idx, pad_id)
         labels = np.full(batch["input_ids"].shape, IGNORE, dtype=np.int64)

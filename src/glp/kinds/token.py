@@ -434,7 +434,7 @@ class TokenClassification(TaskKind):
 
     # -- training -------------------------------------------------------------------------------------
     def collate(self, table, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        from glp.train import collate_inputs
+        from glp.trial.loop import collate_inputs
 
         out = collate_inputs(table, idx, pad_id)
         labels = np.full(out["input_ids"].shape, -100, dtype=np.int64)

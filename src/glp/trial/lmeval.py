@@ -99,7 +99,7 @@ def run(model: Any, tokenizer: Any, settings: LMEvalSettings, device: Any) -> di
     """``TASK:METRIC`` → value for every task of ``settings`` (standard errors left out)."""
     import torch
 
-    from glp.heal import is_adapted
+    from glp.trial.heal import is_adapted
 
     lm_eval, HFLM, _ = _harness()
     adapted = is_adapted(model)

@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from glp.errors import ConfigError, GLPError
 from glp.registry import Registry
-from glp.search import TrialRequest
+from glp.search.strategies import TrialRequest
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
-    from glp.scoring import TrialSpec
+    from glp.trial.scoring import TrialSpec
 
 __all__ = [
     "Executor",
@@ -120,7 +120,7 @@ class LocalExecutor:
     def __init__(self, factory: TrialFactory, batch: Callable[[Sequence[TrialRequest]], list[dict]] | None = None):
         self.host = TrialHost(factory)
         self.factory = factory
-        self.batch = batch  # scores a whole batch at once (glp.prefix.score_unhealed for --heal none)
+        self.batch = batch  # scores a whole batch at once (glp.trial.prefix.score_unhealed for --heal none)
 
     @property
     def live(self) -> dict[TrialId, RunningTrial]:
@@ -149,8 +149,8 @@ EXECUTORS: Registry[Callable[..., Any]] = Registry("executor", flag="--executor"
 
 @dataclass(frozen=True, kw_only=True)
 class ExecutionSettings:
-    """Where trials run (`make_executor` reads these). `glp.pruning.PruneConfig` and `glp.evaluate.EvalConfig`
-    are ExecutionSettings, so ``glp prune`` and ``glp evaluate`` take the same flags and check them the same way.
+    """Where trials run (`make_executor` reads these). `glp.commands.prune.PruneConfig` and
+    `glp.commands.evaluate.EvalConfig` are ExecutionSettings, so ``glp prune`` and ``glp evaluate`` take the same flags and check them the same way.
     """
 
     executor: str = field(default="local", metadata={"help": "Where trials run."})
@@ -337,7 +337,7 @@ class InFlight:
 def _failed(req: TrialRequest, reason: str, device: str) -> dict[str, Any]:
     """A trial whose worker kept dying. Marked ``infrastructure``: the driver does not journal it, so a
     resumed run tries it again instead of reusing the failure."""
-    from glp.hparams import TrialResult
+    from glp.trial.hparams import TrialResult
 
     return {
         **TrialResult(
@@ -928,7 +928,7 @@ def _local(config: ExecutionSettings, spec: TrialSpec) -> Executor:
     if not slots:
         batch = None
         if spec is not None and spec.hparams.heal == "none" and spec.distill is None:  # unhealed: shared prefixes
-            from glp.prefix import score_unhealed
+            from glp.trial.prefix import score_unhealed
 
             def batch(requests):
                 return score_unhealed(spec, requests, config.device)

@@ -9,7 +9,7 @@ and the relative performance: median of the pruned model / median of the baselin
 Every trial is journaled in ``OUT/trials.sqlite`` (the same `Store` as a search) under a context holding
 ``"protocol": "full-train/dev"``, so its keys never collide with search trials and a stopped evaluation resumes
 where it stopped. The fine-tunes (rows × seeds) are independent: ``devices`` / ``executor`` run them on worker
-processes or Ray actors exactly as ``glp prune`` runs candidates (`glp.executors.make_executor`).
+processes or Ray actors exactly as ``glp prune`` runs candidates (`glp.run.executors.make_executor`).
 ``summarize`` and ``markdown_table`` are pure functions of the per-seed records.
 """
 
@@ -31,12 +31,12 @@ from typing import Any
 from glp.atomic import write_text_atomic
 from glp.data import DataSpec
 from glp.errors import ConfigError
-from glp.executors import ExecutionSettings
-from glp.hparams import HParams
 from glp.plan import Plan
-from glp.rundir import RunDir
-from glp.scoring import FINAL_PROTOCOL as PROTOCOL
+from glp.run.executors import ExecutionSettings
+from glp.run.rundir import RunDir
 from glp.tasks import relative_performance
+from glp.trial.hparams import HParams
+from glp.trial.scoring import FINAL_PROTOCOL as PROTOCOL
 
 SCHEMA = "glp.evaluation/1"
 BASELINE = "baseline"
@@ -92,7 +92,7 @@ class EvalConfig(ExecutionSettings):
         default=False,
         metadata={"help": "Fine-tune every removal set distilled from the unpruned model (fine-tuned once per seed)."},
     )
-    distill_alpha: float | None = None  # None: glp.distill.DistillSettings' default (the one place defaults live)
+    distill_alpha: float | None = None  # None: glp.trial.distill.DistillSettings' default (the one place defaults live)
     distill_temperature: float | None = None
     distill_init: str | None = None
     lm_eval_tasks: str | None = field(
@@ -120,14 +120,14 @@ class EvalConfig(ExecutionSettings):
                 raise ConfigError("--train-file/--dev-file work with a single task only")
 
     def lm_eval_settings(self) -> Any:
-        """The `glp.lmeval.LMEvalSettings` of ``--lm-eval-tasks`` (None without)."""
-        from glp.lmeval import LMEvalSettings
+        """The `glp.trial.lmeval.LMEvalSettings` of ``--lm-eval-tasks`` (None without)."""
+        from glp.trial.lmeval import LMEvalSettings
 
         return LMEvalSettings.parse(self.lm_eval_tasks, self.lm_eval_include_path, self.lm_eval_limit)
 
     def distill_settings(self) -> Any:
-        """The `glp.distill.DistillSettings` of ``--distill``, the flags given over its defaults."""
-        from glp.distill import DistillSettings
+        """The `glp.trial.distill.DistillSettings` of ``--distill``, the flags given over its defaults."""
+        from glp.trial.distill import DistillSettings
 
         given = {"alpha": self.distill_alpha, "temperature": self.distill_temperature, "init": self.distill_init}
         return DistillSettings(**{k: v for k, v in given.items() if v is not None})
@@ -170,7 +170,7 @@ def _same_model(given: str, recorded: dict[str, Any], revisions: dict[str, str |
 def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
     """Group the removal sets to evaluate by task (the plans' tasks, then ``--task``s)."""
     from glp import models
-    from glp.search import pattern_order
+    from glp.search.strategies import pattern_order
 
     jobs: dict[str, TaskJob] = {}
     model = cfg.model
@@ -261,11 +261,11 @@ def _model_num_layers(source: Any) -> int:
 def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str, Any]:
     """Run (or resume) the evaluation; write ``table.md``, ``evaluation.csv``, ``evaluation.json`` in ``cfg.out``."""
     from glp import __version__
-    from glp.executors import make_executor
     from glp.kinds import kind_of
-    from glp.scoring import TrialSpec, final_context, final_data
-    from glp.search import TrialRequest
-    from glp.store import journaled_runner, trial_key
+    from glp.run.executors import make_executor
+    from glp.run.store import journaled_runner, trial_key
+    from glp.search.strategies import TrialRequest
+    from glp.trial.scoring import TrialSpec, final_context, final_data
 
     out = RunDir(cfg.out)
     jobs = plan_jobs(cfg)
@@ -283,7 +283,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
             spec = TrialSpec(job.source, data.trial_data, hp)
             lm_eval = cfg.lm_eval_settings()
             if lm_eval is not None:
-                from glp import lmeval
+                from glp.trial import lmeval
 
                 if kind_of(data.task).name != "causal-lm":
                     raise ConfigError("--lm-eval-tasks scores causal LMs; this task is not one")
@@ -296,7 +296,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
                 (job.arms, context, partial(dataclasses.replace, spec))
             ]
             if settings is not None:
-                from glp.distill import TeacherFiles, check_kind, teacher_stem
+                from glp.trial.distill import TeacherFiles, check_kind, teacher_stem
 
                 check_kind(data.task)
                 keys = {s: trial_key(context, (), s, 1.0) for s in seeds}
@@ -399,7 +399,7 @@ def _distilled_spec(
 ) -> Any:
     """``spec`` with the teacher of every seed: kept by the baseline's trials, or (where those came from the journal
     without their teacher) fine-tuned here, journaled as the baseline's trial."""
-    from glp.distill import cached_teacher, fit_teacher
+    from glp.trial.distill import cached_teacher, fit_teacher
 
     weights = settings.init == "teacher"
     teachers = {}

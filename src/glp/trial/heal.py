@@ -1,6 +1,6 @@
 """Healing: what a pruned candidate is trained with before it is scored (``--heal none|full|lora``).
 
-- ``none``: the pruned model is scored as it is (no step is trained; `glp.train.TrainLoop` sees 0 steps). Greedy
+- ``none``: the pruned model is scored as it is (no step is trained; `glp.trial.loop.TrainLoop` sees 0 steps). Greedy
   search with ``--heal none`` is SLEB (Song et al. 2024).
 - ``full``: every weight is trained (the paper's fine-tune).
 - ``lora``: low-rank adapters (Hu et al. 2022) through PEFT, on every linear layer of the blocks by default

@@ -5,7 +5,7 @@
     RUN/
       plan.json            the latest search's plan (rewritten after every step)
       plans/<label>.json   each strategy's latest plan (label: greedy, beam, top, proxy-bi, ...)
-      trials.sqlite        the trial journal (SQLite WAL; `glp.store.Store`), with the settings each strategy ran
+      trials.sqlite        the trial journal (SQLite WAL; `glp.run.store.Store`), with the settings each strategy ran
                            with (meta rows ``config:<label>``, indexed in ``configs``: which label wrote which)
       .lock                held by the one process using the directory
       cache/               tokenized data (.npz)
@@ -28,7 +28,7 @@ from glp.errors import ConfigError, RunDirError
 if TYPE_CHECKING:  # pragma: no cover
     from glp.data import DataSpec
     from glp.plan import Plan
-    from glp.store import Store
+    from glp.run.store import Store
 
 PLAN = "plan.json"
 PLANS = "plans"
@@ -143,8 +143,8 @@ class RunDir:
 
     # -- journal and settings -------------------------------------------------------------------------
     def journal(self, lock: bool = True) -> Store:
-        """The trial journal (`glp.store.Store`); ``lock`` takes the directory's lock for this process."""
-        from glp.store import Store
+        """The trial journal (`glp.run.store.Store`); ``lock`` takes the directory's lock for this process."""
+        from glp.run.store import Store
 
         return Store(self.path, lock=lock)
 

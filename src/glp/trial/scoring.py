@@ -30,7 +30,7 @@ from torch import nn
 from glp.atomic import write_text_atomic
 from glp.errors import ConfigError, GLPError, RunDirError
 from glp.kinds import kind_of
-from glp.train import (
+from glp.trial.loop import (
     HParams,
     Progress,
     TrainingFailed,
@@ -78,10 +78,10 @@ class TrialSpec:
     model: Any  # a source `glp.models.resolve` takes (str, ModelSource) or a callable returning a model
     trial_data: TrialData
     hparams: HParams
-    distill: Any = None  # glp.distill.DistillSettings: removal sets learn from the teacher of their seed
-    teachers: dict[int, Any] = field(default_factory=dict)  # seed -> its glp.distill.Teacher (outputs, weights)
-    lm_eval: Any = None  # glp.lmeval.LMEvalSettings: a final fine-tune is also scored by lm-evaluation-harness
-    keep_teachers: Any = None  # glp.distill.TeacherFiles: the unpruned model's trials keep themselves as teachers
+    distill: Any = None  # glp.trial.distill.DistillSettings: removal sets learn from the teacher of their seed
+    teachers: dict[int, Any] = field(default_factory=dict)  # seed -> its glp.trial.distill.Teacher (outputs, weights)
+    lm_eval: Any = None  # glp.trial.lmeval.LMEvalSettings: a final fine-tune is also scored by lm-evaluation-harness
+    keep_teachers: Any = None  # glp.trial.distill.TeacherFiles: the unpruned model's trials keep themselves as teachers
 
     def trial(
         self,
@@ -111,7 +111,7 @@ class TrialSpec:
         )
         keep = self.keep_teachers
         if keep is not None and not tuple(removed) and int(seed) in keep.stems:
-            from glp.distill import KeepingTeacher
+            from glp.trial.distill import KeepingTeacher
 
             return KeepingTeacher(trial, keep.stems[int(seed)], keep.weights)  # type: ignore[return-value]
         return trial
@@ -262,10 +262,10 @@ class Trial:
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
         if _model is None:
-            from glp.heal import prepare
+            from glp.trial.heal import prepare
 
             if distill is not None and distill[1].init == "teacher":  # the fine-tuned teacher, pruned
-                from glp.distill import student_from_teacher
+                from glp.trial.distill import student_from_teacher
 
                 base = student_from_teacher(
                     load_model(model_source, self.task, (), self.seed), distill[0], self.removed
@@ -277,7 +277,7 @@ class Trial:
             model = _model
         loop_kind = self.kind
         if distill is not None:  # the loss also pulls towards the teacher's outputs on these training rows
-            from glp.distill import DistillKind
+            from glp.trial.distill import DistillKind
 
             teacher, settings = distill
             if len(teacher.outputs) != len(self.train_table):
@@ -342,8 +342,8 @@ class Trial:
                 more, _ = self.kind.score(self.loop.predict(table), table)
                 metrics.update({f"{name}:{k}": v for k, v in more.items()})
             if self.lm_eval is not None:  # zero-shot accuracy of the healed model (glp evaluate --lm-eval-tasks)
-                from glp import lmeval
                 from glp.models import load_tokenizer
+                from glp.trial import lmeval
 
                 metrics.update(lmeval.run(self.model, load_tokenizer(self.model_source), self.lm_eval, self.device))
         self._metrics = (self.step, metrics, loss)
@@ -452,7 +452,7 @@ class Trial:
                 torch.manual_seed(seed)
                 kind = kind_of(task_data.task)
                 model = kind.model_class().from_config(config)
-            from glp.heal import prepare
+            from glp.trial.heal import prepare
 
             model = prepare(model, hparams, seed, kind)  # the adapters' names, as saved
             st_load_model(model, str(src / "model.safetensors"))

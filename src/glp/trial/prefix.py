@@ -66,11 +66,11 @@ def score_unhealed(spec: Any, requests: Sequence[Any], device: str | torch.devic
 
 
 def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed: int, device: Any) -> list[dict]:
-    from glp.hparams import TrialResult
     from glp.kinds import kind_of
     from glp.layers import find_layer_stack
-    from glp.scoring import _all_finite, _device_name, eval_rows, load_model, resolve_device
-    from glp.train import TrainingFailed, configure_threads, eval_batches, model_inputs, to_device, use_bf16
+    from glp.trial.hparams import TrialResult
+    from glp.trial.loop import TrainingFailed, configure_threads, eval_batches, model_inputs, to_device, use_bf16
+    from glp.trial.scoring import _all_finite, _device_name, eval_rows, load_model, resolve_device
 
     t0 = time.perf_counter()
     dev = resolve_device(device)

@@ -21,14 +21,14 @@ import yaml
 from glp import __version__
 from glp.data import DataSpec, column_tuple
 from glp.errors import ConfigError
-from glp.executors import ExecutionSettings
-from glp.hparams import HParams
 from glp.plan import Plan
-from glp.proxies import PROXIES
-from glp.rundir import RunDir
-from glp.schedule import FULL, Halving
-from glp.search import STRATEGIES, SearchContext, SearchStopped, TrialRequest, make_strategy
-from glp.store import journaled_runner
+from glp.run.executors import ExecutionSettings
+from glp.run.rundir import RunDir
+from glp.run.store import journaled_runner
+from glp.search.proxies import PROXIES
+from glp.search.schedule import FULL, Halving
+from glp.search.strategies import STRATEGIES, SearchContext, SearchStopped, TrialRequest, make_strategy
+from glp.trial.hparams import HParams
 
 EventHandler = Callable[..., None]
 
@@ -92,7 +92,7 @@ class PruneConfig(DataSpec, ExecutionSettings):
         PROXIES.get(self.proxy)  # ConfigError on an unknown --proxy, listing the known ones
         STRATEGIES.get(self.strategy)
         if self.stop_drop is not None:
-            from glp.targets import Drop
+            from glp.results.targets import Drop
 
             Drop.parse(self.stop_drop, "--stop-drop")
             if not self.baseline:
@@ -170,7 +170,7 @@ class Session:
     dataset: Any
     split: Any
     trial_data: Any
-    spec: Any  # glp.scoring.TrialSpec
+    spec: Any  # glp.trial.scoring.TrialSpec
     model_info: dict[str, Any]
     context: dict[str, Any]
 
@@ -178,7 +178,7 @@ class Session:
 def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None = None) -> Session:
     from glp import models
     from glp.kinds import kind_of
-    from glp.scoring import TrialData, TrialSpec
+    from glp.trial.scoring import TrialData, TrialSpec
 
     source = models.resolve(config.model, gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
     model_info = models.describe(source)  # the config: a model that cannot load fails before the data is read
@@ -193,7 +193,7 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
         kind.encode(split.train, tokenizer, max_len, cache_dir=cache_dir),
         kind.encode(split.eval, tokenizer, max_len, cache_dir=cache_dir),
     )
-    context = {  # what a trial's journal key hashes (glp.store.trial_key): the model as given, its weights, ...
+    context = {  # what a trial's journal key hashes (glp.run.store.trial_key): the model as given, its weights, ...
         "model": config.model,
         "revision": model_info["revision"],
         "task": task.to_dict(),
@@ -206,8 +206,8 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
 
 def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
     """Run (or resume) a search and return its plan; ``RUN_DIR/plan.json`` is rewritten after every step."""
-    from glp.executors import make_executor
     from glp.kinds import kind_of
+    from glp.run.executors import make_executor
 
     run_dir = RunDir(config.out)
     strategy = make_strategy(
@@ -305,11 +305,11 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         )
         need = strategy.needs
         if config.prefilter_top or need in PROXIES:
-            from glp.proxies import make_proxy
+            from glp.search.proxies import make_proxy
 
             ctx.proxy = make_proxy(need if need in PROXIES else config.proxy, config, session, run_dir=run_dir)
         if need == "block-angular":
-            from glp.proxies import make_block_angular
+            from glp.search.proxies import make_block_angular
 
             ctx.block_distance = make_block_angular(config, session)
 
@@ -337,7 +337,7 @@ def _stop_rule(stop_drop: str | None, plan: Plan, higher_is_better: bool):
     """``--stop-drop``: a reason to end the search when a step's best candidate falls too far below the baseline."""
     if stop_drop is None:
         return None
-    from glp.targets import Drop
+    from glp.results.targets import Drop
 
     drop = Drop.parse(stop_drop, "--stop-drop")
 

@@ -12,7 +12,7 @@ Strategies (``STRATEGIES``):
 - ``top``, ``bottom``, ``even``, ``odd``, ``symmetric``, ``random``: fixed patterns (Sajjad et al.), fine-tuned
   and scored like any candidate so the comparison is fair.
 - ``proxy-bi``, ``proxy-angular``, ``proxy-loss``: training-free; step k removes the remaining layer with the
-  lowest proxy score (see glp.proxies). The chosen set of each n is then fine-tuned and scored.
+  lowest proxy score (see glp.search.proxies). The chosen set of each n is then fine-tuned and scored.
 - ``shortgpt`` (block influence once, lowest n removed) and ``block-angular`` (Gromov et al.'s contiguous block):
   the LLM baselines, training-free choices that are then healed and scored like every candidate. SLEB is
   ``greedy`` with ``--heal none``; Gromov et al.'s simple heuristic is ``top`` with ``--keep`` of the last layer.
@@ -45,9 +45,9 @@ from typing import Any, Protocol
 
 from glp.errors import ConfigError, GLPError, LayerIndexError
 from glp.plan import Candidate, Step
-from glp.proxies import PROXIES
 from glp.registry import Registry
-from glp.schedule import FULL, Halving
+from glp.search.proxies import PROXIES
+from glp.search.schedule import FULL, Halving
 
 Removal = tuple[int, ...]  # a removal set, in the order its layers were chosen
 
@@ -448,7 +448,7 @@ class ShortGPT(Strategy):
 class BlockAngularStrategy(Strategy):
     """Gromov et al. 2024 ("The Unreasonable Ineffectiveness of the Deeper Layers"): for each n, the contiguous
     block of n layers whose input and output hidden states of the last token are closest in angular distance
-    (`glp.proxies.BlockAngular`). Not nested: the block for n + 1 need not contain the one for n."""
+    (`glp.search.proxies.BlockAngular`). Not nested: the block for n + 1 need not contain the one for n."""
 
     name = "block-angular"
     needs = "block-angular"

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from glp.errors import RunDirError
-from glp.rundir import JOURNAL as DB_NAME
-from glp.rundir import LOCK as LOCK_NAME
+from glp.run.rundir import JOURNAL as DB_NAME
+from glp.run.rundir import LOCK as LOCK_NAME
 
 SCHEMA_VERSION = 1
 
@@ -167,8 +167,8 @@ class Store:
 
 
 def journaled_runner(store: Store, context: dict[str, Any], executor: Any, on_event: Callable[..., None] | None = None):
-    """A TrialRunner (`glp.search`): journaled trials are looked up, the rest run on the executor and are journaled
-    at once (the driver alone writes the journal). Returns ``(run, stats)``."""
+    """A TrialRunner (`glp.search`): journaled trials are looked up, the rest run on the executor and are
+    journaled at once (the driver alone writes the journal). Returns ``(run, stats)``."""
     # steps and wall_time of a result count from the start of its trial (a continued trial includes what it
     # trained before), so the cost of a trial is its largest value over the budgets it reached.
     stats: dict[str, Any] = {"run": 0, "reused": 0, "steps": {}, "seconds": {}}

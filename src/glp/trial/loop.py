@@ -18,7 +18,7 @@ batch. What differs is only how fast it gets there:
 - evaluation in ``inference_mode``, batches sorted by length.
 
 `TrainLoop` holds the whole state of one fine-tune (model, optimizer, step, RNG, loss curve), so a fine-tune
-can stop at any step and go on later exactly as if it had never stopped; `glp.scoring.Trial` builds on it.
+can stop at any step and go on later exactly as if it had never stopped; `glp.trial.scoring.Trial` builds on it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from torch import nn
 
 from glp.data import Encoded
 from glp.errors import ConfigError, RunDirError
-from glp.hparams import HParams, TrialResult  # noqa: F401 - the loop's settings and results live there
+from glp.trial.hparams import HParams, TrialResult  # noqa: F401 - the loop's settings and results live there
 
 SYNC_EVERY = 25  # steps between host reads of the loss on an accelerator (NaN check, progress)
 MEGABATCH_MULT = 50  # mega-batch = 50 batches, as transformers' get_length_grouped_indices
@@ -278,7 +278,7 @@ class TrainLoop:
         self.grad_accum = 1  # 2 after an out-of-memory retry: half batches, same effective batch
         self.losses = torch.zeros(self.total_steps, dtype=torch.float32, device=device)
         if hparams.gradient_checkpointing and self.total_steps:
-            from glp.heal import enable_checkpointing
+            from glp.trial.heal import enable_checkpointing
 
             enable_checkpointing(self.model)
         self.rng_state = _seeded_rng_state(self.seed, device)

@@ -63,18 +63,18 @@ def export(
 
     from glp import __version__, models
     from glp.data import DataSpec
-    from glp.hparams import HParams
     from glp.kinds import kind_of
     from glp.plan import sha256_file
-    from glp.rundir import RunDir
-    from glp.scoring import TrialSpec, final_context, final_data
+    from glp.run.rundir import RunDir
     from glp.tasks import Task
+    from glp.trial.hparams import HParams
+    from glp.trial.scoring import TrialSpec, final_context, final_data
 
     out = Path(out)
     _check_out(out, overwrite)
     if distill is not None and not finetune:
         raise ConfigError("--distill distils the final fine-tune: it needs --finetune")
-    from glp.heal import merged
+    from glp.trial.heal import merged
 
     plan_file = Path(run_dir) if Path(run_dir).is_file() else RunDir(run_dir).plan_file(strategy)
     plan = Plan.load(plan_file)
@@ -82,7 +82,7 @@ def export(
     source = models.from_record(plan.model)
     task = Task.from_dict(plan.task)
     if distill is not None:
-        from glp.distill import check_kind
+        from glp.trial.distill import check_kind
 
         check_kind(task)
     hp = HParams.final(plan.hparams, hparams)
@@ -99,8 +99,8 @@ def export(
         if distill is not None:  # the teacher: the unpruned model fine-tuned the same way (cached in RUN/cache)
             import dataclasses
 
-            from glp.distill import fit_teacher
-            from glp.store import trial_key
+            from glp.run.store import trial_key
+            from glp.trial.distill import fit_teacher
 
             key = trial_key(final_context(source.name, source, data, hp), (), int(seed), 1.0)
             teacher, _ = fit_teacher(

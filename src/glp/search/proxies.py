@@ -41,7 +41,7 @@ def _proxy_table(trial_data: Any, n: int) -> Encoded:
 
 def _batches(table: Encoded, kind: Any, pad_id: int, device: torch.device, batch_size: int = 32):
     """Batches of ``table`` sorted by length; with labels collated by the task ``kind``, or inputs only (None)."""
-    from glp.train import collate_inputs, eval_batches, to_device
+    from glp.trial.loop import collate_inputs, eval_batches, to_device
 
     for idx in eval_batches(table.lengths, batch_size):
         batch = kind.collate(table, idx, pad_id) if kind is not None else collate_inputs(table, idx, pad_id)
@@ -257,7 +257,7 @@ def _loss(config: Any, session: Any, run_dir: Any = None) -> LossProxy:
         result = trial.advance(1.0)
         if not result.ok:
             raise ConfigError(f"the loss proxy's fine-tune of the full model failed: {result.reason}")
-        from glp.heal import merged
+        from glp.trial.heal import merged
 
         model = merged(trial.model)  # healed with LoRA: the adapters folded in, a plain model to drop layers from
         if saved is not None:
@@ -266,10 +266,10 @@ def _loss(config: Any, session: Any, run_dir: Any = None) -> LossProxy:
 
 
 def make_proxy(name: str, config: Any, session: Any, run_dir: Any = None) -> Any:
-    """The proxy scorer ``name`` (`PROXIES`) for a prune session (see glp.pruning)."""
+    """The proxy scorer ``name`` (`PROXIES`) for a prune session (see glp.commands.prune)."""
     return PROXIES.get(name)(config, session, run_dir)
 
 
 def rank_layers(scores: dict[int, float]) -> list[int]:
-    """Most removable first (lowest score; ties to the higher index, as in glp.search)."""
+    """Most removable first (lowest score; ties to the higher index, as in glp.search.strategies)."""
     return sorted(scores, key=lambda i: (scores[i], -i))

@@ -145,7 +145,7 @@ def row_outputs(trial: Any, table: Any) -> list[np.ndarray]:
     per row for per-token heads, cut to the row's length."""
     import torch
 
-    from glp.train import eval_batches, to_device
+    from glp.trial.loop import eval_batches, to_device
 
     loop = trial.loop
     out: list[np.ndarray | None] = [None] * len(table)
@@ -195,7 +195,7 @@ def keep_teacher(trial: Any, stem: str | os.PathLike[str] | None, *, weights: bo
     outputs = row_outputs(trial, trial.train_table)
     state = None
     if weights:
-        from glp.heal import merged
+        from glp.trial.heal import merged
 
         # copies, contiguous: tied weights become two tensors, which safetensors can write
         state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in merged(trial.model).state_dict().items()}
