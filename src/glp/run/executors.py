@@ -150,7 +150,8 @@ EXECUTORS: Registry[Callable[..., Any]] = Registry("executor", flag="--executor"
 @dataclass(frozen=True, kw_only=True)
 class ExecutionSettings:
     """Where trials run (`make_executor` reads these). `glp.commands.prune.PruneConfig` and
-    `glp.commands.evaluate.EvalConfig` are ExecutionSettings, so ``glp prune`` and ``glp evaluate`` take the same flags and check them the same way.
+    `glp.commands.evaluate.EvalConfig` are ExecutionSettings, so ``glp prune`` and ``glp evaluate`` take the same flags
+    and check them the same way.
     """
 
     executor: str = field(default="local", metadata={"help": "Where trials run."})
