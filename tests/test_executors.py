@@ -15,7 +15,7 @@ from conftest import tiny_prune_config as _config
 import glp.run.executors as ex
 from glp.commands.prune import PruneConfig, prune
 from glp.errors import ConfigError, GLPError
-from glp.run.store import Store
+from glp.run.rundir import RunDir
 from glp.search.strategies import TrialRequest
 from glp.trial.hparams import HParams
 from glp.trial.scoring import TrialSpec
@@ -28,7 +28,7 @@ RUN = dict(max_remove=2, halving=True, rungs=2, eta=2, baseline=False, hparams=H
 
 def _journal(run) -> dict:
     """Every journaled trial: what determines it → what it produced (timings and device left out)."""
-    with Store(run, lock=False) as store:
+    with RunDir(run).journal(lock=False) as store:
         return {
             (tuple(sorted(r["removed"])), r["seed"], r["budget"]): (
                 r["status"],

@@ -16,7 +16,7 @@ from conftest import tiny_prune_config as _config
 
 from glp.commands.prune import prune
 from glp.plan import Plan
-from glp.run.store import Store
+from glp.run.rundir import RunDir
 
 
 def test_greedy_end_to_end_and_reuse(tiny_setup, tmp_path):
@@ -139,11 +139,11 @@ def test_resume_after_sigkill_gives_the_same_plan(tiny_setup, tmp_path):
 
 
 def test_second_process_is_refused(tiny_setup, tmp_path):
-    with Store(tmp_path / "busy"):
+    with RunDir(tmp_path / "busy").journal():
         q = _cli(*_cli_args(tiny_setup, tmp_path / "busy"))
         _, err = q.communicate(timeout=120)
     assert q.returncode == 2 and "in use by another glp process" in err and "Traceback" not in err
-    Store(tmp_path / "busy").close()  # released when closed
+    RunDir(tmp_path / "busy").journal().close()  # released when closed
 
 
 def test_show_and_cli_errors(tiny_setup, tmp_path):
@@ -170,7 +170,7 @@ def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
                 yield i, res
 
     reqs = [TrialRequest((1,), 0, 1.0), TrialRequest((2,), 0, 1.0)]
-    with Store(tmp_path) as store:
+    with RunDir(tmp_path).journal() as store:
         run, stats = make_runner(store, {"m": 1}, FakeExecutor())
         out = run(reqs)
         assert [r["status"] for r in out] == ["ok", "failed"]

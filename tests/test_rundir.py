@@ -6,7 +6,6 @@ import pytest
 
 from glp.errors import ConfigError, RunDirError
 from glp.run.rundir import RunDir
-from glp.run.store import Store
 
 
 def test_layout_and_plan_files(tmp_path):
@@ -36,7 +35,7 @@ def test_settings_are_read_by_the_plan_label_that_wrote_them(tmp_path):
 
 def test_a_journal_from_before_the_index(tmp_path):
     """Run directories written before the run-directory object (meta rows config:<strategy>, no index) work."""
-    with Store(tmp_path) as store:
+    with RunDir(tmp_path).journal() as store:
         store.set_meta("config:optimal", {"task": "mrpc", "strategy": "optimal"})
     run = RunDir(tmp_path)
     assert run.read_config("optimal")["task"] == "mrpc"

@@ -4,7 +4,8 @@ import pytest
 
 from glp.errors import RunDirError
 from glp.plan import Plan
-from glp.run.store import Store, trial_key
+from glp.run.rundir import RunDir
+from glp.run.store import trial_key
 
 CTX = {"model": "m", "task": "rte", "split": "abc", "hparams": {"lr": 2e-5}}
 
@@ -23,10 +24,10 @@ def test_key_depends_on_everything_but_order():
 
 
 def test_put_get_persist(tmp_path):
-    with Store(tmp_path) as s:
+    with RunDir(tmp_path).journal() as s:
         s.put(trial_key(CTX, (1,), 0, 1.0), result((1,)), CTX)
         s.set_meta("config", {"a": 1})
-    with Store(tmp_path) as s:
+    with RunDir(tmp_path).journal() as s:
         assert len(s) == 1
         assert s.get(trial_key(CTX, (1,), 0, 1.0))["score"] == 0.5
         assert s.get(trial_key(CTX, (2,), 0, 1.0)) is None
@@ -36,7 +37,7 @@ def test_put_get_persist(tmp_path):
 def test_corrupt_journal(tmp_path):
     (tmp_path / "trials.sqlite").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(RunDirError, match="not a readable glp trial journal"):
-        Store(tmp_path)
+        RunDir(tmp_path).journal()
 
 
 def test_plan_roundtrip_and_lookup(tmp_path):

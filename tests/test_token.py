@@ -14,7 +14,7 @@ from conftest import TINY_WORDS
 
 from glp.data import DataSpec
 from glp.errors import DataError
-from glp.kinds import kind_for, kind_of
+from glp.kinds import kind_for, kind_of, load_data
 from glp.kinds.token import TokenClassification, detect_scheme, read_columns
 
 PEOPLE = ["fox", "dog", "man"]
@@ -91,7 +91,7 @@ def test_conllu_comments_ranges_and_empty_nodes(tmp_path):
     spec = DataSpec(task="upos", train_file=str(tmp_path / "a.conllu"), dev_file=str(tmp_path / "a.conllu"),
                     token_column="1", tag_column="3")  # fmt: skip
     assert kind_for(spec) is TokenClassification
-    ds = spec.load()
+    ds = load_data(spec)
     assert ds.task.metric == "accuracy" and ds.task.option("scheme") == "none"  # POS: token accuracy
 
 
@@ -102,8 +102,8 @@ def test_jsonl_with_integer_tags_needs_names(tmp_path):
     spec = DataSpec(task="mine", train_file=str(tmp_path / "train.jsonl"), dev_file=str(tmp_path / "dev.jsonl"))
     assert kind_for(spec) is TokenClassification  # a list column of tokens says it
     with pytest.raises(DataError, match="integer tags need their names: give --label-names"):
-        spec.load()
-    ds = DataSpec(**{**spec.__dict__, "label_names": ("O", "B-ANIMAL")}).load()
+        load_data(spec)
+    ds = load_data(DataSpec(**{**spec.__dict__, "label_names": ("O", "B-ANIMAL")}))
     assert ds.task.label_names == ("O", "B-ANIMAL") and ds.task.metric == "entity-f1"
     assert [list(x) for x in ds.train.labels] == [[0, 1], [0, 1, 0]]
 

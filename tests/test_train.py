@@ -11,14 +11,13 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-from glp.data import Encoded
+from glp.data import Encoded, collate_inputs
 from glp.errors import ConfigError, RunDirError
 from glp.tasks import Task
 from glp.trial.loop import (
     HParams,
     TrialResult,
     budget_steps,
-    collate_inputs,
     eval_batches,
     length_grouped_batches,
     num_steps,

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from glp.errors import TaskError
-from glp.kinds import DEFAULT_KIND
+
+#: the task kind (`glp.kinds`) of a task that names none
+DEFAULT_KIND = "sequence-classification"
 
 # --------------------------------------------------------------------------------------------- metrics
 
@@ -91,12 +93,6 @@ class Task:
     @property
     def is_pair(self) -> bool:
         return len(self.text_columns) == 2
-
-    @property
-    def higher_is_better(self) -> bool:
-        from glp.kinds import kind_of
-
-        return kind_of(self).higher_is_better()
 
     def to_dict(self) -> dict:
         """Plain data. ``kind`` is left out for sequence tasks, so journal keys (which hash this dict) of runs made

@@ -177,12 +177,12 @@ class Session:
 
 def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None = None) -> Session:
     from glp import models
-    from glp.kinds import kind_of
+    from glp.kinds import kind_of, load_data
     from glp.trial.scoring import TrialData, TrialSpec
 
     source = models.resolve(config.model, gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
     model_info = models.describe(source)  # the config: a model that cannot load fails before the data is read
-    ds = config.load()
+    ds = load_data(config)
     task = ds.task
     kind = kind_of(task)
     split = kind.split(ds.train, config.eval_fraction, config.seed)

@@ -830,13 +830,6 @@ class DataSpec:
         spec = self.data_spec()
         return dataclasses.replace(spec, **kw) if kw else spec
 
-    def load(self) -> TaskDataset:
-        """The task's train and dev examples, read by the task's kind (`glp.kinds.kind_for`); ``.task`` is the
-        resolved task."""
-        from glp.kinds import kind_for
-
-        return kind_for(self).load(self)
-
 
 # ------------------------------------------------------------------------------------ search split
 
@@ -1035,6 +1028,26 @@ class Encoded:
             if self.token_type_ids is not None:
                 h.update(np.concatenate([np.asarray(a, dtype=np.int64) for a in self.token_type_ids]).tobytes())
         return h.hexdigest()[:16]
+
+
+def collate_inputs(table: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+    """Pad the rows ``idx`` to their own longest length: ``input_ids``, ``attention_mask`` and, where the tokenizer
+    made them, ``token_type_ids`` (numpy). The task's kind adds ``labels`` (`glp.kinds.TaskKind.collate`)."""
+    lens = table.lengths[idx]
+    width = int(lens.max())
+    ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+    tt = np.zeros((len(idx), width), dtype=np.int64) if table.token_type_ids is not None else None
+    for r, (j, n) in enumerate(zip(idx, lens, strict=True)):
+        ids[r, :n] = table.input_ids[j][:n]
+        if tt is not None:
+            tt[r, :n] = table.token_type_ids[j][:n]
+    out = {
+        "input_ids": ids,
+        "attention_mask": (np.arange(width)[None, :] < lens[:, None]).astype(np.int64),
+    }
+    if tt is not None:
+        out["token_type_ids"] = tt
+    return out
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ class TaskKind(ABC):
     # -- training -------------------------------------------------------------------------------------
     def collate(self, table: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
         """The inputs of rows ``idx`` padded to their longest row, plus ``labels``."""
-        from glp.trial.loop import collate_inputs
+        from glp.data import collate_inputs
 
         return {**collate_inputs(table, idx, pad_id), "labels": table.labels[idx]}
 

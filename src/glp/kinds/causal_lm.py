@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from glp.errors import DataError, TaskError
-from glp.kinds import register_kind
 from glp.kinds.base import TaskKind
+from glp.kinds.registry import register_kind
 
 WIKITEXT2 = "wikitext2"
 WIKITEXT2_HUB = ("Salesforce/wikitext", "wikitext-2-v1")
@@ -280,7 +280,7 @@ class CausalLM(TaskKind):
 
     # -- training -------------------------------------------------------------------------------------
     def collate(self, table, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        from glp.trial.loop import collate_inputs
+        from glp.data import collate_inputs
 
         batch = collate_inputs(table, idx, pad_id)
         labels = np.full(batch["input_ids"].shape, IGNORE, dtype=np.int64)

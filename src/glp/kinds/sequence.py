@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from glp.kinds import register_kind
 from glp.kinds.base import TaskKind
+from glp.kinds.registry import register_kind
 
 
 @register_kind

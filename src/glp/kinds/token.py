@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from glp.errors import DataError, TaskError
-from glp.kinds import register_kind
 from glp.kinds.base import TaskKind
+from glp.kinds.registry import register_kind
 
 CONLL2003 = "conll2003"
 CONLL2003_HUB = "eriktks/conll2003"
@@ -434,7 +434,7 @@ class TokenClassification(TaskKind):
 
     # -- training -------------------------------------------------------------------------------------
     def collate(self, table, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        from glp.trial.loop import collate_inputs
+        from glp.data import collate_inputs
 
         out = collate_inputs(table, idx, pad_id)
         labels = np.full(out["input_ids"].shape, -100, dtype=np.int64)

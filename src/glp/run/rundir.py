@@ -21,14 +21,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from glp.data import DataSpec
 from glp.errors import ConfigError, RunDirError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from glp.data import DataSpec
-    from glp.plan import Plan
-    from glp.run.store import Store
+from glp.plan import Plan
+from glp.run.store import Store
 
 PLAN = "plan.json"
 PLANS = "plans"
@@ -132,8 +130,6 @@ class RunDir:
         return [p] if p.is_file() else cls(p).plan_files()
 
     def load_plan(self, label: str | None = None) -> Plan:
-        from glp.plan import Plan
-
         return Plan.load(self.plan_file(label))
 
     def save_plan(self, plan: Plan, label: str) -> None:
@@ -144,9 +140,7 @@ class RunDir:
     # -- journal and settings -------------------------------------------------------------------------
     def journal(self, lock: bool = True) -> Store:
         """The trial journal (`glp.run.store.Store`); ``lock`` takes the directory's lock for this process."""
-        from glp.run.store import Store
-
-        return Store(self.path, lock=lock)
+        return Store(self.journal_path, self.lock_path if lock else None)
 
     def write_config(self, store: Store, label: str, config: dict[str, Any]) -> None:
         """Journal the settings the plan ``label`` is searched with, and index which label wrote them."""
@@ -158,8 +152,6 @@ class RunDir:
     def data_spec(self, label: str | None = None) -> DataSpec | None:
         """Where plan ``label``'s data came from (the data fields of its journaled settings), or None. Settings of
         another machine (devices, executors) never get in the way: only the data fields are read."""
-        from glp.data import DataSpec
-
         d = self.read_config(label)
         return DataSpec.from_dict(d) if d else None
 

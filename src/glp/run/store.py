@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from glp.errors import RunDirError
-from glp.run.rundir import JOURNAL as DB_NAME
-from glp.run.rundir import LOCK as LOCK_NAME
 
 SCHEMA_VERSION = 1
 
@@ -46,17 +44,19 @@ def trial_key(context: dict[str, Any], removed: tuple[int, ...], seed: int, budg
 
 
 class Store:
-    """SQLite journal of finished trials in ``run_dir``; holds the run directory's lock while open."""
+    """SQLite journal of finished trials at ``path``; holds the run directory's lock (the file ``lock_path``)
+    while open. `glp.run.rundir.RunDir.journal` names both files."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, lock: bool = True):
-        self.run_dir = Path(run_dir)
+    def __init__(self, path: str | os.PathLike[str], lock_path: str | os.PathLike[str] | None = None):
+        self.path = Path(path)
+        self.run_dir = self.path.parent
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunDirError(f"{self.run_dir} exists and is not a directory; choose another --out")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = None
-        if lock:
-            self._acquire_lock()
-        path = self.run_dir / DB_NAME
+        if lock_path is not None:
+            self._acquire_lock(Path(lock_path))
+        path = self.path
         try:
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -74,8 +74,7 @@ class Store:
                 f"{path} is not a readable glp trial journal ({e}); move it away or choose another --out"
             ) from e
 
-    def _acquire_lock(self) -> None:
-        path = self.run_dir / LOCK_NAME
+    def _acquire_lock(self, path: Path) -> None:
         f = open(path, "a+")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -99,7 +98,7 @@ class Store:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) != SCHEMA_VERSION:
             raise RunDirError(
-                f"{self.run_dir / DB_NAME} has journal schema {row[0]}, this glp writes {SCHEMA_VERSION}"
+                f"{self.path} has journal schema {row[0]}, this glp writes {SCHEMA_VERSION}"
             )
 
     # -- trials -------------------------------------------------------------------------------------

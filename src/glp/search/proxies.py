@@ -41,7 +41,8 @@ def _proxy_table(trial_data: Any, n: int) -> Encoded:
 
 def _batches(table: Encoded, kind: Any, pad_id: int, device: torch.device, batch_size: int = 32):
     """Batches of ``table`` sorted by length; with labels collated by the task ``kind``, or inputs only (None)."""
-    from glp.trial.loop import collate_inputs, eval_batches, to_device
+    from glp.data import collate_inputs
+    from glp.trial.loop import eval_batches, to_device
 
     for idx in eval_batches(table.lengths, batch_size):
         batch = kind.collate(table, idx, pad_id) if kind is not None else collate_inputs(table, idx, pad_id)

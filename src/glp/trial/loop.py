@@ -85,26 +85,6 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate_inputs(table: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-    """Pad the rows ``idx`` to their own longest length: ``input_ids``, ``attention_mask`` and, where the tokenizer
-    made them, ``token_type_ids`` (numpy). The task's kind adds ``labels`` (`glp.kinds.TaskKind.collate`)."""
-    lens = table.lengths[idx]
-    width = int(lens.max())
-    ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-    tt = np.zeros((len(idx), width), dtype=np.int64) if table.token_type_ids is not None else None
-    for r, (j, n) in enumerate(zip(idx, lens, strict=True)):
-        ids[r, :n] = table.input_ids[j][:n]
-        if tt is not None:
-            tt[r, :n] = table.token_type_ids[j][:n]
-    out = {
-        "input_ids": ids,
-        "attention_mask": (np.arange(width)[None, :] < lens[:, None]).astype(np.int64),
-    }
-    if tt is not None:
-        out["token_type_ids"] = tt
-    return out
-
-
 def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
     """What of a collated batch goes into the model: all but ``labels`` and the ``_x`` entries a kind adds."""
     return {k: v for k, v in batch.items() if k != "labels" and not k.startswith("_")}

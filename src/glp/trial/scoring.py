@@ -29,7 +29,7 @@ from torch import nn
 
 from glp.atomic import write_text_atomic
 from glp.errors import ConfigError, GLPError, RunDirError
-from glp.kinds import kind_of
+from glp.kinds import kind_of, load_data
 from glp.trial.loop import (
     HParams,
     Progress,
@@ -151,7 +151,7 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
     dev (``glp export --finetune`` and ``glp evaluate``)."""
     from glp.models import load_tokenizer
 
-    ds = spec.load()
+    ds = load_data(spec)
     tokenizer = load_tokenizer(tokenizer_source)
     kind = kind_of(ds.task)
     extra = {k: ds.extra_dev[k] for k in kind.extra_splits if k in ds.extra_dev}
