@@ -31,9 +31,10 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Names → plug-ins, in registration order."""
 
-    def __init__(self, what: str, flag: str | None = None):
+    def __init__(self, what: str, flag: str | None = None, base_cls: type | None = None):
         self.what = what  # "strategy", "task kind", ...
         self.flag = flag  # the CLI flag that takes these names, for messages
+        self.base_cls = base_cls  # what every registered value must be a subclass of (None: anything)
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, help: str = "") -> Callable[[T], T]:
@@ -48,6 +49,10 @@ class Registry(Generic[T]):
     def add(self, name: str, value: T, help: str = "") -> None:
         if name in self._entries:
             raise ValueError(f"{self.what} {name!r} is registered twice")
+        base = self.base_cls
+        if base is not None and not (isinstance(value, type) and issubclass(value, base)):
+            where = f"{base.__module__}.{base.__qualname__}"
+            raise TypeError(f"{self.what} {name!r}: {value!r} is not a subclass of {where}")
         self._entries[name] = Entry(name, value, help)
 
     def remove(self, name: str) -> None:

@@ -285,7 +285,7 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
             if lm_eval is not None:
                 from glp.trial import lmeval
 
-                if kind_of(data.task).name != "causal-lm":
+                if not kind_of(data.task).lm_eval:
                     raise ConfigError("--lm-eval-tasks scores causal LMs; this task is not one")
                 lmeval.check(lm_eval)
                 context = {**context, "lm_eval": lm_eval.to_dict()}

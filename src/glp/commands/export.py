@@ -151,7 +151,7 @@ def export(
         tok_note = f"no tokenizer saved: none could be loaded from {source.name!r}"
     kind = kind_of(task)
     mergekit = None
-    if kind.name == "causal-lm":
+    if kind.mergekit:
         mergekit = "mergekit.yaml"
         (out / mergekit).write_text(mergekit_yaml(source.name, plan.num_layers, removed))
 

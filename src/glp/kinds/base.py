@@ -47,6 +47,12 @@ class TaskKind(ABC):
     fresh_head: ClassVar[bool] = True
     #: further splits of `load`'s ``extra_dev`` that a final fine-tune is scored on too (``glp evaluate``)
     extra_splits: ClassVar[tuple[str, ...]] = ()
+    #: can the unpruned model's outputs be cached as a teacher (``--distill``)? Not a vocabulary per token
+    distillable: ClassVar[bool] = True
+    #: is the model a generative LM that lm-evaluation-harness's zero-shot tasks score (``--lm-eval-tasks``)?
+    lm_eval: ClassVar[bool] = False
+    #: does an export describe its kept layers as mergekit slices (``mergekit.yaml``, a decoder's layer stack)?
+    mergekit: ClassVar[bool] = False
 
     def __init__(self, task: Task):
         self.task = task

@@ -69,6 +69,9 @@ class CausalLM(TaskKind):
     name = "causal-lm"
     auto_class = "AutoModelForCausalLM"
     pipeline_tag = "text-generation"
+    distillable = False  # the teacher's outputs would be a vocabulary per token
+    lm_eval = True
+    mergekit = True
     description = "next-token prediction on text or prompt/response pairs, scored by perplexity (decoder LLMs)"
     bf16_on_cpu = True
     fresh_head = False

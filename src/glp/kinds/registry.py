@@ -9,7 +9,7 @@ from glp.kinds.base import TaskKind
 from glp.registry import Registry
 from glp.tasks import DEFAULT_KIND, Task
 
-KINDS: Registry[type[TaskKind]] = Registry("task kind", flag="--kind")
+KINDS: Registry[type[TaskKind]] = Registry("task kind", flag="--kind", base_cls=TaskKind)
 
 
 def register_kind(cls: type[TaskKind]) -> type[TaskKind]:

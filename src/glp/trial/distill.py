@@ -87,7 +87,7 @@ def check_kind(task: Any) -> None:
     """Refuse ``--distill`` where the teacher's outputs cannot be kept: a causal LM's are a vocabulary per token."""
     from glp.kinds import kind_of
 
-    if kind_of(task).name == "causal-lm":
+    if not kind_of(task).distillable:
         raise ConfigError(
             "--distill is for classification kinds: a causal LM teacher's outputs (a vocabulary per token) are too "
             "large to cache; heal with --heal lora or --heal full instead"
