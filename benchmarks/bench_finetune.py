@@ -30,7 +30,8 @@ import torch
 
 from glp.kinds import kind_of
 from glp.trial.hparams import HParams
-from glp.trial.scoring import Trial, TrialData
+from glp.trial.scoring import Trial
+from glp.trial.types import TrialData
 
 
 def default_model() -> str:

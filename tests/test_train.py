@@ -12,17 +12,12 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from glp.data import Encoded, collate_inputs
-from glp.errors import ConfigError, RunDirError
+from glp.errors import ConfigError
 from glp.tasks import Task
-from glp.trial.loop import (
-    HParams,
-    TrialResult,
-    budget_steps,
-    eval_batches,
-    length_grouped_batches,
-    num_steps,
-)
-from glp.trial.scoring import Trial, TrialData, clear_model_cache, finetune_and_score, load_model
+from glp.trial.hparams import HParams
+from glp.trial.loop import budget_steps, eval_batches, length_grouped_batches, num_steps
+from glp.trial.scoring import Trial, clear_model_cache, finetune_and_score, load_model
+from glp.trial.types import TrialData, TrialResult
 
 CLS, SEP, MARK = 2, 3, 5
 CLASSIFY = Task("toy", ("sentence",), "label", num_labels=2, is_regression=False, metric="accuracy")
@@ -201,7 +196,7 @@ def test_max_samples_subsample_with_the_seed(model_dir, data):
 # ---------------------------------------------------------------------------------------- budgets / resume
 
 
-def test_continued_trial_equals_straight_through(model_dir, data, tmp_path):
+def test_continued_trial_equals_straight_through(model_dir, data):
     hp = dataclasses.replace(
         FAST, num_train_epochs=1.5, warmup_ratio=0.1
     )  # fractional epochs: stop mid-epoch
@@ -222,48 +217,6 @@ def test_continued_trial_equals_straight_through(model_dir, data, tmp_path):
         full.loss_last,
     )
     assert_same_weights(resumed.model, straight.model)
-
-    # through disk
-    stopped = Trial(model_dir, (), data, hp, seed=3)
-    first = stopped.advance(1 / 3)
-    stopped.save(tmp_path / "ckpt")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
-        "config.json",
-        "model.safetensors",
-        "state.safetensors",
-        "trial.json",
-    ]
-    del stopped
-    loaded = Trial.load(tmp_path / "ckpt", data)
-    assert loaded.result() == dataclasses.replace(first, wall_time=loaded.wall_time)
-    again = loaded.advance(1.0)
-    assert again.metrics == full.metrics and again.loss_last == full.loss_last
-    assert again.wall_time >= first.wall_time
-    assert_same_weights(loaded.model, straight.model)
-
-
-def test_checkpoint_refuses_other_data(model_dir, data, tmp_path):
-    hp = dataclasses.replace(FAST, num_train_epochs=1)
-    Trial(model_dir, (), data, hp, seed=0).save(tmp_path / "c")
-    other = TrialData(CLASSIFY, synthetic(256, 9), data.eval)
-    with pytest.raises(RunDirError):
-        Trial.load(tmp_path / "c", other)
-    with pytest.raises(RunDirError):
-        Trial.load(tmp_path / "missing", data)
-
-
-def test_saved_pruned_trial_restores(data, tmp_path):
-    hp = dataclasses.replace(FAST, num_train_epochs=1)
-
-    def factory():
-        return BertForSequenceClassification(tiny_config(layers=3))
-
-    t = Trial(factory, (1,), data, hp, seed=0)
-    t.advance(0.5)
-    t.save(tmp_path / "p")
-    loaded = Trial.load(tmp_path / "p", data)
-    assert loaded.removed == (1,) and loaded.model.config.num_hidden_layers == 2
-    assert loaded.advance(1.0) == dataclasses.replace(t.advance(1.0), wall_time=loaded.wall_time)
 
 
 # ------------------------------------------------------------------------------------------------ failures

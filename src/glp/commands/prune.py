@@ -27,7 +27,8 @@ from glp.run.rundir import RunDir
 from glp.run.store import journaled_runner
 from glp.search.proxies import PROXIES
 from glp.search.schedule import FULL, Halving
-from glp.search.strategies import STRATEGIES, SearchContext, SearchStopped, TrialRequest, make_strategy
+from glp.search.strategies import STRATEGIES, SearchContext, SearchStopped, make_strategy
+from glp.trial.types import TrialData, TrialRequest
 from glp.trial.hparams import HParams
 
 EventHandler = Callable[..., None]
@@ -178,7 +179,7 @@ class Session:
 def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None = None) -> Session:
     from glp import models
     from glp.kinds import kind_of, load_data
-    from glp.trial.scoring import TrialData, TrialSpec
+    from glp.trial.scoring import TrialSpec
 
     source = models.resolve(config.model, gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
     model_info = models.describe(source)  # the config: a model that cannot load fails before the data is read

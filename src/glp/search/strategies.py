@@ -48,15 +48,7 @@ from glp.plan import Candidate, Step
 from glp.registry import Registry
 from glp.search.proxies import PROXIES
 from glp.search.schedule import FULL, Halving
-
-Removal = tuple[int, ...]  # a removal set, in the order its layers were chosen
-
-
-@dataclass(frozen=True)
-class TrialRequest:
-    removed: Removal
-    seed: int
-    budget: float
+from glp.trial.types import Removal, TrialRequest
 
 
 class SearchStopped(Exception):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glp.errors import ConfigError
+from glp.trial.types import TrialResult  # noqa: F401 - TEMPORARY re-export while executors move
 
 HEAL_MODES = ("none", "full", "lora")
 DTYPES = ("auto", "bf16", "fp32")
@@ -144,48 +145,3 @@ _LATER_DEFAULTS = {
     "gradient_checkpointing": False,
     "dtype": "auto",
 }
-
-
-@dataclass
-class TrialResult:
-    """What one trial (drop layers → fine-tune → evaluate) produced. Plain data: JSON round-trips.
-
-    ``budget`` is the fraction of the full fine-tune trained; ``steps`` / ``examples_seen`` count from the
-    start of the trial (a continued trial includes what it trained before); ``wall_time`` is the total time
-    spent on the trial in seconds (model building, training and evaluation, over all continuations);
-    ``loss_first`` / ``loss_last`` are the mean training loss of the first and of the last (up to) 10 steps;
-    ``eval_loss`` is the mean loss on the evaluation set where ``metrics`` were measured (cross-entropy, or MSE
-    for regression). The search breaks exact ties of the metric with it (`glp.search.strategies.rank`).
-    """
-
-    removed: tuple[int, ...]
-    seed: int
-    budget: float
-    status: str  # "ok" | "failed"
-    score: float | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    reason: str | None = None
-    steps: int = 0
-    examples_seen: int = 0
-    loss_first: float | None = None
-    loss_last: float | None = None
-    eval_loss: float | None = None
-    wall_time: float = 0.0
-    device: str = "cpu"
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["removed"] = list(self.removed)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrialResult:
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        kw["removed"] = tuple(int(i) for i in kw.get("removed", ()))
-        kw["metrics"] = {str(k): float(v) for k, v in (kw.get("metrics") or {}).items()}
-        return cls(**kw)

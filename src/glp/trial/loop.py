@@ -36,7 +36,7 @@ from torch import nn
 
 from glp.data import Encoded
 from glp.errors import ConfigError, RunDirError
-from glp.trial.hparams import HParams, TrialResult  # noqa: F401 - the loop's settings and results live there
+from glp.trial.hparams import HParams
 
 SYNC_EVERY = 25  # steps between host reads of the loss on an accelerator (NaN check, progress)
 MEGABATCH_MULT = 50  # mega-batch = 50 batches, as transformers' get_length_grouped_indices

@@ -20,6 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from glp.layers import find_layer_stack
+from glp.trial.loop import TrainingFailed, eval_batches, model_inputs, to_device
+from glp.trial.scoring import _all_finite, _device_name
+from glp.trial.types import TrialResult
+
 
 class _Replay(nn.Module):
     """Stands for the first block above a removed one: runs ``block`` (None: nothing) on the kept hidden states
@@ -66,20 +71,10 @@ def score_unhealed(spec: Any, requests: Sequence[Any], device: str | torch.devic
 
 
 def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed: int, device: Any) -> list[dict]:
-    from glp.kinds import kind_of
-    from glp.layers import find_layer_stack
-    from glp.trial.hparams import TrialResult
-    from glp.trial.loop import TrainingFailed, configure_threads, eval_batches, model_inputs, to_device, use_bf16
-    from glp.trial.scoring import _all_finite, _device_name, eval_rows, load_model, resolve_device
-
     t0 = time.perf_counter()
-    dev = resolve_device(device)
-    if dev.type == "cpu":
-        configure_threads(None)
-    hp, task = spec.hparams, spec.trial_data.task
-    kind = kind_of(task)
-    table = eval_rows(spec.trial_data, hp, seed)  # the rows a Trial of this seed scores
-    model = load_model(spec.model, task, sorted(base, reverse=True), seed).to(dev).eval()
+    trial = spec.trial(sorted(base, reverse=True), seed, device)  # the model R, its scored rows, its precision
+    dev, task, kind, table = trial.device, trial.task, trial.kind, trial.eval_table
+    model = trial.model.eval()
     stack = find_layer_stack(model)
     parent_path, _, attr = stack.path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
@@ -90,7 +85,7 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
     for r in requests:
         extra = frozenset(r.removed) - base
         added[tuple(r.removed)] = kept.index(next(iter(extra))) if extra else None
-    bf16 = use_bf16(hp.dtype, dev, kind)
+    bf16 = trial.loop.bf16
     pad = int(getattr(model.config, "pad_token_id", None) or 0)
     outs: dict[tuple[int, ...], list[torch.Tensor]] = {s: [] for s in added}
     order: list[np.ndarray] = []
@@ -109,7 +104,7 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
     failure = None
     try:
         with torch.inference_mode():
-            for idx in eval_batches(table.lengths, int(hp.per_device_eval_batch_size)):
+            for idx in eval_batches(table.lengths, int(trial.hparams.per_device_eval_batch_size)):
                 batch = to_device(kind.collate(table, idx, pad), dev)
                 handles = [b.register_forward_pre_hook(keep_input(p), with_kwargs=True) for p, b in enumerate(blocks)]
                 try:

@@ -1,10 +1,11 @@
 """One trial: load the pre-trained model with a task head → drop layers → fine-tune → metric M.
 
-``finetune_and_score`` is the whole trial in one call; it scores a candidate on the search split and,
-pointed at the full train and dev sets, gives the final evaluation of a pruned model. ``Trial`` is the
-same thing in resumable form for early rejection: ``advance(1/9)`` trains the first ninth of the steps
-and scores, ``advance(1.0)`` later goes on from there, and ``save`` / ``load`` move a stopped trial
-through disk (safetensors + JSON, no pickle). Continuing always equals training straight through.
+`TrialSpec` is everything the trials of a run are built from (model, data, hyper-parameters, distillation);
+``TrialSpec.trial(removed, seed)`` is the one constructor of a `Trial`, used by the search's executors, the
+evaluation rows, export's final fine-tune, the teachers and the scoring without healing (`glp.trial.prefix`).
+A `Trial` is resumable for early rejection: ``advance(1/9)`` trains the first ninth of the steps and scores,
+``advance(1.0)`` later goes on from there; continuing always equals training straight through.
+``finetune_and_score`` is a whole trial in one call (``TrialSpec(...).run(...)``).
 
 Determinism: everything random is a function of ``seed``: the head's initialisation, dropout, the data order
 and the ``max_*_samples`` subsets. The global RNG of the process is neither used nor changed.
@@ -14,31 +15,26 @@ exceptions; errors the user can fix (unknown model, bad layer index) raise ``GLP
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from glp.atomic import write_text_atomic
-from glp.errors import ConfigError, GLPError, RunDirError
+from glp import models
+from glp.errors import ConfigError
 from glp.kinds import kind_of, load_data
-from glp.trial.loop import (
-    HParams,
-    Progress,
-    TrainingFailed,
-    TrainLoop,
-    TrialResult,
-    budget_steps,
-    configure_threads,
-)
+from glp.trial import lmeval
+from glp.trial.distill import DistillKind, KeepingTeacher, student_from_teacher
+from glp.trial.heal import prepare
+from glp.trial.hparams import HParams
+from glp.trial.loop import Progress, TrainingFailed, TrainLoop, budget_steps, configure_threads
+from glp.trial.types import TrialData, TrialResult
 
 __all__ = [
     "HParams",
@@ -51,20 +47,7 @@ __all__ = [
     "load_model",
 ]
 
-CHECKPOINT_FORMAT = "glp-trial"
-CHECKPOINT_VERSION = 1
-
 ModelSource = Any  # str | os.PathLike | glp.models.ModelSource | Callable[[], nn.Module]
-
-
-@dataclass(frozen=True)
-class TrialData:
-    """What a trial trains and scores on: ``train`` and ``eval`` are ``glp.data.Encoded``."""
-
-    task: Any  # glp.tasks.Task
-    train: Any  # glp.data.Encoded
-    eval: Any  # glp.data.Encoded (search-eval, or dev for a final fine-tune)
-    extra: dict[str, Any] = field(default_factory=dict)  # more sets scored at the full budget: {"test": Encoded}
 
 
 # -------------------------------------------------------------------------------------------- the spec
@@ -91,7 +74,12 @@ class TrialSpec:
         *,
         threads: int | None = None,
         progress: Progress | None = None,
+        bf16: bool | None = None,
+        compile: bool = False,
     ) -> Trial:
+        """The trial of removal set ``removed`` and ``seed`` (a removal set learns from its seed's teacher when
+        distilling; the unpruned model keeps itself as the teacher when asked to). ``bf16`` overrides the
+        precision ``--dtype`` chooses; ``compile`` runs the model through ``torch.compile``."""
         distill = None
         if self.distill is not None and tuple(removed):  # the unpruned model is the teacher: trained plainly
             if int(seed) not in self.teachers:
@@ -106,26 +94,48 @@ class TrialSpec:
             device,
             threads=threads,
             progress=progress,
+            bf16=bf16,
+            compile=compile,
             distill=distill,
             lm_eval=self.lm_eval,
         )
         keep = self.keep_teachers
         if keep is not None and not tuple(removed) and int(seed) in keep.stems:
-            from glp.trial.distill import KeepingTeacher
-
             return KeepingTeacher(trial, keep.stems[int(seed)], keep.weights)  # type: ignore[return-value]
         return trial
 
+    def run(
+        self,
+        removed: Sequence[int],
+        seed: int,
+        budget: float = 1.0,
+        device: str | torch.device | None = None,
+        **options: Any,
+    ) -> TrialResult:
+        """Build the trial, train ``budget`` of its schedule, score. Running out of memory while the model is
+        loaded is a failed result, as it is in training (`Trial.advance`)."""
+        t0 = time.perf_counter()
+        try:
+            trial = self.trial(removed, seed, device, **options)
+        except torch.OutOfMemoryError:
+            return TrialResult(
+                removed=tuple(int(i) for i in removed),
+                seed=int(seed),
+                budget=float(budget),
+                status="failed",
+                score=None,
+                reason="out of memory while loading the model",
+                wall_time=time.perf_counter() - t0,
+                device=_device_name(resolve_device(device)),
+            )
+        return trial.advance(budget)
+
     def warm_up(self) -> None:
         """Read the pre-trained weights and import what trials use, so a worker's first trial does not pay it."""
-        import warnings
-
-        from glp.models import pretrained
-
         if callable(self.model):
             return
         with torch.random.fork_rng(devices=[]):
-            pretrained(self.model, self.trial_data.task)
+            models.pretrained(self.model, self.trial_data.task)
         kind = kind_of(self.trial_data.task)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -149,10 +159,8 @@ class FinalData:
 def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir: Any = None) -> FinalData:
     """Load the task of ``spec`` (a `glp.data.DataSpec`) as ``glp prune`` does, but keep train whole and score on
     dev (``glp export --finetune`` and ``glp evaluate``)."""
-    from glp.models import load_tokenizer
-
     ds = load_data(spec)
-    tokenizer = load_tokenizer(tokenizer_source)
+    tokenizer = models.load_tokenizer(tokenizer_source)
     kind = kind_of(ds.task)
     extra = {k: ds.extra_dev[k] for k in kind.extra_splits if k in ds.extra_dev}
     td = TrialData(
@@ -175,12 +183,10 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
 
 def final_context(model_name: str, source: Any, data: FinalData, hparams: HParams) -> dict[str, Any]:
     """What a final fine-tune's journal key hashes (``glp evaluate``; a distilled export's teacher)."""
-    from glp.models import weights_revision
-
     return {
         "protocol": FINAL_PROTOCOL,
         "model": model_name,
-        "revision": weights_revision(source),
+        "revision": models.weights_revision(source),
         "task": data.task.to_dict(),
         "data": {k: v for k, v in data.fingerprint.items() if k.endswith("_sha256")},
         "hparams": hparams.to_dict(),
@@ -189,17 +195,13 @@ def final_context(model_name: str, source: Any, data: FinalData, hparams: HParam
 
 def clear_model_cache() -> None:
     """Forget the pre-trained weights kept in memory (they are re-read on the next trial)."""
-    from glp.models import clear_cache
-
-    clear_cache()
+    models.clear_cache()
 
 
 def load_model(model_source: ModelSource, task: Any, removed: Sequence[int] = (), seed: int = 0) -> nn.Module:
     """The pre-trained model with a freshly initialised head of the task's kind (a function of ``seed``), layers
     dropped (`glp.models.build`)."""
-    from glp.models import build
-
-    return build(model_source, task, removed, seed)
+    return models.build(model_source, task, removed, seed)
 
 
 def eval_rows(task_data: TrialData, hparams: HParams, seed: int) -> Any:
@@ -243,7 +245,6 @@ class Trial:
         threads: int | None = None,
         distill: tuple[Any, Any] | None = None,
         lm_eval: Any = None,
-        _model: nn.Module | None = None,
     ) -> None:
         t0 = time.perf_counter()
         self.removed = tuple(int(i) for i in removed)
@@ -261,24 +262,13 @@ class Trial:
         self.extra_tables = {k: v.check() for k, v in getattr(task_data, "extra", {}).items()}
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
-        if _model is None:
-            from glp.trial.heal import prepare
-
-            if distill is not None and distill[1].init == "teacher":  # the fine-tuned teacher, pruned
-                from glp.trial.distill import student_from_teacher
-
-                base = student_from_teacher(
-                    load_model(model_source, self.task, (), self.seed), distill[0], self.removed
-                )
-            else:
-                base = load_model(model_source, self.task, self.removed, self.seed)
-            model = prepare(base, hparams, self.seed, self.kind)
+        if distill is not None and distill[1].init == "teacher":  # the fine-tuned teacher, pruned
+            base = student_from_teacher(load_model(model_source, self.task, (), self.seed), distill[0], self.removed)
         else:
-            model = _model
+            base = load_model(model_source, self.task, self.removed, self.seed)
+        model = prepare(base, hparams, self.seed, self.kind)
         loop_kind = self.kind
         if distill is not None:  # the loss also pulls towards the teacher's outputs on these training rows
-            from glp.trial.distill import DistillKind
-
             teacher, settings = distill
             if len(teacher.outputs) != len(self.train_table):
                 raise ConfigError(
@@ -342,10 +332,8 @@ class Trial:
                 more, _ = self.kind.score(self.loop.predict(table), table)
                 metrics.update({f"{name}:{k}": v for k, v in more.items()})
             if self.lm_eval is not None:  # zero-shot accuracy of the healed model (glp evaluate --lm-eval-tasks)
-                from glp.models import load_tokenizer
-                from glp.trial import lmeval
-
-                metrics.update(lmeval.run(self.model, load_tokenizer(self.model_source), self.lm_eval, self.device))
+                tokenizer = models.load_tokenizer(self.model_source)
+                metrics.update(lmeval.run(self.model, tokenizer, self.lm_eval, self.device))
         self._metrics = (self.step, metrics, loss)
         return metrics
 
@@ -391,103 +379,6 @@ class Trial:
             device=_device_name(self.device),
         )
 
-    # -- checkpoints
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write a checkpoint directory: config.json, model.safetensors, state.safetensors, trial.json."""
-        from safetensors.torch import save_file, save_model
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "trial.json").unlink(missing_ok=True)  # written last: its presence marks a complete checkpoint
-        self.model.config.to_json_file(str(out / "config.json"))
-        save_model(self.model, str(out / "model.safetensors"))
-        save_file(self.loop.state_tensors(), str(out / "state.safetensors"))
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "removed": list(self.removed),
-            "seed": self.seed,
-            "task": self.task.to_dict() if hasattr(self.task, "to_dict") else {"name": self.task.name},
-            "hparams": self.hparams.to_dict(),
-            "model_source": None if self.model_source is None else _source_text(self.model_source),
-            "budget": self.budget,
-            "failure": self.failure,
-            "metrics": None
-            if self._metrics is None
-            else {"step": self._metrics[0], "values": self._metrics[1], "eval_loss": self._metrics[2]},
-            "wall_time": self.wall_time,
-            "data": {"train": self.train_table.fingerprint(), "eval": self.eval_table.fingerprint()},
-            "loop": self.loop.state_json(),
-        }
-        write_text_atomic(out / "trial.json", json.dumps(meta, indent=1))
-        return out
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        task_data: TrialData,
-        device: str | torch.device | None = None,
-        *,
-        progress: Progress | None = None,
-        bf16: bool | None = None,
-        compile: bool = False,
-        threads: int | None = None,
-    ) -> Trial:
-        """Restore a trial saved with ``save``; ``task_data`` must be the data it was trained on."""
-        from safetensors.torch import load_file
-        from safetensors.torch import load_model as st_load_model
-        from transformers import AutoConfig
-
-        src = Path(path)
-        try:
-            meta = json.loads((src / "trial.json").read_text())
-            if meta.get("format") != CHECKPOINT_FORMAT or int(meta.get("version", 0)) > CHECKPOINT_VERSION:
-                raise RunDirError(f"{src} is not a glp trial checkpoint (version {CHECKPOINT_VERSION})")
-            hparams = HParams.from_dict(meta["hparams"])
-            seed = int(meta["seed"])
-            config = AutoConfig.from_pretrained(str(src))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                kind = kind_of(task_data.task)
-                model = kind.model_class().from_config(config)
-            from glp.trial.heal import prepare
-
-            model = prepare(model, hparams, seed, kind)  # the adapters' names, as saved
-            st_load_model(model, str(src / "model.safetensors"))
-            tensors = load_file(str(src / "state.safetensors"))
-        except GLPError:
-            raise
-        except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
-            raise RunDirError(f"cannot read trial checkpoint {src}: {exc}") from exc
-        if meta["task"].get("name") != task_data.task.name:
-            raise RunDirError(f"checkpoint {src} is for task {meta['task'].get('name')!r}, not {task_data.task.name!r}")
-        trial = cls(
-            meta["model_source"],
-            meta["removed"],
-            task_data,
-            hparams,
-            seed,
-            device,
-            progress=progress,
-            bf16=bf16,
-            compile=compile,
-            threads=threads,
-            _model=model,
-        )
-        fp = {"train": trial.train_table.fingerprint(), "eval": trial.eval_table.fingerprint()}
-        if fp != meta["data"]:
-            raise RunDirError(f"checkpoint {src} was trained on other data than the data given now")
-        trial.loop.load_state(tensors, meta["loop"])
-        trial.budget = float(meta["budget"])
-        trial.failure = meta["failure"]
-        if meta.get("metrics"):
-            m = meta["metrics"]
-            trial._metrics = (int(m["step"]), dict(m["values"]), m.get("eval_loss"))
-        trial.wall_time += float(meta["wall_time"])
-        return trial
-
 
 def _all_finite(predictions: Any) -> bool:
     """Are the predictions finite? Arrays, lists of them, or an object that says so (``.finite``)."""
@@ -496,12 +387,6 @@ def _all_finite(predictions: Any) -> bool:
     if hasattr(predictions, "finite"):
         return bool(predictions.finite)
     return all(_all_finite(p) for p in predictions)
-
-
-def _source_text(source: Any) -> str:
-    from glp.models import ModelSource
-
-    return source.path if isinstance(source, ModelSource) else str(source)
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -527,29 +412,7 @@ def finetune_and_score(
     Returns a failed TrialResult (``status="failed"``, ``reason``) when the fine-tune diverges or runs out of
     memory; raises GLPError for mistakes the user can fix.
     """
-    t0 = time.perf_counter()
-    try:
-        trial = Trial(
-            model_source,
-            removed_layers,
-            task_data,
-            hparams,
-            seed,
-            device,
-            progress=progress,
-            bf16=bf16,
-            compile=compile,
-            threads=threads,
-        )
-    except torch.OutOfMemoryError:
-        return TrialResult(
-            removed=tuple(int(i) for i in removed_layers),
-            seed=int(seed),
-            budget=float(budget),
-            status="failed",
-            score=None,
-            reason="out of memory while loading the model",
-            wall_time=time.perf_counter() - t0,
-            device=_device_name(resolve_device(device)),
-        )
-    return trial.advance(budget)
+    spec = TrialSpec(model_source, task_data, hparams)
+    return spec.run(
+        removed_layers, seed, budget, device, progress=progress, bf16=bf16, compile=compile, threads=threads
+    )
