@@ -83,7 +83,7 @@ def tiny_setup(tmp_path_factory):
 def tiny_prune_config(root, out, **kw):
     """A PruneConfig for the toy task of ``tiny_setup`` (fast hyper-parameters)."""
     from glp.commands.prune import PruneConfig
-    from glp.trial.loop import HParams
+    from glp.trial.hparams import HParams
 
     base = dict(
         model=str(root / "model"),

@@ -127,7 +127,7 @@ def _run(root: Path) -> dict:
 
     from glp.commands.evaluate import EvalConfig, evaluate
     from glp.commands.prune import PruneConfig, prune
-    from glp.trial.loop import HParams
+    from glp.trial.hparams import HParams
 
     write_data(root)
     model = "model"
