@@ -141,7 +141,7 @@ def _run(root: Path) -> dict:
     try:
         prune(PruneConfig(task="toy", metric="accuracy", out=str(cls_run), **common))
         prune(PruneConfig(task="toy", metric="accuracy", out=str(cls_run), halving=True, rungs=2, eta=2,
-                          strategy="beam", beam_width=2, **common))  # fmt: skip
+                          strategy="beam", strategy_settings={"beam_width": 2}, **common))  # fmt: skip
         reg = {**common, "train_file": str(root / "train_reg.csv"), "dev_file": str(root / "dev_reg.csv"),
                "label_column": "score"}  # fmt: skip
         prune(PruneConfig(task="toyreg", metric="spearman", out=str(reg_run), strategy="top", search_seeds=2, **reg))

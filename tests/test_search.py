@@ -7,16 +7,8 @@ import itertools
 import pytest
 
 from glp.errors import ConfigError, GLPError, LayerIndexError
+from glp.search import SearchContext, make_strategy, pattern_order
 from glp.search.schedule import Halving
-from glp.search.strategies import (
-    Beam,
-    Fixed,
-    Optimal,
-    Proxy,
-    SearchContext,
-    make_strategy,
-    pattern_order,
-)
 
 
 def fake_runner(objective, noise=None, log=None):
@@ -59,8 +51,8 @@ def best_set(objective, d, n, keep=()):
 
 def test_greedy_equals_optimal_on_additive_objective():
     obj = additive(WEIGHTS)
-    g = Beam(1).run(ctx(fake_runner(obj), n=4))
-    o = Optimal().run(ctx(fake_runner(obj), n=4))
+    g = make_strategy("greedy").run(ctx(fake_runner(obj), n=4))
+    o = make_strategy("optimal").run(ctx(fake_runner(obj), n=4))
     for n in range(1, 5):
         assert set(g.removals[n]) == set(o.removals[n]) == best_set(obj, 6, n)
     assert g.order == [3, 1, 5, 4]
@@ -77,23 +69,23 @@ def test_beam_finds_what_greedy_misses():
     def obj(s):
         return table.get(s, 0.5 if len(s) == 2 else 0.1)
 
-    g = Beam(1).run(ctx(fake_runner(obj), d=4, n=2))
-    b = Beam(2).run(ctx(fake_runner(obj), d=4, n=2))
+    g = make_strategy("greedy").run(ctx(fake_runner(obj), d=4, n=2))
+    b = make_strategy("beam", {"beam_width": 2}).run(ctx(fake_runner(obj), d=4, n=2))
     assert g.removals[1] == [0] and 0 in g.removals[2]
     assert set(b.removals[2]) == {1, 2} == best_set(obj, 4, 2)
     assert b.order is None  # beam results need not be nested
 
 
 def test_tie_break_prefers_highest_layer():
-    g = Beam(1).run(ctx(fake_runner(lambda s: 0.5), n=3))
+    g = make_strategy("greedy").run(ctx(fake_runner(lambda s: 0.5), n=3))
     assert g.order == [5, 4, 3]
-    o = Optimal().run(ctx(fake_runner(lambda s: 0.5), n=2))
+    o = make_strategy("optimal").run(ctx(fake_runner(lambda s: 0.5), n=2))
     assert o.removals[2] == [5, 4]
 
 
 def test_keep_protects_layers():
     obj = additive(WEIGHTS)
-    g = Beam(1).run(ctx(fake_runner(obj), n=3, keep=frozenset({3, 1})))
+    g = make_strategy("greedy").run(ctx(fake_runner(obj), n=3, keep=frozenset({3, 1})))
     assert not {1, 3} & set(g.order)
     assert set(g.removals[3]) == best_set(obj, 6, 3, keep=(1, 3))
     with pytest.raises(LayerIndexError, match="1..4 can be removed"):
@@ -111,45 +103,47 @@ def test_patterns():
     assert sorted(r) == list(range(12)) and r == pattern_order("random", 12, seed=1)
     assert r != pattern_order("random", 12, seed=2)
     log = []
-    res = Fixed("top").run(ctx(fake_runner(additive(WEIGHTS), log=log), n=3))
+    res = make_strategy("top").run(ctx(fake_runner(additive(WEIGHTS), log=log), n=3))
     assert res.removals == {1: [5], 2: [5, 4], 3: [5, 4, 3]}
     assert len(log) == 3  # one fine-tune per n
 
 
 def test_optimal_refuses_above_limit_with_count():
     with pytest.raises(ConfigError, match="needs 41 removal sets"):
-        Optimal(max_trials=20).run(ctx(fake_runner(additive(WEIGHTS)), n=3))
-    res = Optimal(max_trials=20, force=True).run(ctx(fake_runner(additive(WEIGHTS)), n=3))
+        make_strategy("optimal", {"max_trials": 20}).run(ctx(fake_runner(additive(WEIGHTS)), n=3))
+    res = make_strategy("optimal", {"max_trials": 20, "force": True}).run(ctx(fake_runner(additive(WEIGHTS)), n=3))
     assert len(res.steps[2].candidates) == 20
 
 
 def test_seeds_mean_and_separation():
     # layer 0 and 1 are nearly tied; seed noise larger than the gap -> not separated
     obj = additive([0.100, 0.101, 0.5, 0.5])
-    res = Beam(1).run(ctx(fake_runner(obj, noise=lambda seed, s: 0.01 * seed), d=4, n=1, seeds=(0, 1, 2)))
+    noisy = fake_runner(obj, noise=lambda seed, s: 0.01 * seed)
+    res = make_strategy("greedy").run(ctx(noisy, d=4, n=1, seeds=(0, 1, 2)))
     step = res.steps[0]
     assert step.chosen == [0] and step.runner_up == [1]
     assert len(step.candidates[0].scores) == 3
     assert step.separated is False
     obj = additive([0.1, 0.3, 0.5, 0.5])
-    res = Beam(1).run(ctx(fake_runner(obj, noise=lambda seed, s: 0.001 * seed), d=4, n=1, seeds=(0, 1, 2)))
+    quiet = fake_runner(obj, noise=lambda seed, s: 0.001 * seed)
+    res = make_strategy("greedy").run(ctx(quiet, d=4, n=1, seeds=(0, 1, 2)))
     assert res.steps[0].separated is True
 
 
 def test_failed_candidates_rank_last_and_all_failed_is_an_error():
     obj = additive(WEIGHTS)
-    res = Beam(1).run(ctx(fake_runner(lambda s: None if 3 in s else obj(s)), n=1))
+    res = make_strategy("greedy").run(ctx(fake_runner(lambda s: None if 3 in s else obj(s)), n=1))
     assert res.removals[1] == [1]
     assert res.steps[0].candidates[-1].status == "failed"
     with pytest.raises(GLPError, match="every candidate of step 1 failed"):
-        Beam(1).run(ctx(fake_runner(lambda s: None), n=1))
+        make_strategy("greedy").run(ctx(fake_runner(lambda s: None), n=1))
 
 
 def test_halving_cuts_budget_and_keeps_the_winner():
     obj = additive(WEIGHTS)
     full_log, half_log = [], []
-    full = Beam(1).run(ctx(fake_runner(obj, log=full_log), n=3))
-    half = Beam(1).run(ctx(fake_runner(obj, log=half_log), n=3, schedule=Halving(rungs=3, eta=3)))
+    full = make_strategy("greedy").run(ctx(fake_runner(obj, log=full_log), n=3))
+    half = make_strategy("greedy").run(ctx(fake_runner(obj, log=half_log), n=3, schedule=Halving(rungs=3, eta=3)))
     assert half.order == full.order
     assert sum(r.budget for r in full_log) == 6 + 5 + 4
     # rung budgets 1/9, 1/3, 1: 6 cands -> 2 -> 1; 5 -> 2 -> 1; 4 -> 2 -> 1
@@ -174,7 +168,7 @@ def test_halving_ranks_an_early_score_below_a_finished_one():
             out.append({"removed": [i], "seed": r.seed, "budget": r.budget, "status": "ok", "score": score})
         return out
 
-    res = Beam(1).run(ctx(run, n=1, schedule=Halving(rungs=3, eta=3)))
+    res = make_strategy("greedy").run(ctx(run, n=1, schedule=Halving(rungs=3, eta=3)))
     step = res.steps[0]
     assert res.removals[1] == [4] and step.chosen == [4] and step.chosen_mean == pytest.approx(0.10)
     assert [c.removed for c in step.candidates] == [[4], [5], [3], [2], [1], [0]]  # finished, 1/3, then 1/9
@@ -195,7 +189,7 @@ def test_halving_cut_through_a_tied_metric_goes_by_the_eval_loss():
             for r in requests
         ]
 
-    step = Beam(1).run(ctx(run, n=1, schedule=Halving(rungs=3, eta=3))).steps[0]
+    step = make_strategy("greedy").run(ctx(run, n=1, schedule=Halving(rungs=3, eta=3))).steps[0]
     assert step.chosen == [1]  # the tie rule alone would have kept [5], [4] and chosen 5
     assert [c.removed for c in step.candidates[:2]] == [[1], [0]]
     assert step.candidates[1].budget == pytest.approx(1 / 3) and step.candidates[1].eval_loss == 0.60
@@ -205,7 +199,7 @@ def test_halving_cut_through_a_tied_metric_goes_by_the_eval_loss():
 
 def test_rank_breaks_exact_ties_by_eval_loss_then_towards_the_top():
     from glp.plan import Candidate
-    from glp.search.strategies import rank
+    from glp.search import rank
 
     def cand(layer, mean, loss):
         return Candidate([layer], layer, [mean], mean, None, 1.0, "ok", eval_loss=loss)
@@ -223,7 +217,7 @@ def test_fixed_order_is_fine_tuned_in_one_batch():
         batches.append([(r.removed, r.seed, r.budget) for r in requests])
         return inner(requests)
 
-    res = Fixed("top").run(ctx(run, n=3, seeds=(1, 2), schedule=Halving(rungs=3, eta=3)))
+    res = make_strategy("top").run(ctx(run, n=3, seeds=(1, 2), schedule=Halving(rungs=3, eta=3)))
     sets = [(5,), (5,), (5, 4), (5, 4), (5, 4, 3), (5, 4, 3)]
     assert batches == [[(s, seed, 1.0) for s, seed in zip(sets, (1, 2) * 3, strict=True)]]
     assert res.removals == {1: [5], 2: [5, 4], 3: [5, 4, 3]}
@@ -237,7 +231,7 @@ def test_proxy_strategy_uses_lowest_proxy():
         calls.append((removed, tuple(layers)))
         return {i: WEIGHTS[i] for i in layers}
 
-    res = Proxy("bi").run(ctx(fake_runner(additive(WEIGHTS)), n=2, proxy=proxy))
+    res = make_strategy("proxy-bi").run(ctx(fake_runner(additive(WEIGHTS)), n=2, proxy=proxy))
     assert res.order == [3, 1]
     assert calls[1][0] == (3,)
     assert res.steps[0].candidates[0].proxy == pytest.approx(0.01)
@@ -245,7 +239,7 @@ def test_proxy_strategy_uses_lowest_proxy():
 
 def test_proxy_prefilter_limits_finetunes():
     log = []
-    res = Beam(1).run(ctx(fake_runner(additive(WEIGHTS), log=log), n=2,
+    res = make_strategy("greedy").run(ctx(fake_runner(additive(WEIGHTS), log=log), n=2,
                           proxy=lambda removed, layers: {i: WEIGHTS[i] for i in layers}, prefilter_top=2))
     assert len(log) == 4 and res.order == [3, 1]
 
@@ -253,7 +247,7 @@ def test_proxy_prefilter_limits_finetunes():
 def test_make_strategy_unknown():
     with pytest.raises(ConfigError, match="unknown --strategy 'sideways'; known: greedy, beam, optimal, top"):
         make_strategy("sideways")
-    assert make_strategy("beam", beam_width=3).width == 3
+    assert make_strategy("beam", {"beam_width": 3}).width == 3
 
 
 def test_halving_budgets():

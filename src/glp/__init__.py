@@ -1,6 +1,7 @@
 """glp: greedy layer pruning for Hugging Face transformers.
 
-The public API mirrors the CLI. Names are imported lazily, so ``import glp`` (and ``glp --help``) stays fast.
+The public API mirrors the CLI (`glp.api`): ``glp.prune``, ``glp.evaluate``, ``glp.export``, ``glp.profile``,
+``glp.report``, ``glp.drop_layers`` and ``glp.Plan``. Names are imported lazily, so ``import glp`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,15 +12,22 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "drop_layers": "glp.layers",
+    # the commands (`glp.api`): the same settings as their flags
+    "prune": "glp.api",
+    "evaluate": "glp.api",
+    "export": "glp.api",
+    "profile": "glp.api",
+    "report": "glp.api",
+    "drop_layers": "glp.api",
+    "Plan": "glp.api",
+    "PruneConfig": "glp.api",
+    "EvalConfig": "glp.api",
+    # building blocks
     "find_layer_stack": "glp.layers",
     "num_layers": "glp.layers",
     "GLPError": "glp.errors",
-    "Plan": "glp.plan",
-    "prune": "glp.commands.prune",
-    "PruneConfig": "glp.commands.prune",
     "HParams": "glp.trial.hparams",
-    "TrialResult": "glp.trial.hparams",
+    "TrialResult": "glp.trial.types",
     "finetune_and_score": "glp.trial.scoring",
     "get_task": "glp.tasks",
     "load_task_data": "glp.data",

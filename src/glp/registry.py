@@ -3,7 +3,7 @@
 A plug-in is a class (or factory) registered under a name with a one-line help text. The CLI takes its choices and
 help from the registry, so a new plug-in is a class in one file plus ``@REGISTRY.register("name", help=...)``:
 
-    >>> from glp.search.strategies import STRATEGIES
+    >>> from glp.search import STRATEGIES
     >>> STRATEGIES.names()[:3]
     ('greedy', 'beam', 'optimal')
 

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,13 @@ from glp.plan import Plan
 from glp.run.executors import ExecutionSettings
 from glp.run.rundir import RunDir
 from glp.run.store import journaled_runner
+from glp.search import SearchContext, SearchStopped, Strategy, make_strategy
+from glp.search.base import defaults as strategy_defaults
+from glp.search.base import setting_names
 from glp.search.proxies import PROXIES
 from glp.search.schedule import FULL, Halving
-from glp.search.strategies import STRATEGIES, SearchContext, SearchStopped, make_strategy
-from glp.trial.types import TrialData, TrialRequest
 from glp.trial.hparams import HParams
+from glp.trial.types import TrialData, TrialRequest
 
 EventHandler = Callable[..., None]
 
@@ -56,9 +58,10 @@ class PruneConfig(DataSpec, ExecutionSettings):
         default=1, metadata={"help": "Fine-tune each candidate with this many seeds and select on the mean."}
     )
     seed: int = field(default=42, metadata={"help": "Base seed (split, first search seed)."})
-    beam_width: int = field(default=2, metadata={"help": "For --strategy beam."})
-    max_trials: int = field(default=200, metadata={"help": "For --strategy optimal: refuse above this many sets."})
-    force: bool = field(default=False, metadata={"help": "Run optimal above --max-trials."})
+    strategy_settings: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Settings of the strategies' own (`glp.search.base`: beam_width, max_trials, ...)."},
+    )
     baseline: bool = field(default=True, metadata={"help": "Also score the unpruned model."})
     # early rejection
     halving: bool = field(
@@ -91,7 +94,7 @@ class PruneConfig(DataSpec, ExecutionSettings):
         if self.search_seeds < 1:
             raise ConfigError(f"--search-seeds must be at least 1, got {self.search_seeds}")
         PROXIES.get(self.proxy)  # ConfigError on an unknown --proxy, listing the known ones
-        STRATEGIES.get(self.strategy)
+        self.make_strategy()  # ConfigError on an unknown --strategy or a bad setting of it
         if self.stop_drop is not None:
             from glp.results.targets import Drop
 
@@ -109,8 +112,16 @@ class PruneConfig(DataSpec, ExecutionSettings):
     def schedule(self) -> Halving:
         return Halving(self.rungs, self.eta, self.min_budget) if self.halving else FULL
 
+    def make_strategy(self) -> Strategy:
+        """The strategy these settings name, built with its own settings."""
+        return make_strategy(self.strategy, self.strategy_settings, seed=self.seed)
+
     def to_dict(self) -> dict[str, Any]:
+        """Flat, as a YAML ``--config`` gives it: every strategy setting a key of its own (at its default unless
+        given), the hyper-parameters under ``hparams``."""
         d = dataclasses.asdict(self)
+        del d["strategy_settings"]
+        d.update({**strategy_defaults(), **self.strategy_settings})
         d["hparams"] = self.hparams.to_dict()
         return d
 
@@ -120,12 +131,16 @@ class PruneConfig(DataSpec, ExecutionSettings):
         names = {f.name for f in dataclasses.fields(cls)}
         hp_names = {f.name for f in dataclasses.fields(HParams)}
         hp = dict(d.pop("hparams", None) or {})
+        strategy = dict(d.pop("strategy_settings", None) or {})
         for k in list(d):
             if k in hp_names and k not in names:
                 hp[k] = d.pop(k)
+            elif k in setting_names() and k not in names:
+                strategy[k] = d.pop(k)
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(names | hp_names)}")
+            known = sorted((names - {"strategy_settings"}) | hp_names | setting_names())
+            raise ConfigError(f"unknown setting(s) {unknown}; known: {known}")
         for k in ("keep", "text_columns", "label_names"):
             if d.get(k) is not None:
                 d[k] = column_tuple(d[k])
@@ -139,7 +154,7 @@ class PruneConfig(DataSpec, ExecutionSettings):
         if unknown_hp:
             raise ConfigError(f"unknown hyper-parameter(s) {unknown_hp}; known: {sorted(hp_names)}")
         try:
-            return cls(**d, hparams=HParams(**hp))
+            return cls(**d, hparams=HParams(**hp), strategy_settings=strategy)
         except TypeError as e:
             raise ConfigError(f"invalid settings: {e}") from e
 
@@ -211,13 +226,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
     from glp.run.executors import make_executor
 
     run_dir = RunDir(config.out)
-    strategy = make_strategy(
-        config.strategy,
-        beam_width=config.beam_width,
-        max_trials=config.max_trials,
-        force=config.force,
-        seed=config.seed,
-    )
+    strategy = config.make_strategy()
     with run_dir.journal() as store, contextlib.ExitStack() as cleanup:
         t0 = time.time()
         session = open_session(config, cache_dir=run_dir.cache_dir)

@@ -1,316 +1,54 @@
 """Search strategies: which removal sets to try at each step, and which one to keep.
 
-Every strategy talks to the outside through a `SearchContext`: it hands over candidate removal sets and
-gets `Candidate` records back (scores of every seed, mean, spread). How the trials are run (store lookup,
-executor, early rejection) is the context's business, so each strategy stays a short loop.
+Every strategy talks to the outside through a `glp.search.context.SearchContext` (which also holds the selection
+rule: ranking, ties, separation); the base class and the registry are in `glp.search.base`.
 
 Strategies (``STRATEGIES``):
 - ``greedy``: GLP (Peer et al. 2022, eq. 3). Step k tries each remaining layer on top of the k-1 already
   removed and keeps the best. Nested: ``order`` is the removal order.
 - ``beam``: keeps the ``beam_width`` best removal sets per step (width 1 is greedy).
 - ``optimal``: every removal set of size n, for n = 1..N. Refuses above ``max_trials`` unless forced.
-- ``top``, ``bottom``, ``even``, ``odd``, ``symmetric``, ``random``: fixed patterns (Sajjad et al.), fine-tuned
-  and scored like any candidate so the comparison is fair.
+- ``top``, ``bottom``, ``even``, ``odd``, ``symmetric``, ``random``: fixed patterns (Sajjad et al.,
+  `glp.search.patterns`), fine-tuned and scored like any candidate so the comparison is fair.
 - ``proxy-bi``, ``proxy-angular``, ``proxy-loss``: training-free; step k removes the remaining layer with the
   lowest proxy score (see glp.search.proxies). The chosen set of each n is then fine-tuned and scored.
 - ``shortgpt`` (block influence once, lowest n removed) and ``block-angular`` (Gromov et al.'s contiguous block):
   the LLM baselines, training-free choices that are then healed and scored like every candidate. SLEB is
   ``greedy`` with ``--heal none``; Gromov et al.'s simple heuristic is ``top`` with ``--keep`` of the last layer.
-
-Selection rule: the best mean over seeds wins (the highest, or the lowest for a lower-is-better metric such as
-perplexity: the task kind says which); failed candidates rank last. Exact ties are broken by the
-lower mean search-eval loss (cross-entropy, or MSE for regression): the loss still tells candidates apart when
-the metric cannot, as when every candidate predicts the majority class after the few steps of a successive-
-halving rung (seen on CoLA, where all candidates score Matthews correlation 0 at 1/9 and 1/3 of the budget).
-Remaining ties (no loss recorded, or equal losses) go towards removing layers nearer the top: compare the
-removal sets sorted in descending order, lexicographically, and keep the larger (for greedy: the candidate
-whose newly removed layer has the highest index). No rounding is applied (the paper's code rounded to 3
-decimals and then preferred the highest index, silently). A step where a halving rung cut through a tie of
-the metric says so in its note.
-
-Separation: with several search seeds, the winner is "separated" from the runner-up when the gap between
-their means exceeds the larger of their seeds' standard deviations (ddof=1). Steps where it is not are
-flagged in the plan and in the CLI's summary.
 """
 
 from __future__ import annotations
 
 import math
-import random as _random
-import statistics
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, Protocol
+from typing import Any
 
-from glp.errors import ConfigError, GLPError, LayerIndexError
-from glp.plan import Candidate, Step
-from glp.registry import Registry
+from glp.errors import ConfigError, LayerIndexError
+from glp.search.base import Strategy, register_strategy, score_order, score_sets
+from glp.search.context import SearchContext, SearchResult
+from glp.search.patterns import PATTERN_HELP, PATTERNS, fixed_pattern
 from glp.search.proxies import PROXIES
-from glp.search.schedule import FULL, Halving
-from glp.trial.types import Removal, TrialRequest
+from glp.trial.types import Removal
 
 
-class SearchStopped(Exception):
-    """A stop rule ended the search after step ``n`` (``glp prune --stop-drop``); the plan keeps the steps so far."""
-
-    def __init__(self, n: int, reason: str):
-        super().__init__(reason)
-        self.n, self.reason = n, reason
-
-
-class TrialRunner(Protocol):
-    """Runs (or looks up) trials; returns TrialResult dicts in the order of the requests."""
-
-    def __call__(self, requests: Sequence[TrialRequest]) -> list[dict[str, Any]]: ...
-
-
-class ProxyScorer(Protocol):
-    """Training-free score of each layer in ``layers`` once it is removed on top of ``removed``.
-    Lower means more removable."""
-
-    def __call__(self, removed: Removal, layers: Sequence[int]) -> dict[int, float]: ...
-
-
-# -------------------------------------------------------------------------------------------------
-# ranking
-
-
-def tie_key(removed: Sequence[int]) -> tuple[int, ...]:
-    """Larger wins among equal means: prefer removing layers nearer the top."""
-    return tuple(sorted(removed, reverse=True))
-
-
-def rank(cands: Sequence[Candidate], higher_is_better: bool = True) -> list[Candidate]:
-    """Best first: the candidates scored at the full budget by best mean (highest, or lowest when
-    ``higher_is_better`` is False), then those stopped early by successive halving (furthest budget first, then
-    mean: a score after a few steps never outranks one after the whole fine-tune), then failed ones; equal means by
-    lower ``eval_loss``, then by `tie_key`."""
-    sign = 1.0 if higher_is_better else -1.0
-
-    def key(c: Candidate) -> tuple[int, float, float, float, tuple[int, ...]]:
-        scored = c.mean is not None and math.isfinite(c.mean)
-        tier = 0 if not scored or c.status == "failed" else 1 if c.status == "rejected" else 2
-        loss = -c.eval_loss if c.eval_loss is not None and math.isfinite(c.eval_loss) else -math.inf
-        mean = sign * c.mean if scored else -math.inf
-        return (tier, c.budget if tier == 1 else 0.0, mean, loss, tie_key(c.removed))
-
-    return sorted(cands, key=key, reverse=True)
-
-
-def _summarise(removed: Removal, added: int | None, results: list[dict[str, Any]], budget: float) -> Candidate:
-    scores = [r.get("score") if r.get("status") == "ok" else None for r in results]
-    failed = [r for r in results if r.get("status") != "ok" or r.get("score") is None]
-    good = [float(s) for s in scores if s is not None and math.isfinite(s)]
-    if failed:
-        reasons = "; ".join(sorted({str(r.get("reason") or "no score") for r in failed}))
-        return Candidate(list(removed), added, scores, None, None, budget, "failed", reasons)
-    mean = statistics.fmean(good)
-    std = statistics.stdev(good) if len(good) > 1 else None
-    losses = [r.get("eval_loss") for r in results]
-    loss = statistics.fmean(losses) if all(x is not None and math.isfinite(x) for x in losses) else None
-    return Candidate(list(removed), added, scores, mean, std, budget, "ok", eval_loss=loss)
-
-
-def separation(best: Candidate, runner: Candidate | None, higher_is_better: bool = True) -> bool | None:
-    """Is the winner's lead larger than the seeds' spread? None when it cannot be told."""
-    if runner is None or runner.mean is None or best.mean is None:
-        return None
-    if best.std is None or runner.std is None:
-        return None
-    lead = best.mean - runner.mean if higher_is_better else runner.mean - best.mean
-    return lead > max(best.std, runner.std)
-
-
-# -------------------------------------------------------------------------------------------------
-# context
-
-
-@dataclass
-class SearchContext:
-    num_layers: int
-    max_remove: int
-    run_trials: TrialRunner
-    seeds: Sequence[int] = (42,)
-    keep: frozenset[int] = frozenset()
-    schedule: Halving = FULL
-    proxy: ProxyScorer | None = None
-    prefilter_top: int | None = None
-    on_event: Callable[..., None] | None = None
-    higher_is_better: bool = True  # the task's direction (glp.kinds): perplexity is lower-is-better
-    stop_rule: Callable[[Step], str | None] | None = None  # a reason to end the search after this step, or None
-    block_distance: Callable[[int, Sequence[int]], dict[int, float]] | None = None  # for block-angular
-    steps: list[Step] = field(default_factory=list)
-    rung_notes: dict[int, list[str]] = field(default_factory=dict)  # step n -> halving cuts made inside a tie
-    _prefetched: dict[TrialRequest, dict[str, Any]] = field(default_factory=dict, repr=False)
+@dataclass(frozen=True)
+class BeamSettings:
+    beam_width: int = field(default=2, metadata={"help": "For --strategy beam."})
 
     def __post_init__(self) -> None:
-        if self.num_layers < 2:
-            raise ConfigError(f"the model has {self.num_layers} layer(s); nothing can be removed")
-        bad = sorted(k for k in self.keep if not 0 <= k < self.num_layers)
-        if bad:
-            raise LayerIndexError(f"--keep {bad}: layers are numbered 0..{self.num_layers - 1}")
-        removable = self.num_layers - len(self.keep)
-        limit = min(removable, self.num_layers - 1)
-        if not 1 <= self.max_remove <= limit:
-            raise LayerIndexError(
-                f"--max-remove {self.max_remove}: the model has {self.num_layers} layers"
-                f"{f' ({len(self.keep)} protected)' if self.keep else ''}, so 1..{limit} can be removed"
-            )
-        if not self.seeds:
-            raise ConfigError("at least one search seed is needed")
-
-    @property
-    def removable(self) -> list[int]:
-        return [i for i in range(self.num_layers) if i not in self.keep]
-
-    def emit(self, event: str, **info: Any) -> None:
-        if self.on_event is not None:
-            self.on_event(event, **info)
-
-    def evaluate(
-        self, n: int, sets: Sequence[Removal], added: Sequence[int | None], *, halving: bool = True
-    ) -> list[Candidate]:
-        """Score removal sets (all seeds), with successive halving when the schedule says so.
-
-        Returns the candidates ranked best first; candidates stopped early have status ``rejected``
-        and carry the score of the last rung they reached."""
-        schedule = self.schedule if halving else FULL
-        budgets = schedule.budgets()
-        alive = list(range(len(sets)))
-        final: dict[int, Candidate] = {}
-        self.emit(
-            "step_start",
-            n=n,
-            total=self.max_remove,
-            candidates=len(sets),
-            budgets=budgets,
-            higher_is_better=self.higher_is_better,
-        )
-        for r, budget in enumerate(budgets):
-            requests = [TrialRequest(tuple(sets[i]), s, budget) for i in alive for s in self.seeds]
-            results = self._run(requests)
-            per = len(self.seeds)
-            cands = {
-                i: _summarise(tuple(sets[i]), added[i], results[j * per : (j + 1) * per], budget)
-                for j, i in enumerate(alive)
-            }
-            ranked = rank(list(cands.values()), self.higher_is_better)
-            if r == len(budgets) - 1:
-                final.update(cands)
-                break
-            keep = schedule.keep(len(alive))
-            survivors = {tuple(c.removed) for c in ranked[:keep] if c.status == "ok"} or {
-                tuple(ranked[0].removed)
-            }
-            self._note_tied_cut(n, r, budget, ranked, keep)
-            for i, c in cands.items():
-                if tuple(c.removed) not in survivors:
-                    if c.status == "ok":
-                        c.status = "rejected"
-                        c.reason = f"stopped by successive halving at budget {budget:g}"
-                    final[i] = c
-            alive = [i for i in alive if tuple(sets[i]) in survivors]
-            self.emit("rung_done", n=n, rung=r + 1, budget=budget, kept=len(alive))
-        return rank([final[i] for i in range(len(sets))], self.higher_is_better)
-
-    def prefetch(self, sets: Sequence[Removal]) -> None:
-        """Fine-tune removal sets known in advance (a fixed order's sets for n = 1..N) in one batch, every seed
-        at the full budget, so parallel workers take them all at once; `evaluate` then uses these results."""
-        if len(sets) < 2:
-            return
-        requests = [TrialRequest(tuple(s), seed, 1.0) for s in sets for seed in self.seeds]
-        label = f"n = 1..{len(sets)}"
-        self.emit("batch_start", label=label, candidates=len(sets), higher_is_better=self.higher_is_better)
-        self._prefetched.update(zip(requests, self.run_trials(requests), strict=True))
-
-    def _run(self, requests: list[TrialRequest]) -> list[dict[str, Any]]:
-        todo = [r for r in requests if r not in self._prefetched]
-        fresh = dict(zip(todo, self.run_trials(todo), strict=True)) if todo else {}
-        return [self._prefetched[r] if r in self._prefetched else fresh[r] for r in requests]
-
-    def _note_tied_cut(self, n: int, r: int, budget: float, ranked: list[Candidate], keep: int) -> None:
-        """Note a halving cut that fell inside a tie of the metric: the loss (or the tie rule) decided it."""
-        if keep >= len(ranked) or ranked[keep].status != "ok" or ranked[keep - 1].mean != ranked[keep].mean:
-            return
-        tied = [c for c in ranked if c.status == "ok" and c.mean == ranked[keep].mean]
-        by = "lower search-eval loss" if all(c.eval_loss is not None for c in tied) else "the tie rule"
-        kept = sum(1 for c in ranked[:keep] if c in tied)
-        self.rung_notes.setdefault(n, []).append(
-            f"rung {r + 1} (budget {budget:g}): {len(tied)} candidates tied at {ranked[keep].mean:.4f}; "
-            f"{kept} of them went on, chosen by {by}"
-        )
-
-    def record(self, n: int, ranked: list[Candidate], note: str | None = None) -> Step:
-        """Turn ranked candidates into a plan step; raise when nothing in it could be scored."""
-        best = ranked[0]
-        if best.status == "failed":
-            raise GLPError(
-                f"every candidate of step {n} failed (first reason: {best.reason}); "
-                "check the learning rate, batch size and data"
-            )
-        runner = ranked[1] if len(ranked) > 1 and ranked[1].status == "ok" else None
-        if runner is None:
-            rejected = [c for c in ranked[1:] if c.status == "rejected"]
-            runner = rejected[0] if rejected else None
-        same_budget = runner is not None and runner.budget == best.budget
-        sep = separation(best, runner, self.higher_is_better) if same_budget else None
-        if runner is not None and runner.budget != best.budget and note is None:
-            note = f"runner-up stopped early at budget {runner.budget:g}; separation not measured"
-        note = "; ".join([x for x in [note] if x] + self.rung_notes.pop(n, [])) or None
-        step = Step(
-            n=n,
-            candidates=ranked,
-            chosen=list(best.removed),
-            chosen_mean=best.mean,
-            runner_up=list(runner.removed) if runner else None,
-            runner_up_mean=runner.mean if runner else None,
-            separated=sep,
-            note=note,
-        )
-        self.steps.append(step)
-        self.emit("step_done", step=step, total=self.max_remove)
-        reason = self.stop_rule(step) if self.stop_rule is not None and n < self.max_remove else None
-        if reason:
-            raise SearchStopped(n, reason)
-        return step
-
-
-@dataclass
-class SearchResult:
-    removals: dict[int, list[int]]
-    steps: list[Step]
-    order: list[int] | None
-
-
-# -------------------------------------------------------------------------------------------------
-# strategies
-
-
-class Strategy:
-    name = "base"
-    nested = False
-    needs: str | None = None  # the proxy (a `PROXIES` name) or "block-angular" scorer the strategy reads
-
-    def params(self) -> dict[str, Any]:
-        return {}
-
-    def run(self, ctx: SearchContext) -> SearchResult:
-        raise NotImplementedError
+        if self.beam_width < 1:
+            raise ConfigError(f"--beam-width must be at least 1, got {self.beam_width}")
 
 
 class Beam(Strategy):
-    """Keeps the ``width`` best removal sets per step; width 1 is GLP's greedy search."""
+    """Keeps the ``beam_width`` best removal sets per step; width 1 is GLP's greedy search."""
 
-    def __init__(self, width: int = 1):
-        if width < 1:
-            raise ConfigError(f"--beam-width must be at least 1, got {width}")
-        self.width = width
-        self.name = "greedy" if width == 1 else "beam"
-        self.nested = width == 1
+    settings_class = BeamSettings
 
-    def params(self) -> dict[str, Any]:
-        return {"beam_width": self.width}
+    @property
+    def width(self) -> int:
+        return self.settings.beam_width
 
     def run(self, ctx: SearchContext) -> SearchResult:
         beams: list[Removal] = [()]
@@ -341,17 +79,35 @@ class Beam(Strategy):
         return SearchResult(removals, ctx.steps, order)
 
 
+class Greedy(Beam):
+    """GLP (Peer et al. 2022, eq. 3): step k tries each remaining layer on top of the k-1 already removed and keeps
+    the best; a beam of width 1."""
+
+    nested = True
+    settings_class = BeamSettings  # fixed at width 1; the plan records it as beam_width 1, as it always did
+
+    def __init__(self, settings: Any = None, seed: int = 0):
+        super().__init__(BeamSettings(beam_width=1), seed)
+
+
+@dataclass(frozen=True)
+class OptimalSettings:
+    max_trials: int = field(default=200, metadata={"help": "For --strategy optimal: refuse above this many sets."})
+    force: bool = field(default=False, metadata={"help": "Run optimal above --max-trials."})
+
+
 class Optimal(Strategy):
     """Exhaustive search: every removal set of size n, for each n = 1..N."""
 
-    name = "optimal"
+    settings_class = OptimalSettings
 
-    def __init__(self, max_trials: int = 200, force: bool = False):
-        self.max_trials = max_trials
-        self.force = force
+    @property
+    def max_trials(self) -> int:
+        return self.settings.max_trials
 
-    def params(self) -> dict[str, Any]:
-        return {"max_trials": self.max_trials, "force": self.force}
+    @property
+    def force(self) -> bool:
+        return self.settings.force
 
     @staticmethod
     def count(removable: int, max_remove: int) -> int:
@@ -375,37 +131,10 @@ class Optimal(Strategy):
         return SearchResult(removals, ctx.steps, None)
 
 
-class Fixed(Strategy):
-    """A fixed removal order (layer patterns of Sajjad et al.), scored with the same fine-tuning."""
-
-    nested = True
-
-    def __init__(self, name: str, seed: int = 0):
-        if name not in PATTERNS:
-            raise ConfigError(f"unknown pattern {name!r}; known: {', '.join(PATTERNS)}")
-        self.name = name
-        self.seed = seed
-
-    def params(self) -> dict[str, Any]:
-        return {"pattern_seed": self.seed} if self.name == "random" else {}
-
-    def order(self, num_layers: int) -> list[int]:
-        return pattern_order(self.name, num_layers, self.seed)
-
-    def run(self, ctx: SearchContext) -> SearchResult:
-        order = [i for i in self.order(ctx.num_layers) if i not in ctx.keep]
-        return _score_order(ctx, order)
-
-
 class Proxy(Strategy):
-    """Training-free: step k removes the remaining layer with the lowest proxy score."""
+    """Training-free: step k removes the remaining layer with the lowest proxy score (``needs``: the proxy's name)."""
 
     nested = True
-
-    def __init__(self, kind: str):
-        self.kind = kind
-        self.name = f"proxy-{kind}"
-        self.needs = kind
 
     def run(self, ctx: SearchContext) -> SearchResult:
         if ctx.proxy is None:
@@ -417,7 +146,7 @@ class Proxy(Strategy):
             scores = ctx.proxy(tuple(order), layers)
             proxies.append(scores)
             order.append(min(layers, key=lambda i: (scores[i], -i)))
-        return _score_order(ctx, order, proxies)
+        return score_order(ctx, order, proxies)
 
 
 class ShortGPT(Strategy):
@@ -425,7 +154,6 @@ class ShortGPT(Strategy):
     the block influence BI_i = 1 - E[cos(x_i, x_{i+1})] of every layer, computed once on the unpruned model, and the
     n layers with the lowest BI removed (one shot; ``proxy-bi`` recomputes it after every removal instead)."""
 
-    name = "shortgpt"
     nested = True
     needs = "bi"
 
@@ -434,7 +162,7 @@ class ShortGPT(Strategy):
             raise ConfigError("strategy shortgpt needs the bi proxy scorer")
         scores = ctx.proxy((), ctx.removable)
         order = sorted(ctx.removable, key=lambda i: (scores[i], -i))[: ctx.max_remove]
-        return _score_order(ctx, order, [scores] * ctx.max_remove)
+        return score_order(ctx, order, [scores] * ctx.max_remove)
 
 
 class BlockAngularStrategy(Strategy):
@@ -442,7 +170,6 @@ class BlockAngularStrategy(Strategy):
     block of n layers whose input and output hidden states of the last token are closest in angular distance
     (`glp.search.proxies.BlockAngular`). Not nested: the block for n + 1 need not contain the one for n."""
 
-    name = "block-angular"
     needs = "block-angular"
 
     def run(self, ctx: SearchContext) -> SearchResult:
@@ -455,104 +182,21 @@ class BlockAngularStrategy(Strategy):
                 raise LayerIndexError(f"no block of {n} contiguous removable layers (check --keep)")
             start = min(dist, key=lambda s: (dist[s], -s))  # ties: the deeper block
             chosen.append((tuple(range(start + n - 1, start - 1, -1)), dist[start]))
-        removals = _score_sets(ctx, [s for s, _ in chosen], [None] * len(chosen), [d for _, d in chosen])
+        removals = score_sets(ctx, [s for s, _ in chosen], [None] * len(chosen), [d for _, d in chosen])
         return SearchResult(removals, ctx.steps, None)
 
 
-def _score_order(
-    ctx: SearchContext, order: list[int], proxies: list[dict[int, float]] | None = None
-) -> SearchResult:
-    sets = [tuple(order[:n]) for n in range(1, ctx.max_remove + 1)]
-    scores = None if proxies is None else [proxies[n][s[-1]] for n, s in enumerate(sets)]
-    removals = _score_sets(ctx, sets, [s[-1] for s in sets], scores)
-    return SearchResult(removals, ctx.steps, order[: ctx.max_remove])
-
-
-def _score_sets(
-    ctx: SearchContext, sets: list[Removal], added: list[int | None], proxies: list[float] | None = None
-) -> dict[int, list[int]]:
-    """Score one known removal set per n (``sets[n - 1]``), all fine-tuned in one batch first, and record each as
-    step n (with its proxy score, where there is one)."""
-    removals: dict[int, list[int]] = {}
-    ctx.prefetch(sets)
-    for n, s in enumerate(sets, start=1):
-        ranked = ctx.evaluate(n, [s], [added[n - 1]], halving=False)
-        if proxies is not None:
-            ranked[0].proxy = proxies[n - 1]
-        ctx.record(n, ranked)
-        removals[n] = list(s)
-    return removals
-
-
-def pattern_order(name: str, num_layers: int, seed: int = 0) -> list[int]:
-    """Full removal order of a fixed pattern (0-based layer indices).
-
-    - top: d-1, d-2, ..., 0 (Sajjad et al.'s top-layer dropping)
-    - bottom: 0, 1, ..., d-1
-    - even: even indices from the top (d=12: 10, 8, ..., 0), then the odd ones from the top
-    - odd: odd indices from the top (d=12: 11, 9, ..., 1), then the even ones from the top
-    - symmetric: from the middle outwards, keeping the bottom and top layers longest
-      (d=12: 6, 5, 7, 4, 8, 3, ...; d=6: 3, 2, 4, 1, 5, 0)
-    - random: a permutation drawn with ``seed``
-    """
-    d = num_layers
-    top = list(range(d - 1, -1, -1))
-    if name == "top":
-        return top
-    if name == "bottom":
-        return list(range(d))
-    if name == "even":
-        return [i for i in top if i % 2 == 0] + [i for i in top if i % 2 == 1]
-    if name == "odd":
-        return [i for i in top if i % 2 == 1] + [i for i in top if i % 2 == 0]
-    if name == "symmetric":
-        mid = d // 2
-        order = [mid]
-        for k in range(1, d):
-            for i in (mid - k, mid + k):
-                if 0 <= i < d and len(order) < d:
-                    order.append(i)
-        return order
-    if name == "random":
-        order = list(range(d))
-        _random.Random(seed).shuffle(order)
-        return order
-    raise ConfigError(f"unknown pattern {name!r}; known: {', '.join(PATTERNS)}")
-
-
-PATTERNS = ("top", "bottom", "even", "odd", "symmetric", "random")
-
-#: ``--strategy`` choices: name → ``build(beam_width=, max_trials=, force=, seed=) -> Strategy``.
-STRATEGIES: Registry[Callable[..., Strategy]] = Registry("strategy", flag="--strategy")
-STRATEGIES.add("greedy", lambda **kw: Beam(1), "GLP, the paper's method: grow the removed set one best layer a step")
-STRATEGIES.add("beam", lambda beam_width=2, **kw: Beam(beam_width), "keep the --beam-width best removal sets a step")
-STRATEGIES.add(
-    "optimal",
-    lambda max_trials=200, force=False, **kw: Optimal(max_trials=max_trials, force=force),
-    "every removal set of size n (refused above --max-trials unless --force)",
-)
-_PATTERN_HELP = {
-    "top": "drop the last layers first (Sajjad et al.)",
-    "bottom": "drop the first layers first",
-    "even": "even layers from the top, then odd",
-    "odd": "odd layers from the top, then even",
-    "symmetric": "from the middle outwards",
-    "random": "a seeded random order",
-}
+# the built-in strategies, in the order ``--strategy`` lists them
+register_strategy("greedy", help="GLP, the paper's method: grow the removed set one best layer a step")(Greedy)
+register_strategy("beam", help="keep the --beam-width best removal sets a step")(Beam)
+register_strategy("optimal", help="every removal set of size n (refused above --max-trials unless --force)")(Optimal)
 for _name in PATTERNS:
-    STRATEGIES.add(_name, lambda _n=_name, seed=0, **kw: Fixed(_n, seed=seed), _PATTERN_HELP[_name])
-STRATEGIES.add("shortgpt", lambda **kw: ShortGPT(), "ShortGPT: the n layers of lowest block influence, one shot")
-STRATEGIES.add(
-    "block-angular",
-    lambda **kw: BlockAngularStrategy(),
-    "Gromov et al.: the contiguous n-layer block of smallest last-token angular distance",
-)
+    register_strategy(_name, help=PATTERN_HELP[_name])(fixed_pattern(_name))
+register_strategy("shortgpt", help="ShortGPT: the n layers of lowest block influence, one shot")(ShortGPT)
+register_strategy(
+    "block-angular", help="Gromov et al.: the contiguous n-layer block of smallest last-token angular distance"
+)(BlockAngularStrategy)
 for _proxy in PROXIES.entries():
-    STRATEGIES.add(f"proxy-{_proxy.name}", lambda _k=_proxy.name, **kw: Proxy(_k), f"training-free: {_proxy.help}")
-
-
-def make_strategy(
-    name: str, *, beam_width: int = 2, max_trials: int = 200, force: bool = False, seed: int = 0
-) -> Strategy:
-    """The registered strategy ``name`` (`STRATEGIES`), built with the settings it reads."""
-    return STRATEGIES.get(name)(beam_width=beam_width, max_trials=max_trials, force=force, seed=seed)
+    register_strategy(f"proxy-{_proxy.name}", help=f"training-free: {_proxy.help}")(
+        type(f"Proxy_{_proxy.name}", (Proxy,), {"needs": _proxy.name, "__doc__": Proxy.__doc__})
+    )

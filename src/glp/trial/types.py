@@ -41,7 +41,7 @@ class TrialResult:
     spent on the trial in seconds (model building, training and evaluation, over all continuations);
     ``loss_first`` / ``loss_last`` are the mean training loss of the first and of the last (up to) 10 steps;
     ``eval_loss`` is the mean loss on the evaluation set where ``metrics`` were measured (cross-entropy, or MSE
-    for regression). The search breaks exact ties of the metric with it (`glp.search.strategies.rank`).
+    for regression). The search breaks exact ties of the metric with it (`glp.search.context.rank`).
     """
 
     removed: tuple[int, ...]

@@ -1,0 +1,63 @@
+"""The public API mirrors the CLI: the same commands, the same settings, the same results."""
+
+import inspect
+import json
+
+import pytest
+from conftest import tiny_prune_config
+
+import glp
+from glp.commands.prune import PruneConfig
+from glp.errors import ConfigError
+
+
+def test_api_names_are_the_commands():
+    import glp.api
+    import glp.commands.export
+    import glp.commands.profile
+    import glp.commands.report
+    import glp.layers
+    import glp.plan
+
+    assert glp.export is glp.commands.export.export and glp.profile is glp.commands.profile.profile
+    assert glp.report is glp.commands.report.report
+    assert glp.drop_layers is glp.layers.drop_layers and glp.Plan is glp.plan.Plan
+    assert glp.prune is glp.api.prune and glp.evaluate is glp.api.evaluate
+    for name in ("prune", "evaluate", "export", "profile", "report", "drop_layers", "Plan"):
+        assert inspect.getdoc(getattr(glp, name)), f"glp.{name} has no documentation"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        glp.nothing  # noqa: B018
+
+
+def test_prune_settings_are_the_flags(tiny_setup, tmp_path):
+    """glp.prune(model, **flags) builds the PruneConfig the CLI builds; the plan is the CLI's plan."""
+    from glp.cli import main
+
+    cfg = tiny_prune_config(tiny_setup, tmp_path / "api", max_remove=1)
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("model", "hparams")}
+    plan = glp.prune(cfg.model, **settings, **cfg.hparams.to_dict())
+    with pytest.raises(SystemExit) as done:
+        main([
+            "prune", cfg.model, "--task", "toy", "--train-file", cfg.train_file, "--dev-file", cfg.dev_file,
+            "--text-columns", "text", "--label-column", "label", "--metric", "accuracy", "--max-remove", "1",
+            "--learning-rate", "1e-3", "--num-train-epochs", "1", "--per-device-train-batch-size", "16",
+            "--max-seq-length", "32", "--out", str(tmp_path / "cli"),
+        ])
+    assert done.value.code in (0, None)
+    cli_plan = json.loads((tmp_path / "cli" / "plan.json").read_text())
+    assert plan.order == cli_plan["order"] and plan.searched_max == 1
+    assert [c["score"] for c in cli_plan["steps"][0]["candidates"]] == [c.score for c in plan.steps[0].candidates]
+    assert glp.prune(cfg).order == plan.order  # a whole PruneConfig works too (from the journal)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        glp.prune(cfg.model, no_such_flag=1)
+    with pytest.raises(TypeError, match="either a PruneConfig or settings"):
+        glp.prune(cfg, max_remove=2)
+    assert isinstance(cfg, PruneConfig)
+
+
+def test_evaluate_takes_the_flags(tiny_run, tmp_path):
+    result = glp.evaluate(tiny_run, n=[1], seeds=1, num_train_epochs=1.0, out=str(tmp_path / "eval"))
+    rows = {(r["strategy"], r["n"]) for r in result["records"]}
+    assert ("greedy", 1) in rows and (tmp_path / "eval" / "evaluation.json").exists()
+    assert {meta["hparams"]["num_train_epochs"] for meta in result["tasks"].values()} == {1.0}
+    assert len(result["records"]) == 2  # the baseline and n = 1, one seed each
