@@ -20,7 +20,8 @@ read theirs. `BlockAngular` scores contiguous blocks instead of single layers (`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from glp.errors import ConfigError
@@ -31,8 +32,29 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported when a proxy is built,
 
     from glp.data import Encoded
 
-#: ``--proxy`` choices (and the ``proxy-<name>`` strategies): name → ``build(config, session, run_dir) -> scorer``.
-PROXIES: Registry[Callable[..., Any]] = Registry("proxy", flag="--proxy")
+
+class Proxy(ABC):
+    """A training-free layer scorer: for a model with ``removed`` layers taken out, a score per remaining layer in
+    ``layers``; lower means more removable. Subclass, implement `build` and `__call__`, register in ``PROXIES``."""
+
+    @classmethod
+    @abstractmethod
+    def build(cls, config: Any, session: Any, run_dir: Any = None) -> Proxy:
+        """The scorer for a prune session.
+
+        Args:
+            config: the search's `glp.commands.prune.PruneConfig` (``device``, ``proxy_examples``, ``seed``).
+            session: the opened session (``spec``: the trial spec, ``task``, ``trial_data``).
+            run_dir: the `glp.run.rundir.RunDir`, where a proxy may keep what it trained (None: keep nothing).
+        """
+
+    @abstractmethod
+    def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
+        """The score of each layer of ``layers`` (original indices) once removed on top of ``removed``."""
+
+
+#: ``--proxy`` choices (and the ``proxy-<name>`` strategies): name → `Proxy` subclass.
+PROXIES: Registry[type[Proxy]] = Registry("proxy", flag="--proxy", base_cls=Proxy)
 
 
 def _proxy_table(trial_data: Any, n: int) -> Encoded:
@@ -42,7 +64,7 @@ def _proxy_table(trial_data: Any, n: int) -> Encoded:
 def _batches(table: Encoded, kind: Any, pad_id: int, device: torch.device, batch_size: int = 32):
     """Batches of ``table`` sorted by length; with labels collated by the task ``kind``, or inputs only (None)."""
     from glp.data import collate_inputs
-    from glp.trial.loop import eval_batches, to_device
+    from glp.trial.loop import eval_batches, to_device  # (glp.trial loads torch: not on `glp --help`)
 
     for idx in eval_batches(table.lengths, batch_size):
         batch = kind.collate(table, idx, pad_id) if kind is not None else collate_inputs(table, idx, pad_id)
@@ -59,7 +81,7 @@ def block_similarity(
 ) -> list[float]:
     """Per block of ``model``'s stack: 1 - cos (``bi``) or arccos(cos)/pi (``angular``) of input vs output, over
     the non-padding tokens (labels play no part)."""
-    import torch
+    import torch  # keeps torch off `glp --help`, which lists the proxies
 
     from glp.layers import find_layer_stack
 
@@ -115,7 +137,7 @@ def task_loss(model: torch.nn.Module, table: Encoded, task_kind: Any, device: to
 def boundary_states(model: torch.nn.Module, table: Encoded, device: torch.device | None = None) -> torch.Tensor:
     """The hidden state of each sequence's last token at every block boundary of ``model``'s stack: the input of
     block 0, ..., the input of block L-1 and the output of block L-1; float64, shape (L + 1, rows, hidden)."""
-    import torch
+    import torch  # keeps torch off `glp --help`, which lists the proxies
 
     from glp.layers import find_layer_stack
 
@@ -188,14 +210,27 @@ def make_block_angular(config: Any, session: Any) -> BlockAngular:
     return BlockAngular(build_model(session.spec.model, session.task, seed=config.seed), table, device)
 
 
-class SimilarityProxy:
+class SimilarityProxy(Proxy):
     """``bi`` / ``angular`` on the pre-trained model with ``removed`` layers taken out."""
+
+    measure = "bi"  # the registered subclasses fix it
 
     def __init__(self, kind: str, model: Any, table: Encoded, device: Any = None):
         self.kind, self.model, self.table, self.device = kind, model, table, device
 
+    @classmethod
+    def build(cls, config: Any, session: Any, run_dir: Any = None) -> SimilarityProxy:
+        import torch  # keeps torch off `glp --help`, which lists the proxies
+
+        from glp.models import build as build_model  # (glp.models loads transformers)
+
+        device = torch.device(config.device) if config.device else None
+        table = _proxy_table(session.trial_data, config.proxy_examples)
+        model = build_model(session.spec.model, session.task, seed=config.seed)
+        return cls(cls.measure, model, table, device)
+
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
-        from glp.layers import drop_layers
+        from glp.layers import drop_layers  # (glp.layers loads torch: not on `glp --help`)
 
         model = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
         scores = block_similarity(model, self.table, self.kind, self.device)
@@ -204,14 +239,50 @@ class SimilarityProxy:
         return {i: by_layer[i] for i in layers}
 
 
-class LossProxy:
+@PROXIES.register("bi", help="block influence, 1 - cos(block input, output) (ShortGPT)")
+class BlockInfluence(SimilarityProxy):
+    measure = "bi"
+
+
+@PROXIES.register("angular", help="angular distance of block input and output (Gromov et al.)")
+class AngularDistance(SimilarityProxy):
+    measure = "angular"
+
+
+@PROXIES.register("loss", help="task-loss increase when the block is skipped, on the fine-tuned model (SLEB-style)")
+class LossProxy(Proxy):
     """Task-loss increase when each layer is skipped, on a fine-tuned model with ``removed`` taken out."""
 
     def __init__(self, model: Any, table: Encoded, task_kind: Any, device: Any = None):
         self.model, self.table, self.task_kind, self.device = model, table, task_kind, device
 
+    @classmethod
+    def build(cls, config: Any, session: Any, run_dir: Any = None) -> LossProxy:
+        """The unpruned model fine-tuned on search-train (kept in ``RUN_DIR/proxy_model/``: a resumed run does not
+        train it again)."""
+        import torch  # keeps torch off `glp --help`, which lists the proxies
+
+        from glp.kinds import kind_of
+        from glp.trial.heal import merged  # (glp.trial loads torch)
+
+        device = torch.device(config.device) if config.device else None
+        table = _proxy_table(session.trial_data, config.proxy_examples)
+        kind = kind_of(session.task)
+        saved = run_dir.proxy_model_dir if run_dir is not None else None
+        if saved is not None and (saved / "config.json").exists():
+            model = kind.model_class().from_pretrained(saved)
+        else:
+            trial = session.spec.trial((), config.seed, config.device)
+            result = trial.advance(1.0)
+            if not result.ok:
+                raise ConfigError(f"the loss proxy's fine-tune of the full model failed: {result.reason}")
+            model = merged(trial.model)  # healed with LoRA: the adapters folded in, a plain model to drop layers from
+            if saved is not None:
+                model.save_pretrained(saved)
+        return cls(model.cpu() if device is None else model, table, kind, device)
+
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
-        from glp.layers import drop_layers, find_layer_stack
+        from glp.layers import drop_layers, find_layer_stack  # (glp.layers loads torch: not on `glp --help`)
 
         base = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
         ref = task_loss(base, self.table, self.task_kind, self.device)
@@ -223,54 +294,11 @@ class LossProxy:
         return out
 
 
-def _similarity(name: str) -> Callable[..., Any]:
-    def build(config: Any, session: Any, run_dir: Any = None) -> SimilarityProxy:
-        import torch
-
-        from glp.models import build as build_model
-
-        device = torch.device(config.device) if config.device else None
-        table = _proxy_table(session.trial_data, config.proxy_examples)
-        model = build_model(session.spec.model, session.task, seed=config.seed)
-        return SimilarityProxy(name, model, table, device)
-
-    return build
-
-
-PROXIES.add("bi", _similarity("bi"), "block influence, 1 - cos(block input, output) (ShortGPT)")
-PROXIES.add("angular", _similarity("angular"), "angular distance of block input and output (Gromov et al.)")
-
-
-@PROXIES.register("loss", help="task-loss increase when the block is skipped, on the fine-tuned model (SLEB-style)")
-def _loss(config: Any, session: Any, run_dir: Any = None) -> LossProxy:
-    import torch
-
-    from glp.kinds import kind_of
-
-    device = torch.device(config.device) if config.device else None
-    table = _proxy_table(session.trial_data, config.proxy_examples)
-    kind = kind_of(session.task)
-    saved = run_dir.proxy_model_dir if run_dir is not None else None
-    if saved is not None and (saved / "config.json").exists():
-        model = kind.model_class().from_pretrained(saved)
-    else:
-        trial = session.spec.trial((), config.seed, config.device)
-        result = trial.advance(1.0)
-        if not result.ok:
-            raise ConfigError(f"the loss proxy's fine-tune of the full model failed: {result.reason}")
-        from glp.trial.heal import merged
-
-        model = merged(trial.model)  # healed with LoRA: the adapters folded in, a plain model to drop layers from
-        if saved is not None:
-            model.save_pretrained(saved)
-    return LossProxy(model.cpu() if device is None else model, table, kind, device)
-
-
 def make_proxy(name: str, config: Any, session: Any, run_dir: Any = None) -> Any:
     """The proxy scorer ``name`` (`PROXIES`) for a prune session (see glp.commands.prune)."""
-    return PROXIES.get(name)(config, session, run_dir)
+    return PROXIES.get(name).build(config, session, run_dir)
 
 
 def rank_layers(scores: dict[int, float]) -> list[int]:
-    """Most removable first (lowest score; ties to the higher index, as in glp.search.strategies)."""
+    """Most removable first (lowest score; ties to the higher index, as in glp.search.context)."""
     return sorted(scores, key=lambda i: (scores[i], -i))

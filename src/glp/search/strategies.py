@@ -131,7 +131,7 @@ class Optimal(Strategy):
         return SearchResult(removals, ctx.steps, None)
 
 
-class Proxy(Strategy):
+class ProxyStrategy(Strategy):
     """Training-free: step k removes the remaining layer with the lowest proxy score (``needs``: the proxy's name)."""
 
     nested = True
@@ -198,5 +198,5 @@ register_strategy(
 )(BlockAngularStrategy)
 for _proxy in PROXIES.entries():
     register_strategy(f"proxy-{_proxy.name}", help=f"training-free: {_proxy.help}")(
-        type(f"Proxy_{_proxy.name}", (Proxy,), {"needs": _proxy.name, "__doc__": Proxy.__doc__})
+        type(f"Proxy_{_proxy.name}", (ProxyStrategy,), {"needs": _proxy.name, "__doc__": ProxyStrategy.__doc__})
     )
