@@ -9,9 +9,10 @@ import sqlite3
 
 import pytest
 
-from glp.commands.evaluate import EvalConfig, csv_text, evaluate, markdown_table, summarize
+from glp.commands.evaluate import EvalConfig, evaluate
 from glp.errors import ConfigError
 from glp.plan import Plan
+from glp.results.evaluation import csv_text, markdown_table, summarize
 
 
 def _rec(task, strategy, n, scores, metric="accuracy", removed=()):

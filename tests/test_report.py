@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from glp.commands.evaluate import SCHEMA as EVAL_SCHEMA
-from glp.commands.evaluate import summarize, write_outputs
-from glp.commands.profile import profile, save
+from glp.commands.profile import profile
 from glp.commands.report import (
     TRADEOFF_SIZE,
     expected_size,
@@ -20,6 +18,9 @@ from glp.commands.report import (
 )
 from glp.errors import ConfigError
 from glp.plan import Plan
+from glp.results.evaluation import SCHEMA as EVAL_SCHEMA
+from glp.results.evaluation import summarize, write_outputs
+from glp.results.profile import save
 
 
 def _fake_evaluation(out, plan):

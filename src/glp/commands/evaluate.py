@@ -10,41 +10,44 @@ Every trial is journaled in ``OUT/trials.sqlite`` (the same `Store` as a search)
 ``"protocol": "full-train/dev"``, so its keys never collide with search trials and a stopped evaluation resumes
 where it stopped. The fine-tunes (rows × seeds) are independent: ``devices`` / ``executor`` run them on worker
 processes or Ray actors exactly as ``glp prune`` runs candidates (`glp.run.executors.make_executor`).
-``summarize`` and ``markdown_table`` are pure functions of the per-seed records.
+The tables are the evaluation artifact's (`glp.results.evaluation`: ``summarize``, ``markdown_table``, ...): pure
+functions of the per-seed records.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
-import math
 import os
-import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from glp.atomic import write_text_atomic
+from glp import __version__, models
 from glp.data import DataSpec
-from glp.errors import ConfigError
+from glp.errors import ConfigError, UnsupportedModelError
+from glp.kinds import kind_of
+from glp.layers import config_num_layers
 from glp.plan import Plan
+from glp.results.evaluation import BASELINE, SCHEMA, summarize, write_outputs
+from glp.results.evaluation import load_evaluation as load_evaluation  # re-exported for benchmarks and tests
+from glp.results.evaluation import markdown_table as markdown_table  # re-exported for glp.cli
+from glp.run import executors
 from glp.run.executors import ExecutionSettings
 from glp.run.rundir import RunDir
-from glp.tasks import relative_performance
+from glp.run.store import journaled_runner, trial_key
+from glp.search import pattern_order
+from glp.tasks import get_task, is_glue_task
+from glp.trial import lmeval
+from glp.trial.distill import DistillSettings, TeacherFiles, cached_teacher, check_kind, fit_teacher, teacher_stem
 from glp.trial.hparams import HParams
 from glp.trial.scoring import FINAL_PROTOCOL as PROTOCOL
-
-SCHEMA = "glp.evaluation/1"
-BASELINE = "baseline"
+from glp.trial.scoring import TrialSpec, final_context, final_data
+from glp.trial.types import TrialRequest
 
 EventHandler = Callable[..., None]
-
-
-# ------------------------------------------------------------------------------------------- run dirs
 
 
 # ------------------------------------------------------------------------------------------- the arms
@@ -121,14 +124,10 @@ class EvalConfig(ExecutionSettings):
 
     def lm_eval_settings(self) -> Any:
         """The `glp.trial.lmeval.LMEvalSettings` of ``--lm-eval-tasks`` (None without)."""
-        from glp.trial.lmeval import LMEvalSettings
-
-        return LMEvalSettings.parse(self.lm_eval_tasks, self.lm_eval_include_path, self.lm_eval_limit)
+        return lmeval.LMEvalSettings.parse(self.lm_eval_tasks, self.lm_eval_include_path, self.lm_eval_limit)
 
     def distill_settings(self) -> Any:
         """The `glp.trial.distill.DistillSettings` of ``--distill``, the flags given over its defaults."""
-        from glp.trial.distill import DistillSettings
-
         given = {"alpha": self.distill_alpha, "temperature": self.distill_temperature, "init": self.distill_init}
         return DistillSettings(**{k: v for k, v in given.items() if v is not None})
 
@@ -155,24 +154,40 @@ def _same_model(given: str, recorded: dict[str, Any], revisions: dict[str, str |
     def norm(s: str) -> str:
         return os.path.realpath(s) if os.path.exists(s) else s
 
-    from glp.models import recorded_hash, weights_revision
-
     if norm(given) == norm(str(recorded.get("source"))):
         return True
-    rev = recorded_hash(recorded)
+    rev = models.recorded_hash(recorded)
     if rev is None:
         return False
     if given not in revisions:
-        revisions[given] = weights_revision(given)
+        revisions[given] = models.weights_revision(given)
     return revisions[given] == rev
+
 
 
 def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
     """Group the removal sets to evaluate by task (the plans' tasks, then ``--task``s)."""
-    from glp import models
-    from glp.search.strategies import pattern_order
-
     jobs: dict[str, TaskJob] = {}
+    model, source = _add_plans(cfg, jobs)
+    for t in cfg.tasks:
+        tname = get_task(t).name if is_glue_task(t) else t
+        if tname not in jobs:
+            if model is None:
+                raise ConfigError("give --model for --task without a run directory")
+            jobs[tname] = TaskJob(tname, model, source, DataSpec(task=tname), {}, None, [], [])
+    if not jobs:
+        raise ConfigError("nothing to evaluate: no plan found and no --task given")
+    for job in jobs.values():
+        job.spec = job.spec.override(data_dir=cfg.data_dir, train_file=cfg.train_file, dev_file=cfg.dev_file)
+        if cfg.patterns:
+            _add_patterns(job, cfg)
+        job.arms.insert(0, Arm(job.task, BASELINE, 0, (), None))
+    return list(jobs.values())
+
+
+def _add_plans(cfg: EvalConfig, jobs: dict[str, TaskJob]) -> tuple[str | None, Any]:
+    """Add the removal sets of every plan of ``cfg.run_dirs`` to ``jobs`` (a job per task); the model to evaluate
+    (``--model``, else the first plan's) and where it is read, None without either."""
     model = cfg.model
     source = models.resolve(cfg.model) if cfg.model else None
     labels_seen: dict[tuple[str, str], str] = {}
@@ -195,11 +210,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
             tname = str(plan.task.get("name"))
             job = jobs.get(tname)
             if job is None:
-                found = RunDir.of(path).data_spec(str(plan.strategy.get("name")))
-                spec = found or DataSpec(task=tname)
-                job = jobs[tname] = TaskJob(tname, model, source, spec, dict(plan.hparams), plan.num_layers, [], [])
-                if found is None:
-                    job.notes.append(f"{path}: no journaled prune config; data located from the task name only")
+                job = jobs[tname] = _plan_job(plan, path, model, source)
             strategy = str(plan.strategy.get("name"))
             label = strategy
             prev = labels_seen.get((tname, strategy))
@@ -214,42 +225,39 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
                     job.arms.append(Arm(tname, label, n, tuple(plan.layers_to_remove(n)), str(path)))
                 else:
                     job.notes.append(f"{path}: no removal set for n={n} (the plan covers {sorted(plan.removals)})")
-    for t in cfg.tasks:
-        from glp.tasks import get_task, is_glue_task
+    return model, source
 
-        tname = get_task(t).name if is_glue_task(t) else t
-        if tname not in jobs:
-            if model is None:
-                raise ConfigError("give --model for --task without a run directory")
-            jobs[tname] = TaskJob(tname, model, source, DataSpec(task=tname), {}, None, [], [])
-    if not jobs:
-        raise ConfigError("nothing to evaluate: no plan found and no --task given")
-    for job in jobs.values():
-        job.spec = job.spec.override(data_dir=cfg.data_dir, train_file=cfg.train_file, dev_file=cfg.dev_file)
-        if cfg.patterns:
-            if job.num_layers is None:
-                job.num_layers = _model_num_layers(job.source)
-            ns = cfg.ns if cfg.ns is not None else sorted({a.n for a in job.arms})
-            if not ns:
-                raise ConfigError("give --n with --pattern when there is no plan to take the n values from")
-            for name in cfg.patterns:
-                order = pattern_order(name, job.num_layers, cfg.pattern_seed)
-                for n in ns:
-                    if n >= job.num_layers:
-                        raise ConfigError(f"--n {n}: the model has only {job.num_layers} layers; remove fewer")
-                    if any(a.strategy == name and a.n == n for a in job.arms):
-                        continue  # the run directory has this pattern's plan already
-                    job.arms.append(Arm(job.task, name, n, tuple(order[:n]), "pattern"))
-        job.arms.insert(0, Arm(job.task, BASELINE, 0, (), None))
-    return list(jobs.values())
+
+def _plan_job(plan: Plan, path: Path, model: str, source: Any) -> TaskJob:
+    """The job of the plan's task, its data located by the settings the plan was searched with."""
+    tname = str(plan.task.get("name"))
+    found = RunDir.of(path).data_spec(str(plan.strategy.get("name")))
+    spec = found or DataSpec(task=tname)
+    job = TaskJob(tname, model, source, spec, dict(plan.hparams), plan.num_layers, [], [])
+    if found is None:
+        job.notes.append(f"{path}: no journaled prune config; data located from the task name only")
+    return job
+
+
+def _add_patterns(job: TaskJob, cfg: EvalConfig) -> None:
+    """Add the removal sets of every ``--pattern`` to ``job``, for ``--n`` (else the plans' n values)."""
+    if job.num_layers is None:
+        job.num_layers = _model_num_layers(job.source)
+    ns = cfg.ns if cfg.ns is not None else sorted({a.n for a in job.arms})
+    if not ns:
+        raise ConfigError("give --n with --pattern when there is no plan to take the n values from")
+    for name in cfg.patterns:
+        order = pattern_order(name, job.num_layers, cfg.pattern_seed)
+        for n in ns:
+            if n >= job.num_layers:
+                raise ConfigError(f"--n {n}: the model has only {job.num_layers} layers; remove fewer")
+            if any(a.strategy == name and a.n == n for a in job.arms):
+                continue  # the run directory has this pattern's plan already
+            job.arms.append(Arm(job.task, name, n, tuple(order[:n]), "pattern"))
 
 
 def _model_num_layers(source: Any) -> int:
-    from glp.errors import UnsupportedModelError
-    from glp.layers import config_num_layers
-    from glp.models import load_config
-
-    n = config_num_layers(load_config(source))
+    n = config_num_layers(models.load_config(source))
     if n is None:
         raise UnsupportedModelError(f"cannot tell how many layers {source.name!r} has from its config")
     return int(n)
@@ -258,15 +266,25 @@ def _model_num_layers(source: Any) -> int:
 # ------------------------------------------------------------------------------------------------ run
 
 
+# The fine-tunes of one task, run in order: (its arms, the journal context, a function giving the TrialSpec)
+Group = tuple[list[Arm], dict[str, Any], Callable[[], Any]]
+ResultKey = tuple[frozenset[int], int, bool]  # (removed layers, seed, distilled)
+
+
+@dataclass
+class _Evaluation:
+    """What every task of one ``evaluate`` call shares."""
+
+    cfg: EvalConfig
+    out: RunDir
+    seeds: list[int]
+    store: Any  # glp.run.store.Store: the journal of cfg.out
+    settings: DistillSettings | None  # with --distill
+    on_event: EventHandler | None
+
+
 def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str, Any]:
     """Run (or resume) the evaluation; write ``table.md``, ``evaluation.csv``, ``evaluation.json`` in ``cfg.out``."""
-    from glp import __version__
-    from glp.kinds import kind_of
-    from glp.run.executors import make_executor
-    from glp.run.store import journaled_runner, trial_key
-    from glp.search.strategies import TrialRequest
-    from glp.trial.scoring import TrialSpec, final_context, final_data
-
     out = RunDir(cfg.out)
     jobs = plan_jobs(cfg)
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
@@ -275,106 +293,131 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     settings = cfg.distill_settings() if cfg.distill else None
     with out.journal() as store:
         store.set_meta("evaluate_config", _jsonable(dataclasses.asdict(cfg)))
+        ev = _Evaluation(cfg, out, seeds, store, settings, on_event)
         for job in jobs:
-            hp = HParams.final(job.hparams, cfg.hparams)
-            data = final_data(job.spec, job.source, hp.max_seq_length, cache_dir=out.cache_dir)
-            higher = kind_of(data.task).higher_is_better()
-            context = final_context(job.model, job.source, data, hp)
-            spec = TrialSpec(job.source, data.trial_data, hp)
-            lm_eval = cfg.lm_eval_settings()
-            if lm_eval is not None:
-                from glp.trial import lmeval
+            tasks_meta[job.task], job_records = _evaluate_task(ev, job)
+            records += job_records
+    result = _result(jobs[0].model, seeds, tasks_meta, records)
+    write_outputs(result, out.path)
+    return result
 
-                if not kind_of(data.task).lm_eval:
-                    raise ConfigError("--lm-eval-tasks scores causal LMs; this task is not one")
-                lmeval.check(lm_eval)
-                context = {**context, "lm_eval": lm_eval.to_dict()}
-                spec = dataclasses.replace(spec, lm_eval=lm_eval)
-            # (arms, journal context, spec) groups, run in order: all arms plainly, or the baseline plainly (whose
-            # trials keep themselves as the teachers) and then the removal sets, distilled from their seed's teacher
-            groups: list[tuple[list[Arm], dict[str, Any], Callable[[], Any]]] = [
-                (job.arms, context, partial(dataclasses.replace, spec))
-            ]
-            if settings is not None:
-                from glp.trial.distill import TeacherFiles, check_kind, teacher_stem
 
-                check_kind(data.task)
-                keys = {s: trial_key(context, (), s, 1.0) for s in seeds}
-                stems = {s: str(teacher_stem(out.cache_dir, k)) for s, k in keys.items()}
-                files = TeacherFiles(stems, weights=settings.init == "teacher")
-                teachers = partial(
-                    _distilled_spec, spec, settings, keys, cfg.device, out.cache_dir, store, context, on_event, job.task
-                )
-                groups = [
-                    (
-                        [a for a in job.arms if not a.removed],
-                        context,
-                        partial(dataclasses.replace, spec, keep_teachers=files),
-                    ),
-                    ([a for a in job.arms if a.removed], {**context, "distill": settings.to_dict()}, teachers),
-                ]
-            tasks_meta[job.task] = {
-                "metric": data.task.metric,
-                "higher_is_better": higher,
-                "hparams": hp.to_dict(),
-                "data": data.fingerprint,
-                "num_layers": job.num_layers,
-                "notes": job.notes,
-            }
+def _evaluate_task(ev: _Evaluation, job: TaskJob) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fine-tune and score every arm of ``job`` with every seed: the task's entry of ``tasks`` and its records."""
+    hp = HParams.final(job.hparams, ev.cfg.hparams)
+    data = final_data(job.spec, job.source, hp.max_seq_length, cache_dir=ev.out.cache_dir)
+    higher = kind_of(data.task).higher_is_better()
+    context = final_context(job.model, job.source, data, hp)
+    spec = TrialSpec(job.source, data.trial_data, hp)
+    lm_eval = ev.cfg.lm_eval_settings()
+    if lm_eval is not None:
+        if not kind_of(data.task).lm_eval:
+            raise ConfigError("--lm-eval-tasks scores causal LMs; this task is not one")
+        lmeval.check(lm_eval)
+        context = {**context, "lm_eval": lm_eval.to_dict()}
+        spec = dataclasses.replace(spec, lm_eval=lm_eval)
+    groups = _groups(ev, job, data.task, context, spec)
+    meta = {
+        "metric": data.task.metric,
+        "higher_is_better": higher,
+        "hparams": hp.to_dict(),
+        "data": data.fingerprint,
+        "num_layers": job.num_layers,
+        "notes": job.notes,
+    }
+    results = _run_groups(ev, job.task, groups)
+    return meta, _records(ev, job, results, data, higher)
 
-            def relay(event: str, _task=job.task, **info: Any) -> None:
-                if on_event:
-                    on_event(event, task=_task, **info)
 
-            results: dict[tuple[frozenset[int], int, bool], dict[str, Any]] = {}
-            for arms, ctx, make_spec in groups:
-                if not arms:
-                    continue
-                group_spec = make_spec()
-                distilled = group_spec.distill is not None
-                executor = make_executor(cfg, group_spec)
-                try:
-                    run, _ = journaled_runner(store, ctx, executor, relay)
-                    unique: dict[tuple[frozenset[int], int, bool], TrialRequest] = {}
-                    for arm in arms:
-                        for s in seeds:
-                            key = (frozenset(arm.removed), s, distilled)
-                            unique.setdefault(key, TrialRequest(arm.removed, s, 1.0))
-                    results.update(zip(unique, run(list(unique.values())), strict=True))
-                finally:
-                    executor.close()
-            distill_label = f"distilled, {settings.init} init" if settings is not None else ""
-            for arm in job.arms:
-                distilled = bool(settings is not None and arm.removed)
-                for s in seeds:
-                    r = results[(frozenset(arm.removed), s, distilled)]
-                    ok = r.get("status") == "ok" and r.get("score") is not None
-                    records.append(
-                        {
-                            "task": job.task,
-                            "metric": data.task.metric,
-                            **({} if higher else {"higher_is_better": False}),
-                            "strategy": f"{arm.strategy} ({distill_label})" if distilled else arm.strategy,
-                            "distilled": distilled,
-                            "n": arm.n,
-                            "removed": list(arm.removed),
-                            "plan": arm.source,
-                            "seed": s,
-                            "score": float(r["score"]) if ok else None,
-                            **_extra_scores(r, data.task.metric, data.trial_data.extra),
-                            "metrics": r.get("metrics") or {},
-                            "status": r.get("status"),
-                            "reason": r.get("reason"),
-                            "wall_time": r.get("wall_time"),
-                        }
-                    )
+def _groups(ev: _Evaluation, job: TaskJob, task: Any, context: dict[str, Any], spec: TrialSpec) -> list[Group]:
+    """All arms plainly; with ``--distill`` the baseline plainly (its trials keep themselves as the teachers) and
+    then the removal sets, distilled from their seed's teacher."""
+    settings = ev.settings
+    if settings is None:
+        return [(job.arms, context, partial(dataclasses.replace, spec))]
+    check_kind(task)
+    keys = {s: trial_key(context, (), s, 1.0) for s in ev.seeds}
+    stems = {s: str(teacher_stem(ev.out.cache_dir, k)) for s, k in keys.items()}
+    files = TeacherFiles(stems, weights=settings.init == "teacher")
+    teachers = partial(
+        _distilled_spec, spec, settings, keys, ev.cfg.device, ev.out.cache_dir, ev.store, context, ev.on_event, job.task
+    )
+    return [
+        ([a for a in job.arms if not a.removed], context, partial(dataclasses.replace, spec, keep_teachers=files)),
+        ([a for a in job.arms if a.removed], {**context, "distill": settings.to_dict()}, teachers),
+    ]
+
+
+def _run_groups(ev: _Evaluation, task: str, groups: list[Group]) -> dict[ResultKey, dict[str, Any]]:
+    """Run every group's (arm, seed) trials once each (journaled: a resumed evaluation reads them back)."""
+
+    def relay(event: str, **info: Any) -> None:
+        if ev.on_event:
+            ev.on_event(event, task=task, **info)
+
+    results: dict[ResultKey, dict[str, Any]] = {}
+    for arms, ctx, make_spec in groups:
+        if not arms:
+            continue
+        group_spec = make_spec()
+        distilled = group_spec.distill is not None
+        executor = executors.make_executor(ev.cfg, group_spec)
+        try:
+            run, _ = journaled_runner(ev.store, ctx, executor, relay)
+            unique: dict[ResultKey, TrialRequest] = {}
+            for arm in arms:
+                for s in ev.seeds:
+                    key = (frozenset(arm.removed), s, distilled)
+                    unique.setdefault(key, TrialRequest(arm.removed, s, 1.0))
+            results.update(zip(unique, run(list(unique.values())), strict=True))
+        finally:
+            executor.close()
+    return results
+
+
+def _records(
+    ev: _Evaluation, job: TaskJob, results: dict[ResultKey, dict[str, Any]], data: Any, higher: bool
+) -> list[dict[str, Any]]:
+    """One record per (arm, seed) of ``job``: what `glp.results.evaluation.summarize` reads."""
+    settings = ev.settings
+    distill_label = f"distilled, {settings.init} init" if settings is not None else ""
+    records = []
+    for arm in job.arms:
+        distilled = bool(settings is not None and arm.removed)
+        for s in ev.seeds:
+            r = results[(frozenset(arm.removed), s, distilled)]
+            ok = r.get("status") == "ok" and r.get("score") is not None
+            records.append(
+                {
+                    "task": job.task,
+                    "metric": data.task.metric,
+                    **({} if higher else {"higher_is_better": False}),
+                    "strategy": f"{arm.strategy} ({distill_label})" if distilled else arm.strategy,
+                    "distilled": distilled,
+                    "n": arm.n,
+                    "removed": list(arm.removed),
+                    "plan": arm.source,
+                    "seed": s,
+                    "score": float(r["score"]) if ok else None,
+                    **_extra_scores(r, data.task.metric, data.trial_data.extra),
+                    "metrics": r.get("metrics") or {},
+                    "status": r.get("status"),
+                    "reason": r.get("reason"),
+                    "wall_time": r.get("wall_time"),
+                }
+            )
+    return records
+
+
+def _result(model: str, seeds: list[int], tasks_meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The evaluation artifact (``evaluation.json``): the records and their summary (one per extra scored set)."""
     summary = summarize(records)
     splits = sorted({k[: -len("_score")] for r in records for k in r if k.endswith("_score") and k != "score"})
     result = {
         "schema": SCHEMA,
         "protocol": PROTOCOL,
         "glp_version": __version__,
-        "model": jobs[0].model,
+        "model": model,
         "seeds": seeds,
         "tasks": tasks_meta,
         "summary": summary,
@@ -382,7 +425,6 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
     }
     for split in splits:  # token classification: the same rows scored on test
         result[f"summary_{split}"] = summarize(records, score_key=f"{split}_score")
-    write_outputs(result, out.path)
     return result
 
 
@@ -399,8 +441,6 @@ def _distilled_spec(
 ) -> Any:
     """``spec`` with the teacher of every seed: kept by the baseline's trials, or (where those came from the journal
     without their teacher) fine-tuned here, journaled as the baseline's trial."""
-    from glp.trial.distill import cached_teacher, fit_teacher
-
     weights = settings.init == "teacher"
     teachers = {}
     for s, key in keys.items():
@@ -420,243 +460,3 @@ def _extra_scores(result: dict[str, Any], metric: str, extra: dict[str, Any]) ->
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=list))
-
-
-# ------------------------------------------------------------------------------------ pure arithmetic
-
-
-def _task_is_glue(name: str) -> bool:
-    from glp.tasks import is_glue_task
-
-    return is_glue_task(name)
-
-
-def row_score(medians: dict[str, float]) -> float | None:
-    """GLUE score (mean of the main metrics, WNLI excluded) when every task is a GLUE task, else the mean."""
-    from glp.errors import TaskError
-    from glp.tasks import glue_score
-
-    if not medians:
-        return None
-    if all(_task_is_glue(t) for t in medians):
-        try:
-            return glue_score(medians)
-        except TaskError:
-            pass
-    return float(statistics.fmean(medians.values()))
-
-
-def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> dict[str, Any]:
-    """Median / min / max over seeds per (strategy, n, task), the row score and the relative performance.
-
-    ``records`` are dicts with ``task, strategy, n, removed, seed, score`` (score None = failed trial) and
-    optionally ``metric``. The baseline is the row with strategy ``"baseline"`` (n = 0). Relative performance
-    is median(pruned) / median(baseline) × 100 per task, and score(pruned row) / score(baseline row) × 100 for
-    the row, where a row's score is the GLUE score of its task medians (only when it has every task).
-    """
-    tasks: list[str] = []
-    metrics: dict[str, str] = {}
-    lower: set[str] = set()  # tasks whose metric is lower-is-better (a record says higher_is_better: false)
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for r in records:
-        t = str(r["task"])
-        if t not in tasks:
-            tasks.append(t)
-        if r.get("metric"):
-            metrics.setdefault(t, str(r["metric"]))
-        if r.get("higher_is_better") is False:
-            lower.add(t)
-        key = (str(r["strategy"]), int(r["n"]))
-        row = rows.setdefault(key, {"strategy": key[0], "n": key[1], "cells": {}})
-        cell = row["cells"].setdefault(t, {"removed": list(r.get("removed") or []), "scores": [], "seeds": []})
-        cell["seeds"].append(r.get("seed"))
-        s = r.get(score_key)
-        cell["scores"].append(None if s is None or not math.isfinite(float(s)) else float(s))
-    for row in rows.values():
-        for cell in row["cells"].values():
-            good = [s for s in cell["scores"] if s is not None]
-            cell["failed"] = len(cell["scores"]) - len(good)
-            cell["median"] = float(statistics.median(good)) if good else None
-            cell["min"] = min(good) if good else None
-            cell["max"] = max(good) if good else None
-    base = rows.get((BASELINE, 0))
-    base_score = None
-    if base is not None:
-        base_score = _row_total(base, tasks)
-    ordered = sorted(rows.values(), key=lambda r: (r["strategy"] != BASELINE, _first_index(records, r), r["n"]))
-    for row in ordered:
-        row["score"] = _row_total(row, tasks)
-        for t, cell in row["cells"].items():
-            b = base["cells"].get(t) if base is not None else None
-            bm = b["median"] if b is not None else None
-            cell["rel"] = relative_performance(cell["median"], bm, t not in lower)
-        one_direction = not lower or lower == set(tasks)  # a row score over mixed directions means nothing
-        row["rel"] = relative_performance(row["score"], base_score, not lower) if one_direction else None
-    all_glue = bool(tasks) and all(_task_is_glue(t) for t in tasks)
-    return {
-        "tasks": tasks,
-        "metrics": metrics,
-        "score_name": "GLUE" if all_glue else "Mean",
-        "rows": ordered,
-        "lower_is_better": sorted(lower),
-    }
-
-
-def _first_index(records: Sequence[dict[str, Any]], row: dict[str, Any]) -> int:
-    for i, r in enumerate(records):
-        if r["strategy"] == row["strategy"]:
-            return i
-    return len(records)
-
-
-def _row_total(row: dict[str, Any], tasks: list[str]) -> float | None:
-    medians = {t: row["cells"][t]["median"] for t in tasks if t in row["cells"]}
-    if len(medians) < len(tasks) or any(v is None for v in medians.values()):
-        return None
-    return row_score(medians)  # type: ignore[arg-type]
-
-
-def _pct(x: float | None, digits: int = 1, scale: float = 100.0) -> str:
-    return "–" if x is None else f"{scale * x:.{digits}f}"
-
-
-def markdown_table(summary: dict[str, Any], spread: bool = True) -> str:
-    """The paper's Table 1 shape: one row per (strategy, n), tasks as columns (×100; a lower-is-better metric such
-    as perplexity as it is), GLUE score, Rel. (%)."""
-    tasks = summary["tasks"]
-    lower = set(summary.get("lower_is_better", ()))
-    metrics = summary.get("metrics", {})
-    head = ["Method", "n"]
-    head += [f"{t.upper()} ({metrics[t]})" if t in metrics else t.upper() for t in tasks]
-    head += [summary.get("score_name", "GLUE"), "Rel. (%)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    for row in summary["rows"]:
-        cells = [row["strategy"], str(row["n"])]
-        for t in tasks:
-            c = row["cells"].get(t)
-            if c is None or c["median"] is None:
-                cells.append("–" if c is None else f"failed ({c['failed']})")
-                continue
-            fmt = (2, 1.0) if t in lower else (1, 100.0)  # (digits, scale)
-            text = _pct(c["median"], *fmt)
-            if spread and len([s for s in c["scores"] if s is not None]) > 1:
-                text += f" ({_pct(c['min'], *fmt)}–{_pct(c['max'], *fmt)})"
-            if c.get("failed"):
-                text += f" [{c['failed']} failed]"
-            cells.append(text)
-        cells.append(_pct(row["score"], 2, 1.0) if lower and lower == set(tasks) else _pct(row["score"]))
-        cells.append("–" if row["rel"] is None else f"{row['rel']:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def removal_table(summary: dict[str, Any]) -> str:
-    """Which layers each row removed, per task (0-based, in the order they were chosen)."""
-    lines = ["| Method | n | Task | Removed layers | Seeds |", "|---|---:|---|---|---:|"]
-    for row in summary["rows"]:
-        for t, c in row["cells"].items():
-            removed = ",".join(map(str, c["removed"])) or "–"
-            lines.append(f"| {row['strategy']} | {row['n']} | {t} | {removed} | {len(c['scores'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def csv_text(summary: dict[str, Any]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(
-        [
-            "strategy",
-            "n",
-            "task",
-            "metric",
-            "removed",
-            "seeds",
-            "failed",
-            "median",
-            "min",
-            "max",
-            "rel_percent",
-            "row_score",
-            "row_rel_percent",
-        ]
-    )
-    for row in summary["rows"]:
-        for t in summary["tasks"]:
-            c = row["cells"].get(t)
-            if c is None:
-                continue
-            w.writerow(
-                [
-                    row["strategy"],
-                    row["n"],
-                    t,
-                    summary["metrics"].get(t, ""),
-                    " ".join(map(str, c["removed"])),
-                    len(c["scores"]),
-                    c["failed"],
-                    _num(c["median"]),
-                    _num(c["min"]),
-                    _num(c["max"]),
-                    _num(c["rel"]),
-                    _num(row["score"]),
-                    _num(row["rel"]),
-                ]
-            )
-    return buf.getvalue()
-
-
-def _num(x: float | None) -> str:
-    return "" if x is None else repr(round(float(x), 6))
-
-
-def setup_lines(result: dict[str, Any]) -> list[str]:
-    """One line per task: the data and hyper-parameters its rows were fine-tuned and scored with."""
-    lines = []
-    for t, meta in (result.get("tasks") or {}).items():
-        hp = meta.get("hparams") or {}
-        data = meta.get("data") or {}
-        ntrain, ndev = data.get("train_rows"), data.get("dev_rows")
-        train = f"{hp['max_train_samples']} of {ntrain}" if hp.get("max_train_samples") else f"all {ntrain}"
-        dev = f"{hp['max_eval_samples']} of {ndev}" if hp.get("max_eval_samples") else f"all {ndev}"
-        counts = f"{train} train examples, {dev} dev examples; " if ntrain is not None else ""
-        lines.append(
-            f"{t}: {counts}{hp.get('num_train_epochs')} epoch(s), "
-            f"learning rate {hp.get('learning_rate')}, batch {hp.get('per_device_train_batch_size')}, "
-            f"max length {hp.get('max_seq_length')}"
-        )
-    return lines
-
-
-def write_outputs(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = result["summary"]
-    seeds = result.get("seeds") or []
-    md = (
-        f"# Evaluation ({PROTOCOL}): {result.get('model')}\n\n"
-        f"Fine-tuned on the train set, scored on dev; median over {len(seeds)} seed(s) {seeds} "
-        "(min–max in brackets), ×100 (perplexity and other lower-is-better metrics as they are). Rel. = score / "
-        "baseline score (baseline / score when lower is better).\n\n"
-        + markdown_table(summary)
-        + "\n"
-        + removal_table(summary)
-        + "\n"
-        + "".join(f"- {line}\n" for line in setup_lines(result))
-    )
-    for key in sorted(k for k in result if k.startswith("summary_")):
-        split = key[len("summary_") :]
-        md += f"\n## Scored on {split} (the same fine-tunes)\n\n" + markdown_table(result[key])
-    paths = {"markdown": out / "table.md", "csv": out / "evaluation.csv", "json": out / "evaluation.json"}
-    write_text_atomic(paths["markdown"], md)
-    write_text_atomic(paths["csv"], csv_text(summary))
-    write_text_atomic(paths["json"], json.dumps(result, indent=1, allow_nan=False) + "\n")
-    return paths
-
-
-def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``evaluation.json`` of an evaluation directory (or the file itself)."""
-    from glp.plan import read_artifact
-
-    p = Path(path)
-    f = p / "evaluation.json" if p.is_dir() else p
-    return read_artifact(f, SCHEMA, "evaluation", "glp evaluate --out DIR writes DIR/evaluation.json")

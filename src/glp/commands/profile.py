@@ -15,20 +15,30 @@ tokens per second over ``new_tokens`` tokens, on the CPU.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from glp.atomic import write_text_atomic
+from glp import models
 from glp.errors import ConfigError, GLPError
+from glp.plan import Plan
+from glp.results.manifest import read_manifest
+from glp.results.profile import SCHEMA
+from glp.results.profile import load as load  # re-exported for glp.cli
+from glp.results.profile import markdown_table as markdown_table  # re-exported for glp.cli
+from glp.results.profile import save as save  # re-exported for glp.cli
+from glp.run.rundir import RunDir
+from glp.tasks import Task
 
-SCHEMA = "glp.profile/1"
+# torch (and glp.layers, which imports it) are imported where a model is built or timed: reading a profile through
+# this module (glp show --profile) needs neither.
+
 ROUND_ROBIN_MAX_BYTES = 4 << 30  # time rows round-robin while all models together take at most this much
+REF = 0  # the row speed-ups are relative to: the unpruned model (or the exported model when its source is gone)
 
 
 @dataclass
@@ -43,8 +53,6 @@ def _load(source: Any, task: Any = None) -> Any:
     """The model with the plan's task head (a head of the task's kind: part of what ships), else as it was saved
     (its ``architectures`` class); float32, eval mode."""
     import torch
-
-    from glp import models
 
     if task is not None:
         return models.build(source, task).eval()
@@ -61,16 +69,11 @@ def build_entries(
     ``model_source`` may be a run directory (its plan and the plan's model are used) or a directory written by
     ``glp export`` (its source model, when still there, is the unpruned reference).
     """
-    from glp import models
     from glp.layers import drop_layers, num_layers
-    from glp.plan import Plan
-    from glp.run.rundir import RunDir
-    from glp.tasks import Task
 
-    src = Path(model_source)
-    run = RunDir(src) if src.is_dir() and RunDir(src).plan_path.exists() else None
+    run = RunDir.with_plan(model_source)
     if run is not None and plan_dir is None:
-        plan_dir = src
+        plan_dir = run.path
     plan = Plan.load(plan_dir) if plan_dir is not None else None
     source = models.from_record(plan.model) if run is not None else models.resolve(model_source)
     info: dict[str, Any] = {"model": source.name}
@@ -81,26 +84,14 @@ def build_entries(
         info["task"] = plan.task.get("name")
         task = Task.from_dict(plan.task)
 
-    entries: list[Entry] = []
-    manifest = Path(source.path) / "pruning.json" if source.is_local else None
-    if manifest is not None and manifest.exists():  # an exported model: time its unpruned source as the reference
-        m = json.loads(manifest.read_text())
-        ref = str(m.get("source", {}).get("model", ""))
-        try:
-            ref_source = models.resolve(ref) if ref else None
-        except GLPError:
-            ref_source = None  # the source model is not on this machine: time the exported model alone
-        if ref_source is not None:
-            entries.append(Entry("unpruned source", 0, [], _load(ref_source, Task.from_dict(m["task"]))))
-        exported = _load(source)
-        entries.append(Entry("exported", len(m.get("removed_layers", [])), list(m.get("removed_layers", [])), exported))
+    manifest = read_manifest(source.path) if source.is_local else None
+    if manifest is not None:  # an exported model: time its unpruned source as the reference
+        entries = _exported_entries(source, manifest)
         info["exported"] = True
-        base = exported
-        base_removed: list[int] = list(m.get("removed_layers", []))
+        base, base_removed = entries[-1].model, entries[-1].removed
     else:
-        base = _load(source, task)
-        entries.append(Entry("unpruned", 0, [], base))
-        base_removed = []
+        base, base_removed = _load(source, task), []
+        entries = [Entry("unpruned", 0, [], base)]
 
     total = num_layers(base)
     sets: list[tuple[str, list[int]]] = []
@@ -116,6 +107,21 @@ def build_entries(
     for label, removed in sets:
         entries.append(Entry(label, len(removed), list(removed), drop_layers(base, removed, inplace=False)))
     return entries, info
+
+
+def _exported_entries(source: Any, manifest: dict[str, Any]) -> list[Entry]:
+    """An exported model's rows: its unpruned source when that is on this machine, then the exported model."""
+    entries: list[Entry] = []
+    ref = str(manifest.get("source", {}).get("model", ""))
+    try:
+        ref_source = models.resolve(ref) if ref else None
+    except GLPError:
+        ref_source = None  # the source model is not on this machine: time the exported model alone
+    if ref_source is not None:
+        entries.append(Entry("unpruned source", 0, [], _load(ref_source, Task.from_dict(manifest["task"]))))
+    removed = list(manifest.get("removed_layers", []))
+    entries.append(Entry("exported", len(removed), removed, _load(source)))
+    return entries
 
 
 def _inputs(model: Any, batch: int, seq_len: int, device: Any, seed: int = 0) -> dict[str, Any]:
@@ -248,63 +254,28 @@ def profile(
     use_gpu = torch.cuda.is_available() if gpu is None else bool(gpu)
     if use_gpu and not torch.cuda.is_available():
         raise ConfigError("--gpu asked for, but CUDA is not available here")
-    models = [e.model for e in entries]
-    nbytes = sum(p.numel() * p.element_size() for m in models for p in m.parameters())
+    nets = [e.model for e in entries]
+    nbytes = sum(p.numel() * p.element_size() for m in nets for p in m.parameters())
     rr = nbytes <= ROUND_ROBIN_MAX_BYTES
-    rows: list[dict[str, Any]] = []
-    for e in entries:
-        rows.append(
-            {
-                "label": e.label,
-                "n": e.n,
-                "removed": e.removed,
-                "layers": _num_layers(e.model),
-                "params": _params(e.model),
-            }
-        )
-    ref = 0  # the unpruned model is the first row (or the exported model when its source is gone)
-    for r in rows:
-        r["params_ratio"] = r["params"] / rows[ref]["params"]
+    rows = _size_rows(entries)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
-    default_threads = torch.get_num_threads()
+    used_threads = threads or torch.get_num_threads()
     generate_info = None
-    used_threads = threads or default_threads
     if cpu:
         if on_row:
             on_row(
-                f"timing {len(models)} model(s) on the CPU (threads: {used_threads}), batch {cpu_batch}, "
+                f"timing {len(nets)} model(s) on the CPU (threads: {used_threads}), batch {cpu_batch}, "
                 f"{repeats} repeats"
             )
-        torch.set_num_threads(used_threads)
-        try:
-            t = time_models(models, cpu_batch, seq_len, repeats, warmup, torch.device("cpu"), rr)
-        finally:
-            torch.set_num_threads(default_threads)
-        _fill(rows, t, "cpu", ref)
-        gen = all(can_generate(m) for m in models) if generate is None else bool(generate)
+        with _cpu_threads(used_threads):
+            t = time_models(nets, cpu_batch, seq_len, repeats, warmup, torch.device("cpu"), rr)
+        _fill(rows, t, "cpu", REF)
+        gen = all(can_generate(m) for m in nets) if generate is None else bool(generate)
         if gen:
-            if new_tokens < 2:
-                raise ConfigError(f"--new-tokens must be at least 2, got {new_tokens}")
-            reps = max(3, repeats // 4)
-            if on_row:
-                on_row(f"timing generate on the CPU: a {seq_len}-token prompt, {new_tokens} new tokens, {reps} repeats")
-            torch.set_num_threads(used_threads)
-            try:
-                timed = [time_generate(m, seq_len, new_tokens, reps, 1, torch.device("cpu")) for m in models]
-            finally:
-                torch.set_num_threads(default_threads)
-            _fill_generate(rows, timed, new_tokens)
-            generate_info = {"prompt_len": seq_len, "new_tokens": new_tokens, "repeats": reps, "batch": 1}
+            generate_info = _time_cpu_generate(rows, nets, seq_len, new_tokens, repeats, used_threads, on_row)
     if use_gpu:
-        dev = torch.device("cuda")
-        if on_row:
-            on_row(f"timing on {torch.cuda.get_device_name(dev)}, batch {gpu_batch}")
-        gpu_models = [m.to(dev) for m in models]
-        t = time_models(gpu_models, gpu_batch, seq_len, repeats, warmup, dev, rr)
-        for m in gpu_models:
-            m.to("cpu")
-        _fill(rows, t, "gpu", ref)
+        _time_gpu(rows, nets, gpu_batch, seq_len, repeats, warmup, rr, on_row)
     return {
         "schema": SCHEMA,
         **info,
@@ -319,6 +290,76 @@ def profile(
         "torch": torch.__version__,
         "rows": rows,
     }
+
+
+def _size_rows(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """One row per entry: its label, n, removed layers, layers and parameters (and their share of the first row's)."""
+    rows = [
+        {"label": e.label, "n": e.n, "removed": e.removed, "layers": _num_layers(e.model), "params": _params(e.model)}
+        for e in entries
+    ]
+    for r in rows:
+        r["params_ratio"] = r["params"] / rows[REF]["params"]
+    return rows
+
+
+@contextlib.contextmanager
+def _cpu_threads(threads: int) -> Iterator[None]:
+    """torch's CPU threads set to ``threads`` inside, restored after."""
+    import torch
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(default)
+
+
+def _time_cpu_generate(
+    rows: list[dict[str, Any]],
+    nets: Sequence[Any],
+    seq_len: int,
+    new_tokens: int,
+    repeats: int,
+    threads: int,
+    on_row: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """Time ``generate`` of every model on the CPU into ``rows``; what was timed (the profile's ``generate``)."""
+    import torch
+
+    if new_tokens < 2:
+        raise ConfigError(f"--new-tokens must be at least 2, got {new_tokens}")
+    reps = max(3, repeats // 4)
+    if on_row:
+        on_row(f"timing generate on the CPU: a {seq_len}-token prompt, {new_tokens} new tokens, {reps} repeats")
+    with _cpu_threads(threads):
+        timed = [time_generate(m, seq_len, new_tokens, reps, 1, torch.device("cpu")) for m in nets]
+    _fill_generate(rows, timed, new_tokens)
+    return {"prompt_len": seq_len, "new_tokens": new_tokens, "repeats": reps, "batch": 1}
+
+
+def _time_gpu(
+    rows: list[dict[str, Any]],
+    nets: Sequence[Any],
+    batch: int,
+    seq_len: int,
+    repeats: int,
+    warmup: int,
+    round_robin: bool,
+    on_row: Callable[[str], None] | None,
+) -> None:
+    """Time every model's forward on CUDA into ``rows`` (the models go back to the CPU after)."""
+    import torch
+
+    dev = torch.device("cuda")
+    if on_row:
+        on_row(f"timing on {torch.cuda.get_device_name(dev)}, batch {batch}")
+    gpu_models = [m.to(dev) for m in nets]
+    t = time_models(gpu_models, batch, seq_len, repeats, warmup, dev, round_robin)
+    for m in gpu_models:
+        m.to("cpu")
+    _fill(rows, t, "gpu", REF)
 
 
 def _num_layers(model: Any) -> int | None:
@@ -337,55 +378,3 @@ def _fill(rows: list[dict[str, Any]], times: list[list[float]], kind: str, ref: 
         r[f"{kind}_ms_min"] = min(t)
         r[f"{kind}_ms_max"] = max(t)
         r[f"{kind}_speedup"] = meds[ref] / m if m > 0 else None
-
-
-def markdown_table(result: dict[str, Any]) -> str:
-    has_cpu = result.get("cpu") is not None
-    has_gpu = result.get("gpu") is not None
-    head = ["Model", "n", "Removed", "Layers", "Params (M)", "Params %"]
-    if has_cpu:
-        head += [f"CPU ms (b={result['cpu']['batch']})", "CPU speed-up"]
-    if has_gpu:
-        head += [f"GPU ms (b={result['gpu']['batch']})", "GPU speed-up"]
-    has_gen = result.get("generate") is not None
-    if has_gen:
-        head += ["TTFT ms", "tokens/s", "tokens/s speed-up"]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    for r in result["rows"]:
-        cells = [
-            r["label"],
-            str(r["n"]),
-            ",".join(map(str, r["removed"])) or "–",
-            str(r["layers"]),
-            f"{r['params'] / 1e6:.2f}",
-            f"{100 * r['params_ratio']:.1f}",
-        ]
-        if has_cpu:
-            cells += [f"{r['cpu_ms']:.2f}", f"{r['cpu_speedup']:.2f}×"]
-        if has_gpu:
-            cells += [f"{r['gpu_ms']:.2f}", f"{r['gpu_speedup']:.2f}×"]
-        if has_gen:
-            tps, up = r.get("tokens_per_s"), r.get("tokens_per_s_speedup")
-            cells += [f"{r['ttft_ms']:.1f}", f"{tps:.1f}" if tps else "–", f"{up:.2f}×" if up else "–"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def speedups_by_n(result: dict[str, Any], kind: str = "cpu") -> dict[int, float]:
-    """n → speed-up (the first row with that n), for the report's trade-off plot."""
-    out: dict[int, float] = {}
-    for r in result.get("rows", []):
-        v = r.get(f"{kind}_speedup")
-        if v is not None and int(r["n"]) not in out:
-            out[int(r["n"])] = float(v)
-    return out
-
-
-def save(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    return write_text_atomic(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
-
-
-def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    from glp.plan import read_artifact
-
-    return read_artifact(path, SCHEMA, "profile", "glp profile ... --out FILE writes one")

@@ -22,8 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glp import __version__
 from glp.errors import ConfigError
 from glp.plan import Plan
+from glp.results import evaluation as ev
+from glp.results import profile as pf
+from glp.run.rundir import RunDir
+from glp.tasks import relative_performance
+
+# matplotlib (and PIL, which it brings) is imported where a figure is drawn or measured, markdown-it (not a declared
+# dependency: it comes with rich) where HTML is written.
 
 DPI = 100
 TRADEOFF_SIZE = (7.0, 4.5)  # inches → 700 × 450 px
@@ -138,13 +146,10 @@ def tradeoff_series(
     plans: Sequence[Plan], evaluation: dict[str, Any] | None, profile: dict[str, Any] | None, speedup: str = "auto"
 ) -> dict[str, Any]:
     """The points of the trade-off plot: {"x_label", "y_label", "series": {name: [(x, y, n)]}, "baseline"}."""
-    from glp.commands.profile import speedups_by_n
-    from glp.tasks import relative_performance
-
     kind = speedup
     if kind == "auto":
         kind = "gpu" if profile is not None and profile.get("gpu") else "cpu"
-    speed = speedups_by_n(profile, kind) if profile is not None else {}
+    speed = pf.speedups_by_n(profile, kind) if profile is not None else {}
 
     def x_of(n: int) -> float | None:
         if profile is None:
@@ -157,7 +162,7 @@ def tradeoff_series(
         rows = evaluation["summary"]["rows"]
         y_label = f"relative performance (%): {evaluation['summary'].get('score_name', 'GLUE')} score / baseline"
         for row in rows:
-            if row["strategy"] == "baseline" or row.get("rel") is None:
+            if row["strategy"] == ev.BASELINE or row.get("rel") is None:
                 continue
             x = x_of(int(row["n"]))
             if x is None:
@@ -258,8 +263,6 @@ def _plan_table(plan: Plan) -> str:
 
 
 def _load_plans(run_dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Plan]]:
-    from glp.run.rundir import RunDir
-
     out: list[tuple[Path, Plan]] = []
     for d in run_dirs:
         for f in RunDir.plans_at(d):
@@ -278,10 +281,6 @@ def report(
     title: str | None = None,
 ) -> Report:
     """Write the report (markdown + PNGs, optionally HTML) into ``out``."""
-    from glp import __version__
-    from glp.commands import evaluate as ev
-    from glp.commands import profile as pf
-
     if not run_dirs and evaluation is None:
         raise ConfigError("give at least one RUN_DIR or --evaluation to report on")
     if speedup not in ("auto", "cpu", "gpu"):
@@ -293,9 +292,35 @@ def report(
     outp.mkdir(parents=True, exist_ok=True)
     rep = Report(outp, outp / "report.md")
 
+    md = _header(plans, evald, evaluation, profile, title)
+    # the trade-off first: it is the answer to "how many layers can I remove?"
+    md += _tradeoff_section(rep, plans, evald, prof, speedup)
+    if evald is not None:
+        md += _evaluation_section(evald)
+    if prof is not None:
+        md += _profile_section(prof)
+    for f, plan in plans:
+        md += _plan_section(rep, f, plan)
+
+    text = "\n".join(md).rstrip() + "\n"
+    rep.markdown.write_text(text)
+    if html:
+        rep.html = outp / "report.html"
+        rep.html.write_text(to_html(text, outp, title or "glp report"))
+    return rep
+
+
+def _header(
+    plans: list[tuple[Path, Plan]],
+    evald: dict[str, Any] | None,
+    evaluation: str | os.PathLike[str] | None,
+    profile: str | os.PathLike[str] | None,
+    title: str | None,
+) -> list[str]:
+    """The title, the models and what the report was made from."""
     models = sorted({str(p.model.get("source")) for _, p in plans} | ({str(evald["model"])} if evald else set()))
     tasks = sorted({str(p.task.get("name")) for _, p in plans} | (set(evald["summary"]["tasks"]) if evald else set()))
-    md: list[str] = [
+    return [
         f"# {title}" if title else f"# glp report: {', '.join(t.upper() for t in tasks)}",
         "",
         f"Model: {', '.join(f'`{m}`' for m in models)}  ",
@@ -308,11 +333,19 @@ def report(
         "",
     ]
 
-    # the trade-off first: it is the answer to "how many layers can I remove?"
+
+def _tradeoff_section(
+    rep: Report,
+    plans: list[tuple[Path, Plan]],
+    evald: dict[str, Any] | None,
+    prof: dict[str, Any] | None,
+    speedup: str,
+) -> list[str]:
+    """The trade-off figure (written into the report's directory) and what its axes show."""
     data = tradeoff_series([p for _, p in plans], evald, prof, speedup)
-    fig = plot_tradeoff(data, outp / "tradeoff.png")
+    fig = plot_tradeoff(data, rep.out / "tradeoff.png")
     rep.figures.append(fig)
-    md += ["## Performance vs. speed-up", "", f"![trade-off]({fig.name})", ""]
+    md = ["## Performance vs. speed-up", "", f"![trade-off]({fig.name})", ""]
     md.append(
         f"y: {data['y_label']} ({data['source']}); x: {data['x_label']}. One line per strategy; "
         "the star is the unpruned model."
@@ -320,94 +353,100 @@ def report(
     if data["missing_n"]:
         md.append(f"Not plotted (no profile row for n = {data['missing_n']}).")
     md.append("")
+    return md
 
-    if evald is not None:
-        s = evald["summary"]
+
+def _evaluation_section(evald: dict[str, Any]) -> list[str]:
+    """The evaluation's table, the layers each row removed and the setup of each task."""
+    s = evald["summary"]
+    md = [
+        "## Final evaluation (fine-tuned on the train set, scored on dev)",
+        "",
+        f"Median over {len(evald.get('seeds', []))} seed(s) {evald.get('seeds')} (min–max in brackets), "
+        f"×100; {s.get('score_name', 'GLUE')} = mean of the tasks' main metrics; "
+        "Rel. = score / baseline score.",
+        "",
+        ev.markdown_table(s),
+        "<details><summary>Removed layers per row</summary>",
+        "",
+        ev.removal_table(s),
+        "</details>",
+        "",
+    ]
+    return md + [f"- {line}" for line in ev.setup_lines(evald)] + [""]
+
+
+def _profile_section(prof: dict[str, Any]) -> list[str]:
+    """The profile's table and how it was timed."""
+    env = []
+    if prof.get("cpu"):
+        c = prof["cpu"]
+        env.append(f"CPU batch {c['batch']}, {c['threads']} thread(s)")
+    if prof.get("gpu"):
+        g = prof["gpu"]
+        env.append(f"GPU {g['device']} batch {g['batch']}")
+    reps = (prof.get("cpu") or prof.get("gpu") or {}).get("repeats")
+    return [
+        "## Size and latency",
+        "",
+        f"Sequence length {prof['seq_len']}, random input ids, {'; '.join(env)}; median of {reps} "
+        "forward passes after warm-up (`glp profile`).",
+        "",
+        pf.markdown_table(prof),
+        "",
+    ]
+
+
+def _plan_section(rep: Report, f: Path, plan: Plan) -> list[str]:
+    """One plan: its table, its cost, its heat map (written into the report's directory) and its notes."""
+    label = f"{plan.strategy.get('name')} on {plan.task.get('name')}"
+    md = [
+        f"## Plan: {label}",
+        "",
+        f"`{f}` — {plan.num_layers} layers, "
+        f"{'complete' if plan.complete else 'partial'}; scores are {plan.task.get('metric')} on the held-out "
+        "search split.",
+        "",
+        _plan_table(plan),
+    ]
+    c = plan.cost or {}
+    if c:
         md += [
-            "## Final evaluation (fine-tuned on the train set, scored on dev)",
-            "",
-            f"Median over {len(evald.get('seeds', []))} seed(s) {evald.get('seeds')} (min–max in brackets), "
-            f"×100; {s.get('score_name', 'GLUE')} = mean of the tasks' main metrics; "
-            "Rel. = score / baseline score.",
-            "",
-            ev.markdown_table(s),
-            "<details><summary>Removed layers per row</summary>",
-            "",
-            ev.removal_table(s),
-            "</details>",
+            f"Cost: {c.get('trials', 0)} trials, {c.get('train_steps', 0):,} training steps, "
+            f"{c.get('trial_seconds', 0):,.0f} s of trial time "
+            f"({c.get('trials_reused', 0)} trials read from the journal by the last invocation).",
             "",
         ]
-        md += [f"- {line}" for line in ev.setup_lines(evald)] + [""]
-
-    if prof is not None:
-        env = []
-        if prof.get("cpu"):
-            c = prof["cpu"]
-            env.append(f"CPU batch {c['batch']}, {c['threads']} thread(s)")
-        if prof.get("gpu"):
-            g = prof["gpu"]
-            env.append(f"GPU {g['device']} batch {g['batch']}")
-        reps = (prof.get("cpu") or prof.get("gpu") or {}).get("repeats")
-        md += [
-            "## Size and latency",
-            "",
-            f"Sequence length {prof['seq_len']}, random input ids, {'; '.join(env)}; median of {reps} "
-            "forward passes after warm-up (`glp profile`).",
-            "",
-            pf.markdown_table(prof),
-            "",
-        ]
-
-    for f, plan in plans:
-        label = f"{plan.strategy.get('name')} on {plan.task.get('name')}"
-        md += [
-            f"## Plan: {label}",
-            "",
-            f"`{f}` — {plan.num_layers} layers, "
-            f"{'complete' if plan.complete else 'partial'}; scores are {plan.task.get('metric')} on the held-out "
-            "search split.",
-            "",
-            _plan_table(plan),
-        ]
-        c = plan.cost or {}
-        if c:
+    if any(len(s.candidates) > 1 for s in plan.steps):
+        hm = plot_heatmap(plan, _heatmap_path(rep, plan))
+        if hm is not None:
+            rep.figures.append(hm)
             md += [
-                f"Cost: {c.get('trials', 0)} trials, {c.get('train_steps', 0):,} training steps, "
-                f"{c.get('trial_seconds', 0):,.0f} s of trial time "
-                f"({c.get('trials_reused', 0)} trials read from the journal by the last invocation).",
+                f"![candidates of {label}]({hm.name})",
+                "",
+                "Each cell: mean score of the candidate that removes that layer at that step (blank: not "
+                "tried; boxed: chosen" + ("; *: stopped early" if _has_rejected(plan) else "") + ").",
                 "",
             ]
-        stem = f"heatmap_{_safe(str(plan.task.get('name')))}_{_safe(str(plan.strategy.get('name')))}"
-        if any(len(s.candidates) > 1 for s in plan.steps):
-            name, k = f"{stem}.png", 1
-            while (outp / name) in rep.figures:
-                k += 1
-                name = f"{stem}_{k}.png"
-            hm = plot_heatmap(plan, outp / name)
-            if hm is not None:
-                rep.figures.append(hm)
-                md += [
-                    f"![candidates of {label}]({hm.name})",
-                    "",
-                    "Each cell: mean score of the candidate that removes that layer at that step (blank: not "
-                    "tried; boxed: chosen" + ("; *: stopped early" if _has_rejected(plan) else "") + ").",
-                    "",
-                ]
-        notes = [f"step {s.n}: {s.note}" for s in plan.steps if s.note]
-        notes += [
-            f"step {s.n}: the winner {s.chosen} is not separated from {s.runner_up} by more than the seeds' spread"
-            for s in plan.steps
-            if s.separated is False
-        ]
-        if notes:
-            md += [f"- {n}" for n in notes] + [""]
+    notes = [f"step {s.n}: {s.note}" for s in plan.steps if s.note]
+    notes += [
+        f"step {s.n}: the winner {s.chosen} is not separated from {s.runner_up} by more than the seeds' spread"
+        for s in plan.steps
+        if s.separated is False
+    ]
+    if notes:
+        md += [f"- {n}" for n in notes] + [""]
+    return md
 
-    text = "\n".join(md).rstrip() + "\n"
-    rep.markdown.write_text(text)
-    if html:
-        rep.html = outp / "report.html"
-        rep.html.write_text(to_html(text, outp, title or "glp report"))
-    return rep
+
+def _heatmap_path(rep: Report, plan: Plan) -> Path:
+    """``heatmap_<task>_<strategy>.png`` in the report's directory, numbered when a figure has that name already."""
+    stem = f"heatmap_{_safe(str(plan.task.get('name')))}_{_safe(str(plan.strategy.get('name')))}"
+    name, k = f"{stem}.png", 1
+    while (rep.out / name) in rep.figures:
+        k += 1
+        name = f"{stem}_{k}.png"
+    return rep.out / name
 
 
 def _has_rejected(plan: Plan) -> bool:

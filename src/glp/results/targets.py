@@ -19,7 +19,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from glp import models
 from glp.errors import ConfigError, GLPError
+from glp.results.profile import speedups_by_n
+from glp.tasks import Task
 
 
 class NoTargetMet(GLPError):
@@ -124,9 +127,6 @@ class Choice:
 
 def layer_params(plan: Any) -> dict[int, int] | None:
     """Parameters of the plan's model with its task head for every n of the plan (`glp.models.count_parameters`)."""
-    from glp import models
-    from glp.tasks import Task
-
     ns = [0, *sorted(plan.removals)]
     counts = models.count_parameters(
         models.from_record(plan.model), Task.from_dict(plan.task), [plan.layers_to_remove(n) for n in ns]
@@ -142,8 +142,6 @@ def choose(
     speedup_kind: str = "auto",
 ) -> Choice:
     """The largest n of ``plan`` that meets every target; `NoTargetMet` naming the closest n when none does."""
-    from glp.commands.profile import speedups_by_n
-
     if not targets:
         raise ConfigError("give a target: --max-drop, --min-speedup or --max-params")
     higher = plan.higher_is_better

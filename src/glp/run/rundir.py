@@ -13,7 +13,9 @@
       profile.json         `glp profile RUN` writes it
       report/              `glp report RUN` writes it
 
-``glp evaluate`` writes the same journal and cache into its own ``--out`` directory, which is a `RunDir` too.
+``glp evaluate`` writes the same journal and cache into its own ``--out`` directory, which is a `RunDir` too, and
+its tables next to them: ``evaluation.json`` (what ``glp report --evaluation`` reads), ``evaluation.csv``,
+``table.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ CACHE = "cache"
 PROXY_MODEL = "proxy_model"
 PROFILE = "profile.json"
 REPORT = "report"
+EVALUATION = "evaluation.json"
+EVALUATION_CSV = "evaluation.csv"
+EVALUATION_TABLE = "table.md"
 CONFIG_PREFIX = "config:"
 CONFIG_INDEX = "configs"
 
@@ -96,6 +101,31 @@ class RunDir:
     def report_dir(self) -> Path:
         return self.path / REPORT
 
+    @property
+    def evaluation_path(self) -> Path:
+        return self.path / EVALUATION
+
+    @property
+    def evaluation_csv_path(self) -> Path:
+        return self.path / EVALUATION_CSV
+
+    @property
+    def evaluation_table_path(self) -> Path:
+        return self.path / EVALUATION_TABLE
+
+    @classmethod
+    def evaluation_at(cls, path: str | os.PathLike[str]) -> Path:
+        """The evaluation a command line names: an evaluation directory's ``evaluation.json``, or the file itself."""
+        p = Path(path)
+        return cls(p).evaluation_path if p.is_dir() else p
+
+    @classmethod
+    def with_plan(cls, path: str | os.PathLike[str]) -> RunDir | None:
+        """The run directory at ``path`` when it holds a latest plan (``plan.json``); None for anything else (a model
+        directory or name, a plan file)."""
+        run = cls(path)
+        return run if run.plan_path.exists() else None
+
     def is_run(self) -> bool:
         """Whether a search has written here (a plan or a journal)."""
         return self.plan_path.is_file() or self.journal_path.is_file()
@@ -128,6 +158,12 @@ class RunDir:
         """The plans a command line names: a plan file is itself, a run directory has `plan_files`."""
         p = Path(path)
         return [p] if p.is_file() else cls(p).plan_files()
+
+    @classmethod
+    def plan_at(cls, path: str | os.PathLike[str], label: str | None = None) -> Path:
+        """The plan a command line names: a plan file is itself, a run directory has `plan_file` (``label``'s)."""
+        p = Path(path)
+        return p if p.is_file() else cls(p).plan_file(label)
 
     def load_plan(self, label: str | None = None) -> Plan:
         return Plan.load(self.plan_file(label))

@@ -1,0 +1,256 @@
+"""The evaluation artifact (``glp evaluate``'s ``evaluation.json``): its records summarized, its tables, its files.
+
+``summarize`` turns the per-seed records into rows (median / min / max over seeds per task, the row score, the
+relative performance); ``markdown_table``, ``removal_table``, ``csv_text`` and ``setup_lines`` are pure functions of
+the summary (and of the result for ``setup_lines``); ``write_outputs`` writes the tables and the JSON into an
+evaluation directory (`glp.run.rundir.RunDir`) and ``load_evaluation`` reads the JSON back. ``glp evaluate`` writes
+it, ``glp report`` reads it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from glp.atomic import write_text_atomic
+from glp.errors import TaskError
+from glp.plan import read_artifact
+from glp.run.rundir import EVALUATION, RunDir
+from glp.tasks import glue_score, is_glue_task, relative_performance
+from glp.trial.scoring import FINAL_PROTOCOL as PROTOCOL
+
+SCHEMA = "glp.evaluation/1"
+BASELINE = "baseline"  # the strategy of the row with no layer removed (n = 0)
+
+
+def row_score(medians: dict[str, float]) -> float | None:
+    """GLUE score (mean of the main metrics, WNLI excluded) when every task is a GLUE task, else the mean."""
+    if not medians:
+        return None
+    if all(is_glue_task(t) for t in medians):
+        try:
+            return glue_score(medians)
+        except TaskError:
+            pass
+    return float(statistics.fmean(medians.values()))
+
+
+def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> dict[str, Any]:
+    """Median / min / max over seeds per (strategy, n, task), the row score and the relative performance.
+
+    ``records`` are dicts with ``task, strategy, n, removed, seed, score`` (score None = failed trial) and
+    optionally ``metric``. The baseline is the row with strategy ``"baseline"`` (n = 0). Relative performance
+    is median(pruned) / median(baseline) × 100 per task, and score(pruned row) / score(baseline row) × 100 for
+    the row, where a row's score is the GLUE score of its task medians (only when it has every task).
+    """
+    tasks: list[str] = []
+    metrics: dict[str, str] = {}
+    lower: set[str] = set()  # tasks whose metric is lower-is-better (a record says higher_is_better: false)
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in records:
+        t = str(r["task"])
+        if t not in tasks:
+            tasks.append(t)
+        if r.get("metric"):
+            metrics.setdefault(t, str(r["metric"]))
+        if r.get("higher_is_better") is False:
+            lower.add(t)
+        key = (str(r["strategy"]), int(r["n"]))
+        row = rows.setdefault(key, {"strategy": key[0], "n": key[1], "cells": {}})
+        cell = row["cells"].setdefault(t, {"removed": list(r.get("removed") or []), "scores": [], "seeds": []})
+        cell["seeds"].append(r.get("seed"))
+        s = r.get(score_key)
+        cell["scores"].append(None if s is None or not math.isfinite(float(s)) else float(s))
+    for row in rows.values():
+        for cell in row["cells"].values():
+            good = [s for s in cell["scores"] if s is not None]
+            cell["failed"] = len(cell["scores"]) - len(good)
+            cell["median"] = float(statistics.median(good)) if good else None
+            cell["min"] = min(good) if good else None
+            cell["max"] = max(good) if good else None
+    base = rows.get((BASELINE, 0))
+    base_score = None
+    if base is not None:
+        base_score = _row_total(base, tasks)
+    ordered = sorted(rows.values(), key=lambda r: (r["strategy"] != BASELINE, _first_index(records, r), r["n"]))
+    for row in ordered:
+        row["score"] = _row_total(row, tasks)
+        for t, cell in row["cells"].items():
+            b = base["cells"].get(t) if base is not None else None
+            bm = b["median"] if b is not None else None
+            cell["rel"] = relative_performance(cell["median"], bm, t not in lower)
+        one_direction = not lower or lower == set(tasks)  # a row score over mixed directions means nothing
+        row["rel"] = relative_performance(row["score"], base_score, not lower) if one_direction else None
+    all_glue = bool(tasks) and all(is_glue_task(t) for t in tasks)
+    return {
+        "tasks": tasks,
+        "metrics": metrics,
+        "score_name": "GLUE" if all_glue else "Mean",
+        "rows": ordered,
+        "lower_is_better": sorted(lower),
+    }
+
+
+def _first_index(records: Sequence[dict[str, Any]], row: dict[str, Any]) -> int:
+    for i, r in enumerate(records):
+        if r["strategy"] == row["strategy"]:
+            return i
+    return len(records)
+
+
+def _row_total(row: dict[str, Any], tasks: list[str]) -> float | None:
+    medians = {t: row["cells"][t]["median"] for t in tasks if t in row["cells"]}
+    if len(medians) < len(tasks) or any(v is None for v in medians.values()):
+        return None
+    return row_score(medians)  # type: ignore[arg-type]
+
+
+def _pct(x: float | None, digits: int = 1, scale: float = 100.0) -> str:
+    return "–" if x is None else f"{scale * x:.{digits}f}"
+
+
+def markdown_table(summary: dict[str, Any], spread: bool = True) -> str:
+    """The paper's Table 1 shape: one row per (strategy, n), tasks as columns (×100; a lower-is-better metric such
+    as perplexity as it is), GLUE score, Rel. (%)."""
+    tasks = summary["tasks"]
+    lower = set(summary.get("lower_is_better", ()))
+    metrics = summary.get("metrics", {})
+    head = ["Method", "n"]
+    head += [f"{t.upper()} ({metrics[t]})" if t in metrics else t.upper() for t in tasks]
+    head += [summary.get("score_name", "GLUE"), "Rel. (%)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for row in summary["rows"]:
+        cells = [row["strategy"], str(row["n"])]
+        for t in tasks:
+            c = row["cells"].get(t)
+            if c is None or c["median"] is None:
+                cells.append("–" if c is None else f"failed ({c['failed']})")
+                continue
+            fmt = (2, 1.0) if t in lower else (1, 100.0)  # (digits, scale)
+            text = _pct(c["median"], *fmt)
+            if spread and len([s for s in c["scores"] if s is not None]) > 1:
+                text += f" ({_pct(c['min'], *fmt)}–{_pct(c['max'], *fmt)})"
+            if c.get("failed"):
+                text += f" [{c['failed']} failed]"
+            cells.append(text)
+        cells.append(_pct(row["score"], 2, 1.0) if lower and lower == set(tasks) else _pct(row["score"]))
+        cells.append("–" if row["rel"] is None else f"{row['rel']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def removal_table(summary: dict[str, Any]) -> str:
+    """Which layers each row removed, per task (0-based, in the order they were chosen)."""
+    lines = ["| Method | n | Task | Removed layers | Seeds |", "|---|---:|---|---|---:|"]
+    for row in summary["rows"]:
+        for t, c in row["cells"].items():
+            removed = ",".join(map(str, c["removed"])) or "–"
+            lines.append(f"| {row['strategy']} | {row['n']} | {t} | {removed} | {len(c['scores'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(summary: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        [
+            "strategy",
+            "n",
+            "task",
+            "metric",
+            "removed",
+            "seeds",
+            "failed",
+            "median",
+            "min",
+            "max",
+            "rel_percent",
+            "row_score",
+            "row_rel_percent",
+        ]
+    )
+    for row in summary["rows"]:
+        for t in summary["tasks"]:
+            c = row["cells"].get(t)
+            if c is None:
+                continue
+            w.writerow(
+                [
+                    row["strategy"],
+                    row["n"],
+                    t,
+                    summary["metrics"].get(t, ""),
+                    " ".join(map(str, c["removed"])),
+                    len(c["scores"]),
+                    c["failed"],
+                    _num(c["median"]),
+                    _num(c["min"]),
+                    _num(c["max"]),
+                    _num(c["rel"]),
+                    _num(row["score"]),
+                    _num(row["rel"]),
+                ]
+            )
+    return buf.getvalue()
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else repr(round(float(x), 6))
+
+
+def setup_lines(result: dict[str, Any]) -> list[str]:
+    """One line per task: the data and hyper-parameters its rows were fine-tuned and scored with."""
+    lines = []
+    for t, meta in (result.get("tasks") or {}).items():
+        hp = meta.get("hparams") or {}
+        data = meta.get("data") or {}
+        ntrain, ndev = data.get("train_rows"), data.get("dev_rows")
+        train = f"{hp['max_train_samples']} of {ntrain}" if hp.get("max_train_samples") else f"all {ntrain}"
+        dev = f"{hp['max_eval_samples']} of {ndev}" if hp.get("max_eval_samples") else f"all {ndev}"
+        counts = f"{train} train examples, {dev} dev examples; " if ntrain is not None else ""
+        lines.append(
+            f"{t}: {counts}{hp.get('num_train_epochs')} epoch(s), "
+            f"learning rate {hp.get('learning_rate')}, batch {hp.get('per_device_train_batch_size')}, "
+            f"max length {hp.get('max_seq_length')}"
+        )
+    return lines
+
+
+def write_outputs(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Path]:
+    """``table.md``, ``evaluation.csv`` and ``evaluation.json`` of ``result`` in the evaluation directory ``out``."""
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    summary = result["summary"]
+    seeds = result.get("seeds") or []
+    md = (
+        f"# Evaluation ({PROTOCOL}): {result.get('model')}\n\n"
+        f"Fine-tuned on the train set, scored on dev; median over {len(seeds)} seed(s) {seeds} "
+        "(min–max in brackets), ×100 (perplexity and other lower-is-better metrics as they are). Rel. = score / "
+        "baseline score (baseline / score when lower is better).\n\n"
+        + markdown_table(summary)
+        + "\n"
+        + removal_table(summary)
+        + "\n"
+        + "".join(f"- {line}\n" for line in setup_lines(result))
+    )
+    for key in sorted(k for k in result if k.startswith("summary_")):
+        split = key[len("summary_") :]
+        md += f"\n## Scored on {split} (the same fine-tunes)\n\n" + markdown_table(result[key])
+    paths = {"markdown": run.evaluation_table_path, "csv": run.evaluation_csv_path, "json": run.evaluation_path}
+    write_text_atomic(paths["markdown"], md)
+    write_text_atomic(paths["csv"], csv_text(summary))
+    write_text_atomic(paths["json"], json.dumps(result, indent=1, allow_nan=False) + "\n")
+    return paths
+
+
+def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``evaluation.json`` of an evaluation directory (or the file itself)."""
+    hint = f"glp evaluate --out DIR writes DIR/{EVALUATION}"
+    return read_artifact(RunDir.evaluation_at(path), SCHEMA, "evaluation", hint)
