@@ -12,6 +12,7 @@ An unknown name is a `ConfigError` that lists what is known (as lm-evaluation-ha
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -87,4 +88,18 @@ class Registry(Generic[T]):
 
     def choices(self) -> str:
         return " | ".join(self._entries)
+
+    def load_entry_points(self, group: str) -> None:
+        """Import the plug-ins other packages declare as entry points of ``group`` (their pyproject.toml:
+        ``[project.entry-points."glp.strategies"] my-strategy = "my_package.my_strategy"``); importing a module
+        registers what it defines. A plug-in that fails to import is a warning, not the end of glp."""
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=group):
+            if ep.name in self:
+                continue
+            try:
+                ep.load()
+            except Exception as exc:  # noqa: BLE001 - someone else's package
+                warnings.warn(f"glp {self.what} plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
 

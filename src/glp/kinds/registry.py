@@ -46,14 +46,5 @@ def load_data(spec: DataSpec) -> TaskDataset:
 def load_plugins() -> None:
     """Import the kinds other packages declare as entry points of the group ``glp.kinds`` (pyproject.toml:
     ``[project.entry-points."glp.kinds"] my-kind = "my_package.my_kind"``), so ``--kind my-kind`` finds them, in
-    worker processes too. A plug-in that fails to import is a warning, not the end of glp."""
-    import warnings
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="glp.kinds"):
-        if ep.name in KINDS:
-            continue
-        try:
-            ep.load()
-        except Exception as exc:  # noqa: BLE001 - someone else's package
-            warnings.warn(f"glp task kind plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+    worker processes too."""
+    KINDS.load_entry_points("glp.kinds")

@@ -15,6 +15,8 @@ from glp.search.context import SearchContext, SearchResult, SearchStopped, rank,
 from glp.search.patterns import PATTERNS, pattern_order
 from glp.trial.types import TrialRequest
 
+STRATEGIES.load_entry_points("glp.strategies")  # strategies of other packages (docs/extending.md)
+
 __all__ = [
     "PATTERNS",
     "STRATEGIES",

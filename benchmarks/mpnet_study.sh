@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The depth study: GLP at the paper's depth, on a real 12-layer encoder (all-mpnet-base-v2, MPNet-base, 110M
+# parameters; fetch it once with `bash scripts/fetch_mpnet.sh`). For each task, in order of need (each step is a
+# `glp prune` / `glp evaluate` that resumes from its journal, so kill and re-run at will):
+#   1. GLP (greedy, n <= 6) with the unpruned baseline,
+#   2. Top, Bottom and a training-free proxy (block influence) searched the same way,
+#   3. the paper's protocol at n = 2, 4, 6: every plan's set and the fixed patterns fine-tuned on the (sub-sampled)
+#      training set with SEEDS seeds and scored on dev,
+#   4. the exhaustive optimum at n = 2 (66 sets) on the tasks in OPTIMAL_TASKS.
+#
+#   bash benchmarks/mpnet_study.sh [TASKS]        default: "sst2 rte mrpc stsb"
+#
+# Budget (environment variables; the defaults are what fits 2 CPU cores, stated in docs/results.md): train and
+# final fine-tunes on a seeded 1,000-example subsample of each task's training split, search-eval on 600, 2 epochs
+# at learning rate 5e-5, max length 64 (128 for the sentence pairs of RTE and MRPC), float32, 3 seeds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TASKS=${1:-"sst2 rte mrpc stsb"}
+export MODEL=${MODEL:-models/all-mpnet-base-v2} MAX_REMOVE=${MAX_REMOVE:-6} OUT=${OUT:-runs/mpnet}
+export EPOCHS=${EPOCHS:-2} LR=${LR:-5e-5} SEEDS=${SEEDS:-3}
+EVAL_NS=${EVAL_NS:-2,4,6}
+OPTIMAL_TASKS=${OPTIMAL_TASKS:-sst2}
+[ -f "$MODEL/model.safetensors" ] || { echo "no model at $MODEL: run bash scripts/fetch_mpnet.sh" >&2; exit 2; }
+for task in $TASKS; do
+  case $task in rte|mrpc) len=128 ;; *) len=64 ;; esac
+  MAX_LEN=${MAX_LEN_OVERRIDE:-$len}
+  source benchmarks/study_env.sh
+  run="$OUT/$task-full"
+  common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}")
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --out "$run"                        # GLP
+  for s in top bottom proxy-bi; do
+    "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy "$s" --out "$run"
+  done
+  "$GLP" evaluate "$run" --n "$EVAL_NS" --seeds "$SEEDS" "${HP[@]}" "${PARALLEL[@]}" --out "$OUT/$task-eval"
+  case " $OPTIMAL_TASKS " in *" $task "*)
+    "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal --out "$run" ;;
+  esac
+done
