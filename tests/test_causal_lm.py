@@ -205,7 +205,7 @@ def test_short_corpus_through_the_cli(lm_root, tmp_path):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3", "gpt2"])
 def test_prefix_sharing_gives_the_scores_of_scoring_from_scratch(lm_root, tmp_path, arch):
-    from glp.search.strategies import TrialRequest
+    from glp.search import TrialRequest
     from glp.trial.prefix import score_unhealed
 
     s = _session(lm_root, tmp_path / "r", arch=arch, hparams={"heal": "none"})
@@ -238,17 +238,16 @@ def test_lora_heal_trains_only_adapters_and_the_merge_equals_the_peft_model(lm_r
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
 
 
-def test_a_lora_heal_resumes_from_a_checkpoint_as_if_never_stopped(lm_root, tmp_path):
-    from glp.trial.scoring import Trial
-
+def test_a_continued_lora_heal_equals_one_straight_through(lm_root, tmp_path):
+    """Successive halving continues a trial (half the steps, then the rest): the same heal as one straight run."""
     s = _session(lm_root, tmp_path / "r", hparams={"heal": "lora", "heal_steps": 6})
     straight = s.spec.trial((3,), 7).advance(1.0)
     t = s.spec.trial((3,), 7)
-    t.advance(0.5)
-    t.save(tmp_path / "ckpt")
-    resumed = Trial.load(tmp_path / "ckpt", s.trial_data).advance(1.0)
-    assert resumed.steps == straight.steps == 6
+    half = t.advance(0.5)
+    resumed = t.advance(1.0)
+    assert half.steps == 3 and resumed.steps == straight.steps == 6
     assert resumed.score == pytest.approx(straight.score, rel=1e-6)
+    assert resumed.loss_last == pytest.approx(straight.loss_last, rel=1e-6)
 
 
 def test_heal_steps_set_the_schedule_and_none_trains_nothing(lm_root, tmp_path):
@@ -262,6 +261,28 @@ def test_heal_steps_set_the_schedule_and_none_trains_nothing(lm_root, tmp_path):
 # ------------------------------------------------------------------------------------------ searches
 
 
+def _boundary_states(model_dir: Path, table) -> torch.Tensor:
+    """The hidden states of every row of ``table`` at each block boundary of the Llama in ``model_dir``: the input of
+    block 0, ..., the input of block L-1 and the raw output of block L-1 (``hidden_states[-1]`` has the final norm
+    applied, so that one is taken with a hook), in plain transformers and torch; float64, (L + 1, rows, tokens, h)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    last: list[torch.Tensor] = []
+    hook = model.model.layers[-1].register_forward_hook(
+        lambda m, i, out: last.append(out[0] if isinstance(out, tuple) else out)
+    )
+    rows = []
+    try:
+        with torch.no_grad():
+            for ids in table.input_ids:
+                out = model(input_ids=torch.tensor(ids)[None], output_hidden_states=True)
+                rows.append(torch.cat([torch.cat(out.hidden_states[:-1]), last.pop()]).double())
+    finally:
+        hook.remove()
+    return torch.stack(rows, 1)  # packed blocks: every row is as long
+
+
 @pytest.mark.parametrize(
     "strategy, heal, keep",
     [
@@ -273,22 +294,41 @@ def test_heal_steps_set_the_schedule_and_none_trains_nothing(lm_root, tmp_path):
     ],
 )
 def test_each_llm_strategy_runs_and_perplexity_ranks_lowest_first(lm_root, tmp_path, strategy, heal, keep):
-    from glp.commands.prune import prune
+    from glp.commands.prune import open_session, prune
 
-    plan = prune(
-        _config(lm_root, tmp_path / "r", strategy=strategy, keep=keep, proxy_examples=8, hparams={"heal": heal})
-    )
+    cfg = _config(lm_root, tmp_path / "r", strategy=strategy, keep=keep, hparams={"heal": heal})
+    plan = prune(cfg)
     assert plan.complete and sorted(plan.removals) == [1, 2]
     assert plan.baseline["mean"] > 1
+    assert [s.chosen for s in plan.steps] == [plan.removals[1], plan.removals[2]]
+    cos = torch.nn.functional.cosine_similarity
+    if strategy in ("shortgpt", "block-angular"):  # the proxies read every search-eval row: so does the expectation
+        table = open_session(cfg).trial_data.eval
+        assert len(table) < cfg.proxy_examples
+        x = _boundary_states(lm_root / "llama", table)
     if strategy == "greedy":
         for step in plan.steps:
             scores = [c.mean for c in step.candidates]
             assert scores == sorted(scores), "lowest perplexity first"
+            assert step.chosen == step.candidates[0].removed and step.chosen_mean == min(scores)
+        assert plan.order == plan.removals[2] and plan.removals[2][:1] == plan.removals[1], "nested"
+        assert (plan.cost["train_steps"] == 0) == (heal == "none")
+    if strategy == "shortgpt":
+        # block influence, once on the unpruned model: 1 - cos(block input, block output), over all tokens
+        bi = (1 - cos(x[:-1], x[1:], dim=-1)).mean(dim=(1, 2)).tolist()
+        lowest = sorted(range(4), key=lambda i: (bi[i], -i))
+        assert plan.removals == {1: lowest[:1], 2: lowest[:2]}
+        assert [s.candidates[0].proxy for s in plan.steps] == pytest.approx([bi[i] for i in lowest[:2]], rel=1e-3)
     if strategy == "block-angular":
-        a, b = sorted(plan.removals[2])
-        assert b == a + 1, "a contiguous block"
+        # for each n, the contiguous n-layer block of smallest angular distance of the last token's states
+        for n in (1, 2):
+            angle = torch.arccos(cos(x[: 5 - n, :, -1], x[n:, :, -1], dim=-1).clamp(-1, 1)) / math.pi
+            dist = angle.mean(1).tolist()  # by the block's first layer
+            start = min(range(5 - n), key=lambda s: (dist[s], -s))
+            assert sorted(plan.removals[n]) == list(range(start, start + n)), "a contiguous block"
+            assert plan.steps[n - 1].candidates[0].proxy == pytest.approx(dist[start], rel=1e-3)
     if keep:
-        assert plan.removals[2] == [2, 1], "top, keeping the last layer"
+        assert plan.removals == {1: [2], 2: [2, 1]}, "top, keeping the last layer"
 
 
 def test_resume_after_a_kill_during_a_heal(lm_root, tmp_path):

@@ -79,9 +79,47 @@ def test_halving_uses_fewer_steps(tiny_setup, tmp_path, capsys):
     assert f"step 1: {half.steps[0].note}" in " ".join(capsys.readouterr().out.split())
 
 
+def _block_influence(model, table, layers):
+    """Block influence (ShortGPT) of the encoder layers ``layers`` of a BERT ``model`` (the rest taken out), in plain
+    torch: 1 - cos(a layer's input, its output), averaged over every token of ``table``'s rows; by layer index."""
+    import torch
+
+    encoder = model.bert.encoder
+    full = encoder.layer
+    encoder.layer = torch.nn.ModuleList(full[i] for i in layers)
+    sums, tokens = torch.zeros(len(layers), dtype=torch.float64), 0
+    try:
+        with torch.no_grad():
+            for j, ids in enumerate(table.input_ids):
+                types = None if table.token_type_ids is None else torch.tensor(table.token_type_ids[j])[None]
+                h = model(input_ids=torch.tensor(ids)[None], token_type_ids=types, output_hidden_states=True)
+                h = torch.stack(h.hidden_states).double()[:, 0]  # (layers + 1, tokens, hidden)
+                sums += (1 - torch.nn.functional.cosine_similarity(h[:-1], h[1:], dim=-1)).sum(1)
+                tokens += h.shape[1]
+    finally:
+        encoder.layer = full
+    return dict(zip(layers, (sums / tokens).tolist(), strict=True))
+
+
 def test_proxy_strategy_and_prefilter(tiny_setup, tmp_path):
-    plan = prune(_config(tiny_setup, tmp_path / "p", strategy="proxy-bi", baseline=False))
-    assert len(plan.order) == 2 and plan.steps[0].candidates[0].proxy is not None
+    from transformers import AutoModelForSequenceClassification
+
+    from glp.commands.prune import open_session
+
+    cfg = _config(tiny_setup, tmp_path / "p", strategy="proxy-bi", baseline=False)
+    plan = prune(cfg)
+    # proxy-bi: each step removes the remaining layer of lowest block influence, recomputed without the removed
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_setup / "model").eval()
+    table = open_session(cfg).trial_data.eval  # the search-eval rows (fewer than --proxy-examples: all of them)
+    assert len(table) < cfg.proxy_examples
+    expected, removed = [], []
+    for step in plan.steps:
+        bi = _block_influence(model, table, [i for i in range(4) if i not in removed])
+        removed.append(min(bi, key=lambda i: (bi[i], -i)))
+        expected.append(bi[removed[-1]])
+        assert step.candidates[0].removed == removed  # the nested set, in the order it was chosen
+    assert plan.order == removed and len(removed) == 2
+    assert [s.candidates[0].proxy for s in plan.steps] == pytest.approx(expected, rel=1e-3)
     pre = prune(_config(tiny_setup, tmp_path / "q", max_remove=1, prefilter_top=2, baseline=False))
     assert len(pre.steps[0].candidates) == 2 and "pre-filter" in pre.steps[0].note
 
@@ -159,7 +197,7 @@ def test_show_and_cli_errors(tiny_setup, tmp_path):
 
 def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
     from glp.run.store import journaled_runner as make_runner
-    from glp.search.strategies import TrialRequest
+    from glp.search import TrialRequest
 
     class FakeExecutor:
         def run(self, requests):
@@ -179,25 +217,12 @@ def test_runner_journals_results_but_not_dead_worker_failures(tmp_path):
         assert stats["reused"] == 1 and stats["run"] == 3
 
 
-def test_public_api_mirrors_the_cli():
-    import glp
-    import glp.commands.prune
-    import glp.layers
-    import glp.plan
-
-    assert glp.prune is glp.commands.prune.prune and glp.PruneConfig is glp.commands.prune.PruneConfig
-    assert glp.drop_layers is glp.layers.drop_layers and glp.Plan is glp.plan.Plan
-    assert glp.num_layers is glp.layers.num_layers and glp.find_layer_stack is glp.layers.find_layer_stack
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        glp.nothing  # noqa: B018
-
-
 def test_untrained_baseline_is_flagged(tiny_setup, tmp_path, capsys):
     """A budget at which the unpruned model learns nothing gets a warning in the plan, live and in glp show."""
     from glp.cli.app import print_plan
     from glp.commands.prune import UNTRAINED_MARGIN, untrained_warning
     from glp.tasks import constant_score
-    from glp.trial.loop import HParams
+    from glp.trial.hparams import HParams
 
     assert untrained_warning(0.80, 0.81, "f1") and untrained_warning(0.81 + UNTRAINED_MARGIN, 0.81, "f1")
     assert untrained_warning(0.83, 0.81, "f1") is None and untrained_warning(0.1, None, "spearman") is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from glp.errors import ConfigError, RunDirError
+from glp.plan import Plan
 from glp.run.rundir import RunDir
 
 
@@ -20,7 +21,32 @@ def test_layout_and_plan_files(tmp_path):
     assert RunDir.of(run.plans_dir / "top.json").path == run.path and RunDir.of(run.plan_path).path == run.path
     with pytest.raises(ConfigError, match=r"no plan for strategy 'beam'; it has \['greedy', 'top'\]"):
         run.plan_file("beam")
-    assert run.journal_path.name == "trials.sqlite" and run.report_dir == run.path / "report"
+
+
+def _plan(strategy: str, removals: dict[int, list[int]]) -> Plan:
+    return Plan(model={"source": "m"}, task={"name": "rte"}, data={}, hparams={}, strategy={"name": strategy},
+                num_layers=6, max_remove=2, removals=removals)  # fmt: skip
+
+
+def test_plans_saved_through_the_run_dir_are_found_by_it(tmp_path):
+    run = RunDir(tmp_path / "run")
+    first = _plan("bottom", {1: [0], 2: [0, 1]})
+    first.save(run.path)  # a run directory with plan.json only (as before plans/)
+    assert run.labels() == [] and run.plan_files() == [run.plan_path] and RunDir.plans_at(run.path) == [run.plan_path]
+    assert run.load_plan().to_dict() == first.to_dict()
+    greedy, top = _plan("greedy", {1: [3], 2: [3, 1]}), _plan("top", {1: [5], 2: [5, 4]})
+    run.save_plan(greedy, "greedy")
+    run.save_plan(top, "top")
+    assert run.labels() == ["greedy", "top"]
+    found = RunDir.plans_at(run.path)
+    assert found == run.plan_files() and [Plan.load(f).to_dict() for f in found] == [greedy.to_dict(), top.to_dict()]
+    assert run.load_plan("greedy").to_dict() == greedy.to_dict()
+    assert run.load_plan().to_dict() == top.to_dict()  # plan.json: the latest search
+    assert RunDir.plans_at(found[0]) == [found[0]] and RunDir.of(found[0]).path == run.path
+    assert not RunDir(tmp_path / "other").is_run()
+    with RunDir(tmp_path / "other").journal():
+        pass
+    assert RunDir(tmp_path / "other").is_run()  # a journal without a plan is a run too
 
 
 def test_settings_are_read_by_the_plan_label_that_wrote_them(tmp_path):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from glp.errors import RunDirError
+from glp.errors import LayerIndexError, RunDirError
 from glp.plan import Plan
 from glp.run.rundir import RunDir
 from glp.run.store import trial_key
@@ -47,7 +47,7 @@ def test_plan_roundtrip_and_lookup(tmp_path):
     back = Plan.load(tmp_path)
     assert back.layers_to_remove(2) == [5, 3] and back.layers_to_remove(0) == []
     assert back.kept_layers(2) == [0, 1, 2, 4]
-    with pytest.raises(Exception, match="no removal set for n=3"):
+    with pytest.raises(LayerIndexError, match=r"the plan has no removal set for n=3; it covers n in \[1, 2\]"):
         back.layers_to_remove(3)
     with pytest.raises(RunDirError, match="no plan"):
         Plan.load(tmp_path / "nowhere")
