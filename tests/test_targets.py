@@ -165,8 +165,8 @@ def test_stop_drop_stops_records_why_and_goes_on_with_a_larger_bound(tiny_setup,
 
 def test_progress_best_so_far_follows_the_direction():
     """The log's 'best so far' is the lowest score of a step when the metric is lower-is-better."""
-    from glp.cli.app import _SearchProgress
-    from glp.search.strategies import SearchContext, TrialRequest
+    from glp.cli.progress import SearchProgress as _SearchProgress
+    from glp.search import SearchContext, TrialRequest
 
     events = []
     run = [{"status": "ok", "score": 1.0, "removed": [1], "seed": 42, "budget": 1.0}]

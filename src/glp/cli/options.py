@@ -1,0 +1,159 @@
+"""The commands' options, built from the fields of the config dataclasses.
+
+A flag's help is written once, on its field (``field(metadata={"help": ...})``) of `PruneConfig`, `HParams`,
+`EvalConfig`, `ExecutionSettings` or `DistillSettings`; `option` turns the field into a ``typer.Option`` with that
+help, the field's default and, for a registry, its choices. The options two commands share are ``Annotated`` aliases
+here (the execution flags of prune and evaluate, the final fine-tune's flags and the targets of show and export).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glp.commands.evaluate import EvalConfig
+from glp.commands.prune import PruneConfig
+from glp.run.executors import EXECUTORS, ExecutionSettings
+from glp.trial.distill import DistillSettings
+from glp.trial.hparams import HParams
+
+# the help's panels
+HP = "Fine-tuning (run_glue names)"
+HEAL = "Healing and precision (decoder LLMs; any kind)"
+DATA = "Data"
+SEARCH = "Search"
+PARALLEL = "Parallel trials"
+FINAL = "Final fine-tune (run_glue names; default: the plan's)"
+TARGETS = "Choose n by a target"
+
+
+def show_default(value) -> str | None:
+    """A default as the help shows it (None: not shown)."""
+    if value is None or value == () or value is dataclasses.MISSING:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), f"{value:g}")
+    return str(value)
+
+
+def field_help(cls, name: str, choices=None, default: bool = True, extra: str = "") -> str:
+    """A flag's help: the help on the field ``name`` of the dataclass ``cls``, then ``extra``, the choices of a
+    registry and the field's default (``default=False``: not shown)."""
+    f = {x.name: x for x in dataclasses.fields(cls)}[name]
+    text = f.metadata.get("help", "")
+    if extra:
+        text = f"{text} {extra}".strip()
+    if choices is not None:
+        text = f"{text} {choices.help_text()}.".strip()
+    shown = show_default(f.default) if default else None
+    return f"{text} \\[default: {shown}]" if shown is not None else text
+
+
+def option(
+    cls,
+    name: str,
+    *flags: str,
+    panel: str | None = None,
+    choices=None,
+    default: bool = True,
+    extra: str = "",
+    annotated: bool = False,
+):
+    """A ``typer.Option`` for the field ``name`` of the config dataclass ``cls``: its help is the field's
+    (`field_help`), its default None (= not given: the config's default applies). ``annotated``: for
+    ``Annotated[...]`` (the default then comes from the parameter's ``= None``)."""
+    head = () if annotated else (None,)
+    text = field_help(cls, name, choices, default, extra)
+    return typer.Option(*head, *flags, help=text, rich_help_panel=panel)
+
+
+# `option` bound to each config: prune's flags, the search's fine-tuning, evaluate's flags, distillation, where
+# trials run, and the final fine-tune of export and evaluate (its default is the plan's value: not shown)
+prune_opt = partial(option, PruneConfig)
+hp_opt = partial(option, HParams, panel=HP)
+eval_opt = partial(option, EvalConfig)
+distill_opt = partial(option, DistillSettings)
+exec_opt = partial(option, ExecutionSettings, annotated=True)
+final_opt = partial(option, HParams, panel=FINAL, default=False, annotated=True)
+
+Device = Annotated[str | None, exec_opt("device", "--device")]
+
+# Parallel trials, shared by prune (candidates) and evaluate (rows x seeds); None = the default.
+Executor = Annotated[str | None, exec_opt("executor", "--executor", panel=PARALLEL, choices=EXECUTORS)]
+Devices = Annotated[str | None, exec_opt("devices", "--devices", panel=PARALLEL)]
+WorkersPerDevice = Annotated[int | None, exec_opt("workers_per_device", "--workers-per-device", panel=PARALLEL)]
+RayAddress = Annotated[str | None, exec_opt("ray_address", "--ray-address", panel=PARALLEL)]
+MaxRetries = Annotated[int | None, exec_opt("max_retries", "--max-retries", panel=PARALLEL)]
+
+# The final fine-tune's flags, shared by export and evaluate (run_glue names; None = the plan's value).
+Epochs = Annotated[float | None, final_opt("num_train_epochs", "--num-train-epochs")]
+LearningRate = Annotated[float | None, final_opt("learning_rate", "--learning-rate")]
+BatchSize = Annotated[int | None, final_opt("per_device_train_batch_size", "--per-device-train-batch-size")]
+MaxSeqLength = Annotated[int | None, final_opt("max_seq_length", "--max-seq-length")]
+WarmupRatio = Annotated[float | None, final_opt("warmup_ratio", "--warmup-ratio")]
+WeightDecay = Annotated[float | None, final_opt("weight_decay", "--weight-decay")]
+MaxTrainSamples = Annotated[int | None, final_opt("max_train_samples", "--max-train-samples", extra="0 = all of it.")]
+MaxEvalSamples = Annotated[
+    int | None, final_opt("max_eval_samples", "--max-eval-samples", extra="Default: the whole dev set.")
+]
+Heal = Annotated[str | None, final_opt("heal", "--heal")]
+HealSteps = Annotated[int | None, final_opt("heal_steps", "--heal-steps")]
+LoraRank = Annotated[int | None, final_opt("lora_rank", "--lora-rank")]
+LoraAlpha = Annotated[float | None, final_opt("lora_alpha", "--lora-alpha")]
+LoraTargets = Annotated[str | None, final_opt("lora_targets", "--lora-targets")]
+GradCkpt = Annotated[
+    bool | None, final_opt("gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing")
+]
+Dtype = Annotated[str | None, final_opt("dtype", "--dtype")]
+
+# the parameter names of the aliases above, in a command (their values: `glp.cli.args.final_hparams`)
+FINAL_HP = (
+    "num_train_epochs",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "max_seq_length",
+    "warmup_ratio",
+    "weight_decay",
+    "max_train_samples",
+    "max_eval_samples",
+    "heal",
+    "heal_steps",
+    "lora_rank",
+    "lora_alpha",
+    "lora_targets",
+    "gradient_checkpointing",
+    "dtype",
+)
+
+# Choosing n by a target, shared by show and export (`glp.results.targets`).
+MaxDrop = Annotated[
+    str | None,
+    typer.Option(
+        "--max-drop",
+        help="The smallest model whose search-eval score is within this of the unpruned model's: 1% (relative) or "
+        "0.01 (absolute), in the metric's direction.",
+        rich_help_panel=TARGETS,
+    ),
+]
+MinSpeedup = Annotated[
+    float | None,
+    typer.Option(
+        "--min-speedup",
+        help="At least this speed-up: from --profile, else estimated as layers / kept layers.",
+        rich_help_panel=TARGETS,
+    ),
+]
+MaxParams = Annotated[
+    str | None,
+    typer.Option("--max-params", help="At most this many parameters: 15M, 800K ...", rich_help_panel=TARGETS),
+]
+Profile = Annotated[
+    Path | None, typer.Option("--profile", help="A glp profile JSON for --min-speedup.", rich_help_panel=TARGETS)
+]
