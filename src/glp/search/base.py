@@ -85,26 +85,28 @@ def register_strategy(name: str, help: str) -> Callable[[type[Strategy]], type[S
     return deco
 
 
-def settings_fields() -> Iterator[tuple[dataclasses.Field, list[str]]]:
-    """Every setting of the registered strategies, once per name, with the strategies that read it (a flag each)."""
-    seen: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+def settings_fields() -> Iterator[tuple[dataclasses.Field, type, list[str]]]:
+    """Every setting of the registered strategies, once per name (a flag each): the field, the settings class that
+    declares it first, and the strategies that read it."""
+    seen: dict[str, tuple[dataclasses.Field, type, list[str]]] = {}
     for entry in STRATEGIES.entries():
-        for f in dataclasses.fields(entry.value.settings_class):
+        cls = entry.value.settings_class
+        for f in dataclasses.fields(cls):
             if f.name in seen:
-                seen[f.name][1].append(entry.name)
+                seen[f.name][2].append(entry.name)
             else:
-                seen[f.name] = (f, [entry.name])
+                seen[f.name] = (f, cls, [entry.name])
     yield from seen.values()
 
 
 def setting_names() -> set[str]:
-    return {f.name for f, _ in settings_fields()}
+    return {f.name for f, _, _ in settings_fields()}
 
 
 def defaults() -> dict[str, Any]:
     """Every strategy setting at its default (``glp prune``'s journaled config lists them all)."""
     out = {}
-    for f, _ in settings_fields():
+    for f, _, _ in settings_fields():
         out[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
     return out
 
