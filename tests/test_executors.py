@@ -15,8 +15,10 @@ from conftest import tiny_prune_config as _config
 import glp.run.executors as ex
 from glp.commands.prune import PruneConfig, prune
 from glp.errors import ConfigError, GLPError
+from glp.run.executors.pool import _Pool
+from glp.run.executors.process import _worker_device
 from glp.run.rundir import RunDir
-from glp.search.strategies import TrialRequest
+from glp.search import TrialRequest
 from glp.trial.hparams import HParams
 from glp.trial.scoring import TrialSpec
 
@@ -177,8 +179,8 @@ def test_prune_config_is_its_data_spec():
 def test_gpu_slots_are_pinned_and_checked(monkeypatch):
     import torch
 
-    assert ex._worker_device("cuda:3") == ("cuda:0", {"CUDA_VISIBLE_DEVICES": "3"})
-    assert ex._worker_device("cpu") == ("cpu", {})
+    assert _worker_device("cuda:3") == ("cuda:0", {"CUDA_VISIBLE_DEVICES": "3"})
+    assert _worker_device("cpu") == ("cpu", {})
     cfg = PruneConfig(model="m", task="rte", devices="0,5")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(ConfigError, match="none is visible"):
@@ -262,7 +264,7 @@ def test_help_shows_the_defaults():
 # ------------------------------------------------------------------------- scheduling (no processes)
 
 
-class _FakePool(ex._Pool):
+class _FakePool(_Pool):
     """A pool whose workers boot and answer at once, in order; ``die[removed]`` kills that many workers running
     that trial; ``boot_die`` workers die before they are ready."""
 

@@ -1,0 +1,215 @@
+"""Ray: `RayExecutor` (``--executor ray``) runs one Ray actor per slot with declared resources (``num_gpus`` 1 or
+1/k, ``num_cpus``), on a running cluster (``--ray-address auto|HOST:PORT``) or a local Ray instance.
+
+Ray is optional (``pip install 'glp[ray]'``): it is imported when a `RayExecutor` is built, never at import.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from glp.errors import ConfigError
+from glp.run.executors.base import EXECUTORS, ExecutionSettings, TrialId
+from glp.run.executors.devices import _available_cores, parse_devices
+from glp.run.executors.pool import _make_host, _Pool
+from glp.trial.types import TrialRequest
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
+    from glp.trial.scoring import TrialSpec
+
+
+def _import_ray():
+    try:
+        import ray  # here, not at the top: Ray is an optional dependency, and a heavy import
+    except ImportError as exc:
+        raise ConfigError(
+            "--executor ray needs Ray, which is not installed: pip install 'glp[ray]' (or pip install ray)"
+        ) from exc
+    return ray
+
+
+def _probe_ray_address(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (ray.init would retry for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=10).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at --ray-address {address} ({exc}); start one with `ray start --head` "
+            "or check the address (`ray status` on the head node prints it)"
+        ) from exc
+
+
+class _RayWorker:
+    """A Ray actor holding the tokenized data, the pre-trained weights and its live trials."""
+
+    def __init__(self, spec: TrialSpec, device: str, threads: int | None):
+        self.host = _make_host(spec, device, threads)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, removed: tuple[int, ...], seed: int, budget: float) -> tuple[dict[str, Any], bool, bool]:
+        return self.host.run_one(removed, seed, budget)
+
+    def drop(self, keys: list[TrialId]) -> None:
+        self.host.drop(keys)
+
+
+@EXECUTORS.register("ray", help="one Ray actor per slot on a running cluster (--ray-address) or a local instance")
+class RayExecutor(_Pool):
+    """One Ray actor per slot, each with declared resources; a local Ray instance when no address is given.
+
+    Slots: ``devices`` as for the local pools (``cpu`` → 1 CPU per actor; a GPU → ``num_gpus`` 1 or
+    1/``workers_per_device``; with Ray the ids only count GPUs, Ray picks the cards). Without ``devices``: one
+    actor per GPU of the cluster times ``workers_per_device``, or one per CPU on a cluster without GPUs.
+    """
+
+    name = "ray"
+
+    @classmethod
+    def from_settings(cls, config: ExecutionSettings, spec: TrialSpec) -> RayExecutor:
+        """``--executor ray``: actors for ``--devices`` (default: the cluster's GPUs, else its CPUs)."""
+        return cls(spec, config.devices, config.workers_per_device, config.ray_address, config.max_retries)
+
+    def __init__(
+        self,
+        spec: TrialSpec,
+        devices: str | None = None,
+        workers_per_device: int = 1,
+        address: str | None = None,
+        max_retries: int = 2,
+        num_cpus: int | None = None,
+    ):
+        ray = _import_ray()
+        self.ray = ray
+        self._owns_ray = False
+        if not ray.is_initialized():
+            if address:
+                _probe_ray_address(address)
+                try:
+                    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise ConfigError(
+                        f"cannot connect to the Ray cluster at --ray-address {address}: {exc}. Start one with "
+                        "`ray start --head` (or leave --ray-address out for a local instance); a cluster with token "
+                        "authentication (Ray >= 2.59) also needs RAY_AUTH_MODE=token and its token "
+                        "(RAY_AUTH_TOKEN, from `ray get-auth-token` on the head node) where glp runs."
+                    ) from exc
+            else:
+                wanted = parse_devices(devices, workers_per_device)
+                cpus = num_cpus or (len(wanted) if wanted and all(d == "cpu" for d in wanted) else None)
+                ray.init(
+                    num_cpus=cpus or _available_cores(),
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    log_to_driver=False,
+                )
+            self._owns_ray = True
+        res = ray.cluster_resources()
+        gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+        slots = parse_devices(devices, workers_per_device)
+        if not slots:
+            slots = ["cuda"] * (gpus * workers_per_device) if gpus else ["cpu"] * cpus
+        slots = ["cuda" if d.startswith("cuda") else d for d in slots]
+        if "cuda" in slots and not gpus:
+            raise ConfigError(f"--devices {devices!r} asks for GPUs but the Ray cluster has none")
+        super().__init__(slots, max_retries)
+        self.workers_per_device = workers_per_device
+        self.spec_ref = ray.put(spec)  # shipped once to the object store; each actor reads it when it starts
+        self.actor_class = ray.remote(_RayWorker)
+        self._pids: dict[int, Any] = {}
+        self._refs: dict[Any, int] = {}  # pending run() → slot
+        ex = ray.exceptions
+        self._lost_errors = tuple(
+            getattr(ex, n)
+            for n in ("RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError")
+            if hasattr(ex, n)
+        )
+
+    def _launch(self, slot: int) -> Any:
+        if self.slots[slot] == "cuda":
+            opts = {"num_gpus": 1.0 / self.workers_per_device, "num_cpus": 1}
+        else:
+            opts = {"num_cpus": 1}
+        actor = self.actor_class.options(max_restarts=0, max_task_retries=0, **opts).remote(
+            self.spec_ref, self.slots[slot], 1
+        )
+        self._pids[slot] = actor.pid.remote()
+        return actor
+
+    def _submit(self, slot: int, req: TrialRequest) -> None:
+        ref = self.workers[slot].run.remote(tuple(req.removed), int(req.seed), float(req.budget))
+        self._refs[ref] = slot
+
+    def _drop(self, slot: int, keys: list[TrialId]) -> None:
+        self.workers[slot].drop.remote(keys)
+
+    def _pid(self, slot: int) -> int | None:
+        ref = self._pids.get(slot)
+        if ref is None or self.workers[slot] is None:
+            return None
+        try:
+            return int(self.ray.get(ref, timeout=60))
+        except Exception:
+            return None
+
+    def _wait(self) -> list[tuple]:
+        ray = self.ray
+        booting = {self._pids[s]: s for s, w in enumerate(self.workers) if w is not None and s not in self.ready}
+        watch = list(self._refs) + list(booting)
+        done, rest = ray.wait(watch, num_returns=1)
+        if rest:
+            done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        events: list[tuple] = []
+        for ref in done:
+            s = self._refs.pop(ref, None)
+            s = booting[ref] if s is None else s
+            try:
+                value = ray.get(ref)
+            except self._lost_errors as exc:
+                pid = self._pid_or_none(s)
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                events.append(
+                    (
+                        "lost",
+                        s,
+                        f"Ray worker{f' (pid {pid})' if pid else ''} on {self.slots[s]} "
+                        f"was lost: {type(exc).__name__}: {msg[:300]}",
+                    )
+                )
+                self._pids.pop(s, None)
+                continue
+            except ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                raise (cause if isinstance(cause, BaseException) else exc) from None
+            if ref in booting:
+                events.append(("ready", s))
+            else:
+                result, continued, kept = value
+                events.append(("result", s, result, continued, kept))
+        return events
+
+    def _pid_or_none(self, slot: int) -> int | None:
+        ref = self._pids.get(slot)
+        try:
+            return int(self.ray.get(ref, timeout=0)) if ref is not None else None
+        except Exception:
+            return None
+
+    def _stop(self, slot: int) -> None:
+        self.ray.kill(self.workers[slot])
+        self._pids.pop(slot, None)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        super().close()
+        self._refs.clear()
+        if self._owns_ray and self.ray.is_initialized():
+            self.ray.shutdown()
+
