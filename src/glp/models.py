@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from glp.errors import GLPError
+from glp.kinds import kind_of
+from glp.layers import config_num_layers, drop_layers
 
 PACKAGE_PREFIX = "pkg:"
 
@@ -47,7 +49,6 @@ class ModelLoadError(GLPError):
 @dataclass(frozen=True)
 class ModelSource:
     """A resolved model source. ``path`` is what ``from_pretrained`` reads (a local directory or a hub name)."""
-
     given: str  # as the user typed it
     path: str  # absolute local directory, or the hub name
     origin: str  # "local" | "hub" | "package"
@@ -316,8 +317,6 @@ def recorded_hash(model: dict[str, Any]) -> str | None:
 
 def describe(source: str | ModelSource) -> dict[str, Any]:
     """What a plan records of its model: name, revision, type, architectures, layer count."""
-    from glp.layers import config_num_layers
-
     src = resolve(source)
     conf = load_config(src)
     return {
@@ -364,7 +363,6 @@ def pretrained(source: str | ModelSource, task: Any) -> tuple[Any, dict[str, Any
     """(config with the task kind's head, pre-trained weights without the new head), kept in memory per source."""
     import torch
 
-    from glp.kinds import kind_of
 
     src = resolve(source)
     kind = kind_of(task)
@@ -404,7 +402,6 @@ def build(source: str | ModelSource | ModelFactory, task: Any, removed: Sequence
     (called under the seeded RNG)."""
     import torch
 
-    from glp.kinds import kind_of
 
     if not callable(source):
         with torch.random.fork_rng(devices=[]):  # from_pretrained draws a head we throw away
@@ -421,8 +418,6 @@ def build(source: str | ModelSource | ModelFactory, task: Any, removed: Sequence
                 raise GLPError(f"unexpected weights for {type(model).__name__}: {unexpected[:5]}")
     model = model.float()
     if removed:
-        from glp.layers import drop_layers
-
         drop_layers(model, list(removed))
     return model
 
@@ -435,8 +430,6 @@ def count_parameters(
     try:
         import torch
 
-        from glp.kinds import kind_of
-        from glp.layers import drop_layers
 
         kind = kind_of(task)
         conf = kind.head_config(load_config(source))

@@ -15,6 +15,7 @@ from typing import Any
 
 from glp.atomic import write_text_atomic
 from glp.errors import LayerIndexError, RunDirError
+from glp.kinds import kind_of
 
 SCHEMA = "glp.plan/1"
 PLAN_NAME = "plan.json"
@@ -23,7 +24,6 @@ PLAN_NAME = "plan.json"
 @dataclass
 class Candidate:
     """One removal set scored in a step: every seed's value, their mean and spread."""
-
     removed: list[int]
     added: int | None
     scores: list[float | None]
@@ -43,7 +43,6 @@ class Candidate:
 @dataclass
 class Step:
     """Step k of a search: the candidates tried, the one kept, and whether seeds separate it."""
-
     n: int
     candidates: list[Candidate]
     chosen: list[int]
@@ -103,8 +102,6 @@ class Plan:
     @property
     def higher_is_better(self) -> bool:
         """The direction of the plan's metric (its task's kind): False for perplexity."""
-        from glp.kinds import kind_of
-
         return kind_of(self.task).higher_is_better()
 
     def table_rows(self) -> list[dict[str, Any]]:

@@ -18,19 +18,23 @@ from typing import Any
 
 import yaml
 
-from glp import __version__
+from glp import __version__, models
 from glp.data import DataSpec, column_tuple
 from glp.errors import ConfigError
+from glp.kinds import kind_of, load_data
 from glp.plan import Plan
+from glp.results.targets import Drop
+from glp.run import executors
 from glp.run.executors import ExecutionSettings
 from glp.run.rundir import RunDir
 from glp.run.store import journaled_runner
 from glp.search import SearchContext, SearchStopped, Strategy, make_strategy
 from glp.search.base import defaults as strategy_defaults
 from glp.search.base import setting_names
-from glp.search.proxies import PROXIES
+from glp.search.proxies import PROXIES, make_block_angular, make_proxy
 from glp.search.schedule import FULL, Halving
 from glp.trial.hparams import HParams
+from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialData, TrialRequest
 
 EventHandler = Callable[..., None]
@@ -94,10 +98,10 @@ class PruneConfig(DataSpec, ExecutionSettings):
         if self.search_seeds < 1:
             raise ConfigError(f"--search-seeds must be at least 1, got {self.search_seeds}")
         PROXIES.get(self.proxy)  # ConfigError on an unknown --proxy, listing the known ones
+        # every strategy setting, at its default unless given: the same config however it was built (round trips)
+        object.__setattr__(self, "strategy_settings", {**strategy_defaults(), **dict(self.strategy_settings)})
         self.make_strategy()  # ConfigError on an unknown --strategy or a bad setting of it
         if self.stop_drop is not None:
-            from glp.results.targets import Drop
-
             Drop.parse(self.stop_drop, "--stop-drop")
             if not self.baseline:
                 raise ConfigError("--stop-drop compares with the unpruned model: it needs --baseline")
@@ -120,8 +124,7 @@ class PruneConfig(DataSpec, ExecutionSettings):
         """Flat, as a YAML ``--config`` gives it: every strategy setting a key of its own (at its default unless
         given), the hyper-parameters under ``hparams``."""
         d = dataclasses.asdict(self)
-        del d["strategy_settings"]
-        d.update({**strategy_defaults(), **self.strategy_settings})
+        d.update(d.pop("strategy_settings"))
         d["hparams"] = self.hparams.to_dict()
         return d
 
@@ -192,10 +195,6 @@ class Session:
 
 
 def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None = None) -> Session:
-    from glp import models
-    from glp.kinds import kind_of, load_data
-    from glp.trial.scoring import TrialSpec
-
     source = models.resolve(config.model, gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
     model_info = models.describe(source)  # the config: a model that cannot load fails before the data is read
     ds = load_data(config)
@@ -222,9 +221,6 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
 
 def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
     """Run (or resume) a search and return its plan; ``RUN_DIR/plan.json`` is rewritten after every step."""
-    from glp.kinds import kind_of
-    from glp.run.executors import make_executor
-
     run_dir = RunDir(config.out)
     strategy = config.make_strategy()
     with run_dir.journal() as store, contextlib.ExitStack() as cleanup:
@@ -232,7 +228,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         session = open_session(config, cache_dir=run_dir.cache_dir)
         kind = kind_of(session.task)
         run_dir.write_config(store, strategy.name, config.to_dict())
-        executor = make_executor(config, session.spec)
+        executor = executors.make_executor(config, session.spec)
         cleanup.callback(executor.close)  # workers stop on errors too
         run_trials, stats = journaled_runner(store, session.context, executor, on_event)
         plan = Plan(
@@ -315,12 +311,8 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         )
         need = strategy.needs
         if config.prefilter_top or need in PROXIES:
-            from glp.search.proxies import make_proxy
-
             ctx.proxy = make_proxy(need if need in PROXIES else config.proxy, config, session, run_dir=run_dir)
         if need == "block-angular":
-            from glp.search.proxies import make_block_angular
-
             ctx.block_distance = make_block_angular(config, session)
 
         try:
@@ -347,8 +339,6 @@ def _stop_rule(stop_drop: str | None, plan: Plan, higher_is_better: bool):
     """``--stop-drop``: a reason to end the search when a step's best candidate falls too far below the baseline."""
     if stop_drop is None:
         return None
-    from glp.results.targets import Drop
-
     drop = Drop.parse(stop_drop, "--stop-drop")
 
     def rule(step: Any) -> str | None:

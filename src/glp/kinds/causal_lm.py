@@ -29,9 +29,20 @@ from typing import Any
 
 import numpy as np
 
+from glp.data import (
+    Encoded,
+    Examples,
+    TaskDataset,
+    collate_inputs,
+    group_split,
+    load_hub_dataset,
+    read_table,
+    tokenizer_fingerprint,
+)
 from glp.errors import DataError, TaskError
 from glp.kinds.base import TaskKind
 from glp.kinds.registry import register_kind
+from glp.tasks import Task
 
 WIKITEXT2 = "wikitext2"
 WIKITEXT2_HUB = ("Salesforce/wikitext", "wikitext-2-v1")
@@ -87,9 +98,6 @@ class CausalLM(TaskKind):
     # -- data -----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, spec: Any):
-        from glp.data import Examples, TaskDataset
-        from glp.tasks import Task
-
         name = _norm(spec.task)
         pairs = bool(spec.prompt_column or spec.response_column)
         if pairs and not (spec.prompt_column and spec.response_column):
@@ -144,8 +152,6 @@ class CausalLM(TaskKind):
     @staticmethod
     def _read(path: str, spec: Any, pairs: bool) -> tuple[list[str], Any]:
         """(texts, groups) of a text corpus, or (prompts, responses) of pairs."""
-        from glp.data import read_table
-
         if Path(path).suffix.lower() == ".txt":
             if pairs:
                 raise DataError(f"{path}: prompt/response pairs are read from JSON/JSONL/parquet/CSV files, not .txt")
@@ -167,8 +173,6 @@ class CausalLM(TaskKind):
 
     @staticmethod
     def _hub(spec: Any, pairs: bool):
-        from glp.data import load_hub_dataset
-
         if spec.hub_dataset:
             name, config = spec.hub_dataset, None
             train_split, dev_split = "train", "validation"
@@ -190,8 +194,6 @@ class CausalLM(TaskKind):
 
     def split(self, train, eval_fraction: float, seed: int):
         """Whole articles (text; a line where there are none) or pairs to search-eval, seeded."""
-        from glp.data import group_split
-
         return group_split(train, eval_fraction, seed)
 
     def block_size(self, max_length: int) -> int:
@@ -200,7 +202,6 @@ class CausalLM(TaskKind):
     def encode(self, examples, tokenizer, max_length: int, cache_dir=None):
         """Text: the rows' tokens concatenated and cut into blocks; pairs: one sequence per pair, prompt tokens
         labelled -100. ``labels`` holds one array per row."""
-        from glp.data import Encoded, tokenizer_fingerprint
 
         block = self.block_size(max_length)
         mode = self.task.option("mode", "text")
@@ -283,8 +284,6 @@ class CausalLM(TaskKind):
 
     # -- training -------------------------------------------------------------------------------------
     def collate(self, table, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        from glp.data import collate_inputs
-
         batch = collate_inputs(table, idx, pad_id)
         labels = np.full(batch["input_ids"].shape, IGNORE, dtype=np.int64)
         for r, j in enumerate(idx):

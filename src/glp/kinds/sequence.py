@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from glp.data import encode, load_task_data, search_split
+from glp.errors import TaskError
 from glp.kinds.base import TaskKind
 from glp.kinds.registry import register_kind
+from glp.tasks import compute_metrics, constant_score
 
 
 @register_kind
@@ -24,8 +27,6 @@ class SequenceClassification(TaskKind):
 
     @classmethod
     def load(cls, spec: Any):
-        from glp.data import load_task_data
-
         return load_task_data(
             spec.task,
             data_dir=spec.data_dir,
@@ -38,13 +39,9 @@ class SequenceClassification(TaskKind):
         )
 
     def split(self, train, eval_fraction: float, seed: int):
-        from glp.data import search_split
-
         return search_split(train, eval_fraction=eval_fraction, seed=seed, regression=self.task.is_regression)
 
     def encode(self, examples, tokenizer, max_length: int, cache_dir=None):
-        from glp.data import encode
-
         return encode(examples, tokenizer, max_length, cache_dir=cache_dir)
 
     def head_config(self, config: Any) -> Any:
@@ -61,8 +58,6 @@ class SequenceClassification(TaskKind):
         return config
 
     def num_labels(self) -> int:
-        from glp.errors import TaskError
-
         task = self.task
         if task.is_regression:
             return 1
@@ -89,7 +84,6 @@ class SequenceClassification(TaskKind):
 
         import torch
 
-        from glp.tasks import compute_metrics
 
         labels = table.labels
         metrics = {k: float(v) for k, v in compute_metrics(self.task, predictions, labels).items()}
@@ -97,6 +91,4 @@ class SequenceClassification(TaskKind):
         return metrics, (loss if math.isfinite(loss) else None)
 
     def constant_score(self, labels) -> float | None:
-        from glp.tasks import constant_score
-
         return constant_score(self.task, labels)

@@ -30,9 +30,20 @@ from typing import Any
 
 import numpy as np
 
+from glp.data import (
+    Encoded,
+    Examples,
+    TaskDataset,
+    collate_inputs,
+    group_split,
+    load_hub_dataset,
+    read_table,
+    tokenizer_fingerprint,
+)
 from glp.errors import DataError, TaskError
 from glp.kinds.base import TaskKind
 from glp.kinds.registry import register_kind
+from glp.tasks import Task
 
 CONLL2003 = "conll2003"
 CONLL2003_HUB = "eriktks/conll2003"
@@ -44,7 +55,6 @@ _CONLLU_SKIP = re.compile(r"^\d+(-\d+|\.\d+)$")  # multiword-token ranges (1-2) 
 @dataclass
 class _Sentences:
     """Sentences read from one file or hub split, before they become Examples."""
-
     path: str
     words: list[list[str]]
     tags: list[list[Any]]  # strings, or ints to be named
@@ -126,8 +136,6 @@ def read_columns(path: str | Path, token_column: int, tag_column: int) -> _Sente
 
 def read_lists(path: str | Path, token_column: str, tag_column: str) -> _Sentences:
     """JSON / JSON Lines / parquet with a list of tokens and a list of tags per row."""
-    from glp.data import read_table
-
     table = read_table(path, "data")
     tokens = table.column(token_column, "token")
     tags = table.column(tag_column, "tag")
@@ -151,8 +159,6 @@ def _rows_to_sentences(path: str, tokens: list, tags: list, where: list[str]) ->
 
 
 def _hub(name: str, token_column: str, tag_column: str) -> tuple[dict[str, _Sentences], tuple[str, ...] | None]:
-    from glp.data import load_hub_dataset
-
     ds = load_hub_dataset(name)
     out: dict[str, _Sentences] = {}
     for split, hub_split in (("train", "train"), ("dev", "validation"), ("test", "test")):
@@ -195,7 +201,6 @@ def _b_to_i(names: tuple[str, ...]) -> np.ndarray:
 @dataclass
 class TokenPredictions:
     """The word-level predicted class ids of every row and the mean loss over the labelled tokens."""
-
     tags: list[np.ndarray]
     loss: float
     finite: bool
@@ -234,9 +239,6 @@ class TokenClassification(TaskKind):
     # -- data -----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, spec: Any):
-        from glp.data import TaskDataset
-        from glp.tasks import Task
-
         label_names = tuple(spec.label_names) if getattr(spec, "label_names", None) else None
         name = str(spec.task)
         conll = name.lower().replace("-", "").replace("_", "") == CONLL2003
@@ -327,8 +329,6 @@ class TokenClassification(TaskKind):
 
     @staticmethod
     def _examples(s: _Sentences, tags: list[str], split: str):
-        from glp.data import Examples
-
         index = {t: i for i, t in enumerate(tags)}
         labels = []
         for i, sent in enumerate(s.tags):
@@ -344,7 +344,6 @@ class TokenClassification(TaskKind):
     def split(self, train, eval_fraction: float, seed: int):
         """Whole documents to search-eval (seeded) until it holds ``eval_fraction`` of the sentences; sentences
         where the data has no documents."""
-        from glp.data import group_split
 
         return group_split(train, eval_fraction, seed)
 
@@ -352,7 +351,6 @@ class TokenClassification(TaskKind):
         """Sub-word ids of every sentence (``is_split_into_words``), labels aligned as run_ner.py aligns them, the
         first sub-token of every word (``extra["word_starts"]``) and the word-level tags scored
         (``extra["word_tags"]``; words cut off by ``max_length`` are not among them, and are counted)."""
-        from glp.data import Encoded, tokenizer_fingerprint
 
         label_all = bool(self.task.option("label_all_tokens", False))
         key = hashlib.sha256(b"glp-encode-words/v1|")
@@ -434,8 +432,6 @@ class TokenClassification(TaskKind):
 
     # -- training -------------------------------------------------------------------------------------
     def collate(self, table, idx: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        from glp.data import collate_inputs
-
         out = collate_inputs(table, idx, pad_id)
         labels = np.full(out["input_ids"].shape, -100, dtype=np.int64)
         for r, j in enumerate(idx):

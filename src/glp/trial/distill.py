@@ -31,6 +31,10 @@ import numpy as np
 
 from glp.atomic import write_atomic
 from glp.errors import ConfigError
+from glp.kinds import kind_of
+from glp.layers import drop_layers
+from glp.trial.heal import merged
+from glp.trial.loop import eval_batches, to_device
 
 TEACHER_KEY = "_teacher"
 INITS = ("pretrained", "teacher")
@@ -85,8 +89,6 @@ class Teacher:
 
 def check_kind(task: Any) -> None:
     """Refuse ``--distill`` where the teacher's outputs cannot be kept: a causal LM's are a vocabulary per token."""
-    from glp.kinds import kind_of
-
     if not kind_of(task).distillable:
         raise ConfigError(
             "--distill is for classification kinds: a causal LM teacher's outputs (a vocabulary per token) are too "
@@ -145,7 +147,6 @@ def row_outputs(trial: Any, table: Any) -> list[np.ndarray]:
     per row for per-token heads, cut to the row's length."""
     import torch
 
-    from glp.trial.loop import eval_batches, to_device
 
     loop = trial.loop
     out: list[np.ndarray | None] = [None] * len(table)
@@ -195,8 +196,6 @@ def keep_teacher(trial: Any, stem: str | os.PathLike[str] | None, *, weights: bo
     outputs = row_outputs(trial, trial.train_table)
     state = None
     if weights:
-        from glp.trial.heal import merged
-
         # copies, contiguous: tied weights become two tensors, which safetensors can write
         state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in merged(trial.model).state_dict().items()}
     if stem is None:
@@ -275,7 +274,6 @@ class KeepingTeacher:
 def student_from_teacher(model: Any, teacher: Teacher, removed: Any) -> Any:
     """``model`` (the unpruned architecture with the task's head) given the teacher's fine-tuned weights, then
     ``removed`` dropped: the student of ``--distill-init teacher``."""
-    from glp.layers import drop_layers
 
     missing, unexpected = model.load_state_dict(teacher.state_dict(), strict=False)
     if missing or unexpected:

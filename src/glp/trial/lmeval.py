@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glp.errors import ConfigError
+from glp.trial.heal import is_adapted
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,6 @@ def run(model: Any, tokenizer: Any, settings: LMEvalSettings, device: Any) -> di
     """``TASK:METRIC`` → value for every task of ``settings`` (standard errors left out)."""
     import torch
 
-    from glp.trial.heal import is_adapted
 
     lm_eval, HFLM, _ = _harness()
     adapted = is_adapted(model)

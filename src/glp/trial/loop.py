@@ -36,6 +36,7 @@ from torch import nn
 
 from glp.data import Encoded
 from glp.errors import ConfigError, RunDirError
+from glp.trial.heal import enable_checkpointing
 from glp.trial.hparams import HParams
 
 SYNC_EVERY = 25  # steps between host reads of the loss on an accelerator (NaN check, progress)
@@ -258,8 +259,6 @@ class TrainLoop:
         self.grad_accum = 1  # 2 after an out-of-memory retry: half batches, same effective batch
         self.losses = torch.zeros(self.total_steps, dtype=torch.float32, device=device)
         if hparams.gradient_checkpointing and self.total_steps:
-            from glp.trial.heal import enable_checkpointing
-
             enable_checkpointing(self.model)
         self.rng_state = _seeded_rng_state(self.seed, device)
         self._epoch_batches: tuple[int, list[np.ndarray]] | None = None
