@@ -65,3 +65,15 @@ def test_evaluate_takes_the_flags(tiny_run, tmp_path):
     assert ("greedy", 1) in rows and (tmp_path / "eval" / "evaluation.json").exists()
     assert {meta["hparams"]["num_train_epochs"] for meta in result["tasks"].values()} == {1.0}
     assert len(result["records"]) == 2  # the baseline and n = 1, one seed each
+
+
+def test_load_plan_reads_a_run_directory_or_a_plan_file(tiny_run):
+    from glp.errors import RunDirError
+    from glp.run.rundir import RunDir
+
+    run = RunDir(tiny_run)
+    latest = glp.load_plan(tiny_run)
+    assert latest.to_dict() == glp.load_plan(run.plan_path).to_dict() == run.load_plan().to_dict()
+    assert glp.load_plan(tiny_run, "greedy").strategy["name"] == "greedy"
+    with pytest.raises(RunDirError, match="is a directory: read a run directory's plan with glp.load_plan"):
+        glp.Plan.load(tiny_run)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from glp.cli import app, main
-from glp.plan import Plan
+from glp.run.rundir import RunDir
 
 WIDE = {"COLUMNS": "200"}  # rich tables are not cut at 80 columns
 
@@ -62,7 +62,7 @@ def test_prune_writes_the_plan_and_prints_it(tiny_setup, tmp_path):
     config.write_text("max-remove: 3\nseed: 7\n")  # the file's settings, the command line's win
     res = invoke("prune", tiny_setup / "model", *_toy_flags(tiny_setup), "--max-remove", "1", "--out", out,
                  "--config", config)  # fmt: skip
-    plan = Plan.load(out)
+    plan = RunDir(out).load_plan()
     assert plan.complete and list(plan.removals) == [1] and len(plan.steps[0].candidates) == 4
     assert plan.task["name"] == "toy" and plan.baseline["mean"] is not None
     text = " ".join(res.stdout.split())
@@ -92,7 +92,7 @@ def test_prune_errors(tiny_setup, tmp_path, capsys):
 
 
 def test_show_prints_the_plan_and_a_chosen_n(tiny_run):
-    plan = Plan.load(tiny_run)
+    plan = RunDir(tiny_run).load_plan()
     text = " ".join(invoke("show", tiny_run).stdout.split())
     assert "greedy on toy (accuracy, search split)" in text and "chosen" not in text
     for n in (1, 2):
@@ -112,7 +112,7 @@ def test_show_errors(tiny_run, tmp_path, capsys):
 
 
 def test_export_removes_the_plans_layers(tiny_run, tmp_path):
-    plan = Plan.load(tiny_run)
+    plan = RunDir(tiny_run).load_plan()
     out = tmp_path / "x"
     text = " ".join(invoke("export", tiny_run, "--remove", "2", "--out", out).stdout.split())
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
@@ -150,7 +150,7 @@ def test_export_errors(tiny_run, tmp_path, capsys):
 
 
 def test_evaluate_prints_the_table(tiny_run, tmp_path):
-    plan = Plan.load(tiny_run)
+    plan = RunDir(tiny_run).load_plan()
     out = tmp_path / "ev"
     res = invoke("evaluate", tiny_run, "--n", "1", "--seeds", "1", "--out", out, "--max-train-samples", "32",
                  "--num-train-epochs", "1")  # fmt: skip

@@ -11,8 +11,8 @@ import pytest
 
 from glp.commands.evaluate import EvalConfig, evaluate
 from glp.errors import ConfigError
-from glp.plan import Plan
 from glp.results.evaluation import csv_text, markdown_table, summarize
+from glp.run.rundir import RunDir
 
 
 def _rec(task, strategy, n, scores, metric="accuracy", removed=()):
@@ -76,7 +76,7 @@ def test_glue_score_excludes_wnli_and_custom_tasks_use_the_mean():
 
 
 def test_evaluate_runs_resumes_and_keeps_its_own_keys(tiny_run, tmp_path):
-    plan = Plan.load(tiny_run)
+    plan = RunDir(tiny_run).load_plan()
     cfg = EvalConfig(
         run_dirs=(str(tiny_run),),
         out=str(tmp_path / "ev"),
@@ -162,6 +162,6 @@ def test_a_copy_of_the_plans_model_elsewhere_is_accepted_by_its_weights(tiny_set
     with pytest.raises(ConfigError, match=r"weights sha256:[0-9a-f]{64}.*one model at a time"):
         plan_jobs(EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), model=str(other)))
 
-    record = {**Plan.load(tiny_run).model, "source": str(tmp_path / "gone"), "path": str(tmp_path / "gone")}
+    record = {**RunDir(tiny_run).load_plan().model, "source": str(tmp_path / "gone"), "path": str(tmp_path / "gone")}
     with pytest.raises(ModelLoadError, match=r"does not exist; .*weights sha256:.*glp evaluate --model PATH"):
         from_record(record)

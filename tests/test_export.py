@@ -12,7 +12,8 @@ import torch
 
 from glp.commands.export import export
 from glp.errors import ConfigError, LayerIndexError
-from glp.plan import Plan, sha256_file
+from glp.plan import sha256_file
+from glp.run.rundir import RunDir
 
 IDS = [[2, 7, 9, 11, 13, 3, 0, 0], [2, 5, 6, 8, 10, 12, 14, 3]]
 MASK = [[1, 1, 1, 1, 1, 1, 0, 0], [1] * 8]
@@ -63,7 +64,7 @@ def _reload_without_glp(tmp_path, *dirs):
 
 @pytest.mark.slow
 def test_export_reloads_without_glp_and_manifest(tiny_run, tmp_path):
-    plan = Plan.load(tiny_run)
+    plan = RunDir(tiny_run).load_plan()
     raw = export(tiny_run, 2, tmp_path / "raw", seed=3)
     tuned = export(tiny_run, 1, tmp_path / "tuned", finetune=True, seed=3, hparams={"num_train_epochs": 1})
     got = _reload_without_glp(tmp_path, raw.out, tuned.out)

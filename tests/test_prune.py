@@ -34,7 +34,7 @@ def test_greedy_end_to_end_and_reuse(tiny_setup, tmp_path):
     assert plan.cost["trials"] == 1 + 4 + 3 and plan.cost["train_steps"] > 0
     assert plan.data["split_fingerprint"] and plan.data["search_eval"] == 36
     assert "step_done" in events and "trial_done" in events
-    on_disk = Plan.load(tmp_path / "run")
+    on_disk = RunDir(tmp_path / "run").load_plan()
     assert on_disk.to_dict() == plan.to_dict()
     assert (tmp_path / "run" / "plans" / "greedy.json").exists()
     # optimal for n=2 reuses greedy's step-1 trials and the step-2 trials that extend greedy's first choice

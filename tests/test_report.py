@@ -17,10 +17,10 @@ from glp.commands.report import (
     tradeoff_series,
 )
 from glp.errors import ConfigError
-from glp.plan import Plan
 from glp.results.evaluation import SCHEMA as EVAL_SCHEMA
 from glp.results.evaluation import summarize, write_outputs
 from glp.results.profile import save
+from glp.run.rundir import RunDir
 
 
 def _fake_evaluation(out, plan):
@@ -59,7 +59,7 @@ def _fake_evaluation(out, plan):
 
 
 def test_heatmap_matrix_marks_tried_and_chosen(tiny_run):
-    plan = Plan.load(tiny_run)
+    plan = RunDir(tiny_run).load_plan()
     mat, chosen, _ = heatmap_matrix(plan)
     first, second = plan.order
     assert len(mat) == 2 and all(len(r) == 4 for r in mat)
@@ -70,7 +70,7 @@ def test_heatmap_matrix_marks_tried_and_chosen(tiny_run):
 
 
 def test_report_files_and_png_sizes(tiny_run, tmp_path):
-    plan = Plan.load(tiny_run)
+    plan = RunDir(tiny_run).load_plan()
     ev = _fake_evaluation(tmp_path / "ev", plan)
     prof = save(profile(str(tiny_run), repeats=2, warmup=0, seq_len=32, gpu=False), tmp_path / "profile.json")
     rep = report([tiny_run], tmp_path / "rep", evaluation=ev, profile=prof, html=True)
@@ -100,7 +100,7 @@ def test_report_files_and_png_sizes(tiny_run, tmp_path):
 
 
 def test_report_without_evaluation_or_profile_uses_search_scores(tiny_run, tmp_path):
-    plan = Plan.load(tiny_run)
+    plan = RunDir(tiny_run).load_plan()
     rep = report([tiny_run], tmp_path / "r")
     assert png_size(tmp_path / "r" / "tradeoff.png") == (700, 450)
     data = tradeoff_series([plan], None, None)

@@ -31,7 +31,7 @@ def _plan(strategy: str, removals: dict[int, list[int]]) -> Plan:
 def test_plans_saved_through_the_run_dir_are_found_by_it(tmp_path):
     run = RunDir(tmp_path / "run")
     first = _plan("bottom", {1: [0], 2: [0, 1]})
-    first.save(run.path)  # a run directory with plan.json only (as before plans/)
+    first.save(run.plan_path)  # a run directory with plan.json only (as before plans/)
     assert run.labels() == [] and run.plan_files() == [run.plan_path] and RunDir.plans_at(run.path) == [run.plan_path]
     assert run.load_plan().to_dict() == first.to_dict()
     greedy, top = _plan("greedy", {1: [3], 2: [3, 1]}), _plan("top", {1: [5], 2: [5, 4]})

@@ -43,14 +43,14 @@ def test_corrupt_journal(tmp_path):
 def test_plan_roundtrip_and_lookup(tmp_path):
     plan = Plan(model={"source": "m"}, task={"name": "rte"}, data={}, hparams={}, strategy={"name": "greedy"},
                 num_layers=6, max_remove=2, removals={1: [5], 2: [5, 3]}, order=[5, 3])
-    plan.save(tmp_path)
-    back = Plan.load(tmp_path)
+    plan.save(tmp_path / "plan.json")
+    back = RunDir(tmp_path).load_plan()
     assert back.layers_to_remove(2) == [5, 3] and back.layers_to_remove(0) == []
     assert back.kept_layers(2) == [0, 1, 2, 4]
     with pytest.raises(LayerIndexError, match=r"the plan has no removal set for n=3; it covers n in \[1, 2\]"):
         back.layers_to_remove(3)
     with pytest.raises(RunDirError, match="no plan"):
-        Plan.load(tmp_path / "nowhere")
+        RunDir(tmp_path / "nowhere").load_plan()
 
 
 def test_artifact_readers_say_what_is_wrong(tmp_path):

@@ -10,6 +10,7 @@ from glp.errors import ConfigError
 from glp.kinds import KINDS, TaskKind
 from glp.plan import Candidate, Plan, Step
 from glp.results.targets import Drop, NoTargetMet, Targets, choose, parse_count
+from glp.run.rundir import RunDir
 
 
 def _plan(means, baseline, kind=None) -> Plan:
@@ -154,7 +155,7 @@ def test_stop_drop_stops_records_why_and_goes_on_with_a_larger_bound(tiny_setup,
     # step 1 loses 5.6% (kept), step 2 11% (more than 8%: the search ends after it)
     assert plan.stopped["after_n"] == 2 and "--stop-drop 8%" in plan.stopped["reason"] and not plan.complete
     assert sorted(plan.removals) == [1, 2] and plan.order == plan.removals[2]
-    assert Plan.load(out).stopped == plan.stopped
+    assert RunDir(out).load_plan().stopped == plan.stopped
     again = prune(tiny_prune_config(tiny_setup, out, max_remove=3, stop_drop="20%"))
     assert again.stopped is None and again.complete and sorted(again.removals) == [1, 2, 3]
     assert again.cost["trials_reused"] == 1 + 4 + 3 and made[-1].ran == 2  # only step 3 was new

@@ -13,9 +13,10 @@ import pytest
 from conftest import TINY_WORDS
 
 from glp.data import DataSpec
+from glp.data.conll import read_columns
 from glp.errors import DataError
 from glp.kinds import kind_for, kind_of, load_data
-from glp.kinds.token import TokenClassification, detect_scheme, read_columns
+from glp.kinds.token import TokenClassification, detect_scheme
 
 PEOPLE = ["fox", "dog", "man"]
 PLACES = ["stage", "guitar"]

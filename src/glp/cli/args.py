@@ -77,7 +77,7 @@ def load_plan(run_dir: Path, strategy: str | None, in_dir_only: bool = False) ->
     """The plan of a run directory (its ``plans/<strategy>.json`` with a strategy) or of a plan file.
     ``in_dir_only``: the strategy applies to a run directory only (a plan file is read as it is)."""
     by_strategy = strategy and (run_dir.is_dir() or not in_dir_only)
-    return Plan.load(RunDir(run_dir).plan_file(strategy) if by_strategy else run_dir)
+    return RunDir(run_dir).load_plan(strategy) if by_strategy else RunDir.read_plan(run_dir)
 
 
 def export_n(run_dir: Path, strategy: str | None, remove: int | None, max_drop, min_speedup, max_params, profile):

@@ -25,7 +25,6 @@ from typing import Any
 
 from glp import models
 from glp.errors import ConfigError, GLPError
-from glp.plan import Plan
 from glp.results.manifest import read_manifest
 from glp.results.profile import SCHEMA
 from glp.results.profile import load as load  # re-exported for glp.cli
@@ -74,7 +73,7 @@ def build_entries(
     run = RunDir.with_plan(model_source)
     if run is not None and plan_dir is None:
         plan_dir = run.path
-    plan = Plan.load(plan_dir) if plan_dir is not None else None
+    plan = RunDir.read_plan(plan_dir) if plan_dir is not None else None
     source = models.from_record(plan.model) if run is not None else models.resolve(model_source)
     info: dict[str, Any] = {"model": source.name}
     task = None

@@ -231,31 +231,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         executor = executors.make_executor(config, session.spec)
         cleanup.callback(executor.close)  # workers stop on errors too
         run_trials, stats = journaled_runner(store, session.context, executor, on_event)
-        plan = Plan(
-            model=session.model_info,
-            task=session.task.to_dict(),
-            data={
-                "source": session.dataset.source,
-                "split_fingerprint": session.split.fingerprint,
-                "eval_fraction": config.eval_fraction,
-                "split_seed": config.seed,
-                "search_train": len(session.split.train),
-                "search_eval": len(session.split.eval),
-                "dev": len(session.dataset.dev),
-            },
-            hparams=config.hparams.to_dict(),
-            strategy={
-                "name": strategy.name,
-                **strategy.params(),
-                "keep": sorted(config.keep),
-                "search_seeds": list(config.seeds),
-                "halving": config.schedule.to_dict() if config.halving else None,
-                "prefilter": {"proxy": config.proxy, "top": config.prefilter_top} if config.prefilter_top else None,
-            },
-            num_layers=session.model_info["num_layers"],
-            max_remove=config.max_remove,
-            glp_version=__version__,
-        )
+        plan = _new_plan(config, session, strategy)
 
         def on_step(event: str, **info: Any) -> None:
             if event == "step_done":
@@ -267,54 +243,13 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
             if on_event:
                 on_event(event, **info)
 
-        # The unpruned model's trials ride along with the search's first batch of trials, so that parallel
-        # workers take them together instead of the baseline running alone first.
-        baseline = [TrialRequest((), s, 1.0) for s in config.seeds] if config.baseline else []
-
-        def set_baseline(results: list[dict[str, Any]]) -> None:
-            scores = [r.get("score") for r in results]
-            ok = [s for s in scores if s is not None]
-            plan.baseline = {
-                "scores": scores,
-                "mean": sum(ok) / len(ok) if ok else None,
-                "metrics": [r.get("metrics") for r in results],
-                "constant": kind.constant_score(session.trial_data.eval.labels),
-            }
-            warning = untrained_warning(
-                plan.baseline["mean"], plan.baseline["constant"], session.task.metric, kind.higher_is_better()
-            )
-            if warning:
-                plan.baseline["warning"] = warning
-                if on_event:
-                    on_event("warning", text=warning)
-
-        def run_with_baseline(requests: list[TrialRequest]) -> list[dict[str, Any]]:
-            nonlocal baseline
-            if not baseline:
-                return run_trials(requests)
-            extra, baseline = baseline, []
-            results = run_trials(extra + list(requests))
-            set_baseline(results[: len(extra)])
-            return results[len(extra) :]
-
-        ctx = SearchContext(  # validates --max-remove and --keep before any training
-            num_layers=plan.num_layers,
-            max_remove=config.max_remove,
-            run_trials=run_with_baseline,
-            seeds=config.seeds,
-            keep=frozenset(config.keep),
-            schedule=config.schedule,
-            prefilter_top=config.prefilter_top,
-            on_event=on_step,
-            higher_is_better=kind.higher_is_better(),
-            stop_rule=_stop_rule(config.stop_drop, plan, kind.higher_is_better()),
-        )
+        baseline = _Baseline(config, plan, session, kind, run_trials, on_event)
+        ctx = _search_context(config, plan, baseline.run, on_step, kind.higher_is_better())
         need = strategy.needs
         if config.prefilter_top or need in PROXIES:
             ctx.proxy = make_proxy(need if need in PROXIES else config.proxy, config, session, run_dir=run_dir)
         if need == "block-angular":
             ctx.block_distance = make_block_angular(config, session)
-
         try:
             result = strategy.run(ctx)
         except SearchStopped as stop:
@@ -324,8 +259,8 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
             if on_event:
                 on_event("warning", text=f"the search stopped early: {stop.reason}")
         else:
-            if baseline:  # a search that asked for no trials at all
-                run_with_baseline([])
+            if baseline.pending:  # a search that asked for no trials at all still scores the baseline
+                baseline.run([])
             plan.removals = dict(result.removals)
             plan.order = result.order
             plan.complete = True
@@ -333,6 +268,91 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         run_dir.save_plan(plan, strategy.name)
         executor.close()
         return plan
+
+
+def _new_plan(config: PruneConfig, session: Session, strategy: Strategy) -> Plan:
+    """The plan before its first step: what is searched, on which data, with which settings."""
+    return Plan(
+        model=session.model_info,
+        task=session.task.to_dict(),
+        data={
+            "source": session.dataset.source,
+            "split_fingerprint": session.split.fingerprint,
+            "eval_fraction": config.eval_fraction,
+            "split_seed": config.seed,
+            "search_train": len(session.split.train),
+            "search_eval": len(session.split.eval),
+            "dev": len(session.dataset.dev),
+        },
+        hparams=config.hparams.to_dict(),
+        strategy={
+            "name": strategy.name,
+            **strategy.params(),
+            "keep": sorted(config.keep),
+            "search_seeds": list(config.seeds),
+            "halving": config.schedule.to_dict() if config.halving else None,
+            "prefilter": {"proxy": config.proxy, "top": config.prefilter_top} if config.prefilter_top else None,
+        },
+        num_layers=session.model_info["num_layers"],
+        max_remove=config.max_remove,
+        glp_version=__version__,
+    )
+
+
+def _search_context(
+    config: PruneConfig, plan: Plan, run_trials: Callable, on_step: EventHandler, higher_is_better: bool
+) -> SearchContext:
+    return SearchContext(  # validates --max-remove and --keep before any training
+        num_layers=plan.num_layers,
+        max_remove=config.max_remove,
+        run_trials=run_trials,
+        seeds=config.seeds,
+        keep=frozenset(config.keep),
+        schedule=config.schedule,
+        prefilter_top=config.prefilter_top,
+        on_event=on_step,
+        higher_is_better=higher_is_better,
+        stop_rule=_stop_rule(config.stop_drop, plan, higher_is_better),
+    )
+
+
+class _Baseline:
+    """The unpruned model's trials (one per search seed) ride along with the search's first batch of trials, so that
+    parallel workers take them together instead of the baseline running alone first; their scores go into
+    ``plan.baseline`` (with the constant predictor's score and the warning when the model learned nothing)."""
+
+    def __init__(self, config: PruneConfig, plan: Plan, session: Session, kind: Any, run_trials: Callable, on_event):
+        self.pending = [TrialRequest((), s, 1.0) for s in config.seeds] if config.baseline else []
+        self.plan, self.session, self.kind, self.run_trials, self.on_event = plan, session, kind, run_trials, on_event
+
+    def run(self, requests: list[TrialRequest]) -> list[dict[str, Any]]:
+        """Run ``requests`` (a `glp.search.context.TrialRunner`), with the baseline's trials the first time."""
+        if not self.pending:
+            return self.run_trials(requests)
+        extra, self.pending = self.pending, []
+        results = self.run_trials(extra + list(requests))
+        self._record(results[: len(extra)])
+        return results[len(extra) :]
+
+    def _record(self, results: list[dict[str, Any]]) -> None:
+        scores = [r.get("score") for r in results]
+        ok = [s for s in scores if s is not None]
+        self.plan.baseline = {
+            "scores": scores,
+            "mean": sum(ok) / len(ok) if ok else None,
+            "metrics": [r.get("metrics") for r in results],
+            "constant": self.kind.constant_score(self.session.trial_data.eval.labels),
+        }
+        warning = untrained_warning(
+            self.plan.baseline["mean"],
+            self.plan.baseline["constant"],
+            self.session.task.metric,
+            self.kind.higher_is_better(),
+        )
+        if warning:
+            self.plan.baseline["warning"] = warning
+            if self.on_event:
+                self.on_event("warning", text=warning)
 
 
 def _stop_rule(stop_drop: str | None, plan: Plan, higher_is_better: bool):

@@ -9,11 +9,14 @@ Modules, lowest first (each imports only from modules listed before it):
   task) and a source's tables → `TaskDataset`; what is skipped and what raises.
 * `glp.data.glue`: a local GLUE directory (`GlueLayout`, `GLUE_LAYOUT`, `load_glue_dir`, ``$GLP_GLUE_DIR``).
 * `glp.data.hub`: a Hugging Face hub dataset (`load_hub_dataset`, `load_hub`).
+* `glp.data.conll`: tagged words for token classification: CoNLL column files (CoNLL-2003, CoNLL-U), rows with
+  token and tag lists, hub datasets of that shape (`read_columns`, `read_lists`, `read_hub_columns`).
 * `glp.data.spec`: where the data comes from (`DataSpec`) and `load_task_data`, which picks the source.
 * `glp.data.split`: the seeded, stratified search split (`search_split`, `group_split`, `SearchSplit`).
 * `glp.data.encode`: tokenized data (`Encoded`, `collate_inputs`) and the tokenize cache (`encode`).
 
-Every public name is re-exported here: import from ``glp.data``.
+Every public name is re-exported here (but `glp.data.conll`'s, which token classification alone reads): import
+from ``glp.data``.
 """
 
 from glp.data.encode import (

@@ -165,13 +165,20 @@ class RunDir:
         p = Path(path)
         return p if p.is_file() else cls(p).plan_file(label)
 
+    @classmethod
+    def read_plan(cls, path: str | os.PathLike[str], label: str | None = None) -> Plan:
+        """The plan a command line names (`plan_at`): a plan file, or a run directory's plan (``label``'s, else
+        the latest)."""
+        return Plan.load(cls.plan_at(path, label))
+
     def load_plan(self, label: str | None = None) -> Plan:
         return Plan.load(self.plan_file(label))
 
     def save_plan(self, plan: Plan, label: str) -> None:
         """``plans/<label>.json`` and ``plan.json`` (the latest search), each written atomically."""
-        plan.save(self.path, f"{PLANS}/{label}.json")
-        plan.save(self.path)
+        self.plans_dir.mkdir(parents=True, exist_ok=True)
+        plan.save(self.plans_dir / f"{label}.json")
+        plan.save(self.plan_path)
 
     # -- journal and settings -------------------------------------------------------------------------
     def journal(self, lock: bool = True) -> Store:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glp.errors import ConfigError
-from glp.trial.types import TrialResult  # noqa: F401 - TEMPORARY re-export while executors move
 
 HEAL_MODES = ("none", "full", "lora")
 DTYPES = ("auto", "bf16", "fp32")

@@ -73,7 +73,7 @@ def score_unhealed(spec: Any, requests: Sequence[Any], device: str | torch.devic
 def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed: int, device: Any) -> list[dict]:
     t0 = time.perf_counter()
     trial = spec.trial(sorted(base, reverse=True), seed, device)  # the model R, its scored rows, its precision
-    dev, task, kind, table = trial.device, trial.task, trial.kind, trial.eval_table
+    dev, kind, table = trial.device, trial.kind, trial.eval_table
     model = trial.model.eval()
     stack = find_layer_stack(model)
     parent_path, _, attr = stack.path.rpartition(".")
@@ -129,27 +129,30 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
     except torch.OutOfMemoryError:
         failure = "out of memory while scoring without healing"
     seconds = (time.perf_counter() - t0) / max(1, len(requests))
-    results = []
-    for r in requests:
-        s = tuple(r.removed)
-        res = TrialResult(
-            removed=s,
-            seed=seed,
-            budget=float(r.budget),
-            status="ok",
-            score=None,
-            wall_time=seconds,
-            device=_device_name(dev),
-        )
-        try:
-            if failure:
-                raise TrainingFailed(failure)
-            predictions = kind.gather(outs[s], order, table)
-            if not _all_finite(predictions):
-                raise TrainingFailed("non-finite predictions on the evaluation set")
-            metrics, loss = kind.score(predictions, table)
-            res.metrics, res.eval_loss, res.score = metrics, loss, metrics.get(task.metric)
-        except TrainingFailed as exc:
-            res.status, res.reason = "failed", str(exc)
-        results.append(res.to_dict())
-    return results
+    return [_result(r, seed, trial, outs[tuple(r.removed)], order, failure, seconds) for r in requests]
+
+
+def _result(r: Any, seed: int, trial: Any, outs: list, order: list, failure: str | None, seconds: float) -> dict:
+    """The TrialResult dict of request ``r`` from its per-batch outputs (in ``order``)."""
+    kind, table = trial.kind, trial.eval_table
+    s = tuple(r.removed)
+    res = TrialResult(
+        removed=s,
+        seed=seed,
+        budget=float(r.budget),
+        status="ok",
+        score=None,
+        wall_time=seconds,
+        device=_device_name(trial.device),
+    )
+    try:
+        if failure:
+            raise TrainingFailed(failure)
+        predictions = kind.gather(outs, order, table)
+        if not _all_finite(predictions):
+            raise TrainingFailed("non-finite predictions on the evaluation set")
+        metrics, loss = kind.score(predictions, table)
+        res.metrics, res.eval_loss, res.score = metrics, loss, metrics.get(trial.task.metric)
+    except TrainingFailed as exc:
+        res.status, res.reason = "failed", str(exc)
+    return res.to_dict()
