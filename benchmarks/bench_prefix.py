@@ -29,9 +29,9 @@ def main() -> None:
     from glp.commands.prune import PruneConfig, open_session
     from glp.layers import config_num_layers
     from glp.models import load_config
-    from glp.trial.types import TrialRequest
     from glp.trial.hparams import HParams
     from glp.trial.prefix import score_unhealed
+    from glp.trial.types import TrialRequest
 
     hp = HParams(
         heal="none",

@@ -29,3 +29,8 @@ class ConfigError(GLPError):
 
 class RunDirError(GLPError):
     """A run directory that is locked by another process, corrupted, or from a different run."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (white space folded), or its type's name when it has none."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -251,6 +251,11 @@ def _is_int(value) -> bool:
     return True
 
 
+def parameter_count(model: nn.Module) -> int:
+    """Number of parameters of ``model`` (what ``glp drop``, ``glp profile`` and the export's manifest report)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def layer_parameter_count(model: nn.Module, indices: Iterable[int] | int) -> int:
     """Number of parameters in the given blocks (each shared tensor counted once)."""
     layers = find_layer_stack(model).layers

@@ -35,9 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glp.errors import GLPError
+import torch
+
+from glp.errors import GLPError, one_line
 from glp.kinds import kind_of
-from glp.layers import config_num_layers, drop_layers
+from glp.layers import config_num_layers, drop_layers, parameter_count
 
 PACKAGE_PREFIX = "pkg:"
 
@@ -49,6 +51,7 @@ class ModelLoadError(GLPError):
 @dataclass(frozen=True)
 class ModelSource:
     """A resolved model source. ``path`` is what ``from_pretrained`` reads (a local directory or a hub name)."""
+
     given: str  # as the user typed it
     path: str  # absolute local directory, or the hub name
     origin: str  # "local" | "hub" | "package"
@@ -183,14 +186,10 @@ def _has_remote_code(config_json: Path) -> bool:
         return False  # transformers says what is wrong with the file
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def load_error(src: ModelSource, exc: BaseException, what: str = "weights") -> ModelLoadError:
     """A failure of transformers to load the ``what`` (config, tokenizer, weights) of ``src``, as one line that says
     what to do."""
-    text = _one_line(exc)
+    text = one_line(exc)
     if "trust_remote_code" in text:
         return _remote_code_error(src)
     if src.origin == "hub":
@@ -242,7 +241,7 @@ def _call(src: ModelSource, what: str, fn: Callable[[], Any]) -> Any:
             raise
         raise ModelLoadError(
             f"cannot load the {what} of model {src.given!r}: its own modeling code raised "
-            f"{type(exc).__name__}: {_one_line(exc)[:300]}"
+            f"{type(exc).__name__}: {one_line(exc)[:300]}"
         ) from None
 
 
@@ -361,7 +360,6 @@ def clear_cache() -> None:
 
 def pretrained(source: str | ModelSource, task: Any) -> tuple[Any, dict[str, Any]]:
     """(config with the task kind's head, pre-trained weights without the new head), kept in memory per source."""
-    import torch
 
 
     src = resolve(source)
@@ -400,7 +398,6 @@ def build(source: str | ModelSource | ModelFactory, task: Any, removed: Sequence
     """The pre-trained model with a freshly initialised head of the task's kind (a function of ``seed``), float32,
     with ``removed`` layers dropped. ``source`` may also be a callable that returns a model with its head
     (called under the seeded RNG)."""
-    import torch
 
 
     if not callable(source):
@@ -428,9 +425,6 @@ def count_parameters(
     """Parameters of the model with the task's head, one count per removal set (``()``: the unpruned model);
     built on the meta device, so no weights are read. None when the model cannot be built here."""
     try:
-        import torch
-
-
         kind = kind_of(task)
         conf = kind.head_config(load_config(source))
         with torch.device("meta"):
@@ -438,7 +432,7 @@ def count_parameters(
         counts = []
         for removed in removals:
             m = drop_layers(full, list(removed), inplace=False) if removed else full
-            counts.append(sum(p.numel() for p in m.parameters()))
+            counts.append(parameter_count(m))
         return counts
     except GLPError:
         raise

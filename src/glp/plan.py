@@ -7,6 +7,7 @@ optimal may not be nested, so ``removals`` maps each n to its own set, listed in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ SCHEMA = "glp.plan/1"
 @dataclass
 class Candidate:
     """One removal set scored in a step: every seed's value, their mean and spread."""
+
     removed: list[int]
     added: int | None
     scores: list[float | None]
@@ -42,6 +44,7 @@ class Candidate:
 @dataclass
 class Step:
     """Step k of a search: the candidates tried, the one kept, and whether seeds separate it."""
+
     n: int
     candidates: list[Candidate]
     chosen: list[int]
@@ -182,8 +185,6 @@ def read_artifact(path: str | os.PathLike[str], schema: str | None, what: str, h
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """sha256 of a file's bytes (an export's manifest names the plan it was made from by it)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -2,7 +2,6 @@
 
 A plug-in is a class (or factory) registered under a name with a one-line help text. The CLI takes its choices and
 help from the registry, so a new plug-in is a class in one file plus ``@REGISTRY.register("name", help=...)``:
-
     >>> from glp.search import STRATEGIES
     >>> STRATEGIES.names()[:3]
     ('greedy', 'beam', 'optimal')
@@ -15,6 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 from glp.errors import ConfigError
@@ -40,7 +40,6 @@ class Registry(Generic[T]):
 
     def register(self, name: str, help: str = "") -> Callable[[T], T]:
         """Decorator: register ``value`` under ``name`` (a second registration of a name is a bug)."""
-
         def deco(value: T) -> T:
             self.add(name, value, help)
             return value
@@ -93,8 +92,6 @@ class Registry(Generic[T]):
         """Import the plug-ins other packages declare as entry points of ``group`` (their pyproject.toml:
         ``[project.entry-points."glp.strategies"] my-strategy = "my_package.my_strategy"``); importing a module
         registers what it defines. A plug-in that fails to import is a warning, not the end of glp."""
-        from importlib.metadata import entry_points
-
         for ep in entry_points(group=group):
             if ep.name in self:
                 continue

@@ -68,7 +68,7 @@ from glp.commands import export as exporting
 from glp.commands import profile as profiling
 from glp.commands import prune as pruning
 from glp.commands import report as reporting
-from glp.errors import GLPError
+from glp.errors import GLPError, one_line
 from glp.kinds import KINDS
 from glp.run.rundir import RunDir
 from glp.search import PATTERNS, STRATEGIES
@@ -412,20 +412,16 @@ def report_cmd(
         typer.echo(f"wrote {f}")
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+def __one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point: run the app; user errors become one red line on stderr and exit code 2."""
-    warnings.formatwarning = _one_line_warning  # a warning is one line too, without glp's source line
+    warnings.formatwarning = __one_line_warning  # a warning is one line too, without glp's source line
     try:
         app(args=argv, prog_name="glp")
     except GLPError as exc:
-        typer.secho(f"error: {_one_line(exc)}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {one_line(exc)}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
 

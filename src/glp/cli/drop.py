@@ -12,7 +12,7 @@ from rich.table import Table
 from glp import models
 from glp.cli.args import parse_indices
 from glp.errors import ConfigError
-from glp.layers import config_num_layers, drop_layers, find_layer_stack, validate_indices
+from glp.layers import config_num_layers, drop_layers, find_layer_stack, parameter_count, validate_indices
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,6 @@ class Dropped:
     layers: tuple[int, int]
     params: tuple[int, int]
     tokenizer: bool  # a tokenizer was found and saved with the model
-
-
-def _param_count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def drop_and_save(model: str, remove: str, out: Path, overwrite: bool, trust_remote_code: bool) -> Dropped:
@@ -47,10 +43,10 @@ def drop_and_save(model: str, remove: str, out: Path, overwrite: bool, trust_rem
     tokenizer = models.load_tokenizer(source, required=False)
     layers_before = len(find_layer_stack(net).layers)
     removed = validate_indices(indices, layers_before)
-    params_before = _param_count(net)
+    params_before = parameter_count(net)
     drop_layers(net, removed)
     layers_after = len(find_layer_stack(net).layers)
-    params_after = _param_count(net)
+    params_after = parameter_count(net)
 
     out.mkdir(parents=True, exist_ok=True)
     net.save_pretrained(out, safe_serialization=True)

@@ -28,6 +28,7 @@ from glp.commands.model_card import model_card, train_desc
 from glp.data import DataSpec
 from glp.errors import ConfigError, GLPError
 from glp.kinds import kind_of
+from glp.layers import parameter_count
 from glp.plan import Plan, sha256_file
 from glp.results.manifest import SCHEMA, write_manifest
 from glp.run.rundir import RunDir
@@ -127,7 +128,7 @@ def export(
         "removed_layers": list(removed),
         "kept_layers": plan.kept_layers(int(n)),
         "num_layers": plan.num_layers - len(removed),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameter_count(model),
         "plan": _plan_record(plan, plan_file, int(n)),
         "task": task.to_dict(),
         "kind": _kind_record(kind),

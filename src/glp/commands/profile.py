@@ -23,8 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from glp import models
 from glp.errors import ConfigError, GLPError
+from glp.layers import drop_layers, num_layers, parameter_count
 from glp.results.manifest import read_manifest
 from glp.results.profile import SCHEMA
 from glp.results.profile import load as load  # re-exported for glp.cli
@@ -51,8 +54,6 @@ class Entry:
 def _load(source: Any, task: Any = None) -> Any:
     """The model with the plan's task head (a head of the task's kind: part of what ships), else as it was saved
     (its ``architectures`` class); float32, eval mode."""
-    import torch
-
     if task is not None:
         return models.build(source, task).eval()
     return models.load_saved(source, dtype=torch.float32).eval()  # (a GGUF-loaded model refuses .float())
@@ -68,8 +69,6 @@ def build_entries(
     ``model_source`` may be a run directory (its plan and the plan's model are used) or a directory written by
     ``glp export`` (its source model, when still there, is the unpruned reference).
     """
-    from glp.layers import drop_layers, num_layers
-
     run = RunDir.with_plan(model_source)
     if run is not None and plan_dir is None:
         plan_dir = run.path
@@ -124,8 +123,6 @@ def _exported_entries(source: Any, manifest: dict[str, Any]) -> list[Entry]:
 
 
 def _inputs(model: Any, batch: int, seq_len: int, device: Any, seed: int = 0) -> dict[str, Any]:
-    import torch
-
     vocab = int(getattr(model.config, "vocab_size", 1000) or 1000)
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos is not None and seq_len > int(max_pos):
@@ -136,8 +133,6 @@ def _inputs(model: Any, batch: int, seq_len: int, device: Any, seed: int = 0) ->
 
 
 def _sync(device: Any) -> None:
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -146,8 +141,6 @@ def time_models(
     models: Sequence[Any], batch: int, seq_len: int, repeats: int, warmup: int, device: Any, round_robin: bool = True
 ) -> list[list[float]]:
     """Per model, ``repeats`` forward latencies in milliseconds (after ``warmup`` forwards each)."""
-    import torch
-
     times: list[list[float]] = [[] for _ in models]
     inputs = [_inputs(m, batch, seq_len, device) for m in models]
 
@@ -184,8 +177,6 @@ def time_generate(
     """Greedy ``generate`` with the KV cache at batch 1, as users time a decoder: (time to first token, time of
     ``new_tokens`` tokens) in milliseconds, ``repeats`` each after ``warmup`` untimed runs. Every run makes exactly
     that many tokens (``min_new_tokens``), so an end-of-sequence token does not cut it short."""
-    import torch
-
     inputs = _inputs(model, 1, prompt_len, device)
     pad = getattr(model.config, "pad_token_id", None)
     eos = getattr(model.config, "eos_token_id", None)
@@ -220,10 +211,6 @@ def _fill_generate(rows: list[dict[str, Any]], timed: list[tuple[list[float], li
         r["tokens_per_s_speedup"] = tps / tps0 if tps and tps0 else None
 
 
-def _params(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def profile(
     model_source: str,
     removals: Sequence[Sequence[int]] = (),
@@ -245,8 +232,6 @@ def profile(
 
     ``threads``: CPU threads while timing (default: torch's default); restored afterwards.
     """
-    import torch
-
     if repeats < 1 or warmup < 0:
         raise ConfigError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
     entries, info = build_entries(model_source, removals, plan_dir)
@@ -294,7 +279,13 @@ def profile(
 def _size_rows(entries: Sequence[Entry]) -> list[dict[str, Any]]:
     """One row per entry: its label, n, removed layers, layers and parameters (and their share of the first row's)."""
     rows = [
-        {"label": e.label, "n": e.n, "removed": e.removed, "layers": _num_layers(e.model), "params": _params(e.model)}
+        {
+            "label": e.label,
+            "n": e.n,
+            "removed": e.removed,
+            "layers": _num_layers(e.model),
+            "params": parameter_count(e.model),
+        }
         for e in entries
     ]
     for r in rows:
@@ -305,8 +296,6 @@ def _size_rows(entries: Sequence[Entry]) -> list[dict[str, Any]]:
 @contextlib.contextmanager
 def _cpu_threads(threads: int) -> Iterator[None]:
     """torch's CPU threads set to ``threads`` inside, restored after."""
-    import torch
-
     default = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -325,8 +314,6 @@ def _time_cpu_generate(
     on_row: Callable[[str], None] | None,
 ) -> dict[str, Any]:
     """Time ``generate`` of every model on the CPU into ``rows``; what was timed (the profile's ``generate``)."""
-    import torch
-
     if new_tokens < 2:
         raise ConfigError(f"--new-tokens must be at least 2, got {new_tokens}")
     reps = max(3, repeats // 4)
@@ -349,8 +336,6 @@ def _time_gpu(
     on_row: Callable[[str], None] | None,
 ) -> None:
     """Time every model's forward on CUDA into ``rows`` (the models go back to the CPU after)."""
-    import torch
-
     dev = torch.device("cuda")
     if on_row:
         on_row(f"timing on {torch.cuda.get_device_name(dev)}, batch {batch}")
@@ -362,8 +347,6 @@ def _time_gpu(
 
 
 def _num_layers(model: Any) -> int | None:
-    from glp.layers import num_layers
-
     try:
         return num_layers(model)
     except Exception:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from glp import __version__
 from glp.errors import ConfigError
 from glp.plan import Plan
@@ -93,7 +95,6 @@ def plot_heatmap(plan: Plan, path: str | os.PathLike[str]) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     from matplotlib.patches import Rectangle
 
     mat, chosen, rejected = heatmap_matrix(plan)

@@ -19,6 +19,7 @@ _CONLLU_SKIP = re.compile(r"^\d+(-\d+|\.\d+)$")  # multiword-token ranges (1-2) 
 @dataclass
 class Sentences:
     """Sentences read from one file or hub split, before they become Examples."""
+
     path: str
     words: list[list[str]]
     tags: list[list[Any]]  # strings, or ints to be named

@@ -22,21 +22,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
-from glp.data import collate_inputs
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-    from glp.data import DataSpec, Encoded, Examples, SearchSplit, TaskDataset
-    from glp.tasks import Task
+from glp.data import DataSpec, Encoded, Examples, SearchSplit, TaskDataset, collate_inputs
+from glp.tasks import Task
 
 
 class TaskKind(ABC):
     """One kind of task, bound to one `Task`. Subclass, set the class attributes, register in `glp.kinds.KINDS`."""
+
     #: registry name, also ``Task.kind``
     name: ClassVar[str]
     #: the transformers class a candidate is loaded with (its head is this kind's head)
@@ -116,8 +113,6 @@ class TaskKind(ABC):
     def gather(self, outputs: Sequence[torch.Tensor], order: Sequence[np.ndarray], table: Encoded) -> Any:
         """Per-batch outputs on the device (batches of the rows of ``table`` in ``order``) → predictions of the rows
         in their original order. The default: (rows, …) logits, moved to the host in one transfer."""
-        import torch
-
         if not outputs:
             return np.zeros((0,), dtype=np.float32)
         logits = torch.cat(list(outputs)).cpu().numpy()

@@ -7,9 +7,12 @@ predictor scores the majority class's accuracy, the positive class's F1 or Matth
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from glp.data import encode, load_task_data, search_split
 from glp.errors import TaskError
@@ -72,17 +75,13 @@ class SequenceClassification(TaskKind):
         return (self.num_labels(), self.task.is_regression)
 
     def loss_sum(self, logits, labels):
-        import torch.nn.functional as F
-
         logits = logits.float()
         if self.task.is_regression:
             return F.mse_loss(logits.view(-1), labels.view(-1).float(), reduction="sum")
         return F.cross_entropy(logits, labels.view(-1), reduction="sum")
 
     def score(self, predictions: np.ndarray, table) -> tuple[dict[str, float], float | None]:
-        import math
 
-        import torch
 
 
         labels = table.labels

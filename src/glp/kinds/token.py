@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from glp.data import (
     Encoded,
@@ -73,6 +75,7 @@ def _b_to_i(names: tuple[str, ...]) -> np.ndarray:
 @dataclass
 class TokenPredictions:
     """The word-level predicted class ids of every row and the mean loss over the labelled tokens."""
+
     tags: list[np.ndarray]
     loss: float
     finite: bool
@@ -216,14 +219,12 @@ class TokenClassification(TaskKind):
     def split(self, train, eval_fraction: float, seed: int):
         """Whole documents to search-eval (seeded) until it holds ``eval_fraction`` of the sentences; sentences
         where the data has no documents."""
-
         return group_split(train, eval_fraction, seed)
 
     def encode(self, examples, tokenizer, max_length: int, cache_dir=None):
         """Sub-word ids of every sentence (``is_split_into_words``), labels aligned as run_ner.py aligns them, the
         first sub-token of every word (``extra["word_starts"]``) and the word-level tags scored
         (``extra["word_tags"]``; words cut off by ``max_length`` are not among them, and are counted)."""
-
         label_all = bool(self.task.option("label_all_tokens", False))
         key = hashlib.sha256(b"glp-encode-words/v1|")
         key.update(tokenizer_fingerprint(tokenizer).encode("utf-8", "surrogatepass"))
@@ -313,8 +314,6 @@ class TokenClassification(TaskKind):
         return out
 
     def loss_sum(self, logits, labels):
-        import torch.nn.functional as F
-
         logits = logits.float()
         return F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
@@ -325,8 +324,6 @@ class TokenClassification(TaskKind):
 
     # -- scoring --------------------------------------------------------------------------------------
     def gather(self, outputs, order, table) -> TokenPredictions:
-        import torch
-
         tags: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(table)
         total, count, finite = 0.0, 0, True
         for out, idx in zip(outputs, order, strict=True):

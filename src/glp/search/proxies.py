@@ -24,12 +24,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from glp.data import collate_inputs
 from glp.errors import ConfigError
+from glp.kinds import kind_of
+from glp.layers import drop_layers, find_layer_stack
+from glp.models import build as build_model
 from glp.registry import Registry
+from glp.trial.heal import merged
+from glp.trial.loop import eval_batches, to_device
 
-if TYPE_CHECKING:  # pragma: no cover - torch is imported when a proxy is built, not when one is named
-    import torch
-
+if TYPE_CHECKING:  # pragma: no cover
     from glp.data import Encoded
 
 
@@ -47,7 +53,6 @@ class Proxy(ABC):
             session: the opened session (``spec``: the trial spec, ``task``, ``trial_data``).
             run_dir: the `glp.run.rundir.RunDir`, where a proxy may keep what it trained (None: keep nothing).
         """
-
     @abstractmethod
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
         """The score of each layer of ``layers`` (original indices) once removed on top of ``removed``."""
@@ -63,9 +68,6 @@ def _proxy_table(trial_data: Any, n: int) -> Encoded:
 
 def _batches(table: Encoded, kind: Any, pad_id: int, device: torch.device, batch_size: int = 32):
     """Batches of ``table`` sorted by length; with labels collated by the task ``kind``, or inputs only (None)."""
-    from glp.data import collate_inputs
-    from glp.trial.loop import eval_batches, to_device  # (glp.trial loads torch: not on `glp --help`)
-
     for idx in eval_batches(table.lengths, batch_size):
         batch = kind.collate(table, idx, pad_id) if kind is not None else collate_inputs(table, idx, pad_id)
         yield to_device(batch, device)
@@ -81,9 +83,7 @@ def block_similarity(
 ) -> list[float]:
     """Per block of ``model``'s stack: 1 - cos (``bi``) or arccos(cos)/pi (``angular``) of input vs output, over
     the non-padding tokens (labels play no part)."""
-    import torch  # keeps torch off `glp --help`, which lists the proxies
 
-    from glp.layers import find_layer_stack
 
     device = device or torch.device("cpu")
     stack = find_layer_stack(model)
@@ -120,8 +120,6 @@ def block_similarity(
 
 def task_loss(model: torch.nn.Module, table: Encoded, task_kind: Any, device: torch.device | None = None) -> float:
     """Mean task loss of ``model`` on ``table`` (summed by the task kind, over its units)."""
-    import torch
-
     device = device or torch.device("cpu")
     model.eval().to(device)
     total, units = 0.0, 0
@@ -137,9 +135,7 @@ def task_loss(model: torch.nn.Module, table: Encoded, task_kind: Any, device: to
 def boundary_states(model: torch.nn.Module, table: Encoded, device: torch.device | None = None) -> torch.Tensor:
     """The hidden state of each sequence's last token at every block boundary of ``model``'s stack: the input of
     block 0, ..., the input of block L-1 and the output of block L-1; float64, shape (L + 1, rows, hidden)."""
-    import torch  # keeps torch off `glp --help`, which lists the proxies
 
-    from glp.layers import find_layer_stack
 
     device = device or torch.device("cpu")
     stack = find_layer_stack(model)
@@ -185,8 +181,6 @@ class BlockAngular:
 
     def __call__(self, n: int, removable: Sequence[int]) -> dict[int, float]:
         """Distance of every block [l, l + n) whose layers may all be removed, by its first layer l."""
-        import torch
-
         if self._states is None:
             self._states = boundary_states(self.model, self.table, self.device)
         x = self._states
@@ -201,9 +195,7 @@ class BlockAngular:
 
 def make_block_angular(config: Any, session: Any) -> BlockAngular:
     """`BlockAngular` on the pre-trained model and ``--proxy-examples`` rows of search-eval."""
-    import torch
 
-    from glp.models import build as build_model
 
     device = torch.device(config.device) if config.device else None
     table = _proxy_table(session.trial_data, config.proxy_examples)
@@ -220,9 +212,7 @@ class SimilarityProxy(Proxy):
 
     @classmethod
     def build(cls, config: Any, session: Any, run_dir: Any = None) -> SimilarityProxy:
-        import torch  # keeps torch off `glp --help`, which lists the proxies
 
-        from glp.models import build as build_model  # (glp.models loads transformers)
 
         device = torch.device(config.device) if config.device else None
         table = _proxy_table(session.trial_data, config.proxy_examples)
@@ -230,8 +220,6 @@ class SimilarityProxy(Proxy):
         return cls(cls.measure, model, table, device)
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
-        from glp.layers import drop_layers  # (glp.layers loads torch: not on `glp --help`)
-
         model = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
         scores = block_similarity(model, self.table, self.kind, self.device)
         kept = [i for i in range(len(scores) + len(removed)) if i not in set(removed)]
@@ -260,10 +248,7 @@ class LossProxy(Proxy):
     def build(cls, config: Any, session: Any, run_dir: Any = None) -> LossProxy:
         """The unpruned model fine-tuned on search-train (kept in ``RUN_DIR/proxy_model/``: a resumed run does not
         train it again)."""
-        import torch  # keeps torch off `glp --help`, which lists the proxies
 
-        from glp.kinds import kind_of
-        from glp.trial.heal import merged  # (glp.trial loads torch)
 
         device = torch.device(config.device) if config.device else None
         table = _proxy_table(session.trial_data, config.proxy_examples)
@@ -282,8 +267,6 @@ class LossProxy(Proxy):
         return cls(model.cpu() if device is None else model, table, kind, device)
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
-        from glp.layers import drop_layers, find_layer_stack  # (glp.layers loads torch: not on `glp --help`)
-
         base = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
         ref = task_loss(base, self.table, self.task_kind, self.device)
         kept = [i for i in range(len(find_layer_stack(self.model).layers)) if i not in set(removed)]

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from glp.atomic import write_atomic
 from glp.errors import ConfigError
@@ -122,8 +124,6 @@ class DistillKind:
         return batch
 
     def batch_loss(self, logits: Any, batch: dict[str, Any]) -> Any:
-        import torch.nn.functional as F
-
         a, t = self.settings.alpha, self.settings.temperature
         task = self.kind.loss_sum(logits, batch["labels"])
         if a == 1.0:
@@ -145,7 +145,6 @@ class DistillKind:
 def row_outputs(trial: Any, table: Any) -> list[np.ndarray]:
     """The model's float32 outputs for every row of ``table`` in eval mode: (labels,) per row, or (tokens, labels)
     per row for per-token heads, cut to the row's length."""
-    import torch
 
 
     loop = trial.loop
@@ -274,7 +273,6 @@ class KeepingTeacher:
 def student_from_teacher(model: Any, teacher: Teacher, removed: Any) -> Any:
     """``model`` (the unpruned architecture with the task's head) given the teacher's fine-tuned weights, then
     ``removed`` dropped: the student of ``--distill-init teacher``."""
-
     missing, unexpected = model.load_state_dict(teacher.state_dict(), strict=False)
     if missing or unexpected:
         raise ConfigError(

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from glp.errors import ConfigError
 
 #: PEFT task types by the kind's model class (the adapters do not depend on it; PEFT's wrapper class does)
@@ -37,7 +39,6 @@ def prepare(model: Any, hparams: Any, seed: int, kind: Any = None) -> Any:
     """The model a trial trains: ``model`` itself (``none``, ``full``) or wrapped with LoRA adapters (``lora``)."""
     if hparams.heal != "lora":
         return model
-    import torch
 
     peft = _peft()
     targets = list(hparams.lora_targets) if hparams.lora_targets else "all-linear"

@@ -16,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from glp.errors import ConfigError
 from glp.trial.heal import is_adapted
@@ -83,8 +86,6 @@ def check(settings: LMEvalSettings) -> None:
 
 @contextlib.contextmanager
 def _quiet():
-    import logging
-
     loggers = [logging.getLogger(n) for n in ("lm-eval", "lm_eval", "lm_eval.evaluator", "lm_eval.api.task")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -98,7 +99,6 @@ def _quiet():
 
 def run(model: Any, tokenizer: Any, settings: LMEvalSettings, device: Any) -> dict[str, float]:
     """``TASK:METRIC`` → value for every task of ``settings`` (standard errors left out)."""
-    import torch
 
 
     lm_eval, HFLM, _ = _harness()

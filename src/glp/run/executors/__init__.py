@@ -30,8 +30,6 @@ fix, a bug) is raised in the driver.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from glp.run.executors.base import EXECUTORS, ExecutionSettings, Executor, TrialHost
 from glp.run.executors.devices import parse_devices
 
@@ -40,9 +38,7 @@ from glp.run.executors.local import LocalExecutor
 from glp.run.executors.pool import InFlight
 from glp.run.executors.process import ProcessExecutor
 from glp.run.executors.ray import RayExecutor
-
-if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
-    from glp.trial.scoring import TrialSpec
+from glp.trial.scoring import TrialSpec
 
 __all__ = [
     "Executor",

@@ -10,15 +10,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from glp.errors import ConfigError
 from glp.registry import Registry
 from glp.run.executors.devices import parse_devices
+from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialRequest
-
-if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
-    from glp.trial.scoring import TrialSpec
 
 
 class RunningTrial(Protocol):

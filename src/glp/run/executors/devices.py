@@ -6,6 +6,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from glp.errors import ConfigError
 
 
@@ -46,8 +48,6 @@ def _available_cores() -> int:
 
 
 def _default_device() -> str:
-    import torch  # here, not at the top: torch is imported by the trials, not by choosing an executor
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -55,7 +55,6 @@ def _check_gpus(slots: Sequence[str]) -> None:
     ids = sorted({int(d[5:]) for d in slots if d.startswith("cuda:")})
     if not ids and "cuda" not in slots:
         return
-    import torch  # here, not at the top: only GPU slots need it (see _default_device)
 
     count = torch.cuda.device_count()
     if count == 0:

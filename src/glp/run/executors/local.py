@@ -6,7 +6,7 @@ default); with ``--devices`` (or ``--workers-per-device`` over 1) ``--executor l
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from glp.run.executors.base import (
     EXECUTORS,
@@ -20,10 +20,9 @@ from glp.run.executors.base import (
 )
 from glp.run.executors.devices import _check_gpus, _default_device, parse_devices
 from glp.run.executors.process import ProcessExecutor
+from glp.trial.prefix import score_unhealed
+from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialRequest
-
-if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
-    from glp.trial.scoring import TrialSpec
 
 
 @EXECUTORS.register("local", help="this machine: in-process, or one worker process per --devices entry")
@@ -49,7 +48,6 @@ class LocalExecutor(Executor):
             batch = None
             if spec is not None and spec.hparams.heal == "none" and spec.distill is None:  # unhealed: shared prefixes
                 # here, not at the top: glp.trial.prefix imports torch, which choosing an executor does not need
-                from glp.trial.prefix import score_unhealed
 
                 def batch(requests):
                     return score_unhealed(spec, requests, config.device)

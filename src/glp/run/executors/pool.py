@@ -10,20 +10,18 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from glp.errors import ConfigError, GLPError
 from glp.run.executors.base import Executor, TrialHost, TrialId, _trial_id
+from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialRequest, TrialResult
-
-if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
-    from glp.trial.scoring import TrialSpec
 
 
 def _make_host(spec: TrialSpec, device: str, threads: int | None) -> TrialHost:
     """The live trials of a worker (a process or a Ray actor) that runs ``spec``'s trials on ``device``."""
-    import torch  # here, not at the top: the worker needs torch, the driver choosing an executor does not
-
     if threads:
         torch.set_num_threads(int(threads))
     try:  # boot now, while the driver starts the other workers: the pre-trained weights, what trials import
@@ -250,7 +248,6 @@ class _Pool(Executor):
 
     def _init(self, slot: int) -> None:
         """Hand a launched worker what it needs to boot (if the backend did not at launch)."""
-
     def close(self) -> None:
         self._closed = True
         for s, w in enumerate(self.workers):

@@ -5,6 +5,7 @@ worker process per slot on this machine (multiprocessing, spawn), a GPU worker p
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import pickle
@@ -15,16 +16,13 @@ import traceback
 import weakref
 from collections.abc import Sequence
 from multiprocessing.connection import wait
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from glp.run.executors.base import TrialId
 from glp.run.executors.devices import _available_cores
 from glp.run.executors.pool import _make_host, _Pool
+from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialRequest
-
-if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
-    from glp.trial.scoring import TrialSpec
-
 
 # ------------------------------------------------------------------------------------------ the worker
 
@@ -47,8 +45,6 @@ def _portable_error(exc: BaseException) -> BaseException:
 def _die_with_parent() -> None:
     """Linux: SIGKILL this worker when the driver dies (kill -9 included), so no orphan keeps training."""
     try:
-        import ctypes  # inside the try: a Python built without ctypes falls back as other systems do
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the driver died before prctl took effect

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from glp.errors import ConfigError
 from glp.run.executors.base import EXECUTORS, ExecutionSettings, TrialId
 from glp.run.executors.devices import _available_cores, parse_devices
 from glp.run.executors.pool import _make_host, _Pool
+from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialRequest
-
-if TYPE_CHECKING:  # pragma: no cover - torch is imported by the trials, not by choosing an executor
-    from glp.trial.scoring import TrialSpec
 
 
 def _import_ray():
