@@ -15,7 +15,7 @@ scoring             ``gather`` (per-batch outputs â†’ predictions), ``score`` (â
 export              ``pipeline_tag``, ``description``
 ==================  ================================================================================
 
-`docs/extending.md` adds a kind in one module; `tests/test_kinds.py` runs that example.
+`docs/extending.md` adds a kind in one module; `tests/kinds/test_kinds.py` runs that example.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ one decorator::
         settings_class = MySettings
         def run(self, ctx): ...
 
-`docs/extending.md` adds one in a single file; `tests/test_search.py` runs that example.
+`docs/extending.md` adds one in a single file; `tests/search/test_search.py` runs that example.
 """
 
 from __future__ import annotations

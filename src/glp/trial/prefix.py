@@ -4,7 +4,7 @@ A greedy step with ``R`` removed tries ``R ∪ {l}`` for every remaining layer `
 with the model ``R`` up to the input of layer ``l``: so each evaluation batch goes through the model ``R`` once,
 keeping the input of every layer, and candidate ``l`` only runs the layers above ``l`` on that kept input. A step
 over ``L`` layers costs about ``L²/2`` layer forwards (plus one pass) instead of ``L·(L−1)``, and the scores are those
-of scoring each candidate from scratch (the same operations on the same inputs; `tests/test_causal_lm.py`).
+of scoring each candidate from scratch (the same operations on the same inputs; `tests/kinds/test_causal_lm.py`).
 
 `score_unhealed` is what the in-process executor runs for a batch of ``--heal none`` requests. Requests that do not
 share a prefix that way (the fixed patterns' sets of different sizes, say) are scored one by one, from scratch.

@@ -267,7 +267,7 @@ def test_halving_budgets():
 
 # ------------------------------------------------------------------------ docs/extending.md's strategy plug-in
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 
 
 def _doc_strategy_code() -> str:

@@ -16,7 +16,7 @@ from glp.kinds import KINDS, kind_of
 from glp.tasks import get_task
 from glp.trial.hparams import HParams
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 
 
 @pytest.fixture(scope="module")

@@ -393,8 +393,8 @@ def test_export_merges_lora_and_reloads_with_plain_transformers(lm_root, tmp_pat
 
 # ------------------------------------------------------------------------------------ evaluate, profile
 
-ZEROSHOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeroshot"
-LOCAL_TASKS = Path(__file__).resolve().parents[1] / "benchmarks" / "lm_eval_tasks"
+ZEROSHOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "zeroshot"
+LOCAL_TASKS = Path(__file__).resolve().parents[2] / "benchmarks" / "lm_eval_tasks"
 
 
 def test_evaluate_heals_each_row_and_reports_test_perplexity(lm_root, tmp_path):

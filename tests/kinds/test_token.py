@@ -64,7 +64,7 @@ def test_the_real_conll2003_files_have_the_official_counts():
     """Tjong Kim Sang & De Meulder 2003, Table 2: sentences, tokens and articles of train / dev / test."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
+    root = Path(__file__).resolve().parents[3] / "shared" / "data" / "conll2003"
     if not root.is_dir():
         pytest.skip("no ../shared/data/conll2003")
     counts = {}
