@@ -1,9 +1,10 @@
 """Command line interface: ``glp COMMAND ...``.
 
 One function per command: its parameters (the flags, built in `glp.cli.options`), then the values turned into what
-the command takes (`glp.cli.args`), the command itself (`glp.commands`; ``glp drop``'s in `glp.cli.drop`), and the
-printing (`glp.cli.progress`). The commands are called through their modules (``pruning.prune``), so a test may
-replace one. Errors a user can cause are ``GLPError``s: ``main()`` prints them as one red line and exits 2.
+the command takes (`glp.cli.args`), the command itself (`glp.commands`), and the printing (`glp.cli.progress`,
+`glp.cli.drop`). The commands are called through their modules (``pruning.prune``: `glp.commands.prune` imported
+as ``pruning``), so a test may replace one. Errors a user can cause are ``GLPError``s: ``main()`` prints them as
+one red line and exits 2.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from glp.cli.args import (
     prune_config,
     report_dir,
 )
-from glp.cli.drop import drop_and_save, print_dropped
+from glp.cli.drop import print_dropped
 from glp.cli.options import (
     DATA,
     HEAL,
@@ -63,6 +64,7 @@ from glp.cli.options import (
     strategy_flags,
 )
 from glp.cli.progress import SearchProgress, evaluation_progress, fine_tune_progress, print_exported, print_plan
+from glp.commands import drop as dropping
 from glp.commands import evaluate as evaluating
 from glp.commands import export as exporting
 from glp.commands import profile as profiling
@@ -97,7 +99,7 @@ def drop(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom modeling code."),
 ) -> None:
     """Remove layers from a model and save it (safetensors + tokenizer) so it loads with plain transformers."""
-    print_dropped(drop_and_save(model, remove, out, overwrite, trust_remote_code), out)
+    print_dropped(dropping.drop_and_save(model, parse_indices(remove), out, overwrite, trust_remote_code), out)
 
 
 # A long function for its parameter list only: typer reads the flags from the signature; the body is short.

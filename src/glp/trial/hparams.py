@@ -1,4 +1,5 @@
-"""The plain data of a fine-tune: its hyper-parameters (`HParams`) and what one trial produced (`TrialResult`).
+"""The hyper-parameters of a fine-tune (`HParams`): run_glue's names, healing and precision. What a trial produced is
+`glp.trial.types.TrialResult`.
 
 No torch here: the CLI reads the fields' help and defaults from these dataclasses without importing the training
 code.

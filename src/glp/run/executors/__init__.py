@@ -19,7 +19,7 @@ An executor keeps the trainer state of trials that stopped before the full budge
 survivor continues where it stopped: the pools (pool.py) route a continuing trial to the worker that holds its
 state. When a request for a trial arrives without that state (a resumed run, a trial the executor let go, a worker
 that died, or a holder busy with another trial while a worker is idle), the trial is trained from the start to
-the requested budget, which gives the same result (train.py guarantees that continuing equals training
+the requested budget, which gives the same result (`glp.trial.loop` guarantees that continuing equals training
 straight through).
 
 A worker that dies (killed, out of host memory, node lost) is replaced by a fresh one, and its trial is
