@@ -20,7 +20,6 @@ from glp.cli.args import (
     distill_settings,
     eval_config,
     export_n,
-    final_hparams,
     load_plan,
     parse_indices,
     profile_path,
@@ -32,33 +31,19 @@ from glp.cli.options import (
     DATA,
     HEAL,
     SEARCH,
-    BatchSize,
     Device,
     Devices,
-    Dtype,
-    Epochs,
     Executor,
-    GradCkpt,
-    Heal,
-    HealSteps,
-    LearningRate,
-    LoraAlpha,
-    LoraRank,
-    LoraTargets,
     MaxDrop,
-    MaxEvalSamples,
     MaxParams,
     MaxRetries,
-    MaxSeqLength,
-    MaxTrainSamples,
     MinSpeedup,
     Profile,
     RayAddress,
-    WarmupRatio,
-    WeightDecay,
     WorkersPerDevice,
     distill_opt,
     eval_opt,
+    final_flags,
     hp_opt,
     prune_opt,
     strategy_flags,
@@ -215,6 +200,7 @@ def show(
 
 
 @app.command("export")
+@final_flags(after="dev_file")  # --num-train-epochs ... --dtype
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by glp prune (or a plan .json file)."),
     remove: int | None = typer.Option(
@@ -231,21 +217,6 @@ def export_cmd(
     data_dir: str | None = typer.Option(None, "--data-dir", help="Override the run's GLUE directory."),
     train_file: str | None = typer.Option(None, "--train-file", help="Override the run's train file."),
     dev_file: str | None = typer.Option(None, "--dev-file", help="Override the run's dev file."),
-    num_train_epochs: Epochs = None,
-    learning_rate: LearningRate = None,
-    per_device_train_batch_size: BatchSize = None,
-    max_seq_length: MaxSeqLength = None,
-    warmup_ratio: WarmupRatio = None,
-    weight_decay: WeightDecay = None,
-    max_train_samples: MaxTrainSamples = None,
-    max_eval_samples: MaxEvalSamples = None,
-    heal: Heal = None,
-    heal_steps: HealSteps = None,
-    lora_rank: LoraRank = None,
-    lora_alpha: LoraAlpha = None,
-    lora_targets: LoraTargets = None,
-    gradient_checkpointing: GradCkpt = None,
-    dtype: Dtype = None,
     max_drop: MaxDrop = None,
     min_speedup: MinSpeedup = None,
     max_params: MaxParams = None,
@@ -256,12 +227,13 @@ def export_cmd(
     distill_alpha: float | None = distill_opt("alpha", "--distill-alpha"),
     distill_temperature: float | None = distill_opt("temperature", "--distill-temperature"),
     distill_init: str | None = distill_opt("init", "--distill-init"),
+    final_hp: dict | None = None,
 ) -> None:
     """Drop the plan's n layers from the pre-trained model and save a model that loads with plain transformers.
 
     Example: glp export runs/rte --remove 2 --finetune --out models/minilm-rte-4l
     """
-    hp = final_hparams(locals())
+    hp = final_hp or {}
     n, chosen = export_n(run_dir, strategy, remove, max_drop, min_speedup, max_params, profile)
     if chosen is not None:
         typer.echo(f"chosen: {chosen}")
@@ -285,6 +257,7 @@ def export_cmd(
 
 
 @app.command("evaluate")
+@final_flags(after="max_retries")  # --num-train-epochs ... --dtype
 def evaluate_cmd(
     run_dirs: list[Path] = typer.Argument(None, help="Run directories; every plans/*.json of each is evaluated."),
     out: str | None = eval_opt("out", "--out", "-o"),
@@ -305,21 +278,6 @@ def evaluate_cmd(
     workers_per_device: WorkersPerDevice = None,
     ray_address: RayAddress = None,
     max_retries: MaxRetries = None,
-    num_train_epochs: Epochs = None,
-    learning_rate: LearningRate = None,
-    per_device_train_batch_size: BatchSize = None,
-    max_seq_length: MaxSeqLength = None,
-    warmup_ratio: WarmupRatio = None,
-    weight_decay: WeightDecay = None,
-    max_train_samples: MaxTrainSamples = None,
-    max_eval_samples: MaxEvalSamples = None,
-    heal: Heal = None,
-    heal_steps: HealSteps = None,
-    lora_rank: LoraRank = None,
-    lora_alpha: LoraAlpha = None,
-    lora_targets: LoraTargets = None,
-    gradient_checkpointing: GradCkpt = None,
-    dtype: Dtype = None,
     distill: bool | None = eval_opt("distill", "--distill/--no-distill"),
     distill_alpha: float | None = distill_opt("alpha", "--distill-alpha"),
     distill_temperature: float | None = distill_opt("temperature", "--distill-temperature"),
@@ -327,6 +285,7 @@ def evaluate_cmd(
     lm_eval_tasks: str | None = eval_opt("lm_eval_tasks", "--lm-eval-tasks"),
     lm_eval_include_path: str | None = eval_opt("lm_eval_include_path", "--lm-eval-include-path"),
     lm_eval_limit: float | None = eval_opt("lm_eval_limit", "--lm-eval-limit"),
+    final_hp: dict | None = None,
 ) -> None:
     """The paper's Table 1: fine-tune on the full train set, score on dev, median of seeds, relative to baseline.
 

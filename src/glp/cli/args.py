@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from glp.cli.options import FINAL_HP
 from glp.commands.evaluate import EvalConfig
 from glp.commands.profile import load as load_profile
 from glp.commands.prune import PruneConfig, load_yaml_config
@@ -31,11 +30,6 @@ def parse_indices(text: str) -> list[int]:
 def given(**kw) -> dict:
     """The flags that were given (None = not given); for hyper-parameters, ``max_*_samples 0`` means no limit."""
     return {k: v for k, v in kw.items() if v is not None}
-
-
-def final_hparams(args: dict) -> dict:
-    """The final fine-tune's flags (`glp.cli.options.FINAL_HP`) that were given, from a command's ``locals()``."""
-    return given(**{k: args[k] for k in FINAL_HP})
 
 
 def distill_settings(distill: bool, alpha: float | None, temperature: float | None, init: str | None):
@@ -125,7 +119,7 @@ _EVAL_FLAGS = (
 
 def eval_config(args: dict[str, Any]) -> EvalConfig:
     """``glp evaluate``'s config from the command's ``locals()``: --n and --pattern parsed, the other flags given."""
-    hp = final_hparams(args)
+    hp = dict(args.get("final_hp") or {})
     patterns = tuple(p.strip() for item in (args["pattern"] or []) for p in item.split(",") if p.strip())
     n = args["n"]
     ns = None

@@ -116,24 +116,24 @@ GradCkpt = Annotated[
 ]
 Dtype = Annotated[str | None, final_opt("dtype", "--dtype")]
 
-# the parameter names of the aliases above, in a command (their values: `glp.cli.args.final_hparams`)
-FINAL_HP = (
-    "num_train_epochs",
-    "learning_rate",
-    "per_device_train_batch_size",
-    "max_seq_length",
-    "warmup_ratio",
-    "weight_decay",
-    "max_train_samples",
-    "max_eval_samples",
-    "heal",
-    "heal_steps",
-    "lora_rank",
-    "lora_alpha",
-    "lora_targets",
-    "gradient_checkpointing",
-    "dtype",
-)
+# the final fine-tune's flags, by parameter name (a command gets them with `final_flags`)
+FINAL_FLAGS = {
+    "num_train_epochs": Epochs,
+    "learning_rate": LearningRate,
+    "per_device_train_batch_size": BatchSize,
+    "max_seq_length": MaxSeqLength,
+    "warmup_ratio": WarmupRatio,
+    "weight_decay": WeightDecay,
+    "max_train_samples": MaxTrainSamples,
+    "max_eval_samples": MaxEvalSamples,
+    "heal": Heal,
+    "heal_steps": HealSteps,
+    "lora_rank": LoraRank,
+    "lora_alpha": LoraAlpha,
+    "lora_targets": LoraTargets,
+    "gradient_checkpointing": GradCkpt,
+    "dtype": Dtype,
+}
 
 # Choosing n by a target, shared by show and export (`glp.results.targets`).
 MaxDrop = Annotated[
@@ -165,38 +165,47 @@ Profile = Annotated[
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-def strategy_flags(after: str):
-    """Decorator of ``glp prune``: a flag for every setting of the registered strategies (their ``settings_class``
-    fields: ``beam_width`` → ``--beam-width``, a bool ``force`` → ``--force/--no-force``), in the Search panel after
-    the parameter ``after``. The command receives the ones given as ``strategy_settings`` (a dict). A plug-in
-    strategy's settings get their flags this way, with no edit here."""
-    fields = list(settings_fields())
+def inject_flags(into: str, after: str, params: list[inspect.Parameter]):
+    """Decorator of a command: the options ``params`` join its signature after the parameter ``after`` (typer reads
+    the signature, so they are flags in ``--help``, in that order), and the command receives the ones given as one
+    dict, its parameter ``into``. One list of flags so serves several commands, or comes from a registry."""
+    names = [q.name for q in params]
 
     def deco(fn):
         sig = inspect.signature(fn, eval_str=True)  # real annotations: typer reads the Annotated options
-        params = [p for p in sig.parameters.values() if p.name != "strategy_settings"]
-        at = next(i for i, p in enumerate(params) if p.name == after) + 1
-        added = []
-        for f, cls, _ in fields:
-            kind = _TYPES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""), str)
-            flag = "--" + f.name.replace("_", "-")
-            if kind is bool:
-                flag = f"{flag}/--no-{f.name.replace('_', '-')}"
-            added.append(
-                inspect.Parameter(
-                    f.name,
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    default=option(cls, f.name, flag, panel=SEARCH),
-                    annotation=kind | None,
-                )
-            )
+        kept = [q for q in sig.parameters.values() if q.name != into]
+        at = next(i for i, q in enumerate(kept) if q.name == after) + 1
 
         @functools.wraps(fn)
         def wrapper(*args, **kw):
-            given = {f.name: kw.pop(f.name) for f, _, _ in fields if f.name in kw}
-            return fn(*args, strategy_settings={k: v for k, v in given.items() if v is not None}, **kw)
+            given = {n: kw.pop(n) for n in names if n in kw}
+            return fn(*args, **{into: {k: v for k, v in given.items() if v is not None}}, **kw)
 
-        wrapper.__signature__ = sig.replace(parameters=params[:at] + added + params[at:])
+        wrapper.__signature__ = sig.replace(parameters=kept[:at] + params + kept[at:])
         return wrapper
 
     return deco
+
+
+def _flag(name: str, default, annotation) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+
+
+def final_flags(after: str):
+    """Decorator of ``glp export`` and ``glp evaluate``: the final fine-tune's flags (`FINAL_FLAGS`), received as the
+    dict ``final_hp`` (the ones given; the plan's values stand for the others)."""
+    return inject_flags("final_hp", after, [_flag(n, None, alias) for n, alias in FINAL_FLAGS.items()])
+
+
+def strategy_flags(after: str):
+    """Decorator of ``glp prune``: a flag for every setting of the registered strategies (their ``settings_class``
+    fields: ``beam_width`` → ``--beam-width``, a bool ``force`` → ``--force/--no-force``) in the Search panel, received
+    as the dict ``strategy_settings``. A plug-in strategy's settings get their flags this way, with no edit here."""
+    params = []
+    for f, cls, _ in settings_fields():
+        kind = _TYPES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""), str)
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            flag = f"{flag}/--no-{f.name.replace('_', '-')}"
+        params.append(_flag(f.name, option(cls, f.name, flag, panel=SEARCH), kind | None))
+    return inject_flags("strategy_settings", after, params)
