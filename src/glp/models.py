@@ -214,6 +214,7 @@ def _remote_code_error(src: ModelSource) -> ModelLoadError:
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """transformers' warnings and progress bars off inside the block, as they were after it."""
+    # deferred: transformers is slow to import; `glp --help` needs none of it
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -247,7 +248,7 @@ def _call(src: ModelSource, what: str, fn: Callable[[], Any]) -> Any:
 
 def load_config(source: str | ModelSource, **kw: Any) -> Any:
     """The model's config (``AutoConfig``)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # deferred: transformers is slow to import; `glp --help` needs none of it
 
     src = resolve(source, **kw)
     return _call(src, "config", lambda: AutoConfig.from_pretrained(src.path, **src.kwargs()))
@@ -255,7 +256,7 @@ def load_config(source: str | ModelSource, **kw: Any) -> Any:
 
 def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) -> Any:
     """The model's tokenizer (``AutoTokenizer``); None when there is none and it is not ``required``."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: transformers is slow to import; `glp --help` needs none of it
 
     src = resolve(source, **kw)
     try:
@@ -268,7 +269,7 @@ def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) 
 
 def saved_class(config: Any) -> type:
     """The class named in the config's ``architectures`` (so a saved head is kept), else ``AutoModel``."""
-    import transformers
+    import transformers  # deferred: transformers is slow to import; `glp --help` needs none of it
 
     for name in getattr(config, "architectures", None) or ():
         cls = getattr(transformers, name, None)

@@ -333,6 +333,7 @@ def _correlation(fn, preds: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _metric_value(metric: str, preds: np.ndarray, labels: np.ndarray) -> float:
+    # deferred: scipy and scikit-learn are slow to import; only scoring needs them
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 

@@ -91,10 +91,10 @@ def heatmap_size(plan: Plan) -> tuple[float, float]:
 
 def plot_heatmap(plan: Plan, path: str | os.PathLike[str]) -> Path | None:
     """Step × layer heat map of one plan; None when it has no per-layer candidates (e.g. optimal)."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is slow to import and only the report plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is slow to import and only the report plots
     from matplotlib.patches import Rectangle
 
     mat, chosen, rejected = heatmap_matrix(plan)
@@ -204,10 +204,10 @@ def tradeoff_series(
 
 
 def plot_tradeoff(data: dict[str, Any], path: str | os.PathLike[str], title: str = "") -> Path:
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is slow to import and only the report plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is slow to import and only the report plots
 
     fig, ax = plt.subplots(figsize=TRADEOFF_SIZE, dpi=DPI, layout="constrained")
     markers = "osD^vP*Xh<>"
@@ -456,7 +456,7 @@ def _has_rejected(plan: Plan) -> bool:
 
 def to_html(markdown_text: str, base: Path, title: str) -> str:
     """A self-contained HTML page: the markdown rendered, the PNGs embedded as data URIs."""
-    from markdown_it import MarkdownIt
+    from markdown_it import MarkdownIt  # deferred: only --html needs it
 
     body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_text)
 
@@ -479,7 +479,7 @@ def to_html(markdown_text: str, base: Path, title: str) -> str:
 
 
 def png_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    from PIL import Image
+    from PIL import Image  # deferred: only the report's figure check needs it
 
     with Image.open(path) as im:
         im.load()

@@ -73,7 +73,7 @@ class TaskKind(ABC):
         """Tokenize once (cached); labels in the shape `collate` reads."""
     # -- model ----------------------------------------------------------------------------------------
     def model_class(self) -> type:
-        import transformers
+        import transformers  # deferred: transformers is slow to import; `glp --help` needs none of it
 
         return getattr(transformers, self.auto_class)
 

@@ -345,11 +345,12 @@ class TokenClassification(TaskKind):
         metrics = {"accuracy": float(np.mean([a == b for a, b in zip(flat_g, flat_p, strict=True)])) if flat_g else 0.0}
         scheme = self.task.option("scheme", "IOB2")
         if scheme != "none":
+            # deferred: only entity-tagged tasks need it
             from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
             kw: dict[str, Any] = {"zero_division": 0}
             if scheme == "IOBES":
-                from seqeval.scheme import IOBES
+                from seqeval.scheme import IOBES  # deferred: only entity-tagged tasks need it
 
                 kw.update(mode="strict", scheme=IOBES)
             with warnings.catch_warnings():

@@ -84,7 +84,7 @@ class Teacher:
             raise ConfigError("the teacher's weights were not kept (--distill-init teacher keeps them)")
         if isinstance(self.weights, dict):
             return self.weights
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # deferred: only distillation's teacher weights need it
 
         return load_file(self.weights, device="cpu")
 
@@ -206,7 +206,7 @@ def keep_teacher(trial: Any, stem: str | os.PathLike[str] | None, *, weights: bo
     )
     if state is None:
         return Teacher(outputs, None)
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # deferred: only distillation's teacher weights need it
 
     st = write_atomic(stem.with_suffix(".safetensors"), lambda tmp: save_file(state, str(tmp)))
     return Teacher(outputs, str(st))

@@ -57,7 +57,7 @@ class LMEvalSettings:
 
 def _harness():
     try:
-        import lm_eval
+        import lm_eval  # optional extra (glp[llm]), heavy: only --lm-eval-tasks needs it
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError:
