@@ -29,7 +29,7 @@ _TASK_TYPES = {
 
 def _peft():
     try:
-        import peft  # optional extra, heavy: only LoRA healing needs it
+        import peft  # deferred: peft is slow to import; only LoRA healing needs it
     except ImportError:  # pragma: no cover - peft is a dependency; a broken install
         raise ConfigError("--heal lora needs PEFT: pip install peft") from None
     return peft
@@ -70,7 +70,7 @@ def _new_head(model: Any, kind: Any) -> list[str] | None:
 
 def is_adapted(model: Any) -> bool:
     try:
-        from peft import PeftModel  # optional extra, heavy: only LoRA healing needs it
+        from peft import PeftModel  # deferred: peft is slow to import; only LoRA healing needs it
     except ImportError:  # pragma: no cover
         return False
     return isinstance(model, PeftModel)
