@@ -138,6 +138,7 @@ def prune_cmd(
     prefilter_top: int | None = prune_opt("prefilter_top", "--prefilter-top", panel=SEARCH),
     proxy_examples: int | None = prune_opt("proxy_examples", "--proxy-examples", panel=SEARCH),
     stop_drop: str | None = prune_opt("stop_drop", "--stop-drop", panel=SEARCH),
+    init: str | None = prune_opt("init", "--init", panel=SEARCH),
     device: Device = None,
     executor: Executor = None,
     devices: Devices = None,

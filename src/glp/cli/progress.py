@@ -101,7 +101,11 @@ class SearchProgress:
         if name == "warning":
             return f"warning: {info['text']}" if self.plain else info["text"]
         if name == "step_start":
-            return f"step {info['n']}/{info['total']}: {info['candidates']} candidates"
+            line = f"step {info['n']}/{info['total']}: {info['candidates']} candidates"
+            if "parent" in info:  # --init parent: the model the step's candidates start from
+                parent = info["parent"]
+                line += f", from the winner that removes {parent}" if parent else ", from the fine-tuned unpruned model"
+            return line
         if name == "batch_start":
             return f"{info['label']}: {info['candidates']} removal sets of a fixed order, fine-tuned at once"
         if name == "trials_start":

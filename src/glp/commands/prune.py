@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from glp.search.base import setting_names
 from glp.search.proxies import PROXIES, make_block_angular, make_proxy
 from glp.search.schedule import FULL, Halving
 from glp.trial.hparams import HParams
+from glp.trial.parents import INITS, Parents
 from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialData, TrialRequest
 
@@ -89,6 +90,14 @@ class PruneConfig(DataSpec, ExecutionSettings):
             "unpruned model: 1% (relative) or 0.01 (absolute). A larger bound later goes on from there."
         },
     )
+    init: str = field(
+        default="pretrained",
+        metadata={
+            "help": "Where a candidate starts: pretrained (the pre-trained weights, fine-tuned with the whole "
+            "schedule: the paper) or parent (the previous step's winner, fine-tuned, with one more layer removed, "
+            "trained --heal-steps steps: a warm start)."
+        },
+    )
     hparams: HParams = field(default_factory=HParams)
 
     def __post_init__(self) -> None:
@@ -107,6 +116,27 @@ class PruneConfig(DataSpec, ExecutionSettings):
                 raise ConfigError("--stop-drop compares with the unpruned model: it needs --baseline")
         if self.prefilter_top is not None and self.prefilter_top < 1:
             raise ConfigError(f"--prefilter-top must be at least 1, got {self.prefilter_top}")
+        self._check_init()
+
+    def _check_init(self) -> None:
+        if self.init not in INITS:
+            raise ConfigError(f"unknown --init {self.init!r}; known: {', '.join(INITS)}")
+        if self.init == "pretrained":
+            return
+        strategy = self.make_strategy()
+        if not strategy.nested or strategy.needs == "block-angular":
+            raise ConfigError(
+                f"--init parent warm-starts each removal set from the one before it: it needs a nested strategy "
+                f"(greedy, a fixed pattern or a proxy), not {self.strategy}"
+            )
+        if self.hparams.heal_steps is None:
+            raise ConfigError("--init parent trains each candidate --heal-steps steps from its parent; give them")
+        if self.hparams.heal == "none":
+            raise ConfigError("--init parent trains each candidate from its parent: it needs --heal full or lora")
+        if self.executor == "ray":
+            raise ConfigError("--init parent keeps parents on the driver's disk: run it with --executor local")
+        if not self.baseline:
+            raise ConfigError("--init parent starts from the unpruned model fine-tuned: keep --baseline")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -215,7 +245,11 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
         "split": split.fingerprint,
         "hparams": config.hparams.to_dict(),
     }
-    spec = TrialSpec(source, trial_data, config.hparams)
+    parents = None
+    if config.init == "parent":  # its trials never share a journal key with the pre-trained-init ones
+        context["init"] = "parent"
+        parents = Parents(str(Path(cache_dir or config.out, "parents").resolve()), dict(context))
+    spec = TrialSpec(source, trial_data, config.hparams, parents=parents)
     return Session(config, source, task, ds, split, trial_data, spec, model_info, context)
 
 
@@ -238,12 +272,18 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
                 s = info["step"]
                 plan.steps.append(s)
                 plan.removals[s.n] = list(s.chosen)
+                if session.spec.parents is not None:
+                    _keep_winner(session.spec.parents, plan, s, config.seeds, run_dir)
                 _finish_cost(plan, stats, t0)
                 run_dir.save_plan(plan, strategy.name)
+            elif event == "step_start" and session.spec.parents is not None:
+                info["parent"] = plan.removals.get(info["n"] - 1, [])  # progress says which model a step starts from
             if on_event:
                 on_event(event, **info)
 
         baseline = _Baseline(config, plan, session, kind, run_trials, on_event)
+        if session.spec.parents is not None:  # the first parent: trained before any candidate starts from it
+            baseline.run([])
         ctx = _search_context(config, plan, baseline.run, on_step, kind.higher_is_better())
         need = strategy.needs
         if config.prefilter_top or need in PROXIES:
@@ -292,11 +332,23 @@ def _new_plan(config: PruneConfig, session: Session, strategy: Strategy) -> Plan
             "search_seeds": list(config.seeds),
             "halving": config.schedule.to_dict() if config.halving else None,
             "prefilter": {"proxy": config.proxy, "top": config.prefilter_top} if config.prefilter_top else None,
+            **({"init": config.init, "parents": {}} if config.init != "pretrained" else {}),
         },
         num_layers=session.model_info["num_layers"],
         max_remove=config.max_remove,
         glp_version=__version__,
     )
+
+
+def _keep_winner(parents: Parents, plan: Plan, step: Any, seeds: Sequence[int], run_dir: RunDir) -> None:
+    """A warm-started step is recorded: its winner's trained models stay (the next step's parents, and what ``glp
+    export`` ships for this n), the other candidates' go; the plan says where the winner's model is."""
+    for c in step.candidates:
+        if list(c.removed) != list(step.chosen):
+            for s in seeds:
+                parents.forget(c.removed, s)
+    path = parents.path(step.chosen, seeds[0])
+    plan.strategy["parents"][str(step.n)] = os.path.relpath(path, run_dir.path)
 
 
 def _search_context(

@@ -19,7 +19,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from glp.trial.distill import DistillKind, KeepingTeacher, student_from_teacher
 from glp.trial.heal import prepare
 from glp.trial.hparams import HParams
 from glp.trial.loop import Progress, TrainingFailed, TrainLoop, budget_steps, configure_threads
+from glp.trial.parents import Parents
 from glp.trial.types import TrialData, TrialResult
 
 __all__ = [
@@ -65,6 +66,7 @@ class TrialSpec:
     teachers: dict[int, Any] = field(default_factory=dict)  # seed -> its glp.trial.distill.Teacher (outputs, weights)
     lm_eval: Any = None  # glp.trial.lmeval.LMEvalSettings: a final fine-tune is also scored by lm-evaluation-harness
     keep_teachers: Any = None  # glp.trial.distill.TeacherFiles: the unpruned model's trials keep themselves as teachers
+    parents: Parents | None = None  # --init parent: a candidate starts from its parent's trained weights
 
     def trial(
         self,
@@ -85,11 +87,18 @@ class TrialSpec:
             if int(seed) not in self.teachers:
                 raise ConfigError(f"no teacher for seed {seed}: the teacher is fine-tuned first")
             distill = (self.teachers[int(seed)], self.distill)
+        hparams, base = self.hparams, None
+        if self.parents is not None:
+            if not tuple(removed):  # the first parent: the unpruned model fine-tuned with the whole schedule
+                hparams = replace(hparams, heal_steps=None)
+            else:
+                build = lambda r: load_model(self.model, self.trial_data.task, r, seed)  # noqa: E731
+                base = self.parents.model(build, removed, seed)
         trial = Trial(
             self.model,
             removed,
             self.trial_data,
-            self.hparams,
+            hparams,
             seed,
             device,
             threads=threads,
@@ -98,7 +107,10 @@ class TrialSpec:
             compile=compile,
             distill=distill,
             lm_eval=self.lm_eval,
+            base=base,
         )
+        if self.parents is not None:
+            trial = KeepingParent(trial, self.parents)
         keep = self.keep_teachers
         if keep is not None and not tuple(removed) and int(seed) in keep.stems:
             return KeepingTeacher(trial, keep.stems[int(seed)], keep.weights)  # type: ignore[return-value]
@@ -245,7 +257,10 @@ class Trial:
         threads: int | None = None,
         distill: tuple[Any, Any] | None = None,
         lm_eval: Any = None,
+        base: nn.Module | None = None,
     ) -> None:
+        """``base``: the model to train instead of the pre-trained one with ``removed`` dropped (a warm start's
+        parent with a layer taken out, `glp.trial.parents`)."""
         t0 = time.perf_counter()
         self.removed = tuple(int(i) for i in removed)
         self.task = task_data.task
@@ -262,7 +277,9 @@ class Trial:
         self.extra_tables = {k: v.check() for k, v in getattr(task_data, "extra", {}).items()}
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
-        if distill is not None and distill[1].init == "teacher":  # the fine-tuned teacher, pruned
+        if base is not None:
+            pass  # given: a warm start's parent with a layer taken out
+        elif distill is not None and distill[1].init == "teacher":  # the fine-tuned teacher, pruned
             base = student_from_teacher(load_model(model_source, self.task, (), self.seed), distill[0], self.removed)
         else:
             base = load_model(model_source, self.task, self.removed, self.seed)
@@ -378,6 +395,23 @@ class Trial:
             wall_time=self.wall_time,
             device=_device_name(self.device),
         )
+
+
+class KeepingParent:
+    """A trial of a warm-started run that keeps its trained model as a parent once it reaches its full budget (a
+    step's losers are deleted by the search once the step is recorded)."""
+
+    def __init__(self, trial: Trial, parents: Parents):
+        self._trial, self._parents = trial, parents
+
+    def advance(self, budget: float, progress: Progress | None = None) -> TrialResult:
+        result = self._trial.advance(budget, progress)
+        if result.ok and budget >= 1.0:
+            self._parents.save(self._trial.model, self._trial.removed, self._trial.seed)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
 
 
 def _all_finite(predictions: Any) -> bool:

@@ -1,0 +1,97 @@
+"""Warm start (``glp prune --init parent``): a candidate starts from its parent's fine-tuned weights.
+
+The paper fine-tunes every candidate from the pre-trained weights. With ``--init parent``, the parent of a removal
+set ``R + (l,)`` (the sets of a nested search are built one layer at a time, in order) is the trained model of ``R``
+with the same seed: the unpruned model fine-tuned on search-train for step 1 (the baseline trial, trained with the
+whole schedule), the previous step's winner after that. The candidate is that model with layer ``l`` taken out,
+trained for ``--heal-steps`` optimizer steps (a fresh AdamW), then scored.
+
+Parents are kept like the distillation teachers: safetensors under ``RUN/cache/parents/``, named by a hash of the
+run's journal context, the ordered removal set and the seed (content-addressed), written atomically once the trial
+reaches its full budget; the search deletes a step's losers once the step is recorded. Worker processes read them
+from the same disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from glp.atomic import write_atomic
+from glp.errors import RunDirError
+from glp.layers import drop_layers, find_layer_stack
+from glp.trial.heal import merged
+
+INITS = ("pretrained", "parent")
+
+
+@dataclass(frozen=True)
+class Parents:
+    """Where a warm-started run keeps its parents, and what names them (plain data: sent to worker processes)."""
+
+    directory: str
+    context: dict[str, Any]  # the run's journal context (model, weights revision, task, split, hyper-parameters)
+
+    def path(self, removed: Sequence[int], seed: int) -> Path:
+        """The weights of the trained model that removes ``removed`` (in the order chosen) with ``seed``."""
+        payload = {"context": self.context, "removed": [int(i) for i in removed], "seed": int(seed)}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return Path(self.directory) / f"{digest[:40]}.safetensors"
+
+    def save(self, model: Any, removed: Sequence[int], seed: int) -> Path:
+        """Keep a trained model as a parent: its plain weights (LoRA adapters merged), atomically."""
+        state = {k: v.detach().to("cpu").contiguous() for k, v in merged(model).state_dict().items()}
+        path = self.path(removed, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomic(path, lambda tmp: save_file(_unshared(state), str(tmp)))
+
+    def model(self, build: Any, removed: Sequence[int], seed: int) -> Any:
+        """The candidate ``removed`` of ``seed``: its parent's trained model (``build(parent_removed)`` gives the
+        architecture) with the last layer of ``removed`` taken out."""
+        parent, layer = tuple(removed[:-1]), int(removed[-1])
+        path = self.path(parent, seed)
+        if not path.is_file():
+            raise RunDirError(
+                f"the parent of removal set {list(removed)} (seed {seed}), {path}, is missing: it is written when the "
+                "parent's trial finishes; delete the run directory's journal entries of that step or use a new --out"
+            )
+        model = build(parent)
+        model.load_state_dict(_tied(model, load_file(str(path))), strict=True)
+        kept = [i for i in range(len(parent) + len(find_layer_stack(model).layers)) if i not in set(parent)]
+        return drop_layers(model, [kept.index(layer)])
+
+    def forget(self, removed: Sequence[int], seed: int) -> None:
+        """Delete a parent no later step needs (a step's losers)."""
+        self.path(removed, seed).unlink(missing_ok=True)
+
+
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share memory (tied embeddings): keep the first name of each storage."""
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for k, v in state.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset())
+        if key in seen:
+            continue
+        seen.add(key)
+        out[k] = v
+    return out
+
+
+def _tied(model: Any, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The saved weights with the names `_unshared` dropped filled in from the model's own tied tensors."""
+    own = model.state_dict()
+    missing = set(own) - set(state)
+    for k in missing:
+        ptr = own[k].untyped_storage().data_ptr()
+        twin = next((n for n in state if n in own and own[n].untyped_storage().data_ptr() == ptr), None)
+        if twin is not None:
+            state[k] = state[twin]
+    return state

@@ -1,0 +1,132 @@
+"""Warm start (--init parent): candidates start from the previous step's trained winner."""
+
+import dataclasses
+
+import pytest
+import torch
+from conftest import tiny_prune_config
+from safetensors.torch import load_file
+
+from glp.commands.prune import PruneConfig, open_session, prune
+from glp.errors import ConfigError
+from glp.run.rundir import RunDir
+from glp.run.store import trial_key
+from glp.trial.hparams import HParams
+from glp.trial.loop import num_steps
+from glp.trial.scoring import Trial
+
+HP = HParams(learning_rate=1e-3, num_train_epochs=2.0, per_device_train_batch_size=16, max_seq_length=32, heal_steps=3)
+
+
+def _config(root, out, **kw):
+    return tiny_prune_config(root, out, init="parent", hparams=HP, **kw)
+
+
+def _summary(plan):
+    return plan.removals, [[(c.removed, c.mean, c.eval_loss) for c in s.candidates] for s in plan.steps]
+
+
+def test_a_parent_search_keeps_winners_trains_short_and_says_so(tiny_setup, tmp_path):
+    plan = prune(_config(tiny_setup, tmp_path / "run"))
+    assert plan.complete and plan.strategy["init"] == "parent" and sorted(plan.removals) == [1, 2]
+    run = RunDir(tmp_path / "run")
+    kept = {n: run.path / p for n, p in plan.strategy["parents"].items()}
+    assert sorted(kept) == ["1", "2"] and all(p.is_file() for p in kept.values())
+    # the winners stay, the losers go: the baseline (parent of step 1) and one model per step
+    assert len(list((run.cache_dir / "parents").glob("*.safetensors"))) == 3
+    with run.journal(lock=False) as store:
+        steps = {tuple(r["removed"]): r["steps"] for r in store.results()}
+    rows = plan.data["search_train"]
+    assert steps[()] == num_steps(rows, 16, 2.0)[1] > HP.heal_steps  # the first parent: the whole schedule
+    assert all(v == HP.heal_steps for k, v in steps.items() if k)  # every candidate: --heal-steps from its parent
+    # step 2's candidates extend step 1's winner, in order
+    first = plan.removals[1][0]
+    assert all(c.removed[0] == first and len(c.removed) == 2 for c in plan.steps[1].candidates)
+
+
+def test_a_candidate_is_its_parent_with_one_layer_less(tiny_setup, tmp_path):
+    prune(_config(tiny_setup, tmp_path / "run", max_remove=1))
+    cfg = _config(tiny_setup, tmp_path / "run", max_remove=1)
+    session = open_session(cfg, cache_dir=RunDir(tmp_path / "run").cache_dir)
+    parents = session.spec.parents
+    parent = load_file(str(parents.path((), 42)))
+    child = session.spec.trial((2,), 42)
+    assert child.model.config.num_hidden_layers == 3
+    state = child.model.state_dict()
+    # the fine-tuned embeddings and head, not the pre-trained ones; blocks 3 -> 2 moved down one place
+    emb = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(state[emb], parent[emb])
+    assert torch.equal(state["classifier.weight"], parent["classifier.weight"])
+    key = "bert.encoder.layer.{}.attention.self.query.weight"
+    assert torch.equal(state[key.format(2)], parent[key.format(3)])
+    assert torch.equal(state[key.format(1)], parent[key.format(1)])
+    fresh = Trial(session.spec.model, (2,), session.trial_data, HP, 42)
+    assert not torch.equal(fresh.model.state_dict()["classifier.weight"], parent["classifier.weight"])
+
+
+def test_a_killed_parent_search_resumes_to_the_same_plan(tiny_setup, tmp_path, monkeypatch):
+    straight = prune(_config(tiny_setup, tmp_path / "straight"))
+    calls = {"n": 0}
+    real = Trial.advance
+
+    def dies_at_the_fifth(self, budget, progress=None):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # killed mid-search, in step 1
+        return real(self, budget, progress)
+
+    monkeypatch.setattr(Trial, "advance", dies_at_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        prune(_config(tiny_setup, tmp_path / "killed"))
+    monkeypatch.setattr(Trial, "advance", real)
+    resumed = prune(_config(tiny_setup, tmp_path / "killed"))
+    assert resumed.cost["trials_reused"] == 4
+    assert _summary(resumed) == _summary(straight)
+
+
+@pytest.mark.slow
+def test_worker_processes_read_the_parents(tiny_setup, tmp_path):
+    local = prune(_config(tiny_setup, tmp_path / "local"))
+    workers = prune(_config(tiny_setup, tmp_path / "workers", devices=("cpu", "cpu")))
+    assert _summary(workers) == _summary(local)
+
+
+def test_parent_keys_never_meet_pretrained_keys(tiny_setup, tmp_path):
+    cfg = tiny_prune_config(tiny_setup, tmp_path / "p", hparams=HP)
+    pre = open_session(cfg).context
+    warm = open_session(dataclasses.replace(cfg, init="parent")).context
+    assert "init" not in pre and warm == {**pre, "init": "parent"}  # the pre-trained keys are the old ones
+    assert trial_key(pre, (3, 1), 42, 1.0) == trial_key(pre, (1, 3), 42, 1.0)  # a set, for the pre-trained init
+    assert trial_key(warm, (3, 1), 42, 1.0) != trial_key(warm, (1, 3), 42, 1.0)  # the order names the parent
+    assert trial_key(warm, (3,), 42, 1.0) != trial_key(pre, (3,), 42, 1.0)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"strategy": "beam"}, "needs a nested strategy"),
+        ({"strategy": "optimal"}, "needs a nested strategy"),
+        ({"hparams": dataclasses.replace(HP, heal_steps=None)}, "--heal-steps"),
+        ({"hparams": dataclasses.replace(HP, heal="none")}, "--heal full or lora"),
+        ({"executor": "ray"}, "--executor local"),
+        ({"baseline": False}, "keep --baseline"),
+        ({"init": "sideways"}, "unknown --init 'sideways'"),
+    ],
+)
+def test_settings_a_warm_start_cannot_use_are_refused(tiny_setup, tmp_path, change, message):
+    base = {**dataclasses.asdict(tiny_prune_config(tiny_setup, tmp_path / "r")), "init": "parent", "hparams": HP}
+    base.pop("strategy_settings")
+    with pytest.raises(ConfigError, match=message):
+        PruneConfig(**{**base, **change})
+
+
+def test_progress_says_which_model_a_step_starts_from(tiny_setup, tmp_path):
+    from glp.cli.progress import SearchProgress
+
+    seen = []
+    plan = prune(_config(tiny_setup, tmp_path / "run"), on_event=lambda e, **i: seen.append((e, i)))
+    starts = [i for e, i in seen if e == "step_start"]
+    assert [s["parent"] for s in starts] == [[], plan.removals[1]]
+    progress = SearchProgress(2)
+    assert progress.line("step_start", starts[0]).endswith("candidates, from the fine-tuned unpruned model")
+    assert progress.line("step_start", starts[1]).endswith(f"from the winner that removes {plan.removals[1]}")
