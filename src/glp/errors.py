@@ -31,6 +31,11 @@ class RunDirError(GLPError):
     """A run directory that is locked by another process, corrupted, or from a different run."""
 
 
+class StorageError(GLPError, OSError):
+    """A file or folder glp writes could not be written: a full disk, a read-only or vanished directory
+    (`glp.atomic.storage_error` builds one). An OSError too, so code that tolerates a failed write still does."""
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (white space folded), or its type's name when it has none."""
     return " ".join(str(exc).split()) or type(exc).__name__

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from glp.atomic import AGAIN, FULL_OR_READ_ONLY, storage_error
 from glp.cli.args import (
     choose_by_targets,
     distill_settings,
@@ -386,4 +387,10 @@ def main(argv: list[str] | None = None) -> None:
     except GLPError as exc:
         typer.secho(f"error: {one_line(exc)}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a full or read-only disk under a write that raised no StorageError: one line too
+        if exc.errno not in FULL_OR_READ_ONLY:
+            raise
+        fault = storage_error(exc.filename or "a file", exc.errno, AGAIN)
+        typer.secho(f"error: {one_line(fault)}", fg=typer.colors.RED, err=True)
+        sys.exit(fault.exit_code)
 

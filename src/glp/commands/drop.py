@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glp import models
+from glp.atomic import write_dir_atomic
 from glp.errors import ConfigError
 from glp.layers import config_num_layers, drop_layers, find_layer_stack, parameter_count, validate_indices
 
@@ -24,7 +25,8 @@ class Dropped:
 def drop_and_save(
     model: str, indices: list[int], out: Path, overwrite: bool = False, trust_remote_code: bool = False
 ) -> Dropped:
-    """Remove the layers ``indices`` (0-based) from ``model`` and save it (safetensors + tokenizer) to ``out``."""
+    """Remove the layers ``indices`` (0-based) from ``model`` and save it (safetensors + tokenizer) to ``out``,
+    whole or not at all (`glp.atomic.write_dir_atomic`)."""
     import transformers  # here, not at the top: transformers is slow to import and `glp --help` needs none of it
 
     transformers.utils.logging.disable_progress_bar()
@@ -44,9 +46,11 @@ def drop_and_save(
     layers_after = len(find_layer_stack(net).layers)
     params_after = parameter_count(net)
 
-    out.mkdir(parents=True, exist_ok=True)
-    net.save_pretrained(out, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
+    def write(folder: Path) -> None:  # into a hidden sibling of out, renamed to out when complete
+        net.save_pretrained(folder, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+
+    write_dir_atomic(out, write, overwrite)
     layers, params = (layers_before, layers_after), (params_before, params_after)
     return Dropped(type(net).__name__, list(removed), layers, params, tokenizer is not None)

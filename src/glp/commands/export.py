@@ -5,7 +5,8 @@ the plan was searched on, optionally fine-tunes the pruned model on the task's f
 dev (the paper's last step), and writes a standard ``save_pretrained`` directory: safetensors weights, config,
 tokenizer, ``pruning.json`` (how it was made) and ``README.md`` (a model card). The directory loads with the plain
 transformers class of the task's kind (``AutoModelForSequenceClassification.from_pretrained(DIR)`` for sequence
-classification); glp is not needed to use it.
+classification); glp is not needed to use it. It is written whole or not at all (`glp.atomic.write_dir_atomic`): a
+killed export leaves no ``out`` that looks finished.
 
 Without fine-tuning the task head is freshly initialised (untrained): the model card and the manifest say so.
 """
@@ -24,6 +25,7 @@ import torch
 import yaml
 
 from glp import __version__, models
+from glp.atomic import check_out_dir, write_dir_atomic
 from glp.commands.model_card import model_card, train_desc
 from glp.data import DataSpec
 from glp.errors import ConfigError, GLPError
@@ -61,13 +63,6 @@ class _FineTuned:
     training: dict[str, Any]
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"output directory {out} exists and is not empty; pass --overwrite to write into it")
-
-
 def export(
     run_dir: str | os.PathLike[str],
     n: int,
@@ -87,7 +82,7 @@ def export(
 ) -> Exported:
     """Write the plan's ``n``-layers-removed model to ``out``; see the module docstring."""
     out = Path(out)
-    _check_out(out, overwrite)
+    check_out_dir(out, overwrite)  # before the work: write_dir_atomic checks it again when it writes
     if distill is not None and not finetune:
         raise ConfigError("--distill distils the final fine-tune: it needs --finetune")
     plan_file = RunDir.plan_at(run_dir, strategy)
@@ -112,34 +107,36 @@ def export(
     with torch.random.fork_rng(devices=[]):  # a fresh full-size model only to count its parameters
         counts = models.count_parameters(source, task)
         params_before = counts[0] if counts else None
-    out.mkdir(parents=True, exist_ok=True)
-    tok_note = _save_model(model, source, out)
     kind = kind_of(task)
-    mergekit = None
-    if kind.mergekit:
-        mergekit = MERGEKIT
-        (out / mergekit).write_text(mergekit_yaml(source.name, plan.num_layers, removed))
 
-    manifest = {
-        "schema": SCHEMA,
-        "glp_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": _source_record(source, plan, params_before),
-        "removed_layers": list(removed),
-        "kept_layers": plan.kept_layers(int(n)),
-        "num_layers": plan.num_layers - len(removed),
-        "parameters": parameter_count(model),
-        "plan": _plan_record(plan, plan_file, int(n)),
-        "task": task.to_dict(),
-        "kind": _kind_record(kind),
-        "mergekit": mergekit,
-        "split_fingerprint": plan.data.get("split_fingerprint"),
-        **_training_record(tuned, plan, hp, kind, distill, int(seed)),
-        "notes": [tok_note] if tok_note else [],
-    }
-    write_manifest(out, manifest)
-    (out / MODEL_CARD).write_text(model_card(manifest))
-    return Exported(out, model, manifest)
+    def write(folder: Path) -> dict[str, Any]:  # into a hidden sibling of out, renamed to out when complete
+        tok_note = _save_model(model, source, folder)
+        mergekit = None
+        if kind.mergekit:
+            mergekit = MERGEKIT
+            (folder / mergekit).write_text(mergekit_yaml(source.name, plan.num_layers, removed))
+        manifest = {
+            "schema": SCHEMA,
+            "glp_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": _source_record(source, plan, params_before),
+            "removed_layers": list(removed),
+            "kept_layers": plan.kept_layers(int(n)),
+            "num_layers": plan.num_layers - len(removed),
+            "parameters": parameter_count(model),
+            "plan": _plan_record(plan, plan_file, int(n)),
+            "task": task.to_dict(),
+            "kind": _kind_record(kind),
+            "mergekit": mergekit,
+            "split_fingerprint": plan.data.get("split_fingerprint"),
+            **_training_record(tuned, plan, hp, kind, distill, int(seed)),
+            "notes": [tok_note] if tok_note else [],
+        }
+        write_manifest(folder, manifest)
+        (folder / MODEL_CARD).write_text(model_card(manifest))
+        return manifest
+
+    return Exported(out, model, write_dir_atomic(out, write, overwrite))
 
 
 def _finetune(

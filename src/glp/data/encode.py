@@ -21,7 +21,7 @@ import numpy as np
 
 from glp.atomic import write_atomic
 from glp.data.examples import DataWarning, Examples, _as_indices, _texts_digest
-from glp.errors import DataError
+from glp.errors import DataError, StorageError
 
 
 @dataclass
@@ -237,11 +237,24 @@ def _load_disk(path: Path, key: str) -> _Tokens | None:
     )
 
 
+_unwritable: set[Path] = set()  # cache folders whose write failed: warned about once
+
+
 def _save_disk(path: Path, key: str, tokens: _Tokens) -> None:
+    """Write the cache file; the cache is an optimization: when the storage refuses it (a full disk, a read-only
+    folder), warn once per folder and go on without it."""
     arrays = {"key": np.array(key), "input_ids": tokens.input_ids, "offsets": tokens.offsets}
     if tokens.token_type_ids is not None:
         arrays["token_type_ids"] = tokens.token_type_ids
-    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
+    try:
+        write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
+    except StorageError as e:
+        if path.parent not in _unwritable:
+            _unwritable.add(path.parent)
+            warnings.warn(
+                f"cannot write the tokenization cache {path}: {getattr(e, 'reason', e)}; going on without it",
+                stacklevel=4,
+            )
 
 
 def encode(

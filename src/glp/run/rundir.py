@@ -175,8 +175,8 @@ class RunDir:
         return Plan.load(self.plan_file(label))
 
     def save_plan(self, plan: Plan, label: str) -> None:
-        """``plans/<label>.json`` and ``plan.json`` (the latest search), each written atomically."""
-        self.plans_dir.mkdir(parents=True, exist_ok=True)
+        """``plans/<label>.json`` and ``plan.json`` (the latest search), each written atomically (folders made as
+        needed; a write the storage refuses raises `glp.errors.StorageError`)."""
         plan.save(self.plans_dir / f"{label}.json")
         plan.save(self.plan_path)
 

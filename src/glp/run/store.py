@@ -8,10 +8,14 @@ beam, optimal and the fixed patterns share trials on the same run directory. SQL
 One process at a time may use a run directory: `Store` takes an exclusive, non-blocking ``flock`` on
 ``RUN_DIR/.lock`` and raises `RunDirError` when another process holds it. The lock dies with its process,
 so a killed run never leaves a stale lock behind.
+
+A write the storage refuses (a full disk, a read-only or vanished run directory) raises `StorageError` naming the
+journal; the trials journaled before it stay, and the same command resumes from them.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -22,7 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from glp.errors import RunDirError
+from glp.atomic import probe_dir, storage_error, storage_fault
+from glp.errors import RunDirError, StorageError
 
 SCHEMA_VERSION = 1
 
@@ -33,10 +38,12 @@ def canonical_json(obj: Any) -> str:
 
 
 def trial_key(context: dict[str, Any], removed: tuple[int, ...], seed: int, budget: float) -> str:
-    """Hash of everything that determines a trial's result. The removed set is order-free."""
+    """Hash of everything that determines a trial's result. The removed set is order-free, but for a warm start
+    (``context["init"] == "parent"``), where the order says which parent a set is trained from."""
+    ordered = context.get("init") == "parent"
     payload = {
         "context": context,
-        "removed": sorted(int(i) for i in removed),
+        "removed": [int(i) for i in removed] if ordered else sorted(int(i) for i in removed),
         "seed": int(seed),
         "budget": round(float(budget), 9),
     }
@@ -52,13 +59,18 @@ class Store:
         self.run_dir = self.path.parent
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunDirError(f"{self.run_dir} exists and is not a directory; choose another --out")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = None
-        if lock_path is not None:
-            self._acquire_lock(Path(lock_path))
-        path = self.path
+        self._lock_file, self._db = None, None
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if lock_path is not None:
+                self._acquire_lock(Path(lock_path))
+        except OSError as e:
+            err = storage_fault(e, self.run_dir)
+            if err is None:
+                raise
+            raise storage_error(e.filename or lock_path or self.run_dir, err) from e
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
@@ -70,9 +82,17 @@ class Store:
             self._check_schema()
         except sqlite3.DatabaseError as e:
             self.close()
-            raise RunDirError(
-                f"{path} is not a readable glp trial journal ({e}); move it away or choose another --out"
-            ) from e
+            fault = self._storage_error(e)
+            if fault is None:
+                raise RunDirError(
+                    f"{self.path} is not a readable glp trial journal ({e}); move it away or choose another --out"
+                ) from e
+            if lock_path is not None or not self._open_read_only():  # a reader may read what it cannot write
+                raise fault from e
+        except RunDirError:
+            self.close()
+            raise
+        self._file_id = _file_id(self.path)
 
     def _acquire_lock(self, path: Path) -> None:
         f = open(path, "a+")
@@ -92,25 +112,85 @@ class Store:
         f.flush()
         self._lock_file = f
 
-    def _check_schema(self) -> None:
+    def _open_read_only(self) -> bool:
+        """Open the journal read-only (it still sees what a writer commits), else, when nothing can be changing it
+        (a read-only file system, or no ``-wal`` file: no connection has it open), as immutable: SQLite cannot make
+        the WAL index where it may not write. Whether that worked."""
+        if not self.path.is_file():
+            return False
+        idle = probe_dir(self.run_dir) == errno.EROFS or not self.path.with_name(self.path.name + "-wal").exists()
+        for mode in ["mode=ro"] + (["immutable=1"] if idle else []):
+            try:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None)
+                if self._check_schema(create=False):
+                    return True
+            except sqlite3.DatabaseError:
+                pass
+            self.close()
+        return False
+
+    def _storage_error(self, exc: sqlite3.Error) -> StorageError | None:
+        """The `StorageError` of an SQLite error that is the storage refusing a write, else None. SQLite names no
+        errno: a full database is ENOSPC; a read-only one, one it cannot open or an I/O error is what `probe_dir`
+        finds in the run directory, or ENOENT when the journal was moved or deleted under the open connection."""
+        text = str(exc).lower()
+        if "disk is full" in text:
+            return storage_error(self.path, errno.ENOSPC)
+        if not any(s in text for s in ("readonly database", "unable to open database", "disk i/o error")):
+            return None
+        err = probe_dir(self.run_dir)
+        if err is None and not self.path.exists():
+            err = errno.ENOENT
+        return None if err is None else storage_error(self.path, err)
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Run one writing statement (its own transaction: durable, or not at all); see `_storage_error`. The
+        journal must still be where it was opened: SQLite goes on writing a deleted file and loses it all."""
+        if _file_id(self.path) != self._file_id:
+            raise storage_error(self.path, errno.ENOENT)
+        try:
+            self._db.execute(sql, params)
+        except sqlite3.OperationalError as e:
+            if (fault := self._storage_error(e)) is not None:
+                raise fault from e
+            raise
+
+    def _check_schema(self, create: bool = True) -> bool:
+        """Refuse a journal of another schema (`RunDirError`); a new one is given this glp's when ``create``.
+        Whether the journal has a schema now."""
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
+            if create:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            return create
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            version = None
+        if version != SCHEMA_VERSION:
+            raise RunDirError(f"{self.path} has journal schema {row[0]}, this glp writes {SCHEMA_VERSION}")
+        return True
+
+    def _json(self, text: Any, what: str) -> Any:
+        """A journaled JSON value; `RunDirError` when the row is not one (a journal written by something else)."""
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError) as e:
             raise RunDirError(
-                f"{self.path} has journal schema {row[0]}, this glp writes {SCHEMA_VERSION}"
-            )
+                f"{self.path} is not a readable glp trial journal ({what} is not JSON: {e}); move it away or "
+                "choose another --out"
+            ) from e
 
     # -- trials -------------------------------------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
         """The journaled result (a TrialResult dict) under ``key``, or None."""
         row = self._db.execute("SELECT result FROM trials WHERE key=?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else self._json(row[0], f"trial {key}")
 
     def put(self, key: str, result: dict[str, Any], context: dict[str, Any]) -> None:
         """Journal one finished trial; durable when this returns."""
         score = result.get("score")
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 key,
@@ -130,23 +210,23 @@ class Store:
 
     def results(self) -> Iterator[dict[str, Any]]:
         """Every journaled result, oldest first."""
-        for (text,) in self._db.execute("SELECT result FROM trials ORDER BY created"):
-            yield json.loads(text)
+        for key, text in self._db.execute("SELECT key, result FROM trials ORDER BY created"):
+            yield self._json(text, f"trial {key}")
 
     # -- run metadata ---------------------------------------------------------------------------------
     def get_meta(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else self._json(row[0], f"meta row {name!r}")
 
     def meta_with_prefix(self, prefix: str) -> Iterator[Any]:
         """The values of every meta row whose name starts with ``prefix``, in the order they were first written."""
         rows = self._db.execute("SELECT name, value FROM meta ORDER BY rowid").fetchall()
         for name, value in rows:
             if name.startswith(prefix):
-                yield json.loads(value)
+                yield self._json(value, f"meta row {name!r}")
 
     def set_meta(self, name: str, value: Any) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, canonical_json(value)))
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, canonical_json(value)))
 
     def close(self) -> None:
         db = getattr(self, "_db", None)
@@ -163,6 +243,15 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The device and inode of ``path`` (None when it is gone): another file there is another journal."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def journaled_runner(store: Store, context: dict[str, Any], executor: Any, on_event: Callable[..., None] | None = None):
