@@ -1,6 +1,7 @@
 """Warm start (--init parent): candidates start from the previous step's trained winner."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -130,3 +131,30 @@ def test_progress_says_which_model_a_step_starts_from(tiny_setup, tmp_path):
     progress = SearchProgress(2)
     assert progress.line("step_start", starts[0]).endswith("candidates, from the fine-tuned unpruned model")
     assert progress.line("step_start", starts[1]).endswith(f"from the winner that removes {plan.removals[1]}")
+
+
+def test_export_ships_the_model_the_warm_start_trained(tiny_setup, tmp_path):
+    """Without --finetune, `glp export` of a warm-started run writes the search's own model for n; it loads with
+    plain transformers, in a process without glp."""
+    import subprocess
+    import sys
+
+    from glp.commands.export import export
+
+    plan = prune(_config(tiny_setup, tmp_path / "run"))
+    export(tmp_path / "run", 2, tmp_path / "model")
+    manifest = json.loads((tmp_path / "model" / "pruning.json").read_text())
+    assert manifest["search_model"].endswith(plan.strategy["parents"]["2"].split("/")[-1])
+    assert manifest["finetuned"] is False and "warm-started search" in manifest["head"]
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "the model the warm-started search (`glp prune --init parent`) trained" in card
+    assert "untrained" not in card.lower().split("## how it was made")[0]
+    saved = load_file(str(tmp_path / "run" / plan.strategy["parents"]["2"]))
+    code = (
+        "import sys, torch, transformers\n"
+        "m = transformers.AutoModelForSequenceClassification.from_pretrained(sys.argv[1])\n"
+        "print(m.config.num_hidden_layers, float(m.classifier.weight.sum()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model")], capture_output=True, text=True)
+    layers, head = out.stdout.split()
+    assert int(layers) == 2 and float(head) == pytest.approx(float(saved["classifier.weight"].sum()), abs=1e-6)

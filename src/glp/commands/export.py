@@ -39,6 +39,7 @@ from glp.tasks import Task
 from glp.trial.distill import check_kind, fit_teacher
 from glp.trial.heal import merged
 from glp.trial.hparams import HParams
+from glp.trial.parents import Parents
 from glp.trial.scoring import TrialSpec, final_context, final_data
 
 MERGEKIT = "mergekit.yaml"
@@ -95,11 +96,15 @@ def export(
     hp = HParams.final(plan.hparams, hparams)
 
     tuned = None
+    trained = plan.strategy.get("parents", {}).get(str(int(n))) if plan.strategy.get("init") == "parent" else None
+    searched = RunDir.of(plan_file).path / trained if trained and not finetune else None
     if finetune:
         spec = RunDir.of(plan_file).data_spec(str(plan.strategy.get("name"))) or DataSpec(task=task.name)
         spec = spec.override(data_dir=data_dir, train_file=train_file, dev_file=dev_file)
         tuned = _finetune(spec, source, hp, removed, int(seed), device, progress, distill, RunDir.of(plan_file))
         task, model = tuned.task, tuned.model
+    elif searched is not None:  # a warm-started search trained this n's model: ship it
+        model = Parents.trained(models.build(source, task, removed, seed), searched)
     else:
         model = models.build(source, task, removed, seed)
     model = model.to("cpu").float().eval()
@@ -129,7 +134,7 @@ def export(
             "kind": _kind_record(kind),
             "mergekit": mergekit,
             "split_fingerprint": plan.data.get("split_fingerprint"),
-            **_training_record(tuned, plan, hp, kind, distill, int(seed)),
+            **_training_record(tuned, plan, hp, kind, distill, int(seed), searched),
             "notes": [tok_note] if tok_note else [],
         }
         write_manifest(folder, manifest)
@@ -231,22 +236,28 @@ def _plan_record(plan: Plan, plan_file: Path, n: int) -> dict[str, Any]:
 
 
 def _training_record(
-    tuned: _FineTuned | None, plan: Plan, hp: HParams, kind: Any, distill: Any, seed: int
+    tuned: _FineTuned | None, plan: Plan, hp: HParams, kind: Any, distill: Any, seed: int, searched: Path | None
 ) -> dict[str, Any]:
     """The manifest's account of the training: data, whether and how it was fine-tuned, its head, its scores."""
     finetune = tuned is not None
+    if finetune:
+        head, role = f"fine-tuned on {train_desc(hp.max_train_samples)}", "final fine-tune"
+    elif searched is not None:
+        head = "trained by the warm-started search (--init parent) on its search-train split"
+        role = "search (the plan's): the model this n's step trained, from its parent; no fine-tune after"
+    else:
+        head = "untrained (freshly initialised)" if kind.fresh_head else "pre-trained (the model's own), not healed"
+        head += "" if kind.fresh_head else " after pruning"
+        role = "search (the plan's); no fine-tune was run"
     return {
         "data": (tuned.data if tuned else None) or {"source": plan.data.get("source")},
         "finetuned": finetune,
+        **({} if searched is None else {"search_model": _relative(searched)}),
         "distilled": distill.to_dict() if distill is not None and finetune else None,
-        "head": f"fine-tuned on {train_desc(hp.max_train_samples)}"
-        if finetune
-        else "untrained (freshly initialised)"
-        if kind.fresh_head
-        else "pre-trained (the model's own), not healed after pruning",
+        "head": head,
         "seed": seed,
         "hparams": hp.to_dict(),
-        "hparams_role": "final fine-tune" if finetune else "search (the plan's); no fine-tune was run",
+        "hparams_role": role,
         "metrics": _by_split(tuned.metrics) if tuned else None,
         "training": tuned.training if tuned else None,
     }

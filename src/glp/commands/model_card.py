@@ -19,7 +19,9 @@ def model_card(m: dict[str, Any]) -> str:
     kind = m.get("kind") or _DEFAULT_KIND
     fresh = kind.get("fresh_head", True)
     lines = _front_matter(m, kind) + _title(m)
-    if not m["finetuned"]:
+    if m.get("search_model"):
+        lines += [_search_model_note(m), ""]
+    elif not m["finetuned"]:
         lines += [_not_trained_warning(fresh), ""]
     lines += _removed_section(m) + _scores_section(m, fresh) + _made_section(m, fresh) + _usage_section(m, kind)
     return "\n".join(lines)
@@ -125,6 +127,8 @@ def _scores_section(m: dict[str, Any], fresh: bool) -> list[str]:
                 rows_n = (m.get("data") or {}).get(f"{split}_rows")
                 lines += ["", f"{split.capitalize()} set ({rows_n} examples), the same model:", ""]
                 lines += _metric_table(values)
+    elif m.get("search_model"):
+        lines.append("Not evaluated on dev: the warm-started search trained and scored it on parts of the train set.")
     else:
         lines.append(
             "Not evaluated: no fine-tune was run" + (" (the head is untrained)." if fresh else " (not healed).")
@@ -156,8 +160,21 @@ def _made_section(m: dict[str, Any], fresh: bool) -> list[str]:
     ]
 
 
+def _search_model_note(m: dict[str, Any]) -> str:
+    """A warm-started search's own model: trained on the search split, scored on search-eval only."""
+    steps = (m.get("hparams") or {}).get("heal_steps")
+    return (
+        f"> This is the model the warm-started search (`glp prune --init parent`) trained for this n: the previous "
+        f"step's trained winner with one more layer removed, trained {steps} steps on the search's training split. "
+        "Its score above is the search's (held-out part of the train set), not a dev score: `glp export --finetune` "
+        "or `glp evaluate` give the paper's protocol."
+    )
+
+
 def _after_dropping(m: dict[str, Any], fresh: bool) -> str:
     """What the export did after dropping the layers: the fine-tune and its settings, or nothing."""
+    if m.get("search_model"):
+        return "; the weights are those the warm-started search trained for this n (`" + m["search_model"] + "`)."
     if not m["finetuned"]:
         return "; the task head was initialised and not trained." if fresh else "; nothing was trained after."
     hp = m["hparams"]

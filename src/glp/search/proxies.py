@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from glp.atomic import write_dir_atomic
 from glp.data import collate_inputs
 from glp.errors import ConfigError
 from glp.kinds import kind_of
@@ -262,8 +263,8 @@ class LossProxy(Proxy):
             if not result.ok:
                 raise ConfigError(f"the loss proxy's fine-tune of the full model failed: {result.reason}")
             model = merged(trial.model)  # healed with LoRA: the adapters folded in, a plain model to drop layers from
-            if saved is not None:
-                model.save_pretrained(saved)
+            if saved is not None:  # whole or not at all: a later run trusts a proxy model it finds
+                write_dir_atomic(saved, model.save_pretrained, overwrite=True)
         return cls(model.cpu() if device is None else model, table, kind, device)
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:

@@ -49,7 +49,6 @@ class Parents:
         """Keep a trained model as a parent: its plain weights (LoRA adapters merged), atomically."""
         state = {k: v.detach().to("cpu").contiguous() for k, v in merged(model).state_dict().items()}
         path = self.path(removed, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
         return write_atomic(path, lambda tmp: save_file(_unshared(state), str(tmp)))
 
     def model(self, build: Any, removed: Sequence[int], seed: int) -> Any:
@@ -66,6 +65,18 @@ class Parents:
         model.load_state_dict(_tied(model, load_file(str(path))), strict=True)
         kept = [i for i in range(len(parent) + len(find_layer_stack(model).layers)) if i not in set(parent)]
         return drop_layers(model, [kept.index(layer)])
+
+    @staticmethod
+    def trained(model: Any, path: str | Path) -> Any:
+        """``model`` (the architecture of a removal set) with a kept parent's weights: what ``glp export`` ships from a
+        warm-started search."""
+        path = Path(path)
+        if not path.is_file():
+            raise RunDirError(
+                f"the model the warm-started search trained, {path}, is missing: export with --finetune instead"
+            )
+        model.load_state_dict(_tied(model, load_file(str(path))), strict=True)
+        return model
 
     def forget(self, removed: Sequence[int], seed: int) -> None:
         """Delete a parent no later step needs (a step's losers)."""
