@@ -103,3 +103,155 @@ def test_sources_and_their_names(tmp_path, monkeypatch, tiny_setup):
     with pytest.raises(ModelLoadError, match="does not exist"):
         models.from_record({"source": "./gone", "path": "/gone"})
     sys.modules.pop("my_model_pkg", None)
+
+
+# ------------------------------------------------------------------ weights that cannot be read: one line, exit 2
+
+
+def _toy(tiny_setup, tmp_path) -> tuple[str, ...]:
+    """The toy task of conftest.py, as flags for ``glp prune`` (the first trial loads the weights)."""
+    return (
+        "--task", "toy", "--train-file", str(tiny_setup / "train.csv"), "--dev-file", str(tiny_setup / "dev.csv"),
+        "--text-columns", "text", "--label-column", "label", "--metric", "accuracy", "--num-train-epochs", "1",
+        "--max-seq-length", "32", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+
+
+def _copy_model(tiny_setup, tmp_path, name: str = "model"):
+    import shutil
+
+    return shutil.copytree(tiny_setup / "model", tmp_path / name)
+
+
+def _prune_error(capsys, *argv: str) -> str:
+    """`_cli_error` for a ``glp prune`` that fails in its first trial: its progress lines come first on stderr,
+    then the one ``error:`` line (exit 2, no traceback). That line."""
+    with pytest.raises(SystemExit) as info:
+        main(["prune", *argv])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert info.value.code == 2 and "Traceback" not in err, err
+    assert [x for x in lines if x.startswith("error: ")] == lines[-1:], err
+    return lines[-1]
+
+
+def _every_command(capsys, model, tiny_setup, tmp_path) -> list[str]:
+    """The error line of glp prune, drop and profile on ``model``."""
+    return [
+        _prune_error(capsys, str(model), *_toy(tiny_setup, tmp_path)),
+        _cli_error(capsys, "drop", str(model), "--remove", "1", "--out", str(tmp_path / "dropped")),
+        _cli_error(capsys, "profile", str(model), "--no-gpu", "--seq-len", "16"),
+    ]
+
+
+def test_a_truncated_safetensors_file(capsys, tiny_setup, tmp_path):
+    model = _copy_model(tiny_setup, tmp_path)
+    f = model / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # an interrupted download or copy
+    for line in _every_command(capsys, model, tiny_setup, tmp_path):
+        assert f"{f} is truncated or corrupt" in line and "incomplete metadata" in line, line
+        assert "fetch it again, or check the copy" in line
+    assert not (tmp_path / "dropped").exists()
+
+
+def test_a_shard_missing_from_the_index(capsys, tiny_setup, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model = tmp_path / "sharded"
+    net = AutoModelForSequenceClassification.from_pretrained(tiny_setup / "model")
+    net.save_pretrained(model, max_shard_size="40KB")
+    for f in (tiny_setup / "model").glob("tokenizer*"):
+        (model / f.name).write_bytes(f.read_bytes())
+    shards = sorted(model.glob("model-*.safetensors"))
+    assert (model / "model.safetensors.index.json").exists() and len(shards) > 1
+    shards[1].unlink()
+    for line in _every_command(capsys, model, tiny_setup, tmp_path):
+        assert f"{shards[1]} is missing (model.safetensors.index.json names it)" in line, line
+        assert "fetch it again, or check the copy" in line
+    # a corrupt shard is named too
+    shards[1].write_bytes(b"\0" * 64)
+    line = _cli_error(capsys, "drop", str(model), "--remove", "1", "--out", str(tmp_path / "dropped"))
+    assert f"{shards[1]} is truncated or corrupt" in line
+
+
+def test_a_corrupt_pytorch_checkpoint(capsys, tiny_setup, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = _copy_model(tiny_setup, tmp_path)
+    net = AutoModelForSequenceClassification.from_pretrained(model)
+    (model / "model.safetensors").unlink()
+    f = model / "pytorch_model.bin"  # (transformers 5 saves only safetensors: the old format, by hand)
+    torch.save(net.state_dict(), f)
+    good = f.read_bytes()
+    f.write_bytes(good[: len(good) // 2])
+    for line in _every_command(capsys, model, tiny_setup, tmp_path):
+        assert f"{f} is truncated or corrupt" in line and "fetch it again" in line, line
+    f.write_bytes(b"not a checkpoint" * 100)
+    line = _cli_error(capsys, "drop", str(model), "--remove", "1", "--out", str(tmp_path / "dropped"))
+    assert f"{f} is truncated or corrupt" in line
+    f.unlink()
+    line = _cli_error(capsys, "drop", str(model), "--remove", "1", "--out", str(tmp_path / "dropped"))
+    assert f"{model} has no weights file (model.safetensors," in line
+
+
+def test_a_dtype_torch_cannot_hold_or_does_not_know(capsys, tiny_setup, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    f8 = tmp_path / "f8"
+    AutoModelForSequenceClassification.from_pretrained(tiny_setup / "model").to(torch.float8_e4m3fn).save_pretrained(f8)
+    line = _cli_error(capsys, "drop", str(f8), "--remove", "1", "--out", str(tmp_path / "dropped"))
+    assert "it is stored as float8_e4m3fn, which torch cannot hold" in line and "convert the model to float32" in line
+    model = _copy_model(tiny_setup, tmp_path)
+    conf = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**conf, "dtype": "float3"}))
+    for line in _every_command(capsys, model, tiny_setup, tmp_path):
+        assert f"{model / 'config.json'} names the dtype 'float3', which torch does not know" in line, line
+
+
+def test_a_corrupt_gguf_file(capsys, tmp_path):
+    pytest.importorskip("gguf")
+    f = tmp_path / "model.Q4_1.gguf"
+    f.write_bytes(b"GGUF" + b"\1" * 12)
+    line = _cli_error(capsys, "drop", str(f), "--remove", "1", "--out", str(tmp_path / "o"))
+    assert f"{f} is truncated or corrupt" in line and "fetch it again" in line
+
+
+def test_a_corrupt_file_in_the_hub_cache(tiny_setup, tmp_path, monkeypatch):
+    import shutil
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # the hub cache's layout, offline
+    repo = tmp_path / "hub" / "models--org--name"
+    snapshot = shutil.copytree(tiny_setup / "model", repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    hub = models.resolve("org/name")
+    assert hub.origin == "hub" and models.load_config(hub).num_hidden_layers == 4
+    f = snapshot / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:100])  # a download cut short
+    with pytest.raises(ModelLoadError) as info:
+        models.load_saved(hub)
+    assert f"{f} is truncated or corrupt" in str(info.value)
+    assert "delete it from the Hugging Face cache and fetch it again" in str(info.value)
+    f.unlink()  # a cache that holds no weights yet is not a fault of its files: the hub's own message
+    with pytest.raises(ModelLoadError, match="from the Hugging Face hub: the hub cannot be reached"):
+        models.load_saved(hub)
+
+
+def test_a_weights_file_that_cannot_be_read_while_hashing(tiny_setup, tmp_path, monkeypatch):
+    import builtins
+
+    model = _copy_model(tiny_setup, tmp_path)
+    real_open = builtins.open
+
+    def refuse(path, *a, **kw):
+        if str(path).endswith(".safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    with pytest.raises(ModelLoadError, match=r"cannot read the weights file .*model\.safetensors: Permission denied"):
+        models.weights_revision(str(model))

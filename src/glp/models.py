@@ -12,8 +12,10 @@ A model source is what the user typed:
 `resolve` checks it before transformers sees it, and every load below turns a failure into one `ModelLoadError`
 (a `GLPError`: one line, exit 2) that names the source and what to do: a missing path, a file where a directory is
 needed, an unknown hub name or no network, remote code that was not allowed (``--trust-remote-code``), a GGUF file
-without the gguf package. Plans and reports name a model by `ModelSource.name` (what the user gave; a path relative
-to the working directory), never only by an absolute path of the machine that made them.
+without the gguf package, a weights file that is missing, truncated or corrupt (named, with "fetch it again"), a
+dtype torch does not know or cannot hold (`_unreadable`, reading the files with `glp.checkpoint`). Plans and
+reports name a model by `ModelSource.name` (what the user gave; a path relative to the working directory), never
+only by an absolute path of the machine that made them.
 
 Candidates are built from the pre-trained weights kept in memory (`pretrained`), so a search reads the checkpoint
 once per process: `build` = config with the kind's head → fresh head (a function of the seed) → layers dropped.
@@ -33,10 +35,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
+from glp import checkpoint
 from glp.errors import GLPError, one_line
 from glp.kinds import kind_of
 from glp.layers import config_num_layers, drop_layers, parameter_count
@@ -211,6 +216,52 @@ def _remote_code_error(src: ModelSource) -> ModelLoadError:
     )
 
 
+# what a failed load of config, tokenizer or weights may raise (a model's own code aside)
+_LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError, SafetensorError, UnpicklingError,
+                EOFError)  # fmt: skip
+
+
+def _unreadable(src: ModelSource, what: str, dtype: Any = None) -> ModelLoadError | None:
+    """Why the ``what`` of ``src`` did not load, when its files or dtype say so (a missing shard, a truncated or
+    corrupt file, a dtype torch does not know or cannot hold): one error that names the file and says what to do.
+    None when they look sound. Asked only after a load failed (`glp.checkpoint` reads every weights file)."""
+    where = _files_dir(src) if what.startswith(("config", "weights")) else None
+    if where is None:
+        return None
+    again = "fetch it again, or check the copy"
+    if not src.is_local:
+        again = "delete it from the Hugging Face cache and fetch it again"
+    head = f"cannot load the {what} of model {src.given!r}:"
+    named = checkpoint.config_dtype(where / "config.json")
+    if checkpoint.unknown_dtype(named):
+        conf = where / "config.json"
+        return ModelLoadError(f"{head} {conf} names the dtype {named!r}, which torch does not know; {again}")
+    if not what.startswith("weights") and not src.gguf_file:  # (a GGUF file holds the config too)
+        return None
+    if (bad := checkpoint.bad_weights_file(where, src.gguf_file, complete=src.is_local)) is not None:
+        return ModelLoadError(f"{head} {bad[0]} {bad[1]}; {again}")
+    dt = getattr(torch, named or "", None) if dtype == "auto" else dtype
+    if isinstance(dt, torch.dtype) and (why := checkpoint.dtype_problem(dt)) is not None:
+        return ModelLoadError(
+            f"{head} it is stored as {str(dt).removeprefix('torch.')}, which torch cannot hold on this machine "
+            f"({why}); convert the model to float32, float16 or bfloat16"
+        )
+    return None
+
+
+def _files_dir(src: ModelSource) -> Path | None:
+    """Where the files of ``src`` are on this machine: its directory, or a hub model's snapshot in the cache."""
+    if src.is_local:
+        return Path(src.path)
+    try:
+        from huggingface_hub import try_to_load_from_cache  # deferred: only after a hub model failed to load
+
+        hit = try_to_load_from_cache(src.path, "config.json")
+    except Exception:  # noqa: BLE001 - no cache, or a name it refuses: nothing to look at
+        return None
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """transformers' warnings and progress bars off inside the block, as they were after it."""
@@ -229,15 +280,19 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _call(src: ModelSource, what: str, fn: Callable[[], Any]) -> Any:
+def _call(src: ModelSource, what: str, fn: Callable[[], Any], dtype: Any = None) -> Any:
+    """``fn()`` (a transformers load of ``what`` of ``src``), any failure one `ModelLoadError`; a failure of the
+    weights (or config) that comes from the files on disk or the dtype names the file or dtype (`_unreadable`)."""
     try:
         with quiet_transformers():
             return fn()
     except GLPError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError, json.JSONDecodeError) as exc:
-        raise load_error(src, exc, what) from None
-    except Exception as exc:  # noqa: BLE001 - a model's own code (trust_remote_code) may raise anything
+    except Exception as exc:  # noqa: BLE001 - sorted below: what the files say first, then what the type says
+        if (why := _unreadable(src, what, dtype)) is not None:
+            raise why from None
+        if isinstance(exc, _LOAD_ERRORS):
+            raise load_error(src, exc, what) from None
         if not src.trust_remote_code:
             raise
         raise ModelLoadError(
@@ -283,7 +338,8 @@ def load_saved(source: str | ModelSource, dtype: Any = "auto", **kw: Any) -> Any
     src = resolve(source, **kw)
     config = load_config(src)
     cls = saved_class(config)
-    return _call(src, "weights", lambda: cls.from_pretrained(src.path, config=config, dtype=dtype, **src.kwargs()))
+    load = lambda: cls.from_pretrained(src.path, config=config, dtype=dtype, **src.kwargs())  # noqa: E731
+    return _call(src, "weights", load, dtype)
 
 
 def weights_revision(source: str | ModelSource) -> str | None:
@@ -302,9 +358,13 @@ def weights_revision(source: str | ModelSource) -> str | None:
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as e:
+            why = e.strerror or one_line(e)
+            raise ModelLoadError(f"cannot read the weights file {f}: {why}; check the copy") from None
     return "sha256:" + h.hexdigest() if files else None
 
 
@@ -361,8 +421,6 @@ def clear_cache() -> None:
 
 def pretrained(source: str | ModelSource, task: Any) -> tuple[Any, dict[str, Any]]:
     """(config with the task kind's head, pre-trained weights without the new head), kept in memory per source."""
-
-
     src = resolve(source)
     kind = kind_of(task)
     key = (src.path, src.gguf_file, *kind.head_key())
@@ -382,7 +440,7 @@ def pretrained(source: str | ModelSource, task: Any) -> tuple[Any, dict[str, Any
             **src.kwargs(),
         )
 
-    model, info = _call(src, f"weights (as {kind.auto_class})", load)
+    model, info = _call(src, f"weights (as {kind.auto_class})", load, torch.float32)
     mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
     fresh = set(info.get("missing_keys") or ()) | mismatched
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in fresh}
@@ -399,8 +457,6 @@ def build(source: str | ModelSource | ModelFactory, task: Any, removed: Sequence
     """The pre-trained model with a freshly initialised head of the task's kind (a function of ``seed``), float32,
     with ``removed`` layers dropped. ``source`` may also be a callable that returns a model with its head
     (called under the seeded RNG)."""
-
-
     if not callable(source):
         with torch.random.fork_rng(devices=[]):  # from_pretrained draws a head we throw away
             config, state = pretrained(source, task)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from glp.atomic import write_text_atomic
-from glp.errors import LayerIndexError, RunDirError
+from glp.errors import LayerIndexError, RunDirError, one_line
 from glp.kinds import kind_of
 
 SCHEMA = "glp.plan/1"
@@ -140,13 +140,50 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
+        """The plan of a dict that `to_dict` wrote; `RunDirError` naming the first field that is not of its type."""
         schema = d.get("schema")
         if schema != SCHEMA:
             raise RunDirError(f"plan schema {schema!r} is not supported (this glp reads {SCHEMA!r})")
         d = dict(d)
-        d["removals"] = {int(k): list(v) for k, v in d.get("removals", {}).items()}
-        d["steps"] = [Step.from_dict(s) for s in d.get("steps", [])]
-        return cls(**d)
+        removals, steps = d.get("removals", {}), d.get("steps", [])
+        _need("removals", removals, isinstance(removals, dict) and all(_ints(v) for v in removals.values()),
+              "an object of n: [layer, ...]")  # fmt: skip
+        if not all(isinstance(k, str) and k.strip().isdecimal() for k in removals):
+            raise RunDirError(f"the keys of plan field removals must be numbers of layers, got {list(removals)}")
+        d["removals"] = {int(k): list(v) for k, v in removals.items()}
+        _need("steps", steps, isinstance(steps, list) and all(isinstance(s, dict) for s in steps), "a list of objects")
+        for s in steps:
+            c = s.get("candidates")
+            _need("candidates", c, isinstance(c, list) and all(isinstance(x, dict) for x in c), "a list of objects")
+        d["steps"] = [Step.from_dict(s) for s in steps]
+        plan = cls(**d)
+        plan._check()
+        return plan
+
+    def _check(self) -> None:
+        """The fields `table_rows`, `layers_to_remove` and the commands read, of their types."""
+        _need("num_layers", self.num_layers, _int(self.num_layers) and self.num_layers >= 0, "a number of layers")
+        _need("max_remove", self.max_remove, _int(self.max_remove), "an integer")
+        for name in ("model", "task", "data", "hparams", "strategy", "cost"):
+            _need(name, getattr(self, name), isinstance(getattr(self, name), dict), "an object")
+        for name in ("baseline", "stopped"):
+            _need(name, getattr(self, name), isinstance(getattr(self, name), dict | None), "an object or null")
+        _need("order", self.order, self.order is None or _ints(self.order), "a list of layers or null")
+        for removed in self.removals.values():
+            _need("removals", removed, all(0 <= i < self.num_layers for i in removed), "layers of the model")
+        if self.baseline is not None:
+            _need("baseline.mean", self.baseline.get("mean"), _num(self.baseline.get("mean")), "a number or null")
+        for s in self.steps:
+            _need("steps[].n", s.n, _int(s.n), "an integer")
+            _need("steps[].chosen", s.chosen, _ints(s.chosen), "a list of layers")
+            _need("steps[].chosen_mean", s.chosen_mean, _num(s.chosen_mean), "a number or null")
+            _need("steps[].separated", s.separated, isinstance(s.separated, bool | None), "true, false or null")
+            for c in s.candidates:
+                _need("candidates[].removed", c.removed, _ints(c.removed), "a list of layers")
+                _need("candidates[].scores", c.scores, isinstance(c.scores, list) and all(map(_num, c.scores)),
+                      "a list of numbers")  # fmt: skip
+                for name in ("mean", "std", "proxy", "eval_loss"):
+                    _need(f"candidates[].{name}", getattr(c, name), _num(getattr(c, name)), "a number or null")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the plan file ``path`` atomically (a reader never sees half a file). Where a run directory keeps
@@ -162,8 +199,26 @@ class Plan:
         d = read_artifact(path, SCHEMA, "plan", "is this a glp run directory? (glp prune --out DIR writes one)")
         try:
             return cls.from_dict(d)
-        except (TypeError, KeyError) as e:
+        except (TypeError, KeyError, RunDirError) as e:
             raise RunDirError(f"{path} is not a valid glp plan: {e}") from e
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _ints(v: Any) -> bool:
+    return isinstance(v, list) and all(map(_int, v))
+
+
+def _num(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _need(field: str, value: Any, ok: bool, what: str) -> None:
+    """A plan field ``field`` that is not ``what`` (``ok`` false): `RunDirError`."""
+    if not ok:
+        raise RunDirError(f"plan field {field} must be {what}, got {value!r:.80}")
 
 
 def read_artifact(path: str | os.PathLike[str], schema: str | None, what: str, hint: str) -> dict[str, Any]:
@@ -173,9 +228,13 @@ def read_artifact(path: str | os.PathLike[str], schema: str | None, what: str, h
     if not p.is_file():
         raise RunDirError(f"no {what} at {p}: {hint}")
     try:
-        d = json.loads(p.read_text())
+        d = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise RunDirError(f"{p} is not valid JSON: {e}") from e
+    except (ValueError, RecursionError) as e:  # not UTF-8, nested too deep, an integer of more than 4300 digits
+        raise RunDirError(f"{p} is not valid JSON: {one_line(e)[:200]}") from e
+    except OSError as e:
+        raise RunDirError(f"cannot read the {what} {p}: {e.strerror or e}") from e
     if not isinstance(d, dict):
         raise RunDirError(f"{p} is not a glp {what}: it holds a JSON {type(d).__name__}, not an object")
     if schema is not None and d.get("schema") != schema:

@@ -577,3 +577,30 @@ def test_glue_dir_mnli_layout(tmp_path):
     assert ds.dev.labels.tolist() == [2] and ds.dev.text_a == ["E"]
     assert list(ds.extra_dev) == ["dev_mismatched"] and ds.extra_dev["dev_mismatched"].text_a == ["G"]
     assert "dev_mismatched 1" in ds.summary()
+
+
+# -------------------------------------------------------------- malformed input the fuzz tests found (test_fuzz.py)
+
+
+def test_json_too_deep_or_too_long_to_parse_is_a_skipped_row(tmp_path):
+    """json.loads raises RecursionError (nesting) or ValueError (an integer of more than 4300 digits), not
+    JSONDecodeError: such a document or line is an unreadable row, not a crash."""
+    from glp.data import read_table
+
+    for name, text in (("deep.json", "[" * 5000 + "]" * 5000), ("long.json", "1" * 5000),
+                       ("deep.jsonl", '{"a": 1}\n' + "[" * 5000 + "]" * 5000 + "\n")):  # fmt: skip
+        (tmp_path / name).write_text(text)
+        table = read_table(tmp_path / name)
+        assert table.skipped == 1 and "invalid JSON" in table.skipped_where[0], name
+    assert len(read_table(tmp_path / "deep.jsonl")) == 1
+
+
+def test_huge_labels_and_targets(tmp_path):
+    train = tmp_path / "train.jsonl"
+    dev = write_rows(tmp_path / "dev.jsonl", [{"a": "x", "y": 2}])
+    train.write_text('{"a": "x", "y": 1' + "0" * 400 + '}\n{"a": "z", "y": 2}\n')
+    with pytest.raises(DataError, match=r"train\.jsonl, row 0 \(line 1\): regression target 1000.* is not a finite"):
+        load_task_data("t", train_file=train, dev_file=dev, text_columns="a", label_column="y", metric="spearman")
+    train.write_text('{"a": "x", "y": "' + "1" * 5000 + '"}\n{"a": "z", "y": "2"}\n')  # int() refuses 4300+ digits
+    ds = load_task_data("t", train_file=train, dev_file=dev, text_columns="a", label_column="y")
+    assert ds.task.label_names == ("2", "1" * 5000)

@@ -221,3 +221,23 @@ def test_search_export_and_a_plain_pipeline(tiny_setup, tmp_path):
     assert {g["entity_group"] for g in groups} <= {"PER", "LOC"} and groups, groups
     assert out.manifest["metrics"]["dev"]["entity-f1"] > 0.5 and "entity-f1" in out.manifest["metrics"]["test"]
     assert "Test set (40 examples)" in card
+
+
+def test_malformed_files_and_tag_ids_are_data_errors(tmp_path):
+    """What the fuzz tests (test_fuzz.py) found: text that is not UTF-8, and tag ids that are no ids."""
+    (tmp_path / "bad.conll").write_bytes(b"EU\tB-ORG\n\xff\tO\n")
+    with pytest.raises(DataError, match=r"bad\.conll: not valid UTF-8"):
+        read_columns(tmp_path / "bad.conll", 0, 1)
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe{}")
+    spec = DataSpec(task="mine", train_file=str(tmp_path / "bin.json"), dev_file=str(tmp_path / "bin.json"))
+    assert not TokenClassification.claims(spec)  # the table reader says what is wrong with it
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(json.dumps({"tokens": ["a"], "ner_tags": [0]}) + "\n")
+    for bad in (None, {"x": 1}, float("inf"), -1, 1.5, 7, "x"):
+        train = tmp_path / "train.jsonl"
+        train.write_text(json.dumps({"tokens": ["a", "b"], "ner_tags": [0, bad]}) + "\n")
+        spec = DataSpec(task="mine", train_file=str(train), dev_file=str(dev), label_names=("O", "B-PER"))
+        with pytest.raises(DataError, match=r"train\.jsonl, row 0 \(line 1\): tag ids .* do not fit the 2 label"):
+            load_data(spec)
+    train.write_text(json.dumps({"tokens": ["a", "b"], "ner_tags": [0, "1"]}) + "\n")  # an id as text, as before
+    assert load_data(spec).task.label_names == ("O", "B-PER")

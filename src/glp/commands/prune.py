@@ -163,6 +163,9 @@ class PruneConfig(DataSpec, ExecutionSettings):
         d = dict(d)
         names = {f.name for f in dataclasses.fields(cls)}
         hp_names = {f.name for f in dataclasses.fields(HParams)}
+        for k in ("hparams", "strategy_settings"):
+            if not isinstance(d.get(k) or {}, Mapping):
+                raise ConfigError(f"{k} must be a mapping of settings (name: value), got {d[k]!r}")
         hp = dict(d.pop("hparams", None) or {})
         strategy = dict(d.pop("strategy_settings", None) or {})
         for k in list(d):
@@ -175,20 +178,26 @@ class PruneConfig(DataSpec, ExecutionSettings):
             known = sorted((names - {"strategy_settings"}) | hp_names | setting_names())
             raise ConfigError(f"unknown setting(s) {unknown}; known: {known}")
         for k in ("keep", "text_columns", "label_names"):
-            if d.get(k) is not None:
-                d[k] = column_tuple(d[k])
+            v = d.get(k)
+            if isinstance(v, Mapping):
+                raise ConfigError(f"{k} takes a list or a comma separated string, got {v!r}")
+            if v is not None:
+                d[k] = column_tuple(v if isinstance(v, str | list | tuple) else [v])  # (YAML `keep: 0`)
         for k in ("token_column", "tag_column"):
             if d.get(k) is not None:
                 d[k] = str(d[k])
         if d.get("keep"):
-            d["keep"] = tuple(int(x) for x in d["keep"])
+            try:
+                d["keep"] = tuple(int(x) for x in d["keep"])
+            except (TypeError, ValueError, OverflowError):
+                raise ConfigError(f"keep takes layer numbers, e.g. 0,11; got {d['keep']!r}") from None
         ExecutionSettings.normalize_devices(d)
-        unknown_hp = sorted(set(hp) - hp_names)
+        unknown_hp = sorted(set(hp) - hp_names, key=str)
         if unknown_hp:
             raise ConfigError(f"unknown hyper-parameter(s) {unknown_hp}; known: {sorted(hp_names)}")
         try:
             return cls(**d, hparams=HParams(**hp), strategy_settings=strategy)
-        except TypeError as e:
+        except (TypeError, ValueError, OverflowError) as e:  # a value of the wrong type (max_seq_length: abc)
             raise ConfigError(f"invalid settings: {e}") from e
 
 
@@ -197,8 +206,14 @@ def load_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({e})") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from e
+    try:
+        data = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as e:  # (a date like 2024-13-45: ValueError)
         raise ConfigError(f"{p} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{p} must hold a mapping of settings, got {type(data).__name__}")

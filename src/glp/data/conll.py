@@ -50,6 +50,15 @@ def read_columns(path: str | Path, token_column: int, tag_column: int) -> Senten
     p = Path(path)
     if not p.is_file():
         raise DataError(f"file not found: {p}")
+    try:
+        return _read_columns(p, token_column, tag_column)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not valid UTF-8 text ({e})") from e
+    except OSError as e:
+        raise DataError(f"{p}: cannot read the file: {e.strerror or e}") from e
+
+
+def _read_columns(p: Path, token_column: int, tag_column: int) -> Sentences:
     out = Sentences(str(p), [], [], [], [])
     words: list[str] = []
     tags: list[str] = []

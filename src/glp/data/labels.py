@@ -14,6 +14,7 @@ import dataclasses
 import math
 import re
 import warnings
+from decimal import Decimal
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def _label_key(v) -> str:
 def _sorted_labels(keys) -> tuple[str, ...]:
     keys = set(keys)
     if all(_INT_RE.match(k) for k in keys):
-        return tuple(sorted(keys, key=int))
+        return tuple(sorted(keys, key=Decimal))  # (as numbers; int() refuses more than 4300 digits)
     return tuple(sorted(keys))
 
 
@@ -80,7 +81,7 @@ def _regression_targets(table: _Table, column: str, values: list) -> np.ndarray:
             if isinstance(v, (bool, np.bool_)):
                 raise ValueError
             x = float(v.strip() if isinstance(v, str) else v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # (an integer too large for a float: not finite either)
             x = None
         if x is None or not math.isfinite(x):
             raise DataError(
@@ -99,7 +100,7 @@ def _class_ids(table: _Table, column: str, values: list, task: Task, from_train:
     for i, v in enumerate(values):
         k = _label_key(v)
         j = index.get(k)
-        if j is None and task.is_glue and _INT_RE.match(k) and 0 <= int(k) < len(names):
+        if j is None and task.is_glue and _INT_RE.match(k) and len(k) < 10 and 0 <= int(k) < len(names):
             j = int(k)  # hub-style class id in a file of a GLUE task
         if j is None:
             unknown.setdefault(k, i)

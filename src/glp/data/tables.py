@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glp.errors import DataError
+from glp.errors import DataError, one_line
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq")
 
@@ -98,6 +98,8 @@ def _read_delimited(
                 row += 1
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 text ({e})") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file: {e.strerror or e}") from e
     except csv.Error as e:
         raise DataError(f"{path}: cannot parse as {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from e
     dup = sorted({c for c in columns if columns.count(c) > 1})
@@ -137,11 +139,13 @@ def _read_json(path: Path) -> _Table:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 text ({e})") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file: {e.strerror or e}") from e
     obj = None
     if path.suffix.lower() == ".json":
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # (nested too deep, or an integer of more than 4300 digits)
             obj = None  # maybe JSON Lines with a .json name
     if isinstance(obj, dict):
         values = list(obj.values())
@@ -180,8 +184,8 @@ def _read_json(path: Path) -> _Table:
             continue
         try:
             r = json.loads(line)
-        except json.JSONDecodeError as e:
-            skipped.append(f"row {row} (line {lineno}: invalid JSON: {e.msg})")
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, or nested too deep, or a too long integer
+            skipped.append(f"row {row} (line {lineno}: invalid JSON: {getattr(e, 'msg', None) or one_line(e)[:80]})")
         else:
             if isinstance(r, dict):
                 records.append(r)

@@ -66,15 +66,20 @@ def read_text_rows(path: str | Path) -> tuple[list[str], np.ndarray]:
     if not p.is_file():
         raise DataError(f"text file {p} does not exist" if not p.exists() else f"{p} is not a file")
     rows, groups, article, titled = [], [], -1, False
-    with open(p, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            if _ARTICLE.match(line.rstrip("\n")):
-                article += 1
-                titled = True
-            rows.append(line if line.endswith("\n") else line + "\n")
-            groups.append(article if titled else len(rows) - 1)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                if _ARTICLE.match(line.rstrip("\n")):
+                    article += 1
+                    titled = True
+                rows.append(line if line.endswith("\n") else line + "\n")
+                groups.append(article if titled else len(rows) - 1)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not valid UTF-8 text ({e})") from e
+    except OSError as e:
+        raise DataError(f"{p}: cannot read the file: {e.strerror or e}") from e
     return rows, np.asarray([max(g, 0) for g in groups], dtype=np.int64)
 
 

@@ -66,6 +66,15 @@ def detect_scheme(tags: list[list[str]]) -> str:
     return "IOB2"
 
 
+def _tag_id(t: Any) -> int | None:
+    """A tag id written as text or a whole float ("3", 3.0); None for anything else."""
+    try:
+        f = float(t)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(f) if f.is_integer() else None
+
+
 def _b_to_i(names: tuple[str, ...]) -> np.ndarray:
     """Class id → the id of its I- tag (B-X → I-X where I-X exists), for --label-all-tokens."""
     index = {n: i for i, n in enumerate(names)}
@@ -102,11 +111,11 @@ class TokenClassification(TaskKind):
         if train and Path(train).suffix.lower() in (".conll", ".conllu", ".iob", ".bio"):
             return True
         if train and Path(train).suffix.lower() in (".json", ".jsonl", ".ndjson") and Path(train).is_file():
-            with open(train, encoding="utf-8") as fh:
-                first = fh.readline()
             try:
+                with open(train, encoding="utf-8") as fh:
+                    first = fh.readline()
                 row = json.loads(first)
-            except json.JSONDecodeError:
+            except (OSError, ValueError, RecursionError):  # not UTF-8, not JSON: the reader says what is wrong
                 return False
             return isinstance(row, dict) and isinstance(row.get("tokens"), list)
         return False
@@ -197,10 +206,10 @@ class TokenClassification(TaskKind):
             return list(tags)
         if names is None:
             raise DataError(f"{s.where[i]}: integer tags need their names: give --label-names O,B-PER,I-PER,...")
-        try:
-            return [names[int(t)] for t in tags]
-        except (IndexError, ValueError):
-            raise DataError(f"{s.where[i]}: tag ids {tags} do not fit the {len(names)} label names") from None
+        ids = [t if isinstance(t, int) and not isinstance(t, bool) else _tag_id(t) for t in tags]
+        if not all(isinstance(t, int) and 0 <= t < len(names) for t in ids):
+            raise DataError(f"{s.where[i]}: tag ids {tags} do not fit the {len(names)} label names")
+        return [names[t] for t in ids]
 
     @staticmethod
     def _examples(s: Sentences, tags: list[str], split: str):
