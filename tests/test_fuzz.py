@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from glp.commands.prune import PruneConfig, load_yaml_config
@@ -431,13 +431,7 @@ def whole_journal(work) -> Path:
     return run / "trials.sqlite"
 
 
-@pytest.mark.xfail(
-    reason="glp.run.store: SQLite errors of a damaged file at query time (DatabaseError 'database disk image is "
-    "malformed', OperationalError 'Could not decode to UTF-8 column') and a UnicodeDecodeError from the PRAGMA "
-    "on open are not turned into RunDirError yet (reported: not this change's file)",
-    strict=False,
-)
-@settings(FUZZ, phases=[Phase.explicit, Phase.generate])  # (no shrinking while it is expected to fail)
+@settings(FUZZ)
 @given(damage=st.lists(st.tuples(st.integers(0, 1 << 16), st.binary(min_size=1, max_size=64)), min_size=1, max_size=4))
 def test_a_damaged_journal(work, whole_journal, damage):
     """A journal with trials in it, bytes overwritten here and there (a bad disk, a copy cut short)."""

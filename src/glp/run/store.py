@@ -80,13 +80,14 @@ class Store:
             )
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._check_schema()
+        except UnicodeDecodeError as e:  # a damaged file can fail before SQLite says so
+            self.close()
+            raise self._unreadable(e) from e
         except sqlite3.DatabaseError as e:
             self.close()
             fault = self._storage_error(e)
             if fault is None:
-                raise RunDirError(
-                    f"{self.path} is not a readable glp trial journal ({e}); move it away or choose another --out"
-                ) from e
+                raise self._unreadable(e) from e
             if lock_path is not None or not self._open_read_only():  # a reader may read what it cannot write
                 raise fault from e
         except RunDirError:
@@ -181,10 +182,22 @@ class Store:
                 "choose another --out"
             ) from e
 
+    def _unreadable(self, exc: BaseException) -> RunDirError:
+        return RunDirError(
+            f"{self.path} is not a readable glp trial journal ({exc}); move it away or choose another --out"
+        )
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Every row of a query; a damaged journal (a bad disk, a copy cut short) is a `RunDirError`."""
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            raise self._unreadable(e) from e
+
     # -- trials -------------------------------------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
         """The journaled result (a TrialResult dict) under ``key``, or None."""
-        row = self._db.execute("SELECT result FROM trials WHERE key=?", (key,)).fetchone()
+        row = next(iter(self._rows("SELECT result FROM trials WHERE key=?", (key,))), None)
         return None if row is None else self._json(row[0], f"trial {key}")
 
     def put(self, key: str, result: dict[str, Any], context: dict[str, Any]) -> None:
@@ -206,21 +219,21 @@ class Store:
         )
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+        return int(self._rows("SELECT COUNT(*) FROM trials")[0][0])
 
     def results(self) -> Iterator[dict[str, Any]]:
         """Every journaled result, oldest first."""
-        for key, text in self._db.execute("SELECT key, result FROM trials ORDER BY created"):
+        for key, text in self._rows("SELECT key, result FROM trials ORDER BY created"):
             yield self._json(text, f"trial {key}")
 
     # -- run metadata ---------------------------------------------------------------------------------
     def get_meta(self, name: str) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        row = next(iter(self._rows("SELECT value FROM meta WHERE name=?", (name,))), None)
         return None if row is None else self._json(row[0], f"meta row {name!r}")
 
     def meta_with_prefix(self, prefix: str) -> Iterator[Any]:
         """The values of every meta row whose name starts with ``prefix``, in the order they were first written."""
-        rows = self._db.execute("SELECT name, value FROM meta ORDER BY rowid").fetchall()
+        rows = self._rows("SELECT name, value FROM meta ORDER BY rowid")
         for name, value in rows:
             if name.startswith(prefix):
                 yield self._json(value, f"meta row {name!r}")
