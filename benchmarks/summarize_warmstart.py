@@ -1,0 +1,101 @@
+"""Warm start against the paper's GLP, from the committed artifacts of benchmarks/bench_warmstart.sh.
+
+    python benchmarks/summarize_warmstart.py docs/results/warmstart/sst2
+
+reads ``pretrained.json``, ``parent.json``, ``parent-halving.json`` (the three searches' plans) and ``evaluation.json``
+(the final protocol on dev) and prints, as markdown: each search's training steps and time, the layers each chooses
+and, per step, the rank correlation (Spearman) of the candidates' search-eval scores between the warm start and the
+paper's search (over the candidates that add the same layer to the same set), and the final dev scores per n.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from scipy.stats import spearmanr
+
+VARIANTS = ("pretrained", "parent", "parent-halving")
+LABELS = {"pretrained": "GLP (paper)", "parent": "GLP warm start", "parent-halving": "GLP warm start + halving"}
+
+
+def _plans(root: Path) -> dict[str, dict]:
+    return {v: json.loads((root / f"{v}.json").read_text()) for v in VARIANTS if (root / f"{v}.json").is_file()}
+
+
+def cost_table(plans: dict[str, dict]) -> list[str]:
+    base = plans["pretrained"]["cost"]
+    out = ["| search | trials | train steps | x fewer steps | trial seconds | layers removed (n = 1..N) |",
+           "|---|---:|---:|---:|---:|---|"]
+    for v, plan in plans.items():
+        c = plan["cost"]
+        ratio = base["train_steps"] / c["train_steps"] if c["train_steps"] else float("nan")
+        order = [plan["removals"][str(n)] for n in range(1, plan["max_remove"] + 1) if str(n) in plan["removals"]]
+        out.append(f"| {LABELS[v]} | {c['trials']} | {c['train_steps']} | {ratio:.1f} | {c['trial_seconds']:.0f} | "
+                   f"{order} |")
+    return out
+
+
+def step_table(plans: dict[str, dict]) -> list[str]:
+    """Per step: both searches' winners and the Spearman correlation of the candidates they share."""
+    ref, warm = plans["pretrained"], plans["parent"]
+    out = ["| n | paper's winner | warm start's winner | same set searched from? | candidates compared | Spearman |",
+           "|---:|---|---|---|---:|---:|"]
+    for a, b in zip(ref["steps"], warm["steps"], strict=False):
+        ca = {c["added"]: c["mean"] for c in a["candidates"] if c["mean"] is not None}
+        cb = {c["added"]: c["mean"] for c in b["candidates"] if c["mean"] is not None}
+        start_a = sorted(a["candidates"][0]["removed"][:-1]) if a["candidates"] else []
+        start_b = sorted(b["candidates"][0]["removed"][:-1]) if b["candidates"] else []
+        shared = sorted(set(ca) & set(cb))
+        rho = spearmanr([ca[i] for i in shared], [cb[i] for i in shared]).statistic if len(shared) > 2 else None
+        rho_text = "–" if rho is None or rho != rho else f"{rho:.2f}"
+        out.append(f"| {a['n']} | {a['chosen']} | {b['chosen']} | {'yes' if start_a == start_b else 'no'} | "
+                   f"{len(shared)} | {rho_text} |")
+    return out
+
+
+def _variant(record: dict) -> str:
+    plan = record.get("plan") or ""
+    for v in sorted(VARIANTS, key=len, reverse=True):
+        if f"-{v}/" in plan or f"-{v}\\" in plan:
+            return v
+    return record["strategy"]  # baseline, top
+
+
+def final_table(evaluation: dict) -> list[str]:
+    rows: dict[tuple[str, int], list[float]] = {}
+    sets: dict[tuple[str, int], list[int]] = {}
+    for r in evaluation["records"]:
+        if r.get("score") is None:
+            continue
+        key = (_variant(r), int(r["n"]))
+        rows.setdefault(key, []).append(float(r["score"]))
+        sets[key] = r["removed"]
+    metric = evaluation["records"][0]["metric"]
+    base = statistics.median(rows[("baseline", 0)]) if ("baseline", 0) in rows else None
+    out = [f"Dev {metric}, the paper's protocol (median of {len(evaluation['seeds'])} seeds, min–max; % of the "
+           f"unpruned model's median {base:.4f})" if base else f"Dev {metric}", "",
+           "| n | row | removed | median | min–max | % of unpruned |", "|---:|---|---|---:|---|---:|"]
+    for (v, n), scores in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if n == 0:
+            continue
+        med = statistics.median(scores)
+        rel = f"{100 * med / base:.1f}" if base else "–"
+        label = LABELS.get(v, v)
+        out.append(f"| {n} | {label} | {sets[(v, n)]} | {med:.4f} | {min(scores):.4f}–{max(scores):.4f} | {rel} |")
+    return out
+
+
+def main(root: str) -> str:
+    r = Path(root)
+    plans = _plans(r)
+    parts = ["### Search cost", "", *cost_table(plans), "", "### Candidates step by step", "", *step_table(plans)]
+    if (r / "evaluation.json").is_file():
+        parts += ["", "### Final scores", "", *final_table(json.loads((r / "evaluation.json").read_text()))]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(main(sys.argv[1]))
