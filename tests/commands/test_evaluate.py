@@ -122,6 +122,20 @@ def test_evaluate_config_errors(tiny_run, tmp_path):
         EvalConfig(run_dirs=(str(tiny_run),), seeds=0)
     with pytest.raises(ConfigError, match="only 4 layers"):
         evaluate(EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), ns=(4,), patterns=("top",)))
+    for bad in ("top:1", "random:x"):
+        with pytest.raises(ConfigError, match="only random takes a seed"):
+            evaluate(EvalConfig(run_dirs=(str(tiny_run),), out=str(tmp_path / "e"), ns=(1,), patterns=(bad,)))
+
+
+def test_random_orders_of_several_seeds_are_rows_of_their_own(tiny_run):
+    from glp.commands.evaluate import plan_jobs
+    from glp.search import pattern_order
+
+    cfg = EvalConfig(run_dirs=(str(tiny_run),), ns=(2,), patterns=("random:0", "random:1", "random:2"))
+    job = plan_jobs(cfg)[0]
+    rows = {a.strategy: a.removed for a in job.arms if a.strategy.startswith("random")}
+    assert rows == {f"random:{s}": tuple(pattern_order("random", 4, s)[:2]) for s in (0, 1, 2)}
+    assert len(set(rows.values())) > 1  # different seeds, different orders
 
 
 @pytest.mark.slow

@@ -265,7 +265,9 @@ def evaluate_cmd(
     out: str | None = eval_opt("out", "--out", "-o"),
     n: str | None = eval_opt("ns", "--n"),
     pattern: list[str] = typer.Option(
-        None, "--pattern", help=f"Fixed pattern(s) too: {', '.join(PATTERNS)} (repeat or a,b)."
+        None,
+        "--pattern",
+        help=f"Fixed pattern(s) too: {', '.join(PATTERNS)} (repeat or a,b); random:S is the random order of seed S.",
     ),
     seeds: int | None = eval_opt("seeds", "--seeds"),
     seed: int | None = eval_opt("seed", "--seed"),
