@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model dir or name (default: all-MiniLM-L6-v2 from PyPI)")
     ap.add_argument("--task", default="mrpc")
-    ap.add_argument("--data-dir", default=os.environ.get("GLP_GLUE_DIR", "/work/shared/data/glue"))
+    ap.add_argument("--data-dir", default=os.environ.get("GLP_GLUE_DIR", "../shared/data/glue"))
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--learning-rate", type=float, default=2e-5)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
