@@ -133,3 +133,22 @@ def test_cli(tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["report", str(run), str(tiny_run)])
     assert e.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+def test_a_report_stopped_while_writing_leaves_no_folder(tiny_run, tmp_path, monkeypatch):
+    """Written into a hidden sibling and moved in when complete: a report that fails half-way leaves no --out."""
+    import glp.commands.report as rp
+
+    real = rp._plan_section
+
+    def fails(*args, **kwargs):
+        real(*args, **kwargs)  # a heat map is already written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rp, "_plan_section", fails)
+    with pytest.raises(KeyboardInterrupt):
+        report([tiny_run], tmp_path / "rep")
+    assert not (tmp_path / "rep").exists() and not list(tmp_path.glob(".rep.tmp-*"))
+    monkeypatch.setattr(rp, "_plan_section", real)
+    rep = report([tiny_run], tmp_path / "rep")
+    assert rep.markdown.is_file() and all(f.is_file() and f.parent == tmp_path / "rep" for f in rep.figures)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from glp import __version__
+from glp.atomic import write_dir_atomic
 from glp.errors import ConfigError
 from glp.plan import Plan
 from glp.results import evaluation as ev
@@ -289,8 +290,29 @@ def report(
     plans = _load_plans(run_dirs)
     evald = ev.load_evaluation(evaluation) if evaluation is not None else None
     prof = pf.load(profile) if profile is not None else None
+    # written whole or not at all: into a hidden sibling, moved into ``out`` when complete (`write_dir_atomic`)
+    def write(tmp: Path) -> Report:
+        return _write(Path(tmp), plans, evald, prof, evaluation, profile, html, speedup, title)
+
+    written = write_dir_atomic(out, write, overwrite=True)
     outp = Path(out)
-    outp.mkdir(parents=True, exist_ok=True)
+    moved = Report(outp, outp / written.markdown.name, [outp / f.name for f in written.figures])
+    moved.html = outp / written.html.name if written.html is not None else None
+    return moved
+
+
+def _write(
+    outp: Path,
+    plans: list[tuple[Path, Plan]],
+    evald: dict[str, Any] | None,
+    prof: dict[str, Any] | None,
+    evaluation: Any,
+    profile: Any,
+    html: bool,
+    speedup: str,
+    title: str | None,
+) -> Report:
+    """The report's files in the folder ``outp``."""
     rep = Report(outp, outp / "report.md")
 
     md = _header(plans, evald, evaluation, profile, title)
