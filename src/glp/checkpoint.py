@@ -7,6 +7,7 @@ whether torch knows and can hold the dtype its config names.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from glp.errors import one_line
+from glp.errors import ModelLoadError, one_line
 
 INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 WEIGHTS = ("model.safetensors", INDEXES[0], "pytorch_model.bin", INDEXES[1])  # the order transformers reads them
@@ -96,3 +97,19 @@ def _bad_file(f: Path) -> tuple[Path, str] | None:
             return f, "is missing"
         return f, f"is truncated or corrupt ({one_line(e).split('. ')[0][:150]})"
     return None
+
+
+def hash_files(files: list[Path]) -> str | None:
+    """``sha256:`` over the names and bytes of ``files`` (a model's weights: its revision), None for no file; a file
+    that cannot be read is a `ModelLoadError` naming it."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        try:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as e:
+            why = e.strerror or one_line(e)
+            raise ModelLoadError(f"cannot read the weights file {f}: {why}; check the copy") from None
+    return "sha256:" + h.hexdigest() if files else None

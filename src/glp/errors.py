@@ -36,6 +36,10 @@ class StorageError(GLPError, OSError):
     (`glp.atomic.storage_error` builds one). An OSError too, so code that tolerates a failed write still does."""
 
 
+class ModelLoadError(GLPError):
+    """A model, config or tokenizer that cannot be loaded from the source given."""
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (white space folded), or its type's name when it has none."""
     return " ".join(str(exc).split()) or type(exc).__name__

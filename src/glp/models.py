@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -42,15 +41,11 @@ import torch
 from safetensors import SafetensorError
 
 from glp import checkpoint
-from glp.errors import GLPError, one_line
+from glp.errors import GLPError, ModelLoadError, one_line  # noqa: F401 - ModelLoadError: glp.models.ModelLoadError too
 from glp.kinds import kind_of
 from glp.layers import config_num_layers, drop_layers, parameter_count
 
 PACKAGE_PREFIX = "pkg:"
-
-
-class ModelLoadError(GLPError):
-    """A model, config or tokenizer that cannot be loaded from the source given."""
 
 
 @dataclass(frozen=True)
@@ -315,11 +310,19 @@ def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) 
 
     src = resolve(source, **kw)
     try:
-        return _call(src, "tokenizer", lambda: AutoTokenizer.from_pretrained(src.path, **src.kwargs()))
+        tokenizer = _call(src, "tokenizer", lambda: AutoTokenizer.from_pretrained(src.path, **src.kwargs()))
     except ModelLoadError:
         if required:
             raise
         return None
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):  # transformers makes one from the config alone
+        if not required:
+            return None
+        raise ModelLoadError(
+            f"model {src.name!r} has no tokenizer files (tokenizer.json, vocab.txt, ...): the tokenizer made without "
+            f"them knows only its {len(tokenizer)} special tokens; copy the tokenizer files into the model directory"
+        )
+    return tokenizer
 
 
 def saved_class(config: Any) -> type:
@@ -355,17 +358,7 @@ def weights_revision(source: str | ModelSource) -> str | None:
         files = [p / src.gguf_file]
     else:
         files = sorted(f for f in p.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file())
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        try:
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-        except OSError as e:
-            why = e.strerror or one_line(e)
-            raise ModelLoadError(f"cannot read the weights file {f}: {why}; check the copy") from None
-    return "sha256:" + h.hexdigest() if files else None
+    return checkpoint.hash_files(files)
 
 
 def recorded_hash(model: dict[str, Any]) -> str | None:

@@ -179,3 +179,41 @@ def test_a_copy_of_the_plans_model_elsewhere_is_accepted_by_its_weights(tiny_set
     record = {**RunDir(tiny_run).load_plan().model, "source": str(tmp_path / "gone"), "path": str(tmp_path / "gone")}
     with pytest.raises(ModelLoadError, match=r"does not exist; .*weights sha256:.*glp evaluate --model PATH"):
         from_record(record)
+
+
+def test_a_compared_model_is_a_row_fine_tuned_with_the_runs_protocol(tiny_setup, tiny_run, tmp_path, capsys):
+    """--compare: a ready-made smaller model (here: the tiny BERT with two layers dropped, its own tokenizer)
+    fine-tuned with the same data, hyper-parameters and seeds; journaled; in the table; a model that does not fit
+    the task is one line."""
+    from glp.cli import main
+    from glp.commands.drop import drop_and_save
+
+    small = tmp_path / "small"
+    drop_and_save(str(tiny_setup / "model"), [0, 1], small)
+    cfg = EvalConfig(run_dirs=(str(tiny_run),), ns=(1,), seeds=1, compare=(str(small),), out=str(tmp_path / "e"))
+    result = evaluate(cfg)
+    rows = [r for r in result["records"] if r.get("compare")]
+    assert len(rows) == 1 and rows[0]["compare"]["layers"] == 2 and rows[0]["n"] == 2  # 4 - 2 layers
+    assert rows[0]["strategy"].startswith(f"{small} (2 layers, ") and rows[0]["score"] is not None
+    from glp import models
+    from glp.tasks import Task
+
+    task = Task.from_dict(RunDir(tiny_run).load_plan().task)
+    full, fewer = models.count_parameters(str(tiny_setup / "model"), task, [(), (0, 1)])
+    assert rows[0]["compare"]["parameters"] == fewer < full  # the 2-layer model with the task's head
+    table = (tmp_path / "e" / "table.md").read_text()
+    assert f"{small} (2 layers" in table
+    seen = []
+    again = evaluate(cfg, on_event=lambda e, **i: seen.append((e, i)))
+    assert [i["cached"] == i["total"] for e, i in seen if e == "trials_start"] == [True, True]  # all from the journal
+    assert [r["score"] for r in again["records"]] == [r["score"] for r in result["records"]]
+    bare = tmp_path / "bare"  # weights and config, no tokenizer files: it cannot read the task's text
+    from transformers import AutoModelForSequenceClassification
+
+    AutoModelForSequenceClassification.from_pretrained(small).save_pretrained(bare)
+    args = ["evaluate", str(tiny_run), "--n", "1", "--seeds", "1", "--compare", str(bare), "--out", str(tmp_path / "x")]
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error:") and "has no tokenizer files" in err

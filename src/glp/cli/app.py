@@ -272,6 +272,7 @@ def evaluate_cmd(
     seeds: int | None = eval_opt("seeds", "--seeds"),
     seed: int | None = eval_opt("seed", "--seed"),
     model: str | None = eval_opt("model", "--model"),
+    compare: str | None = eval_opt("compare", "--compare"),
     task: list[str] = typer.Option(None, "--task", "-t", help="Task(s), when no run directory is given."),
     device: Device = None,
     data_dir: str | None = eval_opt("data_dir", "--data-dir"),

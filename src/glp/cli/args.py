@@ -133,6 +133,7 @@ def eval_config(args: dict[str, Any]) -> EvalConfig:
         ns=ns,
         patterns=patterns,
         tasks=tuple(args["task"] or ()),
+        compare=tuple(m.strip() for m in (args.get("compare") or "").split(",") if m.strip()),
         hparams=hp,
         **given(**{k: args[k] for k in _EVAL_FLAGS}),
     )

@@ -86,6 +86,13 @@ class EvalConfig(ExecutionSettings):
         },
     )
     tasks: tuple[str, ...] = field(default=(), metadata={"help": "Task(s), when no run directory is given."})
+    compare: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Other models (a directory, pkg:PACKAGE or hub name; a,b) fine-tuned and scored with exactly the "
+            "same protocol, each a row of its own: a ready-made small model beside the pruned ones."
+        },
+    )
     data_dir: str | None = field(default=None, metadata={"help": "GLUE directory (default: the runs')."})
     train_file: str | None = field(default=None, metadata={"help": "Override the run's train file."})
     dev_file: str | None = field(default=None, metadata={"help": "Override the run's dev file."})
@@ -308,6 +315,8 @@ def evaluate(cfg: EvalConfig, on_event: EventHandler | None = None) -> dict[str,
         for job in jobs:
             tasks_meta[job.task], job_records = _evaluate_task(ev, job)
             records += job_records
+            for name in cfg.compare:
+                records += _compare(ev, job, name)
     result = _result(jobs[0].model, seeds, tasks_meta, records)
     write_outputs(result, out.path)
     return result
@@ -418,6 +427,28 @@ def _records(
                 }
             )
     return records
+
+
+def _compare(ev: _Evaluation, job: TaskJob, name: str) -> list[dict[str, Any]]:
+    """``--compare``: the model ``name`` fine-tuned and scored on ``job``'s task with the same data, hyper-parameters
+    and seeds as the plans' rows (its own tokenizer; journaled like any row). Its row is labelled with its name,
+    layers and parameters, at the n of as many layers fewer than the plans' model."""
+    source = models.resolve(name)
+    hp = HParams.final(job.hparams, ev.cfg.hparams)
+    data = final_data(job.spec, source, hp.max_seq_length, cache_dir=ev.out.cache_dir)
+    layers = _model_num_layers(source)
+    counts = models.count_parameters(source, data.task)
+    size = f", {counts[0] / 1e6:.1f}M parameters" if counts else ""
+    fewer = max(0, (job.num_layers or layers) - layers)
+    arm = Arm(job.task, f"{name} ({layers} layers{size})", fewer, (), "compare")
+    context = final_context(name, source, data, hp)
+    spec = TrialSpec(source, data.trial_data, hp)
+    results = _run_groups(ev, job.task, [([arm], context, partial(dataclasses.replace, spec))])
+    compared = dataclasses.replace(job, arms=[arm])
+    higher = kind_of(data.task).higher_is_better()
+    rows = _records(dataclasses.replace(ev, settings=None), compared, results, data, higher)
+    compare = {"model": name, "layers": layers, "parameters": counts[0] if counts else None}
+    return [{**r, "compare": compare} for r in rows]
 
 
 def _result(model: str, seeds: list[int], tasks_meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
