@@ -9,10 +9,8 @@ import pytest
 from glp.commands.profile import profile
 from glp.commands.report import (
     TRADEOFF_SIZE,
-    expected_size,
     heatmap_matrix,
     heatmap_size,
-    png_size,
     report,
     tradeoff_series,
 )
@@ -20,6 +18,7 @@ from glp.errors import ConfigError
 from glp.results.evaluation import SCHEMA as EVAL_SCHEMA
 from glp.results.evaluation import summarize, write_outputs
 from glp.results.profile import save
+from glp.results.render import expected_size, png_size
 from glp.run.rundir import RunDir
 
 

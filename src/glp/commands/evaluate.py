@@ -38,7 +38,7 @@ from glp.run import executors
 from glp.run.executors import ExecutionSettings
 from glp.run.rundir import RunDir
 from glp.run.store import journaled_runner, trial_key
-from glp.search import pattern_order
+from glp.search.patterns import named_order
 from glp.tasks import get_task, is_glue_task
 from glp.trial import lmeval
 from glp.trial.distill import DistillSettings, TeacherFiles, cached_teacher, check_kind, fit_teacher, teacher_stem
@@ -254,24 +254,13 @@ def _add_patterns(job: TaskJob, cfg: EvalConfig) -> None:
     if not ns:
         raise ConfigError("give --n with --pattern when there is no plan to take the n values from")
     for name in cfg.patterns:
-        order = pattern_order(*_pattern(name, cfg.pattern_seed, job.num_layers))
+        order = named_order(name, job.num_layers, cfg.pattern_seed)
         for n in ns:
             if n >= job.num_layers:
                 raise ConfigError(f"--n {n}: the model has only {job.num_layers} layers; remove fewer")
             if any(a.strategy == name and a.n == n for a in job.arms):
                 continue  # the run directory has this pattern's plan already
             job.arms.append(Arm(job.task, name, n, tuple(order[:n]), "pattern"))
-
-
-def _pattern(name: str, seed: int, num_layers: int) -> tuple[str, int, int]:
-    """``pattern_order``'s arguments for a ``--pattern`` name: ``random:S`` is the random order drawn with seed S (a
-    row of its own, so several random orders can be evaluated side by side)."""
-    base, sep, given = name.partition(":")
-    if not sep:
-        return name, num_layers, seed
-    if base != "random" or not given.strip().isdigit():
-        raise ConfigError(f"--pattern {name!r}: only random takes a seed, as random:S with S a whole number (random:1)")
-    return base, num_layers, int(given)
 
 
 def _model_num_layers(source: Any) -> int:

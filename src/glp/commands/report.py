@@ -12,9 +12,7 @@ profile its x axis is the number of layers removed.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -30,13 +28,13 @@ from glp.errors import ConfigError
 from glp.plan import Plan
 from glp.results import evaluation as ev
 from glp.results import profile as pf
+from glp.results.render import DPI, to_html
 from glp.run.rundir import RunDir
 from glp.tasks import relative_performance
 
 # matplotlib (and PIL, which it brings) is imported where a figure is drawn or measured, markdown-it (not a declared
 # dependency: it comes with rich) where HTML is written.
 
-DPI = 100
 TRADEOFF_SIZE = (7.0, 4.5)  # inches → 700 × 450 px
 
 
@@ -474,39 +472,3 @@ def _heatmap_path(rep: Report, plan: Plan) -> Path:
 
 def _has_rejected(plan: Plan) -> bool:
     return any(c.status == "rejected" for s in plan.steps for c in s.candidates)
-
-
-def to_html(markdown_text: str, base: Path, title: str) -> str:
-    """A self-contained HTML page: the markdown rendered, the PNGs embedded as data URIs."""
-    from markdown_it import MarkdownIt  # deferred: only --html needs it
-
-    body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_text)
-
-    def embed(m: re.Match[str]) -> str:
-        f = base / m.group(1)
-        if not f.exists():
-            return m.group(0)
-        return 'src="data:image/png;base64,' + base64.b64encode(f.read_bytes()).decode() + '"'
-
-    body = re.sub(r'src="([^"]+\.png)"', embed, body)
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:3px 8px}"
-        "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6;padding:0 3px}"
-    )
-    return (
-        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
-        f"<body>\n{body}</body></html>\n"
-    )
-
-
-def png_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    from PIL import Image  # deferred: only the report's figure check needs it
-
-    with Image.open(path) as im:
-        im.load()
-        return im.size
-
-
-def expected_size(figsize: tuple[float, float]) -> tuple[int, int]:
-    return (int(math.floor(figsize[0] * DPI + 0.5)), int(math.floor(figsize[1] * DPI + 0.5)))

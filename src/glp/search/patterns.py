@@ -49,6 +49,17 @@ def pattern_order(name: str, num_layers: int, seed: int = 0) -> list[int]:
     raise ConfigError(f"unknown pattern {name!r}; known: {', '.join(PATTERNS)}")
 
 
+def named_order(name: str, num_layers: int, seed: int = 0) -> list[int]:
+    """The order of a ``glp evaluate --pattern`` name: a pattern, or ``random:S``, the random order of seed S (a row
+    of its own, so several random orders can be evaluated side by side)."""
+    base, sep, given = name.partition(":")
+    if not sep:
+        return pattern_order(name, num_layers, seed)
+    if base != "random" or not given.strip().isdigit():
+        raise ConfigError(f"--pattern {name!r}: only random takes a seed, as random:S with S a whole number (random:1)")
+    return pattern_order(base, num_layers, int(given))
+
+
 class Fixed(Strategy):
     """A fixed removal order (layer patterns of Sajjad et al.), scored with the same fine-tuning; ``random`` draws
     its order with the search's base seed."""
