@@ -129,3 +129,18 @@ def test_cli(tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["profile", str(tiny_run / "nothing")])
     assert e.value.code == 2
+
+
+def test_compared_models_are_timed_beside_the_plans(tiny_setup, tiny_run, tmp_path):
+    """--compare: a ready-made smaller model is a row of the profile, with the plan's task head and its own size."""
+    from glp.commands.drop import drop_and_save
+
+    small = tmp_path / "small"
+    drop_and_save(str(tiny_setup / "model"), [0, 1], small)
+    res = profile(str(tiny_run), repeats=2, warmup=0, seq_len=32, gpu=False, compare=[str(small)])
+    row = res["rows"][-1]
+    assert row["label"] == f"{small} (2 layers)" and row["n"] == 2 and row["layers"] == 2
+    same_n = next(r for r in res["rows"] if r["n"] == 2 and r is not row)  # the plan's n = 2: also 2 layers
+    assert row["params"] == same_n["params"]  # the same architecture and head size: a like-for-like row
+    assert row["cpu_ms"] > 0 and row["cpu_speedup"] > 0
+    assert speedups_by_n(res)[2] == same_n["cpu_speedup"]  # the plan's row keeps n = 2's speed-up

@@ -319,6 +319,9 @@ def profile_cmd(
         None, "--generate/--no-generate", help="Time generate (TTFT, tokens/s; default: for causal LMs)."
     ),
     new_tokens: int = typer.Option(32, "--new-tokens", help="Tokens each timed generate makes."),
+    compare: str | None = typer.Option(
+        None, "--compare", help="Other models (a,b) timed beside the plan's, with its task head (ready-made ones)."
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="JSON file (default: RUN_DIR/profile.json with a plan, else ./profile.json)."
     ),
@@ -343,6 +346,7 @@ def profile_cmd(
         on_row=typer.echo,
         generate=generate,
         new_tokens=new_tokens,
+        compare=tuple(m.strip() for m in (compare or "").split(",") if m.strip()),
     )
     path = profile_path(model, plan, out)
     profiling.save(result, path)

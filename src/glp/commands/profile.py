@@ -63,8 +63,10 @@ def build_entries(
     model_source: str,
     removals: Sequence[Sequence[int]] = (),
     plan_dir: str | os.PathLike[str] | None = None,
+    compare: Sequence[str] = (),
 ) -> tuple[list[Entry], dict[str, Any]]:
-    """The rows to time: the unpruned model first, then every n of the plan and every ``removals`` set.
+    """The rows to time: the unpruned model first, then every n of the plan, every ``removals`` set and every
+    ``compare`` model (another model, with the plan's task head: a ready-made small model beside the pruned ones).
 
     ``model_source`` may be a run directory (its plan and the plan's model are used) or a directory written by
     ``glp export`` (its source model, when still there, is the unpruned reference).
@@ -104,6 +106,10 @@ def build_entries(
         raise ConfigError("--remove/--plan apply to an unpruned model, not to an exported (already pruned) one")
     for label, removed in sets:
         entries.append(Entry(label, len(removed), list(removed), drop_layers(base, removed, inplace=False)))
+    for name in compare:  # at the n of as many layers fewer (the label says which model it is)
+        other = _load(models.resolve(name), task)
+        layers = num_layers(other)
+        entries.append(Entry(f"{name} ({layers} layers)", max(0, total - layers), [], other))
     return entries, info
 
 
@@ -227,6 +233,7 @@ def profile(
     on_row: Callable[[str], None] | None = None,
     new_tokens: int = 32,
     generate: bool | None = None,
+    compare: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Parameters, CPU and GPU latency and speed-ups of the unpruned model and each pruned version.
 
@@ -234,7 +241,7 @@ def profile(
     """
     if repeats < 1 or warmup < 0:
         raise ConfigError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
-    entries, info = build_entries(model_source, removals, plan_dir)
+    entries, info = build_entries(model_source, removals, plan_dir, compare)
     use_gpu = torch.cuda.is_available() if gpu is None else bool(gpu)
     if use_gpu and not torch.cuda.is_available():
         raise ConfigError("--gpu asked for, but CUDA is not available here")
