@@ -151,3 +151,31 @@ def test_a_report_stopped_while_writing_leaves_no_folder(tiny_run, tmp_path, mon
     monkeypatch.setattr(rp, "_plan_section", real)
     rep = report([tiny_run], tmp_path / "rep")
     assert rep.markdown.is_file() and all(f.is_file() and f.parent == tmp_path / "rep" for f in rep.figures)
+
+
+def test_a_compared_model_sits_at_its_own_speed_up():
+    """glp evaluate --compare and glp profile --compare: the ready-made model's point is at its measured speed-up,
+    not at the speed-up of the plan's n it is listed with."""
+    label = "small (2 layers, 0.1M parameters)"
+    evaluation = {
+        "summary": {
+            "rows": [
+                {"strategy": "baseline", "n": 0, "rel": 100.0},
+                {"strategy": "greedy", "n": 2, "rel": 95.0},
+                {"strategy": label, "n": 2, "rel": 90.0},
+            ]
+        },
+        "records": [{"strategy": label, "compare": {"model": "small", "layers": 2, "parameters": 100000}}],
+    }
+    profile = {
+        "rows": [
+            {"label": "unpruned", "n": 0, "cpu_speedup": 1.0},
+            {"label": "greedy n=2", "n": 2, "cpu_speedup": 1.8},
+            {"label": "small (2 layers)", "n": 2, "cpu_speedup": 2.5},
+        ]
+    }
+    data = tradeoff_series([], evaluation, profile, "cpu")
+    assert data["series"]["greedy"] == [(1.8, 95.0, 2)] and data["series"][label] == [(2.5, 90.0, 2)]
+    del profile["rows"][2]  # not profiled: left out, not put at the plan's n
+    left = tradeoff_series([], evaluation, profile, "cpu")
+    assert label not in left["series"] and left["missing_n"] == []

@@ -161,12 +161,20 @@ def tradeoff_series(
     if evaluation is not None:
         rows = evaluation["summary"]["rows"]
         y_label = f"relative performance (%): {evaluation['summary'].get('score_name', 'GLUE')} score / baseline"
+        # a compared model (glp evaluate --compare) sits at its own measured speed-up (glp profile --compare)
+        compared = {r["strategy"]: r["compare"] for r in evaluation.get("records", []) if r.get("compare")}
+        own = {r["label"]: r.get(f"{kind}_speedup") for r in profile.get("rows", [])} if profile is not None else {}
         for row in rows:
             if row["strategy"] == ev.BASELINE or row.get("rel") is None:
                 continue
-            x = x_of(int(row["n"]))
+            c = compared.get(row["strategy"])
+            if c is not None and profile is not None:
+                x = own.get(f"{c['model']} ({c['layers']} layers)")
+            else:
+                x = x_of(int(row["n"]))
             if x is None:
-                missing.add(int(row["n"]))
+                if c is None:  # (a compared model without a profile row is left out: it has no n of its own)
+                    missing.add(int(row["n"]))
                 continue
             series.setdefault(row["strategy"], []).append((x, float(row["rel"]), int(row["n"])))
         source = "evaluation (train → dev, median of seeds)"
