@@ -1,5 +1,10 @@
 """Errors a user can cause. The CLI prints them without a traceback and exits 2."""
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
 
 class GLPError(Exception):
     """Base class of every error a user can cause (bad input, unsupported model, ...)."""
@@ -43,3 +48,15 @@ class ModelLoadError(GLPError):
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (white space folded), or its type's name when it has none."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def reading(path: object, error: type[GLPError]) -> Iterator[None]:
+    """Inside: reading the text file ``path``. Text that is not UTF-8, or a file that cannot be read, leaves as one
+    ``error`` naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not valid UTF-8 text ({e})") from e
+    except OSError as e:
+        raise error(f"{path}: cannot read the file: {e.strerror or e}") from e

@@ -20,7 +20,7 @@ import yaml
 
 from glp import __version__, models
 from glp.data import DataSpec, column_tuple
-from glp.errors import ConfigError
+from glp.errors import ConfigError, reading
 from glp.kinds import kind_of, load_data
 from glp.plan import Plan
 from glp.results.targets import Drop
@@ -205,12 +205,8 @@ def load_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
-    try:
+    with reading(f"config file {p}", ConfigError):
         text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {p} is not UTF-8 text ({e})") from e
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from e
     try:
         data = yaml.safe_load(text) or {}
     except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as e:  # (a date like 2024-13-45: ValueError)

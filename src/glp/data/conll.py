@@ -10,7 +10,7 @@ from typing import Any
 
 from glp.data.hub import load_hub_dataset
 from glp.data.tables import read_table
-from glp.errors import DataError
+from glp.errors import DataError, reading
 
 COLUMN_SUFFIXES = (".txt", ".conll", ".conllu", ".tsv", ".iob", ".bio")
 _CONLLU_SKIP = re.compile(r"^\d+(-\d+|\.\d+)$")  # multiword-token ranges (1-2) and empty nodes (8.1)
@@ -50,12 +50,8 @@ def read_columns(path: str | Path, token_column: int, tag_column: int) -> Senten
     p = Path(path)
     if not p.is_file():
         raise DataError(f"file not found: {p}")
-    try:
+    with reading(p, DataError):
         return _read_columns(p, token_column, tag_column)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 text ({e})") from e
-    except OSError as e:
-        raise DataError(f"{p}: cannot read the file: {e.strerror or e}") from e
 
 
 def _read_columns(p: Path, token_column: int, tag_column: int) -> Sentences:

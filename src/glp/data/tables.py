@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glp.errors import DataError, one_line
+from glp.errors import DataError, one_line, reading
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq")
 
@@ -96,7 +96,7 @@ def _read_delimited(
                     row_ids.append(row)
                     lines.append(reader.line_num)
                 row += 1
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError as e:  # (the CSV reader's own errors come in between: the same arms as `reading`)
         raise DataError(f"{path}: not valid UTF-8 text ({e})") from e
     except OSError as e:
         raise DataError(f"{path}: cannot read the file: {e.strerror or e}") from e
@@ -135,12 +135,8 @@ def _records_to_table(path: Path, records: list, row_ids: list[int], lines: list
 
 def _read_json(path: Path) -> _Table:
     """JSON (a list of records, ``{"data": [records]}`` or ``{column: [values]}``) or JSON Lines."""
-    try:
+    with reading(path, DataError):
         text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 text ({e})") from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the file: {e.strerror or e}") from e
     obj = None
     if path.suffix.lower() == ".json":
         try:

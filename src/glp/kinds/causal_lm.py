@@ -42,7 +42,7 @@ from glp.data import (
     read_table,
     tokenizer_fingerprint,
 )
-from glp.errors import DataError, TaskError
+from glp.errors import DataError, TaskError, reading
 from glp.kinds.base import TaskKind
 from glp.kinds.registry import register_kind
 from glp.tasks import Task
@@ -66,7 +66,7 @@ def read_text_rows(path: str | Path) -> tuple[list[str], np.ndarray]:
     if not p.is_file():
         raise DataError(f"text file {p} does not exist" if not p.exists() else f"{p} is not a file")
     rows, groups, article, titled = [], [], -1, False
-    try:
+    with reading(p, DataError):
         with open(p, encoding="utf-8") as fh:
             for line in fh:
                 if not line.strip():
@@ -76,10 +76,6 @@ def read_text_rows(path: str | Path) -> tuple[list[str], np.ndarray]:
                     titled = True
                 rows.append(line if line.endswith("\n") else line + "\n")
                 groups.append(article if titled else len(rows) - 1)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 text ({e})") from e
-    except OSError as e:
-        raise DataError(f"{p}: cannot read the file: {e.strerror or e}") from e
     return rows, np.asarray([max(g, 0) for g in groups], dtype=np.int64)
 
 
