@@ -168,14 +168,15 @@ class PruneConfig(DataSpec, ExecutionSettings):
                 raise ConfigError(f"{k} must be a mapping of settings (name: value), got {d[k]!r}")
         hp = dict(d.pop("hparams", None) or {})
         strategy = dict(d.pop("strategy_settings", None) or {})
+        strategy_names = setting_names()
         for k in list(d):
             if k in hp_names and k not in names:
                 hp[k] = d.pop(k)
-            elif k in setting_names() and k not in names:
+            elif k in strategy_names and k not in names:
                 strategy[k] = d.pop(k)
         unknown = sorted(set(d) - names)
         if unknown:
-            known = sorted((names - {"strategy_settings"}) | hp_names | setting_names())
+            known = sorted((names - {"strategy_settings"}) | hp_names | strategy_names)
             raise ConfigError(f"unknown setting(s) {unknown}; known: {known}")
         for k in ("keep", "text_columns", "label_names"):
             v = d.get(k)

@@ -70,7 +70,7 @@ def _read_delimited(
     lines: list[int] = []
     skipped_where: list[str] = []
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
+        with reading(path, DataError), open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
             if header:
                 columns = next(reader, None)
@@ -96,10 +96,6 @@ def _read_delimited(
                     row_ids.append(row)
                     lines.append(reader.line_num)
                 row += 1
-    except UnicodeDecodeError as e:  # (the CSV reader's own errors come in between: the same arms as `reading`)
-        raise DataError(f"{path}: not valid UTF-8 text ({e})") from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the file: {e.strerror or e}") from e
     except csv.Error as e:
         raise DataError(f"{path}: cannot parse as {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from e
     dup = sorted({c for c in columns if columns.count(c) > 1})

@@ -56,25 +56,22 @@ class Parents:
         architecture) with the last layer of ``removed`` taken out."""
         parent, layer = tuple(removed[:-1]), int(removed[-1])
         path = self.path(parent, seed)
-        if not path.is_file():
-            raise RunDirError(
-                f"the parent of removal set {list(removed)} (seed {seed}), {path}, is missing: it is written when the "
-                "parent's trial finishes; delete the run directory's journal entries of that step or use a new --out"
-            )
-        model = build(parent)
-        model.load_state_dict(_tied(model, load_file(str(path))), strict=True)
+        missing = (
+            f"the parent of removal set {list(removed)} (seed {seed}), {path}, is missing: it is written when the "
+            "parent's trial finishes; delete the run directory's journal entries of that step or use a new --out"
+        )
+        model = self.trained(build(parent), path, missing)
         kept = [i for i in range(len(parent) + len(find_layer_stack(model).layers)) if i not in set(parent)]
         return drop_layers(model, [kept.index(layer)])
 
     @staticmethod
-    def trained(model: Any, path: str | Path) -> Any:
-        """``model`` (the architecture of a removal set) with a kept parent's weights: what ``glp export`` ships from a
-        warm-started search."""
+    def trained(model: Any, path: str | Path, missing: str | None = None) -> Any:
+        """``model`` (the architecture of a removal set) with a kept parent's weights: a candidate's start, and what
+        ``glp export`` ships from a warm-started search. ``missing``: what to say when the file is not there."""
         path = Path(path)
         if not path.is_file():
-            raise RunDirError(
-                f"the model the warm-started search trained, {path}, is missing: export with --finetune instead"
-            )
+            trained = f"the model the warm-started search trained, {path}, is missing: export with --finetune instead"
+            raise RunDirError(missing or trained)
         model.load_state_dict(_tied(model, load_file(str(path))), strict=True)
         return model
 
