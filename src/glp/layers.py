@@ -35,6 +35,10 @@ Note: blocks are removed, not the code around them. Models that apply something 
 stack (DeBERTa-v2 with ``conv_kernel_size > 0`` adds a convolution after block 0) keep applying it at that
 position, i.e. after the new block 0.
 
+``shared_copy(model)`` copies the modules and the config but not the tensors: ``drop_layers(shared_copy(base), R)``
+is a pruned candidate that holds the kept blocks' weights of ``base`` itself (a frozen base shared by many
+candidates; the copy's blocks are renumbered, wrapped or dropped without touching ``base``'s modules).
+
 Tested families (tests/test_layers.py): BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, DeBERTa-v2, MPNet,
 ModernBERT (encoders; base and *ForSequenceClassification); Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, SmolLM3,
 Phi, GPT-NeoX, Falcon, GPT-2, OPT (decoders; base and *ForCausalLM, generate with KV cache), Qwen2-MoE
@@ -49,8 +53,9 @@ from __future__ import annotations
 import copy
 import logging
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 from torch import nn
@@ -67,6 +72,8 @@ __all__ = [
     "validate_indices",
     "drop_layers",
     "layer_parameter_count",
+    "shared_copy",
+    "shares_tensors",
 ]
 
 # Config attributes that may hold the number of blocks (resolved through ``config.attribute_map``).
@@ -384,3 +391,30 @@ def drop_layers(
     setattr(config, stack.count_attr, len(kept))
     logger.info("removed layers %s from %s: %d -> %d", list(removed), stack.path, old_count, len(kept))
     return model
+
+
+#: set on a `shared_copy` that holds another model's tensors (`shares_tensors`)
+SHARES_TENSORS = "glp_shares_tensors"
+
+
+def shared_copy(model: nn.Module, convert: Callable[[torch.Tensor], torch.Tensor] | None = None) -> nn.Module:
+    """A copy of ``model``'s modules (and of its config) that holds ``model``'s own parameter and buffer tensors: no
+    tensor is copied, so the copy costs the module objects only. Its structure is its own (`drop_layers` on it,
+    PEFT wrapping its linear layers, ``train()``/``eval()`` leave ``model`` as it was); writing into its tensors,
+    or moving it with ``.to()``, changes ``model``'s (`shares_tensors` says so). ``convert``: each tensor is replaced
+    by ``convert(tensor)`` (parameters keep their ``requires_grad``), e.g. the same weights on another device."""
+    memo: dict[int, object] = {}
+    for t in chain(model.parameters(), model.buffers()):
+        if convert is None:
+            memo[id(t)] = t
+            continue
+        new = convert(t.detach())
+        memo[id(t)] = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
+    out = copy.deepcopy(model, memo)
+    setattr(out, SHARES_TENSORS, convert is None)
+    return out
+
+
+def shares_tensors(model: nn.Module) -> bool:
+    """Does ``model`` hold tensors of another model (a `shared_copy`), so that writing into them changes that one?"""
+    return bool(getattr(model, SHARES_TENSORS, False))

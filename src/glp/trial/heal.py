@@ -8,16 +8,24 @@
   GPT-2 alike), rank ``--lora-rank``, scaling ``--lora-alpha``, no dropout. `merged` folds the adapters into the
   weights, so an exported model is a plain ``save_pretrained`` directory that loads without PEFT.
 
-The adapters' initialisation is a function of the trial's seed (as the task head's is).
+The adapters' initialisation is a function of the trial's seed (as the task head's is). They are float32 whatever
+the weights' precision (``--torch-dtype bfloat16``, a 4-bit base of ``--quantize 4bit``): PEFT's
+``autocast_adapter_dtype``, so AdamW and its state work in float32 while the frozen base stays as it was loaded.
+
+With ``none`` and ``lora`` a candidate is a copy of the modules over the one frozen base of the process
+(`glp.layers.shared_copy`): PEFT wraps the candidate's own copies of the linear layers, so the base's modules are
+never touched, and `merged` / `writable` copy the weights before anything would write into them.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 
 from glp.errors import ConfigError
+from glp.layers import SHARES_TENSORS, shares_tensors
 
 #: PEFT task types by the kind's model class (the adapters do not depend on it; PEFT's wrapper class does)
 _TASK_TYPES = {
@@ -55,7 +63,7 @@ def prepare(model: Any, hparams: Any, seed: int, kind: Any = None) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed) + 7919)
         try:
-            wrapped = peft.get_peft_model(model, config)
+            wrapped = peft.get_peft_model(model, config, autocast_adapter_dtype=True)
         except ValueError as exc:  # no such target module
             raise ConfigError(f"--lora-targets {','.join(hparams.lora_targets or ['all-linear'])}: {exc}") from exc
     return wrapped
@@ -77,10 +85,22 @@ def is_adapted(model: Any) -> bool:
 
 
 def merged(model: Any) -> Any:
-    """The plain transformers model: LoRA adapters folded into the weights (``merge_and_unload``); else ``model``."""
-    if is_adapted(model):
-        return model.merge_and_unload()
-    return model
+    """The plain transformers model, the caller's to change: LoRA adapters folded into the weights
+    (``merge_and_unload``); else ``model``. A candidate over the shared frozen base is copied first (weights and all),
+    so the base is never written to."""
+    shared = shares_tensors(model.get_base_model() if is_adapted(model) else model)
+    if shared:
+        model = copy.deepcopy(model)  # (its tensors too: the copy holds weights of its own)
+    out = model.merge_and_unload() if is_adapted(model) else model
+    if shared:
+        setattr(out, SHARES_TENSORS, False)
+    return out
+
+
+def writable(model: Any) -> Any:
+    """``model`` where something may write into its weights (lm-evaluation-harness merges the adapters in and out):
+    itself when it owns them, else a merged copy (`merged`)."""
+    return merged(model) if shares_tensors(model.get_base_model() if is_adapted(model) else model) else model
 
 
 def enable_checkpointing(model: Any) -> None:

@@ -16,6 +16,8 @@ from glp.errors import ConfigError
 
 HEAL_MODES = ("none", "full", "lora")
 DTYPES = ("auto", "bf16", "fp32")
+TORCH_DTYPES = ("auto", "bfloat16", "float16", "float32")  # run_clm's --torch_dtype
+QUANTIZE = ("4bit",)
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,21 @@ class HParams:
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "Compute precision: auto (bf16 autocast on GPUs, and for causal LMs on CPUs with "
-                  "AMX/AVX512-BF16; else fp32), bf16, or fp32."},
+        metadata={"help": "Compute precision (autocast; the weights' precision is --torch-dtype): auto (bf16 "
+                  "autocast on GPUs, and for causal LMs on CPUs with AMX/AVX512-BF16; else fp32), bf16, or fp32 "
+                  "(no autocast: the weights' precision)."},
+    )
+    torch_dtype: str = field(
+        default="float32",
+        metadata={"help": "Precision the weights are loaded and kept in (run_clm's name): float32, bfloat16, "
+                  "float16, or auto (the checkpoint's, from its config or safetensors). LoRA adapters stay "
+                  "float32; --heal full trains bfloat16 weights in bfloat16 (AdamW in the weights' precision: "
+                  "less exact); nothing is trained in float16 (no loss scaling)."},
+    )
+    quantize: str | None = field(
+        default=None,
+        metadata={"help": "4bit: the frozen base in NF4 through bitsandbytes (glp's quant extra; CUDA GPUs only), "
+                  "LoRA adapters on top (QLoRA); only with --heal lora or none."},
     )
 
     def __post_init__(self) -> None:
@@ -97,6 +112,15 @@ class HParams:
             problems.append(f"lora_alpha must be > 0, got {self.lora_alpha}")
         if self.dtype not in DTYPES:
             problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.torch_dtype not in TORCH_DTYPES:
+            problems.append(f"torch_dtype must be one of {', '.join(TORCH_DTYPES)}, got {self.torch_dtype!r}")
+        elif self.torch_dtype == "float16" and self.heal == "full":
+            problems.append("--heal full would train float16 weights without loss scaling: use --torch-dtype "
+                            "bfloat16 or float32, or --heal lora")  # fmt: skip
+        if self.quantize is not None and self.quantize not in QUANTIZE:
+            problems.append(f"quantize must be one of {', '.join(QUANTIZE)} (or unset), got {self.quantize!r}")
+        elif self.quantize is not None and self.heal == "full":
+            problems.append(f"--quantize {self.quantize} keeps the base frozen: use --heal lora or none, not full")
         if problems:
             raise ConfigError("invalid hyper-parameters: " + "; ".join(problems))
 
@@ -144,4 +168,6 @@ _LATER_DEFAULTS = {
     "lora_targets": None,
     "gradient_checkpointing": False,
     "dtype": "auto",
+    "torch_dtype": "float32",
+    "quantize": None,
 }

@@ -14,7 +14,9 @@ batch. What differs is only how fast it gets there:
   back every ``SYNC_EVERY`` steps (for the NaN check and the progress callback) and at the end (on CPU,
   where reading it costs nothing, after every step);
 - bf16 autocast on GPUs (and on CPUs with native bf16, for causal LMs; ``--dtype``), pinned host memory,
-  non-blocking copies; optionally ``torch.compile``;
+  non-blocking copies; optionally ``torch.compile``. The weights' own precision is ``--torch-dtype``: AdamW works in
+  the precision of what it trains (float32 LoRA adapters; bfloat16 weights under ``--heal full``, less exact than
+  float32 master weights), and nothing is trained in float16;
 - evaluation in ``inference_mode``, batches sorted by length.
 
 `TrainLoop` holds the whole state of one fine-tune (model, optimizer, step, RNG, loss curve), so a fine-tune
@@ -251,6 +253,11 @@ class TrainLoop:
         self.warmup_steps = math.ceil(self.total_steps * hparams.warmup_ratio)
         self.optimizer = make_optimizer(self.model, hparams, device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.total_steps and any(p.dtype == torch.float16 for p in self.params):  # (no loss scaling here)
+            raise ConfigError(
+                "float16 weights would be trained without loss scaling (--heal full, or a new task head): use "
+                "--torch-dtype bfloat16 or float32"
+            )
         self.bf16 = use_bf16(hparams.dtype, device, kind) if bf16 is None else bf16
         self.forward = torch.compile(self.model, dynamic=True) if compile_model else self.model
         self.step = 0

@@ -31,7 +31,7 @@ from glp.errors import ConfigError
 from glp.kinds import kind_of, load_data
 from glp.trial import lmeval
 from glp.trial.distill import DistillKind, KeepingTeacher, student_from_teacher
-from glp.trial.heal import prepare
+from glp.trial.heal import prepare, writable
 from glp.trial.hparams import HParams
 from glp.trial.loop import Progress, TrainingFailed, TrainLoop, budget_steps, configure_threads
 from glp.trial.parents import Parents
@@ -92,7 +92,7 @@ class TrialSpec:
             if not tuple(removed):  # the first parent: the unpruned model fine-tuned with the whole schedule
                 hparams = replace(hparams, heal_steps=None)
             else:
-                build = lambda r: load_model(self.model, self.trial_data.task, r, seed)  # noqa: E731
+                build = lambda r: load_model(self.model, self.trial_data.task, r, seed, hparams)  # noqa: E731
                 base = self.parents.model(build, removed, seed)
         trial = Trial(
             self.model,
@@ -144,10 +144,10 @@ class TrialSpec:
 
     def warm_up(self) -> None:
         """Read the pre-trained weights and import what trials use, so a worker's first trial does not pay it."""
-        if callable(self.model):
+        if callable(self.model) or self.hparams.quantize:  # (a quantized base is read onto the trial's GPU)
             return
         with torch.random.fork_rng(devices=[]):
-            models.pretrained(self.model, self.trial_data.task)
+            models.pretrained(self.model, self.trial_data.task, self.hparams.torch_dtype)
         kind = kind_of(self.trial_data.task)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -210,10 +210,22 @@ def clear_model_cache() -> None:
     models.clear_cache()
 
 
-def load_model(model_source: ModelSource, task: Any, removed: Sequence[int] = (), seed: int = 0) -> nn.Module:
+def load_model(
+    model_source: ModelSource,
+    task: Any,
+    removed: Sequence[int] = (),
+    seed: int = 0,
+    hparams: HParams | None = None,
+    *,
+    shared: bool = False,
+    device: Any = None,
+) -> nn.Module:
     """The pre-trained model with a freshly initialised head of the task's kind (a function of ``seed``), layers
-    dropped (`glp.models.build`)."""
-    return models.build(model_source, task, removed, seed)
+    dropped, its weights in ``hparams.torch_dtype`` (`glp.models.build`; ``shared``: over the process's frozen base on
+    ``device``, no copy of its weights)."""
+    hp = hparams or HParams()
+    weights = {"torch_dtype": hp.torch_dtype, "quantize": hp.quantize}
+    return models.build(model_source, task, removed, seed, **weights, shared=shared, device=device)
 
 
 def eval_rows(task_data: TrialData, hparams: HParams, seed: int) -> Any:
@@ -277,12 +289,8 @@ class Trial:
         self.extra_tables = {k: v.check() for k, v in getattr(task_data, "extra", {}).items()}
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
-        if base is not None:
-            pass  # given: a warm start's parent with a layer taken out
-        elif distill is not None and distill[1].init == "teacher":  # the fine-tuned teacher, pruned
-            base = student_from_teacher(load_model(model_source, self.task, (), self.seed), distill[0], self.removed)
-        else:
-            base = load_model(model_source, self.task, self.removed, self.seed)
+        if base is None:
+            base = self._candidate(model_source, distill)
         model = prepare(base, hparams, self.seed, self.kind)
         loop_kind = self.kind
         if distill is not None:  # the loss also pulls towards the teacher's outputs on these training rows
@@ -309,6 +317,17 @@ class Trial:
         # (step, metrics, mean eval loss) of the last evaluation
         self._metrics: tuple[int, dict[str, float], float | None] | None = None
         self.wall_time = time.perf_counter() - t0
+
+    def _candidate(self, model_source: ModelSource, distill: tuple[Any, Any] | None) -> nn.Module:
+        """The model of the removal set before healing: the fine-tuned teacher pruned (``--distill-init teacher``),
+        else the pre-trained one, over the process's frozen base when it is healed with adapters or not at all
+        (``--heal full`` trains weights of its own)."""
+        hp = self.hparams
+        if distill is not None and distill[1].init == "teacher":
+            own = load_model(model_source, self.task, (), self.seed, hp)
+            return student_from_teacher(own, distill[0], self.removed)
+        shared = hp.heal in ("lora", "none")
+        return load_model(model_source, self.task, self.removed, self.seed, hp, shared=shared, device=self.device)
 
     # -- properties
 
@@ -350,7 +369,7 @@ class Trial:
                 metrics.update({f"{name}:{k}": v for k, v in more.items()})
             if self.lm_eval is not None:  # zero-shot accuracy of the healed model (glp evaluate --lm-eval-tasks)
                 tokenizer = models.load_tokenizer(self.model_source)
-                metrics.update(lmeval.run(self.model, tokenizer, self.lm_eval, self.device))
+                metrics.update(lmeval.run(writable(self.model), tokenizer, self.lm_eval, self.device))
         self._metrics = (self.step, metrics, loss)
         return metrics
 

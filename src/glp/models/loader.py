@@ -16,22 +16,17 @@ without the gguf package, a weights file that is missing, truncated or corrupt (
 dtype torch does not know or cannot hold (`_unreadable`, reading the files with `glp.checkpoint`). Plans and
 reports name a model by `ModelSource.name` (what the user gave; a path relative to the working directory), never
 only by an absolute path of the machine that made them.
-
-Candidates are built from the pre-trained weights kept in memory (`pretrained`), so a search reads the checkpoint
-once per process: `build` = config with the kind's head → fresh head (a function of the seed) → layers dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import importlib
 import importlib.util
 import json
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from pickle import UnpicklingError
@@ -42,8 +37,7 @@ from safetensors import SafetensorError
 
 from glp import checkpoint
 from glp.errors import GLPError, ModelLoadError, one_line  # noqa: F401 - ModelLoadError: glp.models.ModelLoadError too
-from glp.kinds import kind_of
-from glp.layers import config_num_layers, drop_layers, parameter_count
+from glp.layers import config_num_layers
 
 PACKAGE_PREFIX = "pkg:"
 
@@ -86,11 +80,11 @@ class ModelSource:
         return dataclasses.replace(self, given=given or self.given)
 
     def describe(self) -> dict[str, Any]:
-        """Plain data for a plan: the name, how it was found, and (for a path) where it was read here. A hub name
-        and ``pkg:NAME`` resolve again by their name, so no path of this machine is recorded for them."""
+        """Plain data for a plan: the name and how it was found. A hub name and ``pkg:NAME`` resolve again by their
+        name, a local model by its `name` (the path relative to the working directory, as the user gave it), so
+        plans committed beside a project name no path of the machine that made them. (Plans written before this
+        recorded the absolute ``path`` too; `from_record` still reads it.)"""
         d: dict[str, Any] = {"source": self.name, "origin": self.origin}
-        if self.origin == "local":
-            d["path"] = self.path
         if self.gguf_file:
             d["gguf_file"] = self.gguf_file
         return d
@@ -399,92 +393,3 @@ def from_record(model: dict[str, Any], trust_remote_code: bool = False) -> Model
             f"{e}; the plan was searched on a local model, weights {rev}: put a copy at {name!r}, or give one "
             "anywhere to `glp evaluate --model PATH` (it is accepted when its weights hash the same)"
         ) from e
-
-
-# ------------------------------------------------------------------------------- candidates for a task
-
-_CACHE_SIZE = 2
-_PRETRAINED: OrderedDict[tuple, tuple[Any, dict[str, Any]]] = OrderedDict()
-
-
-def clear_cache() -> None:
-    """Forget the pre-trained weights kept in memory (they are read again on the next trial)."""
-    _PRETRAINED.clear()
-
-
-def pretrained(source: str | ModelSource, task: Any) -> tuple[Any, dict[str, Any]]:
-    """(config with the task kind's head, pre-trained weights without the new head), kept in memory per source."""
-    src = resolve(source)
-    kind = kind_of(task)
-    key = (src.path, src.gguf_file, *kind.head_key())
-    if key in _PRETRAINED:
-        _PRETRAINED.move_to_end(key)
-        return _PRETRAINED[key]
-    config = kind.head_config(load_config(src))
-    cls = kind.model_class()
-
-    def load():
-        return cls.from_pretrained(
-            src.path,
-            config=config,
-            dtype=torch.float32,
-            ignore_mismatched_sizes=True,
-            output_loading_info=True,
-            **src.kwargs(),
-        )
-
-    model, info = _call(src, f"weights (as {kind.auto_class})", load, torch.float32)
-    mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
-    fresh = set(info.get("missing_keys") or ()) | mismatched
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in fresh}
-    _PRETRAINED[key] = (model.config, state)
-    while len(_PRETRAINED) > _CACHE_SIZE:
-        _PRETRAINED.popitem(last=False)
-    return _PRETRAINED[key]
-
-
-ModelFactory = Callable[[], Any]
-
-
-def build(source: str | ModelSource | ModelFactory, task: Any, removed: Sequence[int] = (), seed: int = 0) -> Any:
-    """The pre-trained model with a freshly initialised head of the task's kind (a function of ``seed``), float32,
-    with ``removed`` layers dropped. ``source`` may also be a callable that returns a model with its head
-    (called under the seeded RNG)."""
-    if not callable(source):
-        with torch.random.fork_rng(devices=[]):  # from_pretrained draws a head we throw away
-            config, state = pretrained(source, task)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        if callable(source):
-            model = source()
-        else:
-            # a copy: drop_layers edits the config, and this one is cached
-            model = kind_of(task).model_class().from_config(copy.deepcopy(config))
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            if unexpected:  # pragma: no cover - the state comes from the same class
-                raise GLPError(f"unexpected weights for {type(model).__name__}: {unexpected[:5]}")
-    model = model.float()
-    if removed:
-        drop_layers(model, list(removed))
-    return model
-
-
-def count_parameters(
-    source: str | ModelSource, task: Any, removals: Sequence[Sequence[int]] = ((),)
-) -> list[int] | None:
-    """Parameters of the model with the task's head, one count per removal set (``()``: the unpruned model);
-    built on the meta device, so no weights are read. None when the model cannot be built here."""
-    try:
-        kind = kind_of(task)
-        conf = kind.head_config(load_config(source))
-        with torch.device("meta"):
-            full = kind.model_class().from_config(conf)
-        counts = []
-        for removed in removals:
-            m = drop_layers(full, list(removed), inplace=False) if removed else full
-            counts.append(parameter_count(m))
-        return counts
-    except GLPError:
-        raise
-    except Exception:  # a model's own code is not ours; the count is only informative
-        return None
