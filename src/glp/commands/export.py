@@ -9,6 +9,10 @@ classification); glp is not needed to use it. It is written whole or not at all 
 killed export leaves no ``out`` that looks finished.
 
 Without fine-tuning the task head is freshly initialised (untrained): the model card and the manifest say so.
+
+``onnx=True`` also writes ``model.onnx`` (`glp.onnx`: dynamic batch and sequence axes, the tokenizer's inputs,
+``logits``), checked against the PyTorch model's logits on two example sentences; ``quantize="int8"`` adds
+``model.int8.onnx``, ONNX Runtime's dynamic int8 quantization of it. Sequence and token classifiers only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 import yaml
 
 from glp import __version__, models
+from glp import onnx as glp_onnx
 from glp.atomic import check_out_dir, write_dir_atomic
 from glp.commands.model_card import model_card, train_desc
 from glp.data import DataSpec
@@ -80,6 +85,8 @@ def export(
     overwrite: bool = False,
     progress: Callable[[int, int, float], None] | None = None,
     distill: Any = None,
+    onnx: bool = False,
+    quantize: str | None = None,
 ) -> Exported:
     """Write the plan's ``n``-layers-removed model to ``out``; see the module docstring."""
     out = Path(out)
@@ -91,8 +98,7 @@ def export(
     removed = plan.layers_to_remove(int(n))
     source = models.from_record(plan.model)
     task = Task.from_dict(plan.task)
-    if distill is not None:
-        check_kind(task)
+    _check_task(task, distill, onnx, quantize)  # before the fine-tune: a refusal costs nothing
     hp = HParams.final(plan.hparams, hparams)
 
     tuned = None
@@ -136,6 +142,7 @@ def export(
             "split_fingerprint": plan.data.get("split_fingerprint"),
             **_training_record(tuned, plan, hp, kind, distill, int(seed), searched),
             "notes": [tok_note] if tok_note else [],
+            **({"onnx": _write_onnx(model, source, folder, quantize, kind.name)} if onnx else {}),
         }
         write_manifest(folder, manifest)
         (folder / MODEL_CARD).write_text(model_card(manifest))
@@ -198,6 +205,44 @@ def _save_model(model: Any, source: Any, out: Path) -> str | None:
         return f"no tokenizer saved: none could be loaded from {source.name!r}"
     tokenizer.save_pretrained(str(out))
     return None
+
+
+def _check_task(task: Task, distill: Any, onnx: bool, quantize: str | None) -> None:
+    """Refuse what the task's kind cannot do (--distill), and an ONNX export that cannot be made: --quantize without
+    --onnx, an unknown quantization, a decoder LLM, or the ONNX extra not installed."""
+    if distill is not None:
+        check_kind(task)
+    if quantize is not None and quantize not in glp_onnx.QUANTIZATIONS:
+        raise ConfigError(f"--quantize must be one of {', '.join(glp_onnx.QUANTIZATIONS)}, got {quantize!r}")
+    if quantize is not None and not onnx:
+        raise ConfigError("--quantize int8 quantizes the ONNX export: add --onnx")
+    if onnx:
+        glp_onnx.check_kind(kind_of(task).name)
+        glp_onnx.require()
+
+
+def _write_onnx(model: Any, source: Any, folder: Path, quantize: str | None, kind: str) -> dict[str, Any]:
+    """``model.onnx`` (and ``model.int8.onnx``) into ``folder``, each checked against the PyTorch model on the
+    example sentences; the manifest's ``onnx``."""
+    inputs = glp_onnx.example_inputs(model, models.load_tokenizer(source, required=False))
+    with torch.inference_mode():
+        expected = model(**inputs).logits.numpy()
+    files = {"fp32": glp_onnx.export_model(model, folder / glp_onnx.ONNX_FILE, inputs)}
+    if quantize == "int8":
+        files["int8"] = glp_onnx.quantize_int8(files["fp32"], folder / glp_onnx.INT8_FILE)
+    diffs = {k: float(abs(glp_onnx.run(glp_onnx.session(f), inputs) - expected).max()) for k, f in files.items()}
+    return {
+        "file": glp_onnx.ONNX_FILE,
+        "int8_file": glp_onnx.INT8_FILE if quantize == "int8" else None,
+        "inputs": list(inputs),
+        "outputs": [glp_onnx.OUTPUT],
+        "dynamic_axes": {"0": "batch", "1": "sequence"},
+        "exporter": "torch.onnx.export (dynamo)",
+        "quantization": glp_onnx.INT8 if quantize == "int8" else None,
+        "ort_class": glp_onnx.ORT_CLASSES.get(kind),
+        "check": {"inputs": glp_onnx.EXAMPLE, "max_abs_diff": diffs},
+        "versions": glp_onnx.versions(),
+    }
 
 
 def _source_record(source: Any, plan: Plan, parameters: int | None) -> dict[str, Any]:

@@ -24,6 +24,8 @@ def model_card(m: dict[str, Any]) -> str:
     elif not m["finetuned"]:
         lines += [_not_trained_warning(fresh), ""]
     lines += _removed_section(m) + _scores_section(m, fresh) + _made_section(m, fresh) + _usage_section(m, kind)
+    if m.get("onnx"):
+        lines += _onnx_section(m["onnx"])
     return "\n".join(lines)
 
 
@@ -224,3 +226,47 @@ def _usage_section(m: dict[str, Any], kind: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+
+
+def _onnx_section(o: dict[str, Any]) -> list[str]:
+    """How to run the ONNX export with onnxruntime (and optimum), and what the int8 file is."""
+    names = ", ".join(f'"{n}"' for n in o["inputs"])
+    diffs = o.get("check", {}).get("max_abs_diff", {})
+    lines = [
+        "## ONNX Runtime",
+        "",
+        f"`{o['file']}` is this model in ONNX ({o['exporter']}; batch and sequence axes dynamic; inputs "
+        f"{', '.join(f'`{n}`' for n in o['inputs'])}; output `logits`). Its logits matched PyTorch's on two example "
+        f"sentences within {diffs.get('fp32', 0.0):.1e} (max abs).",
+    ]
+    if o.get("int8_file"):
+        q = o["quantization"]
+        lines += [
+            "",
+            f"`{o['int8_file']}` is its int8 version: ONNX Runtime dynamic quantization (`{q['method']}`; weights "
+            f"{q['weights']}, activations {q['activations']}; {q['ops']}). Its logits differed from "
+            f"float32 by up to {diffs.get('int8', 0.0):.2f} on the example sentences: where the model is unsure, "
+            "int8 can change its prediction, so check it on your dev set before you ship it.",
+        ]
+    lines += [
+        "",
+        "```python",
+        "import onnxruntime as ort",
+        "from transformers import AutoTokenizer",
+        'tokenizer = AutoTokenizer.from_pretrained("PATH")',
+        f'session = ort.InferenceSession("PATH/{o.get("int8_file") or o["file"]}", providers=["CPUExecutionProvider"])',
+        'enc = tokenizer(["a sentence"], return_tensors="np")',
+        f'logits = session.run(["logits"], {{k: enc[k] for k in [{names}]}})[0]',
+        "```",
+    ]
+    if o.get("ort_class"):
+        lines += [
+            "",
+            "With optimum's ONNX Runtime classes (`pip install optimum-onnx`, where it supports your transformers):",
+            "",
+            "```python",
+            f"from optimum.onnxruntime import {o['ort_class']}",
+            f'model = {o["ort_class"]}.from_pretrained("PATH", file_name="{o.get("int8_file") or o["file"]}")',
+            "```",
+        ]
+    return lines + [""]

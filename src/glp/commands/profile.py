@@ -11,6 +11,14 @@ so that a burst of load on a shared machine hits every row alike instead of one 
 Decoders with a language-model head are also timed as their users time them: greedy ``generate`` with the KV cache
 at batch 1 from a ``seq_len``-token prompt, the time to first token (``max_new_tokens=1``) and the decode speed in
 tokens per second over ``new_tokens`` tokens, on the CPU.
+
+Runtimes (``runtimes``, ``--runtime``): ``torch`` (the default), ``onnxruntime`` and ``onnxruntime-int8`` (``int8``).
+For an ONNX runtime every model is exported to a temporary ONNX file (`glp.onnx`; int8: ONNX Runtime's dynamic
+quantization of it) and an ONNX Runtime session is timed on the CPU with the same inputs, in the same round-robin,
+with ``threads`` intra-op threads (the threads torch gets), one inter-op thread and thread spinning off. A row per
+model and runtime; every speed-up is over the unpruned model in the first runtime listed, so ``n`` layers removed
+and int8 read together. ``cpu_batched`` also times the CPU at that batch size; every CPU timing gives latency and
+throughput (examples per second). GPU and ``generate`` timings are PyTorch's.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,10 +35,11 @@ from typing import Any
 import torch
 
 from glp import models
+from glp import onnx as glp_onnx
 from glp.errors import ConfigError, GLPError
 from glp.layers import drop_layers, num_layers, parameter_count
 from glp.results.manifest import read_manifest
-from glp.results.profile import SCHEMA
+from glp.results.profile import SCHEMA, parse_runtimes
 from glp.results.profile import load as load  # re-exported for glp.cli
 from glp.results.profile import markdown_table as markdown_table  # re-exported for glp.cli
 from glp.results.profile import save as save  # re-exported for glp.cli
@@ -234,44 +244,51 @@ def profile(
     new_tokens: int = 32,
     generate: bool | None = None,
     compare: Sequence[str] = (),
+    runtimes: str | Sequence[str] = ("torch",),
+    cpu_batched: int | None = None,
 ) -> dict[str, Any]:
-    """Parameters, CPU and GPU latency and speed-ups of the unpruned model and each pruned version.
+    """Parameters, CPU and GPU latency and speed-ups of the unpruned model and each pruned version, in each runtime.
 
     ``threads``: CPU threads while timing (default: torch's default); restored afterwards.
     """
     if repeats < 1 or warmup < 0:
         raise ConfigError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
-    entries, info = build_entries(model_source, removals, plan_dir, compare)
-    use_gpu = torch.cuda.is_available() if gpu is None else bool(gpu)
-    if use_gpu and not torch.cuda.is_available():
-        raise ConfigError("--gpu asked for, but CUDA is not available here")
-    nets = [e.model for e in entries]
-    nbytes = sum(p.numel() * p.element_size() for m in nets for p in m.parameters())
-    rr = nbytes <= ROUND_ROBIN_MAX_BYTES
-    rows = _size_rows(entries)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if cpu_batched is not None and cpu_batched < 1:
+        raise ConfigError(f"--cpu-batched must be at least 1, got {cpu_batched}")
+    runtimes = parse_runtimes(runtimes)
+    if any(r != "torch" for r in runtimes):
+        glp_onnx.require()  # before the models are built
+    entries, info = build_entries(model_source, removals, plan_dir, compare)
+    with_torch = "torch" in runtimes
+    use_gpu = torch.cuda.is_available() and with_torch if gpu is None else bool(gpu)
+    if use_gpu and not torch.cuda.is_available():
+        raise ConfigError("--gpu asked for, but CUDA is not available here")
+    if use_gpu and not with_torch:
+        raise ConfigError("--gpu times PyTorch: add torch to --runtime")
+    nets = [e.model for e in entries]
+    nbytes = sum(p.numel() * p.element_size() for m in nets for p in m.parameters())
+    rr = nbytes * len(runtimes) <= ROUND_ROBIN_MAX_BYTES
+    torch_rows = _size_rows(entries)
     used_threads = threads or torch.get_num_threads()
-    generate_info = None
-    if cpu:
-        if on_row:
-            on_row(
-                f"timing {len(nets)} model(s) on the CPU (threads: {used_threads}), batch {cpu_batch}, "
-                f"{repeats} repeats"
-            )
-        with _cpu_threads(used_threads):
-            t = time_models(nets, cpu_batch, seq_len, repeats, warmup, torch.device("cpu"), rr)
-        _fill(rows, t, "cpu", REF)
+    generate_info = ort_info = None
+    with tempfile.TemporaryDirectory(prefix="glp-onnx-") as tmp:
+        timed, rows, ort_info = _runtime_models(entries, torch_rows, runtimes, used_threads, tmp, on_row)
+        if cpu:
+            _time_cpu(rows, timed, (cpu_batch, cpu_batched), seq_len, repeats, warmup, used_threads, rr, on_row)
+    if cpu and with_torch:
         gen = all(can_generate(m) for m in nets) if generate is None else bool(generate)
         if gen:
-            generate_info = _time_cpu_generate(rows, nets, seq_len, new_tokens, repeats, used_threads, on_row)
+            generate_info = _time_cpu_generate(torch_rows, nets, seq_len, new_tokens, repeats, used_threads, on_row)
     if use_gpu:
-        _time_gpu(rows, nets, gpu_batch, seq_len, repeats, warmup, rr, on_row)
+        _time_gpu(torch_rows, nets, gpu_batch, seq_len, repeats, warmup, rr, on_row)
+    cpu_info = {"batch": cpu_batch, "threads": used_threads, "repeats": repeats, "warmup": warmup}
     return {
         "schema": SCHEMA,
         **info,
         "seq_len": seq_len,
-        "cpu": {"batch": cpu_batch, "threads": used_threads, "repeats": repeats, "warmup": warmup} if cpu else None,
+        "cpu": {**cpu_info, **({"batched": cpu_batched} if cpu_batched else {})} if cpu else None,
         "gpu": {"batch": gpu_batch, "device": torch.cuda.get_device_name(0), "repeats": repeats, "warmup": warmup}
         if use_gpu
         else None,
@@ -279,8 +296,88 @@ def profile(
         "round_robin": rr,
         "dtype": "float32",
         "torch": torch.__version__,
+        "runtimes": runtimes,
+        **({"onnxruntime": ort_info} if ort_info else {}),
         "rows": rows,
     }
+
+
+def _runtime_models(
+    entries: Sequence[Entry],
+    torch_rows: list[dict[str, Any]],
+    runtimes: Sequence[str],
+    threads: int,
+    tmp: str,
+    on_row: Callable[[str], None] | None,
+) -> tuple[list[Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """What is timed in each runtime and its rows (a row per model and runtime, the runtimes in the order given;
+    the torch rows are ``torch_rows`` themselves), and how ONNX Runtime ran (None without it). An ONNX runtime's
+    models are exported into ``tmp``."""
+    timed: list[Any] = []
+    rows: list[dict[str, Any]] = []
+    onnx_files: dict[str, list[Any]] = {}
+    if any(r != "torch" for r in runtimes):
+        if on_row:
+            on_row(f"exporting {len(entries)} model(s) to ONNX for {', '.join(r for r in runtimes if r != 'torch')}")
+        onnx_files = _onnx_files(entries, "onnxruntime-int8" in runtimes, tmp)
+    for runtime in runtimes:
+        if runtime == "torch":
+            timed += [e.model for e in entries]
+            rows += [dict(r, runtime="torch") for r in torch_rows]
+            torch_rows[:] = rows[-len(entries) :]  # the same dicts: the GPU and generate timings fill them
+            continue
+        for e, r, path in zip(entries, torch_rows, onnx_files[runtime], strict=True):
+            timed.append(glp_onnx.SessionModel(glp_onnx.session(path, threads), e.model.config))
+            rows.append(dict(r, runtime=runtime, file_mb=os.path.getsize(path) / 1e6))
+    if not onnx_files:
+        return timed, rows, None
+    ort_info = {
+        **glp_onnx.versions(),
+        "exporter": "torch.onnx.export (dynamo), a temporary file per model",
+        "intra_op_threads": threads,
+        "inter_op_threads": 1,
+        "execution": "sequential, all graph optimizations, no thread spinning",
+        **({"int8": glp_onnx.INT8} if "onnxruntime-int8" in runtimes else {}),
+    }
+    return timed, rows, ort_info
+
+
+def _onnx_files(entries: Sequence[Entry], int8: bool, tmp: str) -> dict[str, list[Any]]:
+    """Every entry's model exported to ONNX in ``tmp`` (and quantized to int8): the files by runtime."""
+    files: dict[str, list[Any]] = {"onnxruntime": [], "onnxruntime-int8": []}
+    for i, e in enumerate(entries):
+        fp32 = glp_onnx.export_model(e.model, os.path.join(tmp, f"{i}.onnx"), glp_onnx.example_inputs(e.model))
+        files["onnxruntime"].append(fp32)
+        if int8:
+            files["onnxruntime-int8"].append(glp_onnx.quantize_int8(fp32, os.path.join(tmp, f"{i}.int8.onnx")))
+    return files
+
+
+def _time_cpu(
+    rows: list[dict[str, Any]],
+    timed: Sequence[Any],
+    batches: tuple[int, int | None],
+    seq_len: int,
+    repeats: int,
+    warmup: int,
+    threads: int,
+    round_robin: bool,
+    on_row: Callable[[str], None] | None,
+) -> None:
+    """Time every model (every runtime) on the CPU at the batch size, and at the batched size when given."""
+    batch, batched = batches
+    if on_row:
+        on_row(
+            f"timing {len(timed)} model(s) on the CPU (threads: {threads}), batch {batch}"
+            + (f" and {batched}" if batched else "")
+            + f", {repeats} repeats"
+        )
+    with _cpu_threads(threads):
+        t = time_models(timed, batch, seq_len, repeats, warmup, torch.device("cpu"), round_robin)
+        _fill(rows, t, "cpu", REF, batch)
+        if batched:
+            t = time_models(timed, batched, seq_len, repeats, warmup, torch.device("cpu"), round_robin)
+            _fill(rows, t, "cpu_batched", REF, batched)
 
 
 def _size_rows(entries: Sequence[Entry]) -> list[dict[str, Any]]:
@@ -360,10 +457,13 @@ def _num_layers(model: Any) -> int | None:
         return None
 
 
-def _fill(rows: list[dict[str, Any]], times: list[list[float]], kind: str, ref: int) -> None:
+def _fill(rows: list[dict[str, Any]], times: list[list[float]], kind: str, ref: int, batch: int | None = None) -> None:
+    """The median, min and max latency and the speed-up of every row (and with ``batch``, examples per second)."""
     meds = [statistics.median(t) for t in times]
     for r, t, m in zip(rows, times, meds, strict=True):
         r[f"{kind}_ms"] = m
         r[f"{kind}_ms_min"] = min(t)
         r[f"{kind}_ms_max"] = max(t)
         r[f"{kind}_speedup"] = meds[ref] / m if m > 0 else None
+        if batch is not None:
+            r[f"{kind}_per_s"] = 1000.0 * batch / m if m > 0 else None
