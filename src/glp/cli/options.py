@@ -115,6 +115,8 @@ GradCkpt = Annotated[
     bool | None, final_opt("gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing")
 ]
 Dtype = Annotated[str | None, final_opt("dtype", "--dtype")]
+TorchDtype = Annotated[str | None, final_opt("torch_dtype", "--torch-dtype")]
+Quantize = Annotated[str | None, final_opt("quantize", "--quantize")]
 
 # the final fine-tune's flags, by parameter name (a command gets them with `final_flags`)
 FINAL_FLAGS = {
@@ -133,6 +135,8 @@ FINAL_FLAGS = {
     "lora_targets": LoraTargets,
     "gradient_checkpointing": GradCkpt,
     "dtype": Dtype,
+    "torch_dtype": TorchDtype,
+    "quantize": Quantize,
 }
 
 # Choosing n by a target, shared by show and export (`glp.results.targets`).
@@ -159,6 +163,16 @@ MaxParams = Annotated[
 ]
 Profile = Annotated[
     Path | None, typer.Option("--profile", help="A glp profile JSON for --min-speedup.", rich_help_panel=TARGETS)
+]
+
+# glp prune --dry-run (`glp.commands.dry_run`)
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the predicted memory of a candidate, whether it fits the devices, and the candidates and "
+        "training steps the search would run; read no weights, train and write nothing.",
+    ),
 ]
 
 
@@ -191,10 +205,12 @@ def _flag(name: str, default, annotation) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
 
 
-def final_flags(after: str):
-    """Decorator of ``glp export`` and ``glp evaluate``: the final fine-tune's flags (`FINAL_FLAGS`), received as the
-    dict ``final_hp`` (the ones given; the plan's values stand for the others)."""
-    return inject_flags("final_hp", after, [_flag(n, None, alias) for n, alias in FINAL_FLAGS.items()])
+def final_flags(after: str, skip: tuple[str, ...] = ()):
+    """Decorator of ``glp export`` and ``glp evaluate``: the final fine-tune's flags (`FINAL_FLAGS`, but ``skip``: a
+    command's own flag of that name wins, and the plan's value stands), received as the dict ``final_hp`` (the ones
+    given; the plan's values stand for the others)."""
+    flags = [_flag(n, None, alias) for n, alias in FINAL_FLAGS.items() if n not in skip]
+    return inject_flags("final_hp", after, flags)
 
 
 def strategy_flags(after: str):

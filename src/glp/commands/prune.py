@@ -239,6 +239,7 @@ class Session:
 def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None = None) -> Session:
     source = models.resolve(config.model, gguf_file=config.gguf_file, trust_remote_code=config.trust_remote_code)
     model_info = models.describe(source)  # the config: a model that cannot load fails before the data is read
+    models.quantization(config.hparams.quantize)  # --quantize 4bit without bitsandbytes or a GPU: before the data
     ds = load_data(config)
     task = ds.task
     kind = kind_of(task)
@@ -320,6 +321,15 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         run_dir.save_plan(plan, strategy.name)
         executor.close()
         return plan
+
+
+def dry_run(config: PruneConfig) -> Any:
+    """What `prune` with ``config`` would need and run: the predicted memory of a candidate, whether it fits the
+    devices, the candidates, fine-tunes and optimizer steps; no weights are read, nothing is trained or written
+    (`glp.commands.dry_run`; its ``render()`` is what ``glp prune --dry-run`` prints)."""
+    from glp.commands.dry_run import dry_run as plan_only  # deferred: only --dry-run needs it
+
+    return plan_only(config)
 
 
 def _new_plan(config: PruneConfig, session: Session, strategy: Strategy) -> Plan:
