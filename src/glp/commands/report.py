@@ -28,7 +28,7 @@ from glp.errors import ConfigError
 from glp.plan import Plan
 from glp.results import evaluation as ev
 from glp.results import profile as pf
-from glp.results.render import DPI, to_html
+from glp.results.render import DPI, error_bars, seed_range, to_html
 from glp.run.rundir import RunDir
 from glp.tasks import relative_performance
 
@@ -157,6 +157,7 @@ def tradeoff_series(
         return speed.get(n)
 
     series: dict[str, list[tuple[float, float, int]]] = {}
+    ranges: dict[str, dict[int, tuple[float, float]]] = {}  # strategy -> n -> the seeds' min–max, relative
     missing: set[int] = set()
     if evaluation is not None:
         rows = evaluation["summary"]["rows"]
@@ -177,6 +178,9 @@ def tradeoff_series(
                     missing.add(int(row["n"]))
                 continue
             series.setdefault(row["strategy"], []).append((x, float(row["rel"]), int(row["n"])))
+            if (rng := seed_range(row, evaluation["summary"])) is not None:
+                ranges.setdefault(row["strategy"], {})[int(row["n"])] = rng
+        base_range = next((seed_range(r, evaluation["summary"]) for r in rows if r["strategy"] == ev.BASELINE), None)
         source = "evaluation (train → dev, median of seeds)"
     else:
         y_label = "relative performance (%): search score / unpruned"
@@ -196,9 +200,11 @@ def tradeoff_series(
                 if rel is not None:
                     series.setdefault(name, []).append((x, rel, step.n))
         source = "search (held-out part of train)"
+        base_range = None
     for pts in series.values():
         pts.sort(key=lambda p: p[2])  # connect the points in the order of n
-    x_label = "layers removed" if profile is None else f"speed-up over the unpruned model ({kind.upper()}, ×)"
+    runtime = f"{profile['runtimes'][0]}, " if profile is not None and len(profile.get("runtimes", [])) > 1 else ""
+    x_label = "layers removed" if profile is None else f"speed-up over the unpruned model ({kind.upper()}, {runtime}×)"
     return {
         "x_label": x_label,
         "y_label": y_label,
@@ -207,6 +213,8 @@ def tradeoff_series(
         "source": source,
         "missing_n": sorted(missing),
         "kind": kind if profile is not None else None,
+        "ranges": ranges,
+        "baseline_range": base_range,
     }
 
 
@@ -219,10 +227,13 @@ def plot_tradeoff(data: dict[str, Any], path: str | os.PathLike[str], title: str
     fig, ax = plt.subplots(figsize=TRADEOFF_SIZE, dpi=DPI, layout="constrained")
     markers = "osD^vP*Xh<>"
     bx, by = data["baseline"]
+    ranges = data.get("ranges") or {}
+    xs_all = [bx] + [p[0] for pts in data["series"].values() for p in pts]
+    dodge = 0.012 * ((max(xs_all) - min(xs_all)) or 1.0)  # each series' bars a little apart: equal x stay legible
     for k, (name, pts) in enumerate(sorted(data["series"].items())):
         xs = [bx] + [p[0] for p in pts]  # every line starts at the unpruned model
         ys = [by] + [p[1] for p in pts]
-        ax.plot(
+        (line,) = ax.plot(
             xs,
             ys,
             marker=markers[k % len(markers)],
@@ -234,9 +245,15 @@ def plot_tradeoff(data: dict[str, Any], path: str | os.PathLike[str], title: str
         )
         for x, y, n in pts:
             ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        shift = (k - (len(data["series"]) - 1) / 2) * dodge  # the seeds' spread, a little beside the point
+        error_bars(ax, [(x + shift, y, ranges[name][n]) for x, y, n in pts if n in ranges.get(name, {})],
+                   line.get_color(), 2 + k)
     ax.plot([bx], [by], marker="*", markersize=14, color="black", linestyle="none", label="baseline (unpruned)")
+    base_range = data.get("baseline_range")
+    error_bars(ax, [(bx, by, base_range)] if base_range is not None else [], "black", 2, "min–max over seeds")
     ax.axhline(100.0, color="grey", linewidth=0.8, linestyle=":")
     ys_all = [by] + [p[1] for pts in data["series"].values() for p in pts]
+    ys_all += [v for rs in ranges.values() for r in rs.values() for v in r] + list(base_range or ())
     lo, hi = min(ys_all), max(ys_all)
     if hi - lo < 4.0:  # do not blow noise of a few tenths of a percent up to the full height
         mid = (hi + lo) / 2

@@ -1,0 +1,262 @@
+"""Reading glp's artifacts, formatting, paired statistics, and the tables every model shares (whether the unpruned
+model learns, ranks in the exhaustive search, the depth study's block): the helpers of benchmarks/results_tables.py.
+
+Paired comparisons: two rows of one task and n were fine-tuned with the same seeds, so each seed gives one
+difference; a cell counts the seeds where the first row scores higher / the same / lower (W/T/L). Across cells the
+test is an exact two-sided sign test (``scipy.stats.binomtest``) on the direction of each cell's mean paired
+difference, cells where both rows remove the same layers (level by construction) left out: the tasks' metrics
+(accuracy, Spearman, MCC, F1) are on different scales, so only a cell's direction is comparable across tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import binomtest
+
+from glp.plan import Plan
+from glp.results.evaluation import markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+MPNET_TASKS = ["sst2", "rte", "mrpc", "stsb"]  # benchmarks/mpnet_study.sh's order
+NAMES = {"sst2": "SST-2", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC", "rte": "RTE", "conll2003": "CoNLL-2003"}
+# The dev score of a constant prediction: answering one class for every example. From the GLUE dev sets' labels
+# (SST-2: 444 of 872 positive; RTE: 146 of 277 entailment; MRPC: 279 of 408 paraphrases, so answering "paraphrase"
+# scores F1 2·279 / (408 + 279)); MCC and Spearman are 0 for any constant prediction.
+DEV_LABELS = {"sst2": (444, 872), "rte": (146, 277), "mrpc": (279, 408)}
+CONSTANT = {"sst2": 444 / 872, "rte": 146 / 277, "mrpc": 2 * 279 / (408 + 279), "cola": 0.0, "stsb": 0.0}
+CLEAR_MARGIN = 0.15  # "clearly learns": every seed of the unpruned model this far (x100: 15 points) above CONSTANT
+# the order of the rows GLP is compared with (others after these, by name)
+OTHERS = ["top", "bottom", "proxy-bi", "optimal", "random:0", "random:1", "random:2"]
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def plans(task_dir: Path) -> dict[str, Plan]:
+    return {p.stem: Plan.load(p) for p in sorted((task_dir / "plans").glob("*.json"))}
+
+
+def per_seed(evald: dict[str, Any], task: str, strategy: str, n: int, key: str = "score") -> dict[int, float]:
+    """seed -> score of one row of an evaluation (failed trials left out)."""
+    return {
+        int(r["seed"]): float(r[key])
+        for r in evald["records"]
+        if r["task"] == task and r["strategy"] == strategy and int(r["n"]) == n and r.get(key) is not None
+    }
+
+
+def removed_of(evald: dict[str, Any], task: str, strategy: str, n: int) -> list[int] | None:
+    for r in evald["records"]:
+        if r["task"] == task and r["strategy"] == strategy and int(r["n"]) == n:
+            return list(r["removed"])
+    return None
+
+
+def search_baseline(ps: dict[str, Plan]) -> float | None:
+    """The unpruned model's search-eval score: the first plan of the task that scored it."""
+    return next((p.baseline["mean"] for p in ps.values() if p.baseline and p.baseline.get("mean") is not None), None)
+
+
+# --------------------------------------------------------------------------------------------- formatting
+
+
+def x100(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{100 * v:.{digits}f}"
+
+
+def spread(values: Iterable[float]) -> str:
+    v = sorted(values)
+    if not v:
+        return "–"
+    text = x100(statistics.median(v))
+    return text if len(v) == 1 else f"{text} ({x100(v[0])}–{x100(v[-1])})"
+
+
+def layers(removed: Iterable[int] | None) -> str:
+    return "–" if removed is None else (",".join(map(str, removed)) or "–")
+
+
+def table(head: list[str], rows: list[list[str]], align: str | None = None) -> str:
+    align = align or "l" * len(head)
+    sep = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    return "\n".join(["| " + " | ".join(head) + " |", sep] + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def p_value(p: float | None) -> str:
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+# ---------------------------------------------------------------------------------------- paired statistics
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """a - b per seed both rows have, in seed order."""
+    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+
+
+def wtl(diffs: list[float]) -> str:
+    if not diffs:
+        return "–"
+    return f"{sum(d > 0 for d in diffs)}/{sum(d == 0 for d in diffs)}/{sum(d < 0 for d in diffs)}"
+
+
+def sign_test(cells: list[list[float]]) -> dict[str, Any]:
+    """Cells ahead / level / behind by their mean paired difference, the seed pairs' W/T/L and the exact two-sided
+    sign test over the cells that are not level."""
+    means = [statistics.fmean(d) for d in cells if d]
+    ahead, behind = sum(m > 0 for m in means), sum(m < 0 for m in means)
+    p = binomtest(ahead, ahead + behind, 0.5).pvalue if ahead + behind else None
+    pairs = [x for d in cells for x in d]
+    return {"cells": len(means), "ahead": ahead, "level": len(means) - ahead - behind, "behind": behind,
+            "pairs": wtl(pairs), "p": p}
+
+
+# ---------------------------------------------------------------------------------- shared by the models
+
+
+def learns_rows(evals: dict[str, dict[str, Any]], plan_dirs: dict[str, Path]) -> list[list[str]]:
+    rows = []
+    for t, ev in evals.items():
+        base = per_seed(ev, t, "baseline", 0)
+        const = CONSTANT.get(t)
+        worst = min(base.values()) - const if base and const is not None else None
+        search = search_baseline(plans(plan_dirs[t]))
+        clear = "yes" if worst is not None and worst >= CLEAR_MARGIN else "no"
+        rows.append([NAMES.get(t, t), ev["tasks"][t]["metric"], x100(const), spread(base.values()), x100(worst),
+                     "–" if search is None else f"{search:.4f}", clear])
+    return rows
+
+
+def clearly_learning(evals: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for t, ev in evals.items():
+        base = per_seed(ev, t, "baseline", 0)
+        if base and t in CONSTANT and min(base.values()) - CONSTANT[t] >= CLEAR_MARGIN:
+            out.append(t)
+    return out
+
+
+def sign_rows(cells_of: Callable[[str, list[str] | None], list[list[float]]], others: list[str],
+              scopes: list[tuple[str, list[str] | None]]) -> list[list[str]]:
+    rows = []
+    for o in others:
+        for label, tasks in scopes:
+            r = sign_test(cells_of(o, tasks))
+            if not r["cells"]:
+                continue
+            rows.append([o, label, str(r["cells"]), f"{r['ahead']}/{r['level']}/{r['behind']}", r["pairs"],
+                         p_value(r["p"])])
+    return rows
+
+
+TEST_HEAD = ["GLP vs", "cells (task × n)", "cells", "GLP ahead / level / behind", "seed pairs W/T/L",
+             "sign test p"]
+
+
+def rank(scores: dict[frozenset, float], s: frozenset) -> str:
+    """1-based rank of ``s`` among ``scores`` (higher is better); a range where it ties with others."""
+    v = scores[s]
+    hi = 1 + sum(1 for x in scores.values() if x > v)
+    lo = sum(1 for x in scores.values() if x >= v)
+    return str(hi) if hi == lo else f"{hi}–{lo}"
+
+
+def rank_cells(opt: Plan | None, sets: dict[str, Iterable[int] | None]) -> tuple[str, int, list[str]] | None:
+    """The exhaustive search at n = 2: (its optimum and worst score, its number of sets, each named set's rank and
+    score); None without it."""
+    step = next((s for s in opt.steps if s.n == 2), None) if opt is not None else None
+    if step is None:
+        return None
+    scores = {frozenset(c.removed): c.mean for c in step.candidates if c.mean is not None}
+    best = max(scores, key=lambda k: scores[k])
+    cells = []
+    for removed in sets.values():
+        s = frozenset(removed) if removed is not None else None
+        cells.append("–" if s is None else f"{{{layers(sorted(s))}}} {rank(scores, s)} ({scores[s]:.4f})")
+    return f"{{{layers(sorted(best))}}} ({scores[best]:.4f}), worst {min(scores.values()):.4f}", len(scores), cells
+
+
+# ----------------------------------------------------------------------------------- MPNet, the depth study
+
+
+def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
+    tasks = [t for t in MPNET_TASKS if (root / t / "evaluation.json").exists()]
+    if not tasks:
+        return mpnet_in_progress(root)
+    evals = {t: load_json(root / t / "evaluation.json") for t in tasks}
+    out = ["Whether the unpruned model learns at this budget (x100; constant prediction: one answer for every dev "
+           "example):", "",
+           table(["task", "metric", "constant prediction (dev)", "unpruned (dev)", "worst seed − constant",
+                  "unpruned (search-eval)", "clearly learns"], learns_rows(evals, {t: root / t for t in tasks}),
+                 "llrrrrl")]
+    for t in tasks:
+        ps = plans(root / t)
+        g = ps.get("greedy")
+        path = "" if g is None else "; GLP's search path: " + ", ".join(
+            f"{{{layers(g.removals[s.n])}}} {s.chosen_mean:.4f}" for s in g.steps)
+        out += [f"{NAMES[t]} (dev, x100, median of {len(evals[t]['seeds'])} seeds (min–max)){path}:", "",
+                markdown_table(evals[t]["summary"])]
+    found = {r["strategy"] for ev in evals.values() for r in ev["records"]} - {"baseline", "greedy"}
+    others = [o for o in OTHERS if o in found] + sorted(found - set(OTHERS))
+    rows = []
+    for t, ev in evals.items():
+        for n in sorted({int(r["n"]) for r in ev["records"] if r["strategy"] == "greedy"}):
+            g = per_seed(ev, t, "greedy", n)
+            rows.append([NAMES[t], str(n), layers(removed_of(ev, t, "greedy", n))]
+                        + [wtl(paired(g, per_seed(ev, t, o, n))) for o in others])
+    out += ["GLP against each other row, per seed (W/T/L):", "",
+            table(["task", "n", "GLP removes", *[f"vs {o}" for o in others]], rows, "lrl" + "l" * len(others))]
+
+    def cells_of(o: str, ts: list[str] | None) -> list[list[float]]:
+        return [paired(per_seed(evals[t], t, "greedy", n), per_seed(evals[t], t, o, n))
+                for t in ts or tasks for n in sorted({int(r["n"]) for r in evals[t]["records"]}) if n
+                and per_seed(evals[t], t, "greedy", n) and per_seed(evals[t], t, o, n)]
+
+    clear = clearly_learning(evals)
+    scopes = [("every task and n", None)] + ([(f"where the unpruned model clearly learns "
+                                               f"({', '.join(NAMES[t] for t in clear)})", clear)] if clear else [])
+    out += ["Across tasks and n (exact two-sided sign test on the cells' mean paired differences):", "",
+            table(TEST_HEAD, sign_rows(cells_of, others, scopes), "llrlll")]
+    ranked = []
+    for t in tasks:
+        ps, ev = plans(root / t), evals[t]
+        sets = {"greedy": ps["greedy"].removals.get(2) if "greedy" in ps else None}
+        sets.update({o: removed_of(evals[t], t, o, 2) for o in others if o != "optimal"})
+        r = rank_cells(ps.get("optimal"), sets)
+        if r is not None:
+            ranked.append([NAMES[t], str(r[1]), r[0], *r[2]])
+    if ranked:
+        out += ["The exhaustive search at n = 2 (search-eval, one seed): rank of each row's pair (score):", "",
+                table(["task", "sets", "optimum, worst", "GLP", *[o for o in others if o != "optimal"]], ranked)]
+    return "\n".join(out)
+
+
+def mpnet_in_progress(root: Path) -> str:
+    rows = []
+    for db in sorted(root.glob("in-progress/*/trials.sqlite")):
+        con = sqlite3.connect(f"file:{db}?immutable=1", uri=True)  # reads only: no -wal / -shm beside it
+        try:
+            found = con.execute("SELECT score, context FROM trials WHERE removed = '[]' AND seed = 42 AND budget = 1.0 "
+                                "AND status = 'ok'").fetchone()
+        finally:
+            con.close()
+        if found is not None:
+            task = json.loads(found[1])["task"]
+            rows.append([NAMES.get(task["name"], task["name"]), task["metric"], f"{found[0]:.4f}"])
+    out = "No MPNet result is committed yet (docs/results/mpnet/<task>/evaluation.json).\n"
+    if rows:
+        out += ("\nThe one finished number of the run in progress, from its committed journal "
+                "(docs/results/mpnet/in-progress/): the unpruned model on search-eval, seed 42.\n\n")
+        out += table(["task", "metric", "unpruned (search-eval)"], rows, "llr")
+    return out

@@ -1,0 +1,488 @@
+"""Every generated table of docs/results.md, recomputed from the committed artifacts under docs/results/.
+
+    .venv/bin/python benchmarks/results_tables.py            # print every table between its markers
+    .venv/bin/python benchmarks/results_tables.py --check    # exit 1 when a marked table of docs/results.md differs
+    .venv/bin/python benchmarks/results_tables.py --write    # rewrite the marked tables of docs/results.md in place
+
+A table sits in docs/results.md between ``<!-- table:NAME -->`` and ``<!-- /table -->``. The inputs are the plans
+(``docs/results/<task>/plans/*.json``, as ``glp prune`` writes them) and evaluations (``evaluation.json``, as
+``glp evaluate`` writes it) of each study, the latency profile, and for the depth study on MPNet
+``docs/results/mpnet/<task>/plans/*.json`` and ``docs/results/mpnet/<task>/evaluation.json`` once they are
+committed (until then its block says so). Scores are x100, medians over the final seeds with (min–max). The paired
+comparisons and the sign test are described in benchmarks/results_lib.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from results_lib import (
+    NAMES,
+    RESULTS,
+    ROOT,
+    TEST_HEAD,
+    clearly_learning,
+    layers,
+    learns_rows,
+    load_json,
+    p_value,
+    paired,
+    per_seed,
+    plans,
+    rank_cells,
+    removed_of,
+    search_baseline,
+    sign_rows,
+    sign_test,
+    spread,
+    t_mpnet,
+    table,
+    wtl,
+    x100,
+)
+
+from glp.plan import Plan
+from glp.results.evaluation import markdown_table, summarize
+
+DOC = ROOT / "docs" / "results.md"
+GLUE = ["sst2", "stsb", "cola", "mrpc", "rte"]
+MARKER = re.compile(r"<!-- table:([\w-]+) -->\n(.*?)<!-- /table -->", re.S)
+
+
+# -------------------------------------------------------------------------------------- MiniLM, GLUE tasks
+
+
+def glue_evals(root: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    return {t: load_json(root / t / "evaluation.json") for t in GLUE}
+
+
+def t_setup(root: Path = RESULTS) -> str:
+    rows = []
+    for t in GLUE:
+        p = Plan.load(root / t / "plans" / "greedy.json")
+        ev = load_json(root / t / "evaluation.json")
+        info, hp = ev["tasks"][t], ev["tasks"][t]["hparams"]
+        d, shp = p.data, p.hparams
+
+        def part(n: int, cap: int | None) -> str:
+            return f"{n:,}" if not cap or cap >= n else f"{cap:,} of {n:,}"
+
+        search = f"{part(d['search_train'], shp.get('max_train_samples'))} / "
+        search += part(d["search_eval"], shp.get("max_eval_samples"))
+        rows.append([
+            NAMES[t], p.task["metric"], search,
+            part(info["data"]["train_rows"], hp.get("max_train_samples")), f"{info['data']['dev_rows']:,}",
+            f"{hp['num_train_epochs']:g}", f"{hp['learning_rate']:g}", f"{hp['warmup_ratio']:g}",
+            str(hp["max_seq_length"]), str(hp["per_device_train_batch_size"]), str(len(ev["seeds"])),
+        ])
+    head = ["task", "metric", "search: train / eval examples", "final: train examples", "dev", "epochs", "lr",
+            "warmup", "max len", "batch", "final seeds"]
+    return table(head, rows, "llllrrrrrrr")
+
+
+def t_learns(root: Path = RESULTS) -> str:
+    head = ["task", "metric", "constant prediction (dev)", "unpruned (dev)", "worst seed − constant",
+            "unpruned (search-eval)", "clearly learns"]
+    return table(head, learns_rows(glue_evals(root), {t: root / t for t in GLUE}), "llrrrrl")
+
+
+def t_table1(root: Path = RESULTS) -> str:
+    """The paper's Table 1 over the five tasks: glp evaluate's own summary of every task's records, the rows that
+    every task has."""
+    records = [r for t, ev in glue_evals(root).items() for r in ev["records"] if r["task"] == t]
+    s = summarize(records)
+    rows = [r for r in s["rows"] if all(t in r["cells"] for t in GLUE)]
+    order = ["baseline", "greedy", "optimal", "top", "bottom", "proxy-bi"]
+    rows.sort(key=lambda r: (r["n"], order.index(r["strategy"]) if r["strategy"] in order else 99))
+    return markdown_table({**s, "rows": rows})
+
+
+COMPARED = ["top", "bottom", "proxy-bi", "optimal"]
+
+
+def glue_cells(evals: dict[str, dict[str, Any]], other: str, tasks: list[str] | None = None) -> list[list[float]]:
+    """GLP - other per seed, one list per (task, n) both rows have."""
+    cells = []
+    for t in tasks or GLUE:
+        ev = evals[t]
+        for n in (1, 2, 3):
+            a, b = per_seed(ev, t, "greedy", n), per_seed(ev, t, other, n)
+            if a and b:
+                cells.append(paired(a, b))
+    return cells
+
+
+def t_paired(root: Path = RESULTS) -> str:
+    evals = glue_evals(root)
+    rows = []
+    for t in GLUE:
+        ev = evals[t]
+        for n in (1, 2, 3):
+            g = per_seed(ev, t, "greedy", n)
+            d_top = paired(g, per_seed(ev, t, "top", n))
+            row = [NAMES[t], str(n), layers(removed_of(ev, t, "greedy", n)), layers(removed_of(ev, t, "top", n)),
+                   " ".join(f"{100 * d:+.1f}" for d in d_top)]
+            row += [wtl(paired(g, per_seed(ev, t, o, n))) for o in COMPARED]
+            rows.append(row)
+    head = ["task", "n", "GLP removes", "Top removes", "GLP − Top per seed (x100)", "vs Top", "vs Bottom",
+            "vs proxy-bi", "vs optimal"]
+    return table(head, rows, "lrlllllll")
+
+
+def t_tests(root: Path = RESULTS) -> str:
+    evals = glue_evals(root)
+    clear = clearly_learning(evals)
+    scopes = [
+        ("all five tasks, n = 1–3", None),
+        (f"where the unpruned model clearly learns ({', '.join(NAMES[t] for t in clear)})", clear),
+        ("without SST-2", [t for t in GLUE if t != "sst2"]),
+    ]
+    rows = sign_rows(lambda o, tasks: glue_cells(evals, o, tasks), COMPARED, scopes)
+    return table(TEST_HEAD, rows, "llrlll")
+
+
+def t_gap(root: Path = RESULTS) -> str:
+    """Each task's share of the GLP - Top gap in the five tasks' mean (medians)."""
+    evals = glue_evals(root)
+    rows = []
+    for n in (2, 3):
+        diffs = {}
+        for t in GLUE:
+            g, o = per_seed(evals[t], t, "greedy", n), per_seed(evals[t], t, "top", n)
+            diffs[t] = statistics.median(g.values()) - statistics.median(o.values())
+        gap = sum(diffs.values()) / len(GLUE)
+        rows.append([str(n), f"{100 * gap:+.2f}"] + [
+            f"{100 * diffs[t]:+.1f} ({diffs[t] / len(GLUE) / gap:.0%})" for t in GLUE
+        ])
+    head = ["n", "GLP − Top, GLUE mean (x100)"] + [f"{NAMES[t]}: GLP − Top (share)" for t in GLUE]
+    return table(head, rows, "r" * (2 + len(GLUE)))
+
+
+def t_search(root: Path = RESULTS) -> str:
+    """Every strategy's path on search-eval (one seed), and its cost."""
+    rows = []
+    names = {"greedy": "GLP", "top": "Top", "bottom": "Bottom", "proxy-bi": "proxy-bi",
+             "greedy-halving": "GLP + halving", "greedy-halving-loss": "GLP + halving"}
+    for t in GLUE:
+        ps = plans(root / t)
+        rows.append([NAMES[t], "unpruned", f"{search_baseline(ps):.4f}", "", "", "", ""])
+        for stem, label in names.items():
+            p = ps.get(stem)
+            if p is None or (stem == "greedy-halving" and "greedy-halving-loss" in ps):
+                continue  # CoLA's early rejection: the plan of the search as it stands (exact ties by the loss)
+            steps = {s.n: s for s in p.steps}
+            cells = [f"{layers(p.removals[n])} ({steps[n].chosen_mean:.4f})" if n in steps else "–" for n in (1, 2, 3)]
+            rows.append(["", label, *cells, str(p.cost.get("trials", 0)), f"{p.cost.get('train_steps', 0):,}"])
+    head = ["task", "strategy", "n = 1: removes (score)", "n = 2", "n = 3", "trials", "training steps"]
+    return table(head, rows, "llllll" + "r")
+
+
+def t_ranks(root: Path = RESULTS) -> str:
+    rows = []
+    for t in GLUE:
+        ps = plans(root / t)
+        halving = "greedy-halving-loss" if "greedy-halving-loss" in ps else "greedy-halving"
+        names = ["greedy", "top", "bottom", "proxy-bi", halving]
+        r = rank_cells(ps.get("optimal"), {k: ps[k].removals.get(2) if k in ps else None for k in names})
+        if r is not None:
+            rows.append([NAMES[t], str(r[1]), r[0], *r[2]])
+    head = ["task", "sets", "optimum, worst", "GLP: rank (score)", "Top", "Bottom", "proxy-bi", "GLP + halving"]
+    return table(head, rows, "lrllllll")
+
+
+def t_variants(root: Path = RESULTS) -> str:
+    """GLP with early rejection and with three search seeds against GLP: the sets, the cost, dev relative to the
+    unpruned model and the per-seed comparison with GLP's rows."""
+    rows = []
+    for t in GLUE:
+        ps, ev = plans(root / t), load_json(root / t / "evaluation.json")
+        variants = [("GLP", "greedy", ps["greedy"])]
+        h = next((h for h in ("halving-loss", "halving") if f"greedy-{h}" in ps), None)
+        if h is not None:  # CoLA's: the search as it stands (exact ties of the metric broken by the loss)
+            variants.append(("GLP + halving", f"greedy ({t}-{h})", ps[f"greedy-{h}"]))
+        for label, strategy, p in variants:
+            rel = [ev_rel(ev, t, strategy, n) for n in (1, 2, 3)]
+            vs = [wtl(paired(per_seed(ev, t, strategy, n), per_seed(ev, t, "greedy", n))) for n in (1, 2, 3)]
+            rows.append([NAMES[t], label, "; ".join(layers(p.removals[n]) for n in sorted(p.removals)),
+                         f"{p.cost['train_steps']:,}", " / ".join(rel), "" if strategy == "greedy" else " ".join(vs)])
+        seeds3 = root / t / "evaluation-search-seeds3.csv"
+        if seeds3.exists():
+            p = ps["greedy-search-seeds3"]
+            rel = {int(r["n"]): float(r["rel_percent"]) for r in _csv(seeds3) if r["strategy"] == "greedy"}
+            rows.append([NAMES[t], "GLP, 3 search seeds", "; ".join(layers(p.removals[n]) for n in sorted(p.removals)),
+                         f"{p.cost['train_steps']:,}", " / ".join(f"{rel[n]:.1f}" for n in (1, 2, 3)), "–"])
+    head = ["task", "search", "removes (n = 1; 2; 3)", "training steps", "dev, % of unpruned (n = 1 / 2 / 3)",
+            "vs GLP per seed, W/T/L (n = 1 / 2 / 3)"]
+    return table(head, rows, "llllll")
+
+
+def ev_rel(ev: dict[str, Any], task: str, strategy: str, n: int) -> str:
+    row = next(r for r in ev["summary"]["rows"] if r["strategy"] == strategy and int(r["n"]) == n)
+    return f"{row['cells'][task]['rel']:.1f}"
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def t_seeds3(root: Path = RESULTS) -> str:
+    p = Plan.load(root / "sst2" / "plans" / "greedy-search-seeds3.json")
+    rows = [[str(s.n), layers(s.chosen), f"{s.chosen_mean:.4f}", f"{_chosen(s).std:.4f}", layers(s.runner_up),
+             f"{s.runner_up_mean:.4f}", "yes" if s.separated else "no"] for s in p.steps]
+    head = ["n", "removes", "mean of 3 seeds", "± std", "runner-up", "its mean", "seeds separate them?"]
+    return table(head, rows, "rlrrlrl")
+
+
+def _chosen(step: Any) -> Any:
+    return next(c for c in step.candidates if c.removed == step.chosen)
+
+
+def t_budget(root: Path = RESULTS) -> str:
+    """The budget grid on MRPC and RTE: the unpruned model once per setting (seed 42), scored on search-eval."""
+    grid: dict[tuple, dict[str, float]] = {}
+    for f in sorted((root / "gpu-budget").glob("*.json")):
+        p = Plan.load(f)
+        hp = p.hparams
+        key = (hp["num_train_epochs"], hp["learning_rate"], hp["warmup_ratio"])
+        grid.setdefault(key, {})[p.task["name"]] = p.baseline["mean"]
+    best = {t: max(v[t] for v in grid.values()) for t in ("mrpc", "rte")}
+    rows = []
+    for (ep, lr, wu), v in sorted(grid.items()):
+        cells = [f"**{v[t]:.4f}**" if v[t] == best[t] else f"{v[t]:.4f}" for t in ("mrpc", "rte")]
+        rows.append([f"{lr:g}", f"{ep:g}", f"{wu:g}", *cells])
+    return table(["learning rate", "epochs", "warmup", "MRPC F1", "RTE accuracy"], rows, "lrrrr")
+
+
+def t_speed(root: Path = RESULTS) -> str:
+    prof = load_json(root / "profile.json")
+    rows = [[str(r["n"]), layers(r["removed"]), str(r["layers"]), f"{r['params'] / 1e6:.1f}M ({r['params_ratio']:.1%})",
+             f"{r['cpu_ms']:.1f} ({r['cpu_ms_min']:.1f}–{r['cpu_ms_max']:.1f})", f"{r['cpu_speedup']:.2f}x"]
+            for r in prof["rows"]]
+    head = ["n", "removes", "layers", "parameters", "CPU ms per input, median (min–max)", "speed-up"]
+    return table(head, rows, "rlrrrr")
+
+
+# ------------------------------------------------------------------------------------ MiniLM, CoNLL-2003
+
+
+def t_conll_search(root: Path = RESULTS) -> str:
+    p = Plan.load(root / "conll2003" / "plans" / "greedy.json")
+    rows = [[str(s.n), ", ".join(f"{{{layers(c.removed)}}} {c.mean:.4f}" for c in s.candidates if c.mean is not None)]
+            for s in p.steps]
+    return table(["step", "candidates: removes → entity F1 on search-eval, best first"], rows, "rl")
+
+
+def t_conll_final(root: Path = RESULTS) -> str:
+    ev = load_json(root / "conll2003" / "evaluation.json")
+    t = "conll2003"
+    base = {k: per_seed(ev, t, "baseline", 0, k) for k in ("score", "test_score")}
+    rows = []
+    for r in ev["summary"]["rows"]:
+        s, n = r["strategy"], int(r["n"])
+        cells = [s, str(n), layers(r["cells"][t]["removed"])]
+        for k in ("score", "test_score"):
+            v = per_seed(ev, t, s, n, k).values()
+            cells += [spread(v), f"{100 * statistics.median(v) / statistics.median(base[k].values()):.1f}"]
+        vs_top = [wtl(paired(per_seed(ev, t, s, n, k), per_seed(ev, t, "top", n, k))) for k in ("score", "test_score")]
+        cells += ["", ""] if s in ("baseline", "top") else vs_top
+        rows.append(cells)
+    head = ["Method", "n", "removes", "dev entity F1", "% of unpruned", "test entity F1", "% of unpruned",
+            "vs Top, dev W/T/L", "test W/T/L"]
+    return table(head, rows, "lrlrrrrll")
+
+
+# --------------------------------------------------------------------------------- MiniLM, distillation
+
+
+DISTILL = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC"}
+VARIANTS = [("pretrained-init", "pretrained init"), ("teacher-init", "teacher init"),
+            ("teacher-init-alpha1", "teacher init, α = 1")]
+
+
+def _pruned(ev: dict[str, Any], n: int) -> dict[int, float]:
+    t = next(iter(ev["tasks"]))
+    strategy = next(r["strategy"] for r in ev["records"] if int(r["n"]) == n)
+    return per_seed(ev, t, strategy, n)
+
+
+def distill_cells(root: Path = RESULTS) -> dict[str, list[tuple[str, int, float | None, list[float], float, float]]]:
+    """variant -> (task, n, share of the gap, per-seed differences to plain, points recovered, points of gap)."""
+    out: dict[str, list] = {v: [] for v, _ in VARIANTS}
+    for t in DISTILL:
+        plain = load_json(root / t / "distill" / "plain" / "evaluation.json")
+        unpruned = statistics.median(per_seed(plain, t, "baseline", 0).values())
+        for v, _ in VARIANTS:
+            ev = load_json(root / t / "distill" / v / "evaluation.json")
+            for n in (2, 3):
+                p, d = _pruned(plain, n), _pruned(ev, n)
+                gap = unpruned - statistics.median(p.values())
+                won = statistics.median(d.values()) - statistics.median(p.values())
+                out[v].append((t, n, won / gap if gap > 0 else None, paired(d, p), won, gap))
+    return out
+
+
+def t_distill(root: Path = RESULTS) -> str:
+    cells = distill_cells(root)
+    rows = []
+    for t in DISTILL:
+        plain = load_json(root / t / "distill" / "plain" / "evaluation.json")
+        for n in (2, 3):
+            row = [DISTILL[t], str(n), spread(per_seed(plain, t, "baseline", 0).values()),
+                   spread(_pruned(plain, n).values())]
+            for v, _ in VARIANTS:
+                ev = load_json(root / t / "distill" / v / "evaluation.json")
+                c = next(c for c in cells[v] if c[0] == t and c[1] == n)
+                share = "no gap" if c[2] is None else f"{c[2]:+.0%}"
+                row.append(f"{spread(_pruned(ev, n).values())}; {share}; {wtl(c[3])}")
+            rows.append(row)
+    head = ["task", "n", "unpruned", "plain"] + [f"{name}: score; share; vs plain W/T/L" for _, name in VARIANTS]
+    return table(head, rows, "lrrrlll")
+
+
+def t_distill_summary(root: Path = RESULTS) -> str:
+    rows = []
+    for v, name in VARIANTS:
+        cs = distill_cells(root)[v]
+        shares = [c[2] for c in cs if c[2] is not None]
+        by_task = {t: statistics.fmean([c[2] for c in cs if c[0] == t and c[2] is not None]) for t in DISTILL}
+        pooled = sum(c[4] for c in cs if c[2] is not None) / sum(c[5] for c in cs if c[2] is not None)
+        r = sign_test([c[3] for c in cs])
+        rows.append([name, f"{statistics.fmean(shares):+.0%} ({len(shares)})",
+                     ", ".join(f"{DISTILL[t]} {s:+.0%}" for t, s in by_task.items()),
+                     f"{statistics.fmean(by_task.values()):+.0%}", f"{pooled:+.0%}",
+                     f"{r['ahead']}/{r['level']}/{r['behind']}", p_value(r["p"])])
+    head = ["student", "mean share (cells with a gap)", "per task", "over tasks", "pooled",
+            "cells ahead / level / behind plain", "sign test p"]
+    return table(head, rows, "lrlrrll")
+
+
+def t_distill_epochs(root: Path = RESULTS) -> str:
+    d = root / "sst2" / "distill"
+    evs = {k: load_json(d / k / "evaluation.json") for k in ("plain", "teacher-init", "teacher-init-alpha1",
+                                                            "plain-4epochs")}
+    rows = []
+    for n in (0, 2, 3):
+        cells = [str(n)]
+        for k, ev in evs.items():
+            if n == 0:
+                cells.append(spread(per_seed(ev, "sst2", "baseline", 0).values()) if k.startswith("plain") else "–")
+            else:
+                cells.append(spread(_pruned(ev, n).values()))
+        rows.append(cells)
+    return table(["n", "plain, 2 epochs", "teacher init", "teacher init, α = 1", "plain, 4 epochs"], rows, "rrrrr")
+
+
+# ------------------------------------------------------------------------------------ SmolLM2-135M, LLMs
+
+
+LLM = {"glp": ("GLP", "greedy"), "sleb": ("SLEB", "greedy (sleb)"), "shortgpt": ("ShortGPT", "shortgpt"),
+       "gromov": ("Gromov et al.", "block-angular"), "top": ("reverse order, last layer kept", "top")}
+
+
+def t_llm_search(root: Path = RESULTS) -> str:
+    rows = []
+    for d, (name, _) in LLM.items():
+        p = Plan.load(root / "llm" / d / "plan.json")
+        c = p.cost
+        rows.append([name, p.strategy["name"], str(c["trials"]), f"{c['train_steps']:,}", f"{c['wall_seconds']:,.0f}"])
+    return table(["method", "strategy", "search trials", "training steps", "search wall time (s)"], rows, "llrrr")
+
+
+def t_llm_final(root: Path = RESULTS) -> str:
+    ev = load_json(root / "llm" / "eval" / "evaluation.json")
+    names = {"baseline": "unpruned", **{s: name for name, s in LLM.values()}}
+    rows, best = [], {}
+    recs = [r for r in ev["records"] if r.get("score") is not None]
+    for r in recs:
+        if r["n"]:
+            best[r["n"]] = min(best.get(r["n"], float("inf")), r["score"])
+    order = list(names)
+    for r in sorted(recs, key=lambda r: (r["n"], order.index(r["strategy"]))):
+        ppl = f"{r['score']:.2f}"
+        ppl = f"**{ppl}**" if r["n"] and r["score"] == best[r["n"]] else ppl
+        m = r["metrics"]
+        rows.append([str(r["n"]), names[r["strategy"]], layers(sorted(r["removed"], reverse=True)), ppl,
+                     x100(m["arc_easy_local:acc"], 0), x100(m["piqa_local:acc"], 0)])
+    head = ["n", "method", "removes", "test perplexity", "ARC-Easy acc (%)", "PIQA acc (%)"]
+    return table(head, rows, "rllrrr")
+
+
+# --------------------------------------------------------------------------------------------- the page
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "mpnet": t_mpnet,
+    "minilm-setup": t_setup,
+    "minilm-learns": t_learns,
+    "minilm-table1": t_table1,
+    "minilm-paired": t_paired,
+    "minilm-tests": t_tests,
+    "minilm-gap": t_gap,
+    "minilm-search": t_search,
+    "minilm-ranks": t_ranks,
+    "minilm-variants": t_variants,
+    "minilm-seeds3": t_seeds3,
+    "minilm-budget": t_budget,
+    "minilm-speed": t_speed,
+    "conll-search": t_conll_search,
+    "conll-final": t_conll_final,
+    "distill": t_distill,
+    "distill-summary": t_distill_summary,
+    "distill-epochs": t_distill_epochs,
+    "llm-search": t_llm_search,
+    "llm-final": t_llm_final,
+}
+
+
+def generate() -> dict[str, str]:
+    return {name: fn().rstrip("\n") + "\n" for name, fn in TABLES.items()}
+
+
+def problems(doc: str, tables: dict[str, str]) -> list[str]:
+    """What differs between the marked blocks of ``doc`` and ``tables``."""
+    out, seen = [], set()
+    for m in MARKER.finditer(doc):
+        name, body = m.group(1), m.group(2)
+        seen.add(name)
+        if name not in tables:
+            out.append(f"{name}: no such table (known: {', '.join(tables)})")
+        elif body != tables[name]:
+            diff = difflib.unified_diff(body.splitlines(), tables[name].splitlines(), "docs/results.md", "artifacts",
+                                        lineterm="")
+            out.append(f"{name}: differs from the artifacts\n" + "\n".join(diff))
+    out += [f"{name}: not in docs/results.md (add <!-- table:{name} --> ... <!-- /table -->)"
+            for name in tables if name not in seen]
+    return out
+
+
+def rewrite(doc: str, tables: dict[str, str]) -> str:
+    return MARKER.sub(lambda m: f"<!-- table:{m.group(1)} -->\n{tables.get(m.group(1), m.group(2))}<!-- /table -->",
+                      doc)
+
+
+def main(argv: list[str]) -> int:
+    tables = generate()
+    if "--check" in argv or "--write" in argv:
+        doc = DOC.read_text()
+        if "--write" in argv:
+            DOC.write_text(rewrite(doc, tables))
+            doc = DOC.read_text()
+        found = problems(doc, tables)
+        for p in found:
+            print(p, file=sys.stderr)
+        return 1 if found else 0
+    for name, text in tables.items():
+        print(f"<!-- table:{name} -->\n{text}<!-- /table -->\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

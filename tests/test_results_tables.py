@@ -1,0 +1,144 @@
+"""docs/results.md's tables are what benchmarks/results_tables.py prints from the committed artifacts, its links
+resolve, and the script's parts (the check, the depth study's block, the constants) do what they say."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+DOC = ROOT / "docs" / "results.md"
+
+
+@pytest.fixture(scope="module")
+def rt():
+    sys.path.insert(0, str(BENCH))  # results_tables imports its sibling results_lib
+    try:
+        spec = importlib.util.spec_from_file_location("results_tables", BENCH / "results_tables.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def tables(rt):
+    return rt.generate()
+
+
+def test_the_tables_of_docs_results_md_match_the_artifacts(rt, tables):
+    found = rt.problems(DOC.read_text(), tables)
+    assert not found, "run: python benchmarks/results_tables.py --write\n" + "\n".join(found)
+
+
+def test_the_check_sees_a_changed_number_a_missing_and_an_unknown_table(rt, tables):
+    doc = DOC.read_text()
+    changed = doc.replace("| greedy | 2 | 62.2 (50.9–68.9)", "| greedy | 2 | 62.3 (50.9–68.9)", 1)
+    assert changed != doc
+    assert any(p.startswith("minilm-table1: differs") for p in rt.problems(changed, tables))
+    assert rt.problems(rt.rewrite(changed, tables), tables) == []
+    dropped = re.sub(r"<!-- table:minilm-gap -->.*?<!-- /table -->", "", doc, flags=re.S)
+    assert any(p.startswith("minilm-gap: not in docs/results.md") for p in rt.problems(dropped, tables))
+    extra = doc + "\n<!-- table:no-such -->\nx\n<!-- /table -->\n"
+    assert any(p.startswith("no-such: no such table") for p in rt.problems(extra, tables))
+
+
+def test_every_table_has_a_number_and_no_machine_path(tables):
+    for name, text in tables.items():
+        assert re.search(r"\d", text), name
+        assert not re.search(r"/(tmp|work|root|home)/", text), name
+
+
+def test_the_depth_study_block_reads_the_layout_glp_writes(rt, tmp_path):
+    """docs/results/mpnet/<task>/{plans/*.json, evaluation.json}: here MiniLM's files stand in for MPNet's."""
+    empty = rt.t_mpnet(tmp_path / "none")
+    assert empty.startswith("No MPNet result is committed yet")
+    root = tmp_path / "mpnet"
+    for t in ("sst2", "rte"):
+        (root / t / "plans").mkdir(parents=True)
+        shutil.copy(ROOT / "docs" / "results" / t / "evaluation.json", root / t)
+        for p in ("greedy", "proxy-bi", "optimal"):
+            shutil.copy(ROOT / "docs" / "results" / t / "plans" / f"{p}.json", root / t / "plans")
+    text = rt.t_mpnet(root)
+    for part in ("| SST-2 | accuracy | 50.9 | 76.7 (74.2–79.0) | 23.3 | 0.8300 | yes |",
+                 "| RTE | accuracy | 52.7 | 58.5 (52.7–59.2) | 0.0 | 0.5642 | no |",
+                 "GLP's search path: {5} 0.8217, {5,3} 0.6950, {5,3,2} 0.6200",
+                 "| top | every task and n | 6 | 3/2/1 | 10/11/3 | 0.625 |",
+                 "| SST-2 | 15 | {3,4} (0.7800), worst 0.5850 | {3,5} 7 (0.6950) |"):
+        assert part in text, part
+    head = next(line for line in text.splitlines() if line.startswith("| task | n | GLP removes"))
+    assert head.index("vs top") < head.index("vs bottom") < head.index("vs proxy-bi") < head.index("vs optimal")
+
+
+def test_the_paired_statistics(rt):
+    lib = sys.modules["results_lib"]
+    assert lib.paired({42: 0.5, 43: 0.7, 44: 0.1}, {43: 0.6, 42: 0.5, 45: 0.9}) == [0.0, pytest.approx(0.1)]
+    assert lib.wtl([0.1, 0.0, -0.2, 0.3]) == "2/1/1"
+    r = lib.sign_test([[0.1, 0.2], [0.0, 0.0], [0.3, -0.1], [-0.2, -0.1]])
+    assert (r["ahead"], r["level"], r["behind"], r["pairs"]) == (2, 1, 1, "3/2/3")
+    assert r["p"] == pytest.approx(1.0)
+    assert lib.sign_test([[0.1]] * 6)["p"] == pytest.approx(2 / 2**6)
+    scores = {frozenset({0, 1}): 0.5, frozenset({1, 2}): 0.7, frozenset({2, 3}): 0.5, frozenset({3, 4}): 0.4}
+    assert [lib.rank(scores, s) for s in scores] == ["2–3", "1", "2–3", "4"]
+
+
+def test_the_constant_predictions_are_the_dev_sets_label_counts(rt):
+    glue = ROOT.parent / "shared" / "data" / "glue"
+    if not glue.is_dir():
+        pytest.skip("no local GLUE copy")
+    lib = sys.modules["results_lib"]
+
+    def count(path: Path, column: str, positive: str) -> tuple[int, int]:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            labels = [r[column] for r in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
+        return sum(v == positive for v in labels), len(labels)
+
+    assert count(glue / "SST-2" / "dev.tsv", "label", "1") == lib.DEV_LABELS["sst2"]
+    assert count(glue / "RTE" / "dev.tsv", "label", "entailment") == lib.DEV_LABELS["rte"]
+    assert count(glue / "MRPC" / "dev.tsv", "Quality", "1") == lib.DEV_LABELS["mrpc"]
+    pos, n = lib.DEV_LABELS["mrpc"]
+    assert lib.CONSTANT["mrpc"] == pytest.approx(2 * pos / (n + pos))  # F1 of answering "paraphrase" throughout
+
+
+def _slug(heading: str) -> str:
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", ["docs/results.md", "README.md"])
+def test_links_to_and_in_the_results_resolve(page):
+    text = (ROOT / page).read_text()
+    anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", DOC.read_text(), re.M)}
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links
+    for link in links:
+        if link.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (ROOT / page).parent / path if path else ROOT / page
+        assert target.exists(), f"{page}: {link}"
+        if anchor and target.resolve() == DOC.resolve():
+            assert anchor in anchors, f"{page}: {link}"
+
+
+def test_the_trade_off_plot_draws_the_seeds_spread(tmp_path):
+    from glp.commands.report import plot_tradeoff, tradeoff_series
+    from glp.results.render import png_size
+
+    evaluation = json.loads((ROOT / "docs" / "results" / "sst2" / "evaluation.json").read_text())
+    profile = json.loads((ROOT / "docs" / "results" / "profile.json").read_text())
+    data = tradeoff_series([], evaluation, profile, "cpu")
+    lo, hi = data["ranges"]["top"][2]  # Top's 4-layer model: the majority class on all 5 seeds
+    assert lo == pytest.approx(hi) == pytest.approx(data["series"]["top"][1][1])
+    lo, hi = data["ranges"]["greedy"][2]
+    assert lo < data["series"]["greedy"][1][1] < hi
+    assert data["baseline_range"][0] < 100 < data["baseline_range"][1]
+    assert png_size(plot_tradeoff(data, tmp_path / "t.png")) == (700, 450)
