@@ -209,6 +209,9 @@ def run_trainer(model_path: str, data: TrialData, hp: HParams, seed: int, carefu
         t1 = time.perf_counter()
         out_train = trainer.train()
         t2 = time.perf_counter()
+        # transformers v5 length-groups the evaluation order too under group_by_length, and predict() then returns
+        # the rows permuted: predict in the dataset's order (dynamic padding still applies)
+        trainer.args.train_sampling_strategy = "random"
         pred = trainer.predict(eval_ds)
         t3 = time.perf_counter()
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
