@@ -114,6 +114,8 @@ def test_counts_match_a_real_run(tiny_run, tiny_setup, tmp_path):
     plan = RunDir(tiny_run).load_plan()
     d = dry_run(tiny_prune_config(tiny_setup, tmp_path / "a"))
     assert d.setting is None and "decoder LLMs" in d.render()  # a classification task: counts, no memory model
+    tokens = plan.cost["train_steps"] * d.batch * d.seq_len  # its token bound counts its batches, memory model or not
+    assert d.batch > 0 and f"at most {tokens:,} training tokens" in d.render()
     assert (d.count.trials, d.count.train_steps) == (plan.cost["trials"], plan.cost["train_steps"])
     config = tiny_prune_config(tiny_setup, tmp_path / "h", halving=True, rungs=2, eta=2.0)
     halved = prune(config)

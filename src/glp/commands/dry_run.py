@@ -51,6 +51,7 @@ class DryRun:
     eval_rows: int
     seq_len: int
     flops: float | None
+    batch: int = 0  # training rows per optimizer step
     notes: list[str] = field(default_factory=list)
 
     def render(self) -> str:
@@ -85,7 +86,7 @@ class DryRun:
         if len(c.budgets) > 1:
             out.append(f"  successive halving: rungs at {', '.join(f'{b:g}' for b in c.budgets)} of a fine-tune")
         if c.train_steps is not None:
-            tokens = c.train_steps * (s.batch if s else 0) * self.seq_len
+            tokens = c.train_steps * self.batch * self.seq_len
             out.append(
                 f"  {c.steps_per_trial:,} optimizer steps per fine-tune ({self.train_rows:,} search-train rows), "
                 f"{c.train_steps:,} in all; at most {tokens:,} training tokens and {c.evaluations:,} scorings of "
@@ -192,6 +193,7 @@ def dry_run(config: Any) -> DryRun:
     )  # fmt: skip
     slots = _slots(config)
     result = DryRun(config.model, kind.name, num_layers, None, [], [], count, train_rows, eval_rows, seq, None)
+    result.batch = min(hp.per_device_train_batch_size, train_rows)
     if kind.name != "causal-lm":
         result.notes.append(f"memory is predicted for decoder LLMs (causal-lm tasks), not for {kind.name}")
         return result
