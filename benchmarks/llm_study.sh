@@ -12,6 +12,12 @@
 # Every step is `glp prune` / `glp evaluate`, which resume from their journals: kill and re-run at will.
 #
 #   bash benchmarks/llm_study.sh
+#
+# The committed evaluation (docs/results/llm/eval) used one seed and 32 test blocks. Its re-run with 3 seeds on the
+# whole test set (0 = no limit; the searches are deterministic and resume, so their plans are the committed ones,
+# docs/results/llm/*/plan.json: compare them before trusting the new table):
+#
+#   SEEDS=3 TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval bash benchmarks/llm_study.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/llm-study}
@@ -31,6 +37,8 @@ LM_EVAL_LIMIT=${LM_EVAL_LIMIT:-100}
 LR=${LR:-5e-4}
 BATCH=${BATCH:-8}
 SEEDS=${SEEDS:-1}
+test=(); [ "$TEST_SAMPLES" != 0 ] && test=(--max-eval-samples "$TEST_SAMPLES")
+limit=(); [ "$LM_EVAL_LIMIT" != 0 ] && limit=(--lm-eval-limit "$LM_EVAL_LIMIT")
 common=(--task wikitext2 --data-dir "$DATA" --block-size "$BLOCK" --max-seq-length "$BLOCK" --max-remove "$MAX_REMOVE"
   --max-eval-samples "$EVAL_SAMPLES" --proxy-examples "$PROXY_EXAMPLES" --learning-rate "$LR"
   --per-device-train-batch-size "$BATCH" --per-device-eval-batch-size 16)
@@ -43,6 +51,6 @@ t top "$GLP" prune "$MODEL" "${common[@]}" --heal none --strategy top --keep 29 
 t glp "$GLP" prune "$MODEL" "${common[@]}" --heal lora --heal-steps "$SEARCH_HEAL" --prefilter-top "$PREFILTER" \
   --proxy loss --out "$OUT/glp"
 t evaluate "$GLP" evaluate "$OUT/glp" "$OUT/sleb" "$OUT/shortgpt" "$OUT/gromov" "$OUT/top" --n "$NS" --seeds "$SEEDS" \
-  --heal lora --heal-steps "$FINAL_HEAL" --max-eval-samples "$TEST_SAMPLES" \
+  --heal lora --heal-steps "$FINAL_HEAL" "${test[@]}" \
   --lm-eval-tasks arc_easy_local,piqa_local --lm-eval-include-path benchmarks/lm_eval_tasks \
-  --lm-eval-limit "$LM_EVAL_LIMIT" --out "$OUT/eval"
+  "${limit[@]}" --out "$OUT/eval"

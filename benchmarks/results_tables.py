@@ -47,9 +47,10 @@ from results_lib import (
     wtl,
     x100,
 )
+from summarize_study import rows_every_task_has
 
 from glp.plan import Plan
-from glp.results.evaluation import markdown_table, summarize
+from glp.results.evaluation import summarize
 
 DOC = ROOT / "docs" / "results.md"
 GLUE = ["sst2", "stsb", "cola", "mrpc", "rte"]
@@ -97,11 +98,7 @@ def t_table1(root: Path = RESULTS) -> str:
     """The paper's Table 1 over the five tasks: glp evaluate's own summary of every task's records, the rows that
     every task has."""
     records = [r for t, ev in glue_evals(root).items() for r in ev["records"] if r["task"] == t]
-    s = summarize(records)
-    rows = [r for r in s["rows"] if all(t in r["cells"] for t in GLUE)]
-    order = ["baseline", "greedy", "optimal", "top", "bottom", "proxy-bi"]
-    rows.sort(key=lambda r: (r["n"], order.index(r["strategy"]) if r["strategy"] in order else 99))
-    return markdown_table({**s, "rows": rows})
+    return rows_every_task_has(summarize(records), GLUE)
 
 
 COMPARED = ["top", "bottom", "proxy-bi", "optimal"]

@@ -129,7 +129,7 @@ def table1(pairs: list[tuple[Path, str]]) -> str:
     """The paper's Table 1 over tasks from several evaluations: glp evaluate's own summary and table, fed with
     every task's per-seed records. Only (method, n) rows that every task has are listed: a mean over fewer
     tasks would not compare."""
-    from glp.commands.evaluate import load_evaluation, markdown_table, summarize
+    from glp.commands.evaluate import load_evaluation, summarize
 
     records = []
     for root, task in pairs:
@@ -143,6 +143,13 @@ def table1(pairs: list[tuple[Path, str]]) -> str:
     tasks = [t for _, t in pairs]
     if summary["tasks"] != tasks or not any(r["strategy"] == "baseline" and r["score"] for r in summary["rows"]):
         return "(no baseline evaluation for every task)\n"
+    return rows_every_task_has(summary, tasks)
+
+
+def rows_every_task_has(summary: dict, tasks: list[str]) -> str:
+    """glp evaluate's table of ``summary`` with only the (method, n) rows every task has, by n then method."""
+    from glp.commands.evaluate import markdown_table
+
     rows = [r for r in summary["rows"] if all(t in r["cells"] for t in tasks)]
     return markdown_table({**summary, "rows": sorted(rows, key=lambda r: (r["n"], _rank(r["strategy"])))})
 
