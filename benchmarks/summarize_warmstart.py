@@ -1,11 +1,13 @@
 """Warm start against the paper's GLP, from the committed artifacts of benchmarks/bench_warmstart.sh.
 
     python benchmarks/summarize_warmstart.py docs/results/warmstart/sst2
+    python benchmarks/summarize_warmstart.py docs/results/warmstart/mpnet-sst2 docs/results/mpnet/sst2/evaluation.json
 
-reads ``pretrained.json``, ``parent.json``, ``parent-halving.json`` (the three searches' plans) and ``evaluation.json``
-(the final protocol on dev) and prints, as markdown: each search's training steps and time, the layers each chooses
-and, per step, the rank correlation (Spearman) of the candidates' search-eval scores between the warm start and the
-paper's search (over the candidates that add the same layer to the same set), and the final dev scores per n.
+reads ``pretrained.json``, ``parent.json``, ``parent-halving.json`` (the three searches' plans; the last is optional)
+and ``evaluation.json`` (the final protocol on dev; or the file named second) and prints, as markdown: each search's
+training steps and time, the layers each chooses and, per step, the rank correlation (Spearman) of the candidates'
+search-eval scores between the warm start and the paper's search (over the candidates that add the same layer to the
+same set), and the final dev scores per n.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def _variant(record: dict) -> str:
     for v in sorted(VARIANTS, key=len, reverse=True):
         if f"-{v}/" in plan or f"-{v}\\" in plan:
             return v
-    return record["strategy"]  # baseline, top
+    if record["strategy"] == "greedy":  # the paper's search, from a run directory named otherwise (the depth study)
+        return "pretrained"
+    return record["strategy"]  # baseline, top, proxy-bi, compare
 
 
 def final_table(evaluation: dict) -> list[str]:
@@ -88,14 +92,15 @@ def final_table(evaluation: dict) -> list[str]:
     return out
 
 
-def main(root: str) -> str:
+def main(root: str, evaluation: str | None = None) -> str:
     r = Path(root)
     plans = _plans(r)
     parts = ["### Search cost", "", *cost_table(plans), "", "### Candidates step by step", "", *step_table(plans)]
-    if (r / "evaluation.json").is_file():
-        parts += ["", "### Final scores", "", *final_table(json.loads((r / "evaluation.json").read_text()))]
+    scores = Path(evaluation) if evaluation else r / "evaluation.json"
+    if scores.is_file():
+        parts += ["", "### Final scores", "", *final_table(json.loads(scores.read_text()))]
     return "\n".join(parts) + "\n"
 
 
 if __name__ == "__main__":
-    sys.stdout.write(main(sys.argv[1]))
+    sys.stdout.write(main(*sys.argv[1:3]))

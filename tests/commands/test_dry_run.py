@@ -88,6 +88,8 @@ def test_dry_run_counts_and_memory(lm):
     gpus = dry_run(_config(lm, devices="0,1", workers_per_device=2))
     assert [(f.device, f.workers) for f in gpus.fits] == [("cuda:0", 2), ("cuda:1", 2)]
     assert "host memory" in gpus.render()
+    groups = dry_run(_config(lm, devices="0+1,2+3", device_map="auto"))  # a candidate over each group's two GPUs
+    assert [(f.device, f.workers, f.capacity) for f in groups.fits] == [("cuda:0+1", 1, None), ("cuda:2+3", 1, None)]
 
 
 def test_counts_of_the_strategies():

@@ -126,8 +126,13 @@ def test_parse_devices_and_config():
     assert ex.parse_devices("0,1", 2) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
     assert ex.parse_devices("cpu,cpu") == ["cpu", "cpu"]
     assert ex.parse_devices(" cuda:3 ,cuda") == ["cuda:3", "cuda"]
+    assert ex.parse_devices("0+1,2+3") == ["cuda:0+1", "cuda:2+3"]  # device groups: a worker sees two GPUs
     with pytest.raises(ConfigError, match="--devices"):
         ex.parse_devices("gpu0")
+    with pytest.raises(ConfigError, match="names a GPU twice"):
+        ex.parse_devices("0+0")
+    with pytest.raises(ConfigError, match="in two device groups"):
+        ex.parse_devices("0+1,1+2")
     with pytest.raises(ConfigError, match="--workers-per-device"):
         ex.parse_devices("cpu", 0)
     base = dict(model="m", task="rte")
@@ -143,6 +148,11 @@ def test_parse_devices_and_config():
         (dict(max_retries=-1), "--max-retries"),
         (dict(devices="gpu0"), "--devices"),
         (dict(devices="cpu", workers_per_device=0), "--workers-per-device"),
+        (dict(devices="0+1"), "a group of GPUs runs one candidate over them: add --device-map auto"),
+        (dict(device_map="balanced"), "--device-map 'balanced': the choices are auto"),
+        (dict(max_memory="0=70GiB"), "--max-memory needs --device-map auto"),
+        (dict(device_map="auto", max_memory="gpu0=70GiB"), "each entry is DEVICE=SIZE"),
+        (dict(device_map="auto", max_memory="0=lots"), "each entry is DEVICE=SIZE"),
     ],
 )
 def test_prune_and_evaluate_check_their_execution_settings_alike(bad, match):
@@ -181,6 +191,7 @@ def test_gpu_slots_are_pinned_and_checked(monkeypatch):
 
     assert _worker_device("cuda:3") == ("cuda:0", {"CUDA_VISIBLE_DEVICES": "3"})
     assert _worker_device("cpu") == ("cpu", {})
+    assert _worker_device("cuda:2+3") == ("cuda:0", {"CUDA_VISIBLE_DEVICES": "2,3"})
     cfg = PruneConfig(model="m", task="rte", devices="0,5")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(ConfigError, match="none is visible"):
@@ -188,6 +199,9 @@ def test_gpu_slots_are_pinned_and_checked(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ConfigError, match="GPU 5 does not exist"):
         ex.make_executor(cfg, None)
+    grouped = PruneConfig(model="m", task="rte", devices="0+2", device_map="auto")
+    with pytest.raises(ConfigError, match="GPU 2 does not exist"):
+        ex.make_executor(grouped, None)
     assert isinstance(ex.make_executor(PruneConfig(model="m", task="rte"), None), ex.LocalExecutor)
 
 

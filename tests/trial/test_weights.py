@@ -1,8 +1,10 @@
 """Weights in the precision they are stored in (--torch-dtype), one frozen base per process for --heal lora / none,
-and the --quantize 4bit flag (refused here: no bitsandbytes, no CUDA)."""
+the --quantize 4bit flag (refused here: no bitsandbytes, no CUDA) and a candidate over several devices
+(--device-map auto: here the CPU and the disk, accelerate's offload)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -244,7 +246,8 @@ def test_a_shared_candidate_with_a_new_head_equals_one_of_its_own(tiny_setup):
     assert torch.equal(own.classifier.weight, shared.classifier.weight) and shared.classifier.weight.requires_grad
     held = _storages(models.pretrained(src, task).model)
     assert {k for k in _storages(shared) if k not in held} == {
-        shared.classifier.weight.untyped_storage().data_ptr(), shared.classifier.bias.untyped_storage().data_ptr()
+        shared.classifier.weight.untyped_storage().data_ptr(),
+        shared.classifier.bias.untyped_storage().data_ptr(),
     }
     x = torch.tensor([[2, 7, 9, 11, 3]])
     with torch.no_grad():
@@ -267,6 +270,69 @@ def test_a_copy_of_the_base_for_another_device_holds_weights_of_its_own(lm):
     assert _digest(twin) == _digest(base)
     candidate = shared_copy(twin)
     assert shares_tensors(candidate) and set(_storages(candidate)) == set(_storages(twin))
+
+
+# ------------------------------------------------------------------------------------------ over several devices
+
+
+def test_a_candidate_offloaded_to_the_disk_scores_as_the_model_in_one_piece(lm, tmp_path, monkeypatch):
+    """--device-map auto with too little memory for the candidate: accelerate keeps what fits on the CPU and reads the
+    rest from the disk for each forward pass; the perplexity is that of the model in one piece, the frozen base is
+    untouched, and the candidate's offload folder goes with it."""
+    import gc
+    import tempfile
+
+    from glp.models.placement import Placement, is_dispatched
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    spec = open_session(_config(lm, tmp_path / "r", heal="none")).spec
+    base = models.pretrained(spec.model, spec.trial_data.task).model
+    before = _digest(base)
+    placed = dataclasses.replace(spec, placement=Placement("auto", {"cpu": "40KB"}))
+    for removed in [(), (1,), (0, 2)]:
+        trial = placed.trial(removed, 42)
+        assert is_dispatched(trial.model) and "disk" in trial.model.hf_device_map.values()
+        folders = list(scratch.glob("glp-offload-*"))
+        assert len(folders) == 1 and any(folders[0].iterdir()), "the offloaded weights are on the disk"
+        result, whole = trial.advance(1.0), spec.trial(removed, 42).advance(1.0)
+        assert result.ok and result.score == pytest.approx(whole.score, rel=1e-6)
+        del trial
+        gc.collect()
+        assert not list(scratch.iterdir()), "the candidate's offload folder outlived it"
+    assert _digest(base) == before
+
+
+def test_training_an_offloaded_candidate_is_refused_in_one_line(lm, tmp_path):
+    from glp.models.placement import Placement
+
+    spec = open_session(_config(lm, tmp_path / "r", heal="lora")).spec
+    placed = dataclasses.replace(spec, placement=Placement("auto", {"cpu": "40KB"}))
+    with pytest.raises(ConfigError, match="offloaded weights cannot be trained: give it more devices"):
+        placed.trial((1,), 42)
+
+
+def test_a_search_over_the_cpu_and_the_disk_finds_the_plan_of_one_device(lm, tmp_path, monkeypatch):
+    """The whole path: ``--device-map auto --max-memory`` reaches every candidate through the executor (and turns
+    off the shared-prefix scoring, which reads the blocks' inputs off one device)."""
+    from glp.models.placement import Placement
+
+    placed, place = [], Placement.place
+
+    def spy(self, model, *, training):
+        model, main = place(self, model, training=training)
+        placed.append(sorted(set(model.hf_device_map.values())))
+        return model, main
+
+    monkeypatch.setattr(Placement, "place", spy)
+    one = prune(_config(lm, tmp_path / "one", heal="none"))
+    spread = prune(dataclasses.replace(_config(lm, tmp_path / "two", heal="none"), device_map="auto",
+                                       max_memory="cpu=40KB"))  # fmt: skip
+    assert spread.removals == one.removals
+    assert len(placed) == 1 + 4 + 3 + 2 and all(where == ["cpu", "disk"] for where in placed)  # baseline, 3 steps
+    scores = [[c.mean for c in s.candidates] for s in one.steps]
+    assert [[c.mean for c in s.candidates] for s in spread.steps] == [pytest.approx(x, rel=1e-6) for x in scores]
 
 
 def open_task():

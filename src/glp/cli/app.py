@@ -33,10 +33,12 @@ from glp.cli.options import (
     HEAL,
     SEARCH,
     Device,
+    DeviceMap,
     Devices,
     DryRun,
     Executor,
     MaxDrop,
+    MaxMemory,
     MaxParams,
     MaxRetries,
     MinSpeedup,
@@ -148,6 +150,8 @@ def prune_cmd(
     workers_per_device: WorkersPerDevice = None,
     ray_address: RayAddress = None,
     max_retries: MaxRetries = None,
+    device_map: DeviceMap = None,
+    max_memory: MaxMemory = None,
     num_train_epochs: float | None = hp_opt("num_train_epochs", "--num-train-epochs"),
     learning_rate: float | None = hp_opt("learning_rate", "--learning-rate"),
     per_device_train_batch_size: int | None = hp_opt("per_device_train_batch_size", "--per-device-train-batch-size"),
@@ -303,6 +307,8 @@ def evaluate_cmd(
     workers_per_device: WorkersPerDevice = None,
     ray_address: RayAddress = None,
     max_retries: MaxRetries = None,
+    device_map: DeviceMap = None,
+    max_memory: MaxMemory = None,
     distill: bool | None = eval_opt("distill", "--distill/--no-distill"),
     distill_alpha: float | None = distill_opt("alpha", "--distill-alpha"),
     distill_temperature: float | None = distill_opt("temperature", "--distill-temperature"),
@@ -433,4 +439,3 @@ def main(argv: list[str] | None = None) -> None:
         fault = storage_error(exc.filename or "a file", exc.errno, AGAIN)
         typer.secho(f"error: {one_line(fault)}", fg=typer.colors.RED, err=True)
         sys.exit(fault.exit_code)
-

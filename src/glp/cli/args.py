@@ -107,6 +107,8 @@ _EVAL_FLAGS = (
     "workers_per_device",
     "ray_address",
     "max_retries",
+    "device_map",
+    "max_memory",
     "distill",
     "distill_alpha",
     "distill_temperature",

@@ -94,6 +94,8 @@ Devices = Annotated[str | None, exec_opt("devices", "--devices", panel=PARALLEL)
 WorkersPerDevice = Annotated[int | None, exec_opt("workers_per_device", "--workers-per-device", panel=PARALLEL)]
 RayAddress = Annotated[str | None, exec_opt("ray_address", "--ray-address", panel=PARALLEL)]
 MaxRetries = Annotated[int | None, exec_opt("max_retries", "--max-retries", panel=PARALLEL)]
+DeviceMap = Annotated[str | None, exec_opt("device_map", "--device-map", panel=PARALLEL)]
+MaxMemory = Annotated[str | None, exec_opt("max_memory", "--max-memory", panel=PARALLEL)]
 
 # The final fine-tune's flags, shared by export and evaluate (run_glue names; None = the plan's value).
 Epochs = Annotated[float | None, final_opt("num_train_epochs", "--num-train-epochs")]

@@ -3,9 +3,9 @@
 Reads the model's config (no weights), the task's data and the tokenizer (to count the search split's examples and
 their longest row), and answers: the predicted peak memory of one candidate (`glp.memory`) for the unpruned model and
 the first and last step's candidates, whether that fits each device of ``--device`` / ``--devices`` (CPU: the
-memory available now; CUDA: the card's memory, times the workers sharing it), and how many candidates, fine-tunes,
-optimizer steps and tokens the search will train (`glp.search.count`), with their FLOPs. Nothing is written: no run
-directory, no cache.
+memory available now; CUDA: the card's memory, times the workers sharing it; a group 0+1: the sum of its cards'),
+and how many candidates, fine-tunes, optimizer steps and tokens the search will train (`glp.search.count`), with
+their FLOPs. Nothing is written: no run directory, no cache.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class DryRun:
             out.append("devices (the largest candidate, times the workers on each):")
         for f in self.fits:
             where = f"{f.device}" + (f" x {f.workers} workers" if f.workers > 1 else "")
+            if "+" in f.device:  # a device group: the candidate's blocks spread over its GPUs (--device-map auto)
+                where += " (a group: the sum of its GPUs' memory, as --device-map auto spreads the blocks)"
             if f.capacity is None:
                 out.append(f"  {where}: needs {gib(f.need)}; its memory is not visible on this machine")
             else:
@@ -93,8 +95,10 @@ class DryRun:
                 f"{self.eval_rows:,} search-eval rows"
             )
         if self.flops:
-            out.append(f"  about {self.flops:.2e} FLOPs (2 per weight and token for each forward, backward and "
-                       "recomputing pass; at most)")
+            out.append(
+                f"  about {self.flops:.2e} FLOPs (2 per weight and token for each forward, backward and "
+                "recomputing pass; at most)"
+            )
         out.extend(f"note: {n}" for n in self.notes)
         return "\n".join(out)
 
@@ -133,10 +137,10 @@ def _capacity(device: str) -> int | None:
         import psutil  # deferred: accelerate's dependency
 
         return int(psutil.virtual_memory().available)
-    index = int(device.split(":")[1])
-    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+    ids = [int(i) for i in device.split(":")[1].split("+")]  # a group (cuda:0+1, --device-map auto): their sum
+    if not torch.cuda.is_available() or max(ids) >= torch.cuda.device_count():
         return None
-    return int(torch.cuda.get_device_properties(index).total_memory)
+    return sum(int(torch.cuda.get_device_properties(i).total_memory) for i in ids)
 
 
 def _flops(shape: ModelShape, s: Setting, count: SearchCount, eval_rows: int, seq: int) -> float | None:

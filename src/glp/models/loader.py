@@ -39,6 +39,7 @@ from safetensors import SafetensorError
 from glp import checkpoint
 from glp.errors import GLPError, ModelLoadError, one_line  # noqa: F401 - ModelLoadError: glp.models.ModelLoadError too
 from glp.layers import config_num_layers
+from glp.models.progress import LoadProgress
 
 PACKAGE_PREFIX = "pkg:"
 
@@ -98,9 +99,7 @@ def _looks_like_path(s: str) -> bool:
 
 def _need_gguf(source: str) -> None:
     if importlib.util.find_spec("gguf") is None:
-        raise ModelLoadError(
-            f"model {source!r} is a GGUF file; reading it needs the gguf package: pip install gguf"
-        )
+        raise ModelLoadError(f"model {source!r} is a GGUF file; reading it needs the gguf package: pip install gguf")
 
 
 def _package_path(given: str, name: str) -> str:
@@ -253,9 +252,13 @@ def _files_dir(src: ModelSource) -> Path | None:
 
 
 @contextlib.contextmanager
-def quiet_transformers(gguf: bool = False) -> Iterator[None]:
+def quiet_transformers(gguf: bool = False, progress: LoadProgress | None = None) -> Iterator[None]:
     """transformers' warnings and progress bars off inside the block, as they were after it (``gguf``: the GGUF
-    loader's de-quantizing bar too)."""
+    loader's de-quantizing bar too); ``progress`` counts the tensors those bars would have shown. Left as they are
+    where the user asked transformers for them (``TRANSFORMERS_VERBOSITY=info`` or ``debug``)."""
+    if os.environ.get("TRANSFORMERS_VERBOSITY", "").lower() in ("info", "debug"):
+        yield
+        return
     # deferred: transformers is slow to import; `glp --help` needs none of it
     from transformers.utils import logging as hf_logging
 
@@ -263,27 +266,36 @@ def quiet_transformers(gguf: bool = False) -> Iterator[None]:
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    # the GGUF loader draws a plain tqdm bar ("Converting and de-quantizing GGUF tensors...") that the switch above
-    # does not reach: silence it for the block (its module imported here, so the patch is in place before the load)
-    loader = importlib.import_module("transformers.modeling_gguf_pytorch_utils") if gguf else None
-    gguf_bar = getattr(loader, "tqdm", None)
-    if gguf_bar is not None:
-        loader.tqdm = functools.partial(gguf_bar, disable=True)
+    # the loops that draw bars: the weights' ("Loading weights") and the GGUF loader's plain tqdm ("Converting and
+    # de-quantizing GGUF tensors...", which the switch above does not reach): counted by ``progress`` or silenced
+    names = ["transformers.core_model_loading"] + ["transformers.modeling_gguf_pytorch_utils"] * gguf
+    patched = []
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # pragma: no cover - another transformers layout: its bars stay as they are
+            continue
+        if hasattr(module, "tqdm"):
+            patched.append((module, module.tqdm))
+            module.tqdm = progress.tqdm if progress is not None else functools.partial(module.tqdm, disable=True)
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
             hf_logging.enable_progress_bar()
-        if gguf_bar is not None:
-            loader.tqdm = gguf_bar
+        for module, original in patched:
+            module.tqdm = original
 
 
 def _call(src: ModelSource, what: str, fn: Callable[[], Any], dtype: Any = None) -> Any:
     """``fn()`` (a transformers load of ``what`` of ``src``), any failure one `ModelLoadError`; a failure of the
     weights (or config) that comes from the files on disk or the dtype names the file or dtype (`_unreadable`)."""
+    # a weights load shows progress when it is long (`glp.models.progress`)
+    weights = what.startswith("weights")
+    long = LoadProgress(f"the weights of {src.name}") if weights else contextlib.nullcontext()
     try:
-        with quiet_transformers(gguf=src.gguf_file is not None):
+        with long as progress, quiet_transformers(gguf=src.gguf_file is not None, progress=progress):
             return fn()
     except GLPError:
         raise

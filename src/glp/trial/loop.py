@@ -38,6 +38,7 @@ from torch import nn
 
 from glp.data import Encoded
 from glp.errors import ConfigError, RunDirError
+from glp.models.placement import is_dispatched
 from glp.trial.heal import enable_checkpointing
 from glp.trial.hparams import HParams
 
@@ -149,9 +150,7 @@ _NO_DECAY = re.compile(r"bias|layernorm|layer_norm|rmsnorm|(?:^|\.)norm(?:$|\.)|
 def decay_parameter_names(model: nn.Module) -> set[str]:
     """Parameters that get weight decay: all but biases and norm weights (the Trainer's rule)."""
     no_decay_modules = {
-        name
-        for name, m in model.named_modules()
-        if isinstance(m, nn.LayerNorm) or "norm" in type(m).__name__.lower()
+        name for name, m in model.named_modules() if isinstance(m, nn.LayerNorm) or "norm" in type(m).__name__.lower()
     }
     out = set()
     for name, _ in model.named_parameters():
@@ -240,7 +239,7 @@ class TrainLoop:
         self.seed = int(seed)
         self.device = device
         self.kind = kind  # the task's bound glp.kinds.TaskKind: collate, loss, how outputs gather
-        self.model = model.to(device)
+        self.model = model if is_dispatched(model) else model.to(device)  # (placed over devices: stays there)
         self.model.train()
         self.train_data = train
         self.pad_id = int(getattr(model.config, "pad_token_id", None) or 0)

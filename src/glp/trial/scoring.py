@@ -29,6 +29,7 @@ from torch import nn
 from glp import models
 from glp.errors import ConfigError
 from glp.kinds import kind_of, load_data
+from glp.models.placement import Placement
 from glp.trial import lmeval
 from glp.trial.distill import DistillKind, KeepingTeacher, student_from_teacher
 from glp.trial.heal import prepare, writable
@@ -67,6 +68,7 @@ class TrialSpec:
     lm_eval: Any = None  # glp.trial.lmeval.LMEvalSettings: a final fine-tune is also scored by lm-evaluation-harness
     keep_teachers: Any = None  # glp.trial.distill.TeacherFiles: the unpruned model's trials keep themselves as teachers
     parents: Parents | None = None  # --init parent: a candidate starts from its parent's trained weights
+    placement: Placement | None = None  # --device-map auto: each candidate's blocks over the worker's devices
 
     def trial(
         self,
@@ -108,6 +110,7 @@ class TrialSpec:
             distill=distill,
             lm_eval=self.lm_eval,
             base=base,
+            placement=self.placement,
         )
         if self.parents is not None:
             trial = KeepingParent(trial, self.parents)
@@ -270,9 +273,11 @@ class Trial:
         distill: tuple[Any, Any] | None = None,
         lm_eval: Any = None,
         base: nn.Module | None = None,
+        placement: Placement | None = None,
     ) -> None:
         """``base``: the model to train instead of the pre-trained one with ``removed`` dropped (a warm start's
-        parent with a layer taken out, `glp.trial.parents`)."""
+        parent with a layer taken out, `glp.trial.parents`). ``placement``: the candidate's blocks spread over the
+        devices it names (``--device-map auto``), its main device replacing ``device``."""
         t0 = time.perf_counter()
         self.removed = tuple(int(i) for i in removed)
         self.task = task_data.task
@@ -289,8 +294,14 @@ class Trial:
         self.extra_tables = {k: v.check() for k, v in getattr(task_data, "extra", {}).items()}
         if len(self.eval_table) == 0:
             raise ConfigError("no evaluation examples")
+        self.placement = placement
         if base is None:
             base = self._candidate(model_source, distill)
+        if placement is not None:
+            if hparams.quantize is not None:
+                raise ConfigError(f"--quantize {hparams.quantize} with --device-map: not supported; leave one out")
+            training = hparams.heal != "none" or distill is not None
+            base, self.device = placement.place(base, training=training)
         model = prepare(base, hparams, self.seed, self.kind)
         loop_kind = self.kind
         if distill is not None:  # the loss also pulls towards the teacher's outputs on these training rows
@@ -327,7 +338,8 @@ class Trial:
             own = load_model(model_source, self.task, (), self.seed, hp)
             return student_from_teacher(own, distill[0], self.removed)
         shared = hp.heal in ("lora", "none")
-        return load_model(model_source, self.task, self.removed, self.seed, hp, shared=shared, device=self.device)
+        device = "cpu" if self.placement is not None else self.device  # (placed from the CPU)
+        return load_model(model_source, self.task, self.removed, self.seed, hp, shared=shared, device=device)
 
     # -- properties
 

@@ -30,6 +30,8 @@ fix, a bug) is raised in the driver.
 
 from __future__ import annotations
 
+import dataclasses
+
 from glp.run.executors.base import EXECUTORS, ExecutionSettings, Executor, TrialHost
 from glp.run.executors.devices import parse_devices
 
@@ -55,5 +57,8 @@ __all__ = [
 
 
 def make_executor(config: ExecutionSettings, spec: TrialSpec) -> Executor:
-    """The executor ``config`` asks for (``EXECUTORS``); every worker builds its trials with ``spec.trial``."""
+    """The executor ``config`` asks for (``EXECUTORS``); every worker builds its trials with ``spec.trial``, each
+    candidate placed over the worker's devices where ``--device-map`` asks for it."""
+    if spec is not None and config.placement is not None:
+        spec = dataclasses.replace(spec, placement=config.placement)
     return EXECUTORS.get(config.executor).from_settings(config, spec)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from glp.errors import ConfigError
+from glp.models.placement import Placement, parse_max_memory
 from glp.registry import Registry
 from glp.run.executors.devices import parse_devices
 from glp.trial.scoring import TrialSpec
@@ -139,6 +140,20 @@ class ExecutionSettings:
     max_retries: int = field(
         default=2, metadata={"help": "Retry a trial whose worker died this many times, then record it as failed."}
     )
+    device_map: str | None = field(
+        default=None,
+        metadata={
+            "help": "auto: each candidate's blocks placed over the worker's GPUs (then CPU, then disk) by accelerate, "
+            "recomputed per candidate; with --devices 0+1,2+3 each worker has a group of GPUs (default: one device)."
+        },
+    )
+    max_memory: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --device-map auto: memory each device may hold of a candidate's weights, e.g. "
+            "0=70GiB,1=70GiB,cpu=200GiB; leave room for activations (default: accelerate's balanced share)."
+        },
+    )
 
     def __post_init__(self) -> None:
         EXECUTORS.get(self.executor)  # ConfigError on an unknown --executor, listing the known ones
@@ -147,6 +162,20 @@ class ExecutionSettings:
             raise ConfigError(f"--max-retries must be 0 or more, got {self.max_retries}")
         if self.ray_address and self.executor != "ray":
             raise ConfigError("--ray-address needs --executor ray")
+        self.placement  # noqa: B018 - raises ConfigError on a bad --device-map / --max-memory
+        if self.device_map is None and any("+" in d for d in parse_devices(self.devices)):
+            raise ConfigError(
+                f"--devices {self.devices}: a group of GPUs runs one candidate over them: add --device-map auto"
+            )
+
+    @property
+    def placement(self) -> Placement | None:
+        """Where a candidate's blocks go (`glp.models.placement.Placement`); None: one device."""
+        if self.device_map is None:
+            if self.max_memory is not None:
+                raise ConfigError("--max-memory needs --device-map auto")
+            return None
+        return Placement(self.device_map, parse_max_memory(self.max_memory))
 
     @staticmethod
     def normalize_devices(d: dict) -> None:

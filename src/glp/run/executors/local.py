@@ -46,7 +46,8 @@ class LocalExecutor(Executor):
             slots = parse_devices(config.device or _default_device(), per)
         if not slots:
             batch = None
-            if spec is not None and spec.hparams.heal == "none" and spec.distill is None:  # unhealed: shared prefixes
+            unhealed = spec is not None and spec.hparams.heal == "none" and spec.distill is None
+            if unhealed and spec.placement is None:  # unhealed on one device: shared prefixes
                 # here, not at the top: glp.trial.prefix imports torch, which choosing an executor does not need
 
                 def batch(requests):

@@ -29,8 +29,8 @@ from glp.trial.types import TrialRequest
 
 def _worker_device(slot: str) -> tuple[str, dict[str, str]]:
     """(device inside the worker, environment it starts with) for a slot."""
-    if slot.startswith("cuda:"):
-        return "cuda:0", {"CUDA_VISIBLE_DEVICES": slot[5:]}
+    if slot.startswith("cuda:"):  # (a group cuda:0+1 sees both GPUs, as cuda:0 and cuda:1)
+        return "cuda:0", {"CUDA_VISIBLE_DEVICES": slot[5:].replace("+", ",")}
     return slot, {}
 
 
@@ -241,4 +241,3 @@ def _exit_reason(code: int | None) -> str:
         hint = " (killed from outside, or by the kernel's out-of-memory killer)" if name == "SIGKILL" else ""
         return f"died of {name}{hint}"
     return f"exited with code {code}"
-

@@ -12,7 +12,7 @@ from typing import Any
 
 from glp.errors import ConfigError
 from glp.run.executors.base import EXECUTORS, ExecutionSettings, TrialId
-from glp.run.executors.devices import _available_cores, parse_devices
+from glp.run.executors.devices import _available_cores, group_size, parse_devices
 from glp.run.executors.pool import _make_host, _Pool
 from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialRequest
@@ -63,8 +63,9 @@ class RayExecutor(_Pool):
     """One Ray actor per slot, each with declared resources; a local Ray instance when no address is given.
 
     Slots: ``devices`` as for the local pools (``cpu`` → 1 CPU per actor; a GPU → ``num_gpus`` 1 or
-    1/``workers_per_device``; with Ray the ids only count GPUs, Ray picks the cards). Without ``devices``: one
-    actor per GPU of the cluster times ``workers_per_device``, or one per CPU on a cluster without GPUs.
+    1/``workers_per_device``, a group ``0+1`` → 2; with Ray the ids only count GPUs, Ray picks the cards). Without
+    ``devices``: one actor per GPU of the cluster times ``workers_per_device``, or one per CPU on a cluster
+    without GPUs.
     """
 
     name = "ray"
@@ -113,6 +114,7 @@ class RayExecutor(_Pool):
         slots = parse_devices(devices, workers_per_device)
         if not slots:
             slots = ["cuda"] * (gpus * workers_per_device) if gpus else ["cpu"] * cpus
+        self.slot_gpus = [group_size(d) for d in slots]  # a device group 0+1: an actor with 2 GPUs
         slots = ["cuda" if d.startswith("cuda") else d for d in slots]
         if "cuda" in slots and not gpus:
             raise ConfigError(f"--devices {devices!r} asks for GPUs but the Ray cluster has none")
@@ -131,7 +133,7 @@ class RayExecutor(_Pool):
 
     def _launch(self, slot: int) -> Any:
         if self.slots[slot] == "cuda":
-            opts = {"num_gpus": 1.0 / self.workers_per_device, "num_cpus": 1}
+            opts = {"num_gpus": self.slot_gpus[slot] / self.workers_per_device, "num_cpus": 1}
         else:
             opts = {"num_cpus": 1}
         actor = self.actor_class.options(max_restarts=0, max_task_retries=0, **opts).remote(
@@ -210,4 +212,3 @@ class RayExecutor(_Pool):
         self._refs.clear()
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
-
