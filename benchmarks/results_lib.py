@@ -226,8 +226,9 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     clear = clearly_learning(evals)
     scopes = [("every task and n", None)] + ([(f"where the unpruned model clearly learns "
                                                f"({', '.join(NAMES[t] for t in clear)})", clear)] if clear else [])
-    out += ["Across tasks and n (exact two-sided sign test on the cells' mean paired differences):", "",
-            table(TEST_HEAD, sign_rows(cells_of, others, scopes), "llrlll")]
+    if len(tasks) > 1:  # (one task's nested cells are no test)
+        out += ["Across tasks and n (exact two-sided sign test on the cells' mean paired differences):", "",
+                table(TEST_HEAD, sign_rows(cells_of, others, scopes), "llrlll")]
     ranked = []
     for t in tasks:
         ps, ev = plans(root / t), evals[t]
@@ -239,6 +240,49 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     if ranked:
         out += ["The exhaustive search at n = 2 (search-eval, one seed): rank of each row's pair (score):", "",
                 table(["task", "sets", "optimum, worst", "GLP", *[o for o in others if o != "optimal"]], ranked)]
+    return "\n".join(out)
+
+
+def t_mpnet_compare(root: Path = RESULTS / "mpnet", n: int = 6) -> str:
+    """Prune or take a ready-made small model: the 12-layer model with ``n`` layers removed (GLP, its warm start, Top)
+    against the ready-made models of ``glp evaluate --compare``: dev scores beside parameters and CPU latency
+    (``glp profile --compare``, batch 1 and batched)."""
+    tasks = [t for t in MPNET_TASKS if (root / t / "evaluation.json").exists() and (root / t / "profile.json").exists()]
+    if not tasks:
+        return "No ready-made comparison is committed yet (docs/results/mpnet/<task>/evaluation.json, profile.json).\n"
+    out = []
+    for t in tasks:
+        ev, prof = load_json(root / t / "evaluation.json"), load_json(root / t / "profile.json")
+        full = int(prof["rows"][0]["layers"])
+        timed = {int(r["layers"]): r for r in prof["rows"] if r["n"] == full - int(r["layers"]) and r["removed"]}
+        timed[full] = prof["rows"][0]
+        made = {r["strategy"]: (r["compare"], int(r["n"])) for r in ev["records"] if r.get("compare")}
+        rows_of = [("unpruned", "baseline", 0), ("GLP", "greedy", n)]
+        rows_of += [("GLP warm start", s, n) for s in sorted({r["strategy"] for r in ev["records"]}) if "-parent)" in s]
+        rows_of += [("Top", "top", n)] + [(m["model"], s, k) for s, (m, k) in made.items()]
+        ref = statistics.median(per_seed(ev, t, "baseline", 0).values())
+        rows = []
+        for name, strategy, k in rows_of:
+            scores = list(per_seed(ev, t, strategy, k).values())
+            if not scores:
+                continue
+            m = made.get(strategy, (None,))[0]
+            p = timed.get(full - k) if not m else next(
+                (r for r in prof["rows"] if str(r["label"]).startswith(m["model"])), None)
+            layers_, params = (m["layers"], m["parameters"]) if m else (full - k, p["params"] if p else None)
+            med = statistics.median(scores)
+            rows.append([name + (f", n = {k}" if k and not m else ""), str(layers_),
+                         f"{params / 1e6:.1f}" if params else "–",
+                         f"{100 * med:.1f} ({100 * min(scores):.1f}–{100 * max(scores):.1f})", f"{100 * med / ref:.1f}",
+                         f"{p['cpu_ms']:.0f}" if p else "–", f"{p['cpu_speedup']:.2f}x" if p else "–",
+                         f"{p['cpu_batched_speedup']:.2f}x" if p and p.get("cpu_batched_speedup") else "–",
+                         ])  # fmt: skip
+        cpu = prof["cpu"]
+        out += [f"{NAMES[t]}: dev {ev['records'][0]['metric']} x100, median of {len(ev['seeds'])} seeds (min–max); CPU "
+                f"latency at batch {cpu['batch']} ({prof['seq_len']} tokens, {cpu['threads']} threads, median of "
+                f"{cpu['repeats']} passes) and the speed-up at batch {cpu.get('batched')}:", "",
+                table(["model", "layers", "parameters (M)", "dev", "% of unpruned", "CPU ms", "speed-up",
+                       f"speed-up (batch {cpu.get('batched')})"], rows, "lrrrrrrr")]  # fmt: skip
     return "\n".join(out)
 
 

@@ -43,6 +43,7 @@ from results_lib import (
     sign_test,
     spread,
     t_mpnet,
+    t_mpnet_compare,
     table,
     wtl,
     x100,
@@ -417,6 +418,7 @@ def t_llm_final(root: Path = RESULTS) -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "mpnet": t_mpnet,
+    "mpnet-compare": t_mpnet_compare,
     "minilm-setup": t_setup,
     "minilm-learns": t_learns,
     "minilm-table1": t_table1,
