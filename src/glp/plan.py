@@ -81,6 +81,15 @@ class Plan:
     schema: str = SCHEMA
 
     # -- lookup -------------------------------------------------------------------------------------
+    def final_hparams(self) -> dict[str, Any]:
+        """The hyper-parameters a final fine-tune of this plan starts from (`glp evaluate`, `glp export --finetune`):
+        the search's, less a warm start's candidate budget (``--init parent``'s ``heal_steps`` trained each candidate
+        from its parent; a final fine-tune starts from the pre-trained weights and trains the whole schedule)."""
+        d = dict(self.hparams)
+        if self.strategy.get("init") == "parent":
+            d.pop("heal_steps", None)
+        return d
+
     @property
     def searched_max(self) -> int:
         return max(self.removals, default=0)

@@ -158,3 +158,20 @@ def test_export_ships_the_model_the_warm_start_trained(tiny_setup, tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model")], capture_output=True, text=True)
     layers, head = out.stdout.split()
     assert int(layers) == 2 and float(head) == pytest.approx(float(saved["classifier.weight"].sum()), abs=1e-6)
+
+
+def test_a_final_fine_tune_of_a_warm_started_run_trains_the_whole_schedule(tiny_setup, tmp_path):
+    """`glp evaluate` (and `export --finetune`) of a warm-started run alone: the plan's --heal-steps was each
+    candidate's budget from its parent, not the final fine-tune's; the rows start from the pre-trained weights and
+    train every step of the schedule, as with the paper's plans."""
+    from glp.commands.evaluate import EvalConfig, evaluate
+    from glp.plan import Plan
+
+    plan = prune(_config(tiny_setup, tmp_path / "run"))
+    assert plan.hparams["heal_steps"] == HP.heal_steps and "heal_steps" not in plan.final_hparams()
+    paper = dataclasses.replace(plan, strategy={**plan.strategy, "init": "pretrained"})
+    assert Plan.final_hparams(paper)["heal_steps"] == HP.heal_steps  # (an LLM's heal: the final heal's budget too)
+    evaluate(EvalConfig(run_dirs=(str(tmp_path / "run"),), out=str(tmp_path / "e"), ns=(1,), seeds=1))
+    with RunDir(tmp_path / "e").journal(lock=False) as store:
+        results = list(store.results())
+    assert results and all(r["steps"] > HP.heal_steps for r in results), [r["steps"] for r in results]

@@ -239,7 +239,7 @@ def _plan_job(plan: Plan, path: Path, model: str, source: Any) -> TaskJob:
     tname = str(plan.task.get("name"))
     found = RunDir.of(path).data_spec(str(plan.strategy.get("name")))
     spec = found or DataSpec(task=tname)
-    job = TaskJob(tname, model, source, spec, dict(plan.hparams), plan.num_layers, [], [])
+    job = TaskJob(tname, model, source, spec, plan.final_hparams(), plan.num_layers, [], [])
     if found is None:
         job.notes.append(f"{path}: no journaled prune config; data located from the task name only")
     return job

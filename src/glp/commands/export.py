@@ -99,7 +99,7 @@ def export(
     source = models.from_record(plan.model)
     task = Task.from_dict(plan.task)
     _check_task(task, distill, onnx, quantize)  # before the fine-tune: a refusal costs nothing
-    hp = HParams.final(plan.hparams, hparams)
+    hp = HParams.final(plan.final_hparams(), hparams)
 
     tuned = None
     trained = plan.strategy.get("parents", {}).get(str(int(n))) if plan.strategy.get("init") == "parent" else None
