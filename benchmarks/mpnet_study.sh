@@ -5,10 +5,11 @@
 #   1. GLP (greedy, n <= 6) with the unpruned baseline,
 #   2. GLP warm-started (--init parent --heal-steps HEAL_STEPS, default 8): each candidate is the previous step's
 #      winner with one more layer removed, trained HEAL_STEPS optimizer steps (docs/benchmarks.md, "Warm start"),
+#      and the same with successive halving on top (--halving --rungs 3 --eta 3),
 #   3. a training-free proxy (block influence) searched the same way (its order, each n scored on search-eval),
 #   4. the paper's protocol at n = 2, 4, 6 (the searches' sets, Top and MiniLM-L6 first, so an interrupted study
-#      has its headline rows): the sets of GLP, warm-started GLP and the proxy, Top, Bottom and three
-#      seeded random orders fine-tuned on the (sub-sampled) training set with SEEDS seeds and scored on dev, with
+#      has its headline rows): the sets of GLP, warm-started GLP (with and without halving) and the proxy, Top,
+#      Bottom and three seeded random orders fine-tuned on the (sub-sampled) training set with SEEDS seeds and scored on dev, with
 #      MiniLM-L6 (COMPARE, a ready-made distilled 6-layer model) fine-tuned the same way beside them,
 #   5. the exhaustive optimum at n = 2 (66 sets) on the tasks in OPTIMAL_TASKS.
 #
@@ -36,9 +37,11 @@ for task in $TASKS; do
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --out "$run"                        # GLP
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --init parent --heal-steps "$HEAL_STEPS" \
       --out "$OUT/$task-parent"
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --init parent --heal-steps "$HEAL_STEPS" \
+      --halving --rungs 3 --eta 3 --out "$OUT/$task-parent-halving"                                  # + halving
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --strategy proxy-bi --out "$run"
-  evaluate=("$GLP" evaluate "$run" "$OUT/$task-parent" --compare "$COMPARE" --seeds "$SEEDS" "${HP[@]}"
-            "${PARALLEL[@]}" --out "$OUT/$task-eval")
+  evaluate=("$GLP" evaluate "$run" "$OUT/$task-parent" "$OUT/$task-parent-halving" --compare "$COMPARE"
+            --seeds "$SEEDS" "${HP[@]}" "${PARALLEL[@]}" --out "$OUT/$task-eval")
   "${evaluate[@]}" --n "$EVAL_NS" --pattern top   # the headline rows first; the next call reads them back
   "${evaluate[@]}" --n "$EVAL_NS" --pattern top,bottom,random:0,random:1,random:2
   case " $OPTIMAL_TASKS " in *" $task "*)

@@ -1,13 +1,14 @@
 """Warm start against the paper's GLP, from the committed artifacts of benchmarks/bench_warmstart.sh.
 
     python benchmarks/summarize_warmstart.py docs/results/warmstart/sst2
-    python benchmarks/summarize_warmstart.py docs/results/warmstart/mpnet-sst2 docs/results/mpnet/sst2/evaluation.json
+    python benchmarks/summarize_warmstart.py docs/results/warmstart/mpnet-sst2 docs/results/mpnet/sst2/evaluation.json \
+        docs/results/warmstart/mpnet-sst2/evaluation-halving.json
 
 reads ``pretrained.json``, ``parent.json``, ``parent-halving.json`` (the three searches' plans; the last is optional)
-and ``evaluation.json`` (the final protocol on dev; or the file named second) and prints, as markdown: each search's
-training steps and time, the layers each chooses and, per step, the rank correlation (Spearman) of the candidates'
-search-eval scores between the warm start and the paper's search (over the candidates that add the same layer to the
-same set), and the final dev scores per n.
+and ``evaluation.json`` (the final protocol on dev; or the files named after the folder, merged) and prints, as
+markdown: each search's training steps and time, the layers each chooses and, per step, the rank correlation
+(Spearman) of the candidates' search-eval scores between the warm start and the paper's search (over the candidates
+that add the same layer to the same set), and the final dev scores per n.
 """
 
 from __future__ import annotations
@@ -92,15 +93,27 @@ def final_table(evaluation: dict) -> list[str]:
     return out
 
 
-def main(root: str, evaluation: str | None = None) -> str:
+def merged(evaluations: list[dict]) -> dict:
+    """One evaluation of several (the same protocol and seeds): their records, each row and seed once."""
+    seen, records = set(), []
+    for ev in evaluations:
+        for rec in ev["records"]:
+            key = (_variant(rec), int(rec["n"]), int(rec["seed"]))
+            if key not in seen:
+                seen.add(key)
+                records.append(rec)
+    return {**evaluations[0], "records": records}
+
+
+def main(root: str, *evaluations: str) -> str:
     r = Path(root)
     plans = _plans(r)
     parts = ["### Search cost", "", *cost_table(plans), "", "### Candidates step by step", "", *step_table(plans)]
-    scores = Path(evaluation) if evaluation else r / "evaluation.json"
-    if scores.is_file():
-        parts += ["", "### Final scores", "", *final_table(json.loads(scores.read_text()))]
+    files = [Path(e) for e in evaluations] or [r / "evaluation.json"]
+    if all(f.is_file() for f in files):
+        parts += ["", "### Final scores", "", *final_table(merged([json.loads(f.read_text()) for f in files]))]
     return "\n".join(parts) + "\n"
 
 
 if __name__ == "__main__":
-    sys.stdout.write(main(*sys.argv[1:3]))
+    sys.stdout.write(main(*sys.argv[1:]))
