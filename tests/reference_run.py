@@ -149,7 +149,9 @@ def _run(root: Path) -> dict:
                                  patterns=("top",)))  # fmt: skip
     finally:
         torch.set_num_threads(threads)
-    records = [{k: r[k] for k in ("strategy", "n", "removed", "seed", "score", "metrics")} for r in ev["records"]]
+    records = [
+        {k: r[k] for k in ("strategy", "n", "removed", "seed", "score", "metrics")} for r in ev["records"]
+    ]
     return {
         "plans": {
             "cls/greedy": _plan(cls_run, "greedy"),

@@ -39,36 +39,12 @@ def test_prune_settings_are_the_flags(tiny_setup, tmp_path):
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("model", "hparams")}
     plan = glp.prune(cfg.model, **settings, **cfg.hparams.to_dict())
     with pytest.raises(SystemExit) as done:
-        main(
-            [
-                "prune",
-                cfg.model,
-                "--task",
-                "toy",
-                "--train-file",
-                cfg.train_file,
-                "--dev-file",
-                cfg.dev_file,
-                "--text-columns",
-                "text",
-                "--label-column",
-                "label",
-                "--metric",
-                "accuracy",
-                "--max-remove",
-                "1",
-                "--learning-rate",
-                "1e-3",
-                "--num-train-epochs",
-                "4",
-                "--per-device-train-batch-size",
-                "16",
-                "--max-seq-length",
-                "32",
-                "--out",
-                str(tmp_path / "cli"),
-            ]
-        )
+        main([
+            "prune", cfg.model, "--task", "toy", "--train-file", cfg.train_file, "--dev-file", cfg.dev_file,
+            "--text-columns", "text", "--label-column", "label", "--metric", "accuracy", "--max-remove", "1",
+            "--learning-rate", "1e-3", "--num-train-epochs", "4", "--per-device-train-batch-size", "16",
+            "--max-seq-length", "32", "--out", str(tmp_path / "cli"),
+        ])
     assert done.value.code in (0, None)
     cli_plan = json.loads((tmp_path / "cli" / "plan.json").read_text())
     assert plan.order == cli_plan["order"] and plan.searched_max == 1

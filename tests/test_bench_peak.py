@@ -21,9 +21,8 @@ Shape, step_flops = bench_peak.Shape, bench_peak.step_flops
 
 def test_hand_count_encoder():
     # h 8, i 16, 2 layers, 2 heads (= kv heads), classifier with 3 labels, two sequences of 4 and 2 tokens
-    shape = Shape(
-        "tiny", hidden=8, intermediate=16, layers=2, heads=2, kv_heads=2, vocab=50, lm_head=False, num_labels=3
-    )
+    shape = Shape("tiny", hidden=8, intermediate=16, layers=2, heads=2, kv_heads=2, vocab=50, lm_head=False,
+                  num_labels=3)
     f = step_flops(shape, [4, 2])
     per_layer = 4 * 8 * 8 + 2 * 8 * 16  # Q K V O + two MLP matrices = 512
     assert shape.layer_params() == per_layer
@@ -36,7 +35,8 @@ def test_hand_count_encoder():
 
 def test_hand_count_gqa_lm():
     # h 8, 4 heads of 2, 1 kv head (K, V: 8×2), gated MLP, LM head over a vocab of 10, one sequence of 3
-    shape = Shape("lm", hidden=8, intermediate=4, layers=1, heads=4, kv_heads=1, vocab=10, lm_head=True, gated_mlp=True)
+    shape = Shape("lm", hidden=8, intermediate=4, layers=1, heads=4, kv_heads=1, vocab=10, lm_head=True,
+                  gated_mlp=True)
     assert shape.layer_params() == 2 * 64 + 2 * 16 + 3 * 32
     f = step_flops(shape, [3])
     assert f["head"] == 2 * 8 * 10 * 3

@@ -70,8 +70,7 @@ scalars = (
     | st.sampled_from(["pos", "neg", "1", "0", " ", "O", "B-PER", "I-PER", "nan"])
 )
 json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=10,
 )
 # characters a delimited or column file is made of, the awkward ones included

@@ -137,10 +137,8 @@ class ModelShape:
     @property
     def other_params(self) -> int:
         """Parameters outside the decoder layers: embeddings, output head, final norm."""
-        return (
-            self.vocab * self.hidden * (1 if self.tied else 2)
-            + self.positions * self.hidden
-            + self.hidden * (1 + self.norm_bias)
+        return self.vocab * self.hidden * (1 if self.tied else 2) + self.positions * self.hidden + self.hidden * (
+            1 + self.norm_bias
         )
 
     @property

@@ -40,7 +40,6 @@ class Registry(Generic[T]):
 
     def register(self, name: str, help: str = "") -> Callable[[T], T]:
         """Decorator: register ``value`` under ``name`` (a second registration of a name is a bug)."""
-
         def deco(value: T) -> T:
             self.add(name, value, help)
             return value
@@ -100,3 +99,4 @@ class Registry(Generic[T]):
                 ep.load()
             except Exception as exc:  # noqa: BLE001 - someone else's package
                 warnings.warn(f"glp {self.what} plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+

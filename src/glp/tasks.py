@@ -86,7 +86,9 @@ class Task:
         if not self.metrics:
             object.__setattr__(self, "metrics", (self.metric,))
         elif self.metrics[0] != self.metric:
-            object.__setattr__(self, "metrics", (self.metric,) + tuple(m for m in self.metrics if m != self.metric))
+            object.__setattr__(
+                self, "metrics", (self.metric,) + tuple(m for m in self.metrics if m != self.metric)
+            )
 
     @property
     def is_pair(self) -> bool:
@@ -270,9 +272,13 @@ def custom_task(
         text_columns = (text_columns,)
     text_columns = tuple(str(c) for c in text_columns)
     if len(text_columns) not in (1, 2):
-        raise TaskError(f"task {name!r}: give one or two text columns, got {len(text_columns)}: {text_columns}")
+        raise TaskError(
+            f"task {name!r}: give one or two text columns, got {len(text_columns)}: {text_columns}"
+        )
     if len(set(text_columns)) != len(text_columns) or str(label_column) in text_columns:
-        raise TaskError(f"task {name!r}: text columns {text_columns} and label column {label_column!r} must all differ")
+        raise TaskError(
+            f"task {name!r}: text columns {text_columns} and label column {label_column!r} must all differ"
+        )
     metric = normalize_metric(metric)
     extras = tuple(normalize_metric(m) for m in extra_metrics)
     regression = metric in REGRESSION_METRICS if is_regression is None else bool(is_regression)
@@ -353,11 +359,15 @@ def predictions_from_logits(task: Task, predictions) -> np.ndarray:
         if p.ndim == 2 and p.shape[1] == 1:
             p = p[:, 0]
         if p.ndim != 1:
-            raise TaskError(f"task {task.name!r} is a regression: predictions must be (N,) or (N, 1), got {p.shape}")
+            raise TaskError(
+                f"task {task.name!r} is a regression: predictions must be (N,) or (N, 1), got {p.shape}"
+            )
         return p.astype(np.float64)
     if p.ndim == 2:
         if task.num_labels and p.shape[1] != task.num_labels:
-            raise TaskError(f"task {task.name!r} has {task.num_labels} labels but the logits have {p.shape[1]} columns")
+            raise TaskError(
+                f"task {task.name!r} has {task.num_labels} labels but the logits have {p.shape[1]} columns"
+            )
         return p.argmax(axis=1).astype(np.int64)
     if p.ndim == 1 and np.issubdtype(p.dtype, np.integer):
         return p.astype(np.int64)
@@ -378,7 +388,9 @@ def compute_metrics(task: Task, predictions, labels) -> dict[str, float]:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or len(y) != len(preds):
-        raise TaskError(f"task {task.name!r}: {len(preds)} predictions but labels of shape {y.shape}; they must match")
+        raise TaskError(
+            f"task {task.name!r}: {len(preds)} predictions but labels of shape {y.shape}; they must match"
+        )
     if len(y) == 0:
         raise TaskError(f"task {task.name!r}: no examples to score")
     y = y.astype(np.float64) if task.is_regression else y.astype(np.int64)

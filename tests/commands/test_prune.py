@@ -125,38 +125,15 @@ def test_proxy_strategy_and_prefilter(tiny_setup, tmp_path):
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen(
-        [sys.executable, "-m", "glp.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
-    )
+    return subprocess.Popen([sys.executable, "-m", "glp.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
 
 
 def _cli_args(root: Path, out: Path) -> list[str]:
-    return [
-        "prune",
-        str(root / "model"),
-        "--task",
-        "toy",
-        "--train-file",
-        str(root / "train.csv"),
-        "--dev-file",
-        str(root / "dev.csv"),
-        "--text-columns",
-        "text",
-        "--label-column",
-        "label",
-        "--max-remove",
-        "2",
-        "--out",
-        str(out),
-        "--learning-rate",
-        "1e-3",
-        "--num-train-epochs",
-        "4",
-        "--per-device-train-batch-size",
-        "16",
-        "--max-seq-length",
-        "32",
-    ]
+    return ["prune", str(root / "model"), "--task", "toy", "--train-file", str(root / "train.csv"),
+            "--dev-file", str(root / "dev.csv"), "--text-columns", "text", "--label-column", "label",
+            "--max-remove", "2", "--out", str(out), "--learning-rate", "1e-3", "--num-train-epochs", "4",
+            "--per-device-train-batch-size", "16", "--max-seq-length", "32"]
 
 
 def _journaled(run: Path) -> int:

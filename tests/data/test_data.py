@@ -22,7 +22,9 @@ from glp.errors import DataError, GLPError, TaskError
 from glp.tasks import get_task
 
 GLUE = glue_dir()
-needs_glue = pytest.mark.skipif(GLUE is None, reason="no local GLUE data (../shared/data/glue or $GLP_GLUE_DIR)")
+needs_glue = pytest.mark.skipif(
+    GLUE is None, reason="no local GLUE data (../shared/data/glue or $GLP_GLUE_DIR)"
+)
 
 # task, train rows, dev rows, label set (class counts in train, or target range for STS-B), first train row
 MRPC_0 = 'Amrozi accused his brother, whom he called "the witness", of deliberately distorting his evidence.'
@@ -192,7 +194,9 @@ def test_subsample_and_subset():
     assert list(enc.subsample(5, 1, 2).labels) != list(a.labels)  # another stream, another subset
     assert list(a.lengths) == [len(x) for x in a.input_ids] and a.fingerprint() == b.fingerprint()
     s = e.subset([3, 1])
-    assert s.text_a == ["text 3", "text 1"] and s.text_b == ["text 16", "text 18"] and list(s.labels) == [1, 1]
+    assert (
+        s.text_a == ["text 3", "text 1"] and s.text_b == ["text 16", "text 18"] and list(s.labels) == [1, 1]
+    )
     assert len(e.subset(e.labels == 0)) == 10
     assert e.content_hash() == ex(np.arange(20) % 2, pairs=True).content_hash() != s.content_hash()
 
@@ -215,7 +219,9 @@ def write_rows(path, rows):
     if suffix == ".csv":
         df.to_csv(path, index=False)
     elif suffix == ".tsv":
-        path.write_text("\t".join(df.columns) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in df.values))
+        path.write_text(
+            "\t".join(df.columns) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in df.values)
+        )
     elif suffix == ".jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     elif suffix == ".json":
@@ -297,7 +303,9 @@ def _files(tmp_path, train_rows, dev_rows, suffix=".csv"):
 def test_missing_file_is_named(tmp_path):
     dev = write_rows(tmp_path / "dev.csv", ROWS)
     with pytest.raises(DataError, match=r"train file not found: .*nope\.csv"):
-        load_task_data("t", train_file=tmp_path / "nope.csv", dev_file=dev, text_columns="a", label_column="y")
+        load_task_data(
+            "t", train_file=tmp_path / "nope.csv", dev_file=dev, text_columns="a", label_column="y"
+        )
 
 
 def test_missing_column_lists_available_columns(tmp_path):
@@ -312,7 +320,9 @@ def test_missing_column_in_glue_dir(tmp_path):
     (tmp_path / "RTE").mkdir()
     (tmp_path / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tgold\n0\ta\tb\tentailment\n")
     (tmp_path / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
-    with pytest.raises(DataError, match=r"train\.tsv: label column 'label' not found; available columns: .*'gold'"):
+    with pytest.raises(
+        DataError, match=r"train\.tsv: label column 'label' not found; available columns: .*'gold'"
+    ):
         load_task_data("rte", data_dir=tmp_path)
 
 
@@ -335,7 +345,9 @@ def test_empty_split(tmp_path):
 
 
 def test_dev_label_never_seen_in_train(tmp_path):
-    train, dev = _files(tmp_path, ROWS, [{"a": "x", "b": "y", "y": "pos"}, {"a": "x", "b": "y", "y": "mixed"}])
+    train, dev = _files(
+        tmp_path, ROWS, [{"a": "x", "b": "y", "y": "pos"}, {"a": "x", "b": "y", "y": "mixed"}]
+    )
     with pytest.raises(DataError) as e:
         load_task_data("t", train_file=train, dev_file=dev, text_columns="a", label_column="y")
     msg = str(e.value)
@@ -353,15 +365,21 @@ def test_unknown_glue_label(tmp_path):
 def test_non_numeric_regression_target(tmp_path):
     rows = [{"a": "x", "y": "1.5"}, {"a": "y", "y": "high"}]
     train, dev = _files(tmp_path, rows, rows[:1])
-    with pytest.raises(DataError, match=r"train\.csv, row 1 \(line 3\): regression target 'high' in column 'y'"):
-        load_task_data("t", train_file=train, dev_file=dev, text_columns="a", label_column="y", metric="spearman")
+    with pytest.raises(
+        DataError, match=r"train\.csv, row 1 \(line 3\): regression target 'high' in column 'y'"
+    ):
+        load_task_data(
+            "t", train_file=train, dev_file=dev, text_columns="a", label_column="y", metric="spearman"
+        )
 
 
 def test_missing_values_are_errors(tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text('{"a": "x", "y": 1}\n{"a": null, "y": 0}\n{"a": "z", "y": 0}\n')
     dev = write_rows(tmp_path / "dev.jsonl", [{"a": "x", "y": 1}, {"a": "q"}])
-    with pytest.raises(DataError, match=r"train\.jsonl: 1 rows have no value in column 'a': .*row 1 \(line 2\)"):
+    with pytest.raises(
+        DataError, match=r"train\.jsonl: 1 rows have no value in column 'a': .*row 1 \(line 2\)"
+    ):
         load_task_data("t", train_file=train, dev_file=dev, text_columns="a", label_column="y")
     train.write_text('{"a": "x", "y": 1}\n{"a": "z", "y": 0}\n')
     with pytest.raises(DataError, match=r"dev\.jsonl: 1 rows have no value in column 'y'"):
@@ -440,7 +458,9 @@ def test_hub_custom_dataset_with_class_labels(monkeypatch):
     assert ds.task.label_names == ("neg", "pos") and ds.train.labels.tolist() == [1, 0, 1]
     with pytest.raises(DataError, match=r"no split 'dev2'; splits: train, validation"):
         load_task_data("imdb", hub_name="x", text_columns="text", label_column="label", dev_split="dev2")
-    with pytest.raises(DataError, match=r"x\[train\]: text column 'sentence' not found; available columns: 'text'"):
+    with pytest.raises(
+        DataError, match=r"x\[train\]: text column 'sentence' not found; available columns: 'text'"
+    ):
         load_task_data("imdb", hub_name="x", text_columns="sentence", label_column="label")
 
 
@@ -543,11 +563,17 @@ def test_glue_dir_mnli_layout(tmp_path):
     head = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2"
     (d / "train.tsv").write_text(head + "\tlabel1\tgold_label\n0\t1\t1e\tfic\tA\tB\tneutral\tneutral\n"
                                  "1\t2\t2e\tfic\tC\tD\tentailment\tentailment\n")  # fmt: skip
-    dev = head + "\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label\n0\t1\t1e\tfic\tE\tF" + "\tcontradiction" * 6
+    dev = (
+        head
+        + "\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label\n0\t1\t1e\tfic\tE\tF"
+        + "\tcontradiction" * 6
+    )
     (d / "dev_matched.tsv").write_text(dev + "\n")
     (d / "dev_mismatched.tsv").write_text(dev.replace("\tE\t", "\tG\t") + "\n")
     ds = load_task_data("mnli", data_dir=tmp_path)
-    assert ds.train.labels.tolist() == [1, 0] and ds.train.text_a == ["A", "C"] and ds.train.text_b == ["B", "D"]
+    assert (
+        ds.train.labels.tolist() == [1, 0] and ds.train.text_a == ["A", "C"] and ds.train.text_b == ["B", "D"]
+    )
     assert ds.dev.labels.tolist() == [2] and ds.dev.text_a == ["E"]
     assert list(ds.extra_dev) == ["dev_mismatched"] and ds.extra_dev["dev_mismatched"].text_a == ["G"]
     assert "dev_mismatched 1" in ds.summary()

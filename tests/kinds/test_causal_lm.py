@@ -404,13 +404,8 @@ def test_evaluate_heals_each_row_and_reports_test_perplexity(lm_root, tmp_path):
     run = tmp_path / "r"
     prune(_config(lm_root, run, max_remove=1, hparams={"heal": "none"}))
     res = evaluate(
-        EvalConfig(
-            run_dirs=(str(run),),
-            out=str(tmp_path / "e"),
-            seeds=1,
-            patterns=("top",),
-            hparams={"heal": "lora", "heal_steps": 3},
-        )
+        EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "e"), seeds=1, patterns=("top",),
+                   hparams={"heal": "lora", "heal_steps": 3})
     )
     rows = {(r["strategy"], r["n"]): r for r in res["records"]}
     assert set(rows) == {("baseline", 0), ("greedy", 1), ("top", 1)}
@@ -431,15 +426,8 @@ def test_lm_eval_scores_the_healed_rows_offline(lm_root, tmp_path):
     run = tmp_path / "r"
     prune(_config(lm_root, run, max_remove=1, strategy="top", hparams={"heal": "none"}))
     res = evaluate(
-        EvalConfig(
-            run_dirs=(str(run),),
-            out=str(tmp_path / "e"),
-            seeds=1,
-            lm_eval_tasks="arc_easy_local,piqa_local",
-            lm_eval_include_path=str(LOCAL_TASKS),
-            lm_eval_limit=4,
-            hparams={"heal": "lora", "heal_steps": 2},
-        )
+        EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "e"), seeds=1, lm_eval_tasks="arc_easy_local,piqa_local",
+                   lm_eval_include_path=str(LOCAL_TASKS), lm_eval_limit=4, hparams={"heal": "lora", "heal_steps": 2})
     )
     for r in res["records"]:
         for key in ("arc_easy_local:acc", "arc_easy_local:acc_norm", "piqa_local:acc"):

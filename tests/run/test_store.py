@@ -41,17 +41,8 @@ def test_corrupt_journal(tmp_path):
 
 
 def test_plan_roundtrip_and_lookup(tmp_path):
-    plan = Plan(
-        model={"source": "m"},
-        task={"name": "rte"},
-        data={},
-        hparams={},
-        strategy={"name": "greedy"},
-        num_layers=6,
-        max_remove=2,
-        removals={1: [5], 2: [5, 3]},
-        order=[5, 3],
-    )
+    plan = Plan(model={"source": "m"}, task={"name": "rte"}, data={}, hparams={}, strategy={"name": "greedy"},
+                num_layers=6, max_remove=2, removals={1: [5], 2: [5, 3]}, order=[5, 3])
     plan.save(tmp_path / "plan.json")
     back = RunDir(tmp_path).load_plan()
     assert back.layers_to_remove(2) == [5, 3] and back.layers_to_remove(0) == []

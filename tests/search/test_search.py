@@ -28,29 +28,13 @@ def fake_runner(objective, noise=None, log=None):
                 log.append(r)
             score = objective(frozenset(r.removed))
             if score is None:
-                out.append(
-                    {
-                        "removed": list(r.removed),
-                        "seed": r.seed,
-                        "budget": r.budget,
-                        "status": "failed",
-                        "score": None,
-                        "reason": "nan loss",
-                    }
-                )
+                out.append({"removed": list(r.removed), "seed": r.seed, "budget": r.budget,
+                            "status": "failed", "score": None, "reason": "nan loss"})
                 continue
             if noise is not None:
                 score += noise(r.seed, frozenset(r.removed))
-            out.append(
-                {
-                    "removed": list(r.removed),
-                    "seed": r.seed,
-                    "budget": r.budget,
-                    "status": "ok",
-                    "score": score * r.budget,
-                    "reason": None,
-                }
-            )
+            out.append({"removed": list(r.removed), "seed": r.seed, "budget": r.budget,
+                        "status": "ok", "score": score * r.budget, "reason": None})
         return out
 
     return run
@@ -86,13 +70,8 @@ def test_greedy_equals_optimal_on_additive_objective():
 
 def test_beam_finds_what_greedy_misses():
     # removing layer 0 alone is best, but the best pair is {1, 2}, which does not contain 0.
-    table = {
-        frozenset([0]): 0.90,
-        frozenset([1]): 0.88,
-        frozenset([2]): 0.80,
-        frozenset([3]): 0.70,
-        frozenset([1, 2]): 0.85,
-    }
+    table = {frozenset([0]): 0.90, frozenset([1]): 0.88, frozenset([2]): 0.80, frozenset([3]): 0.70,
+             frozenset([1, 2]): 0.85}
 
     def obj(s):
         return table.get(s, 0.5 if len(s) == 2 else 0.1)
@@ -212,14 +191,8 @@ def test_halving_cut_through_a_tied_metric_goes_by_the_eval_loss():
 
     def run(requests):
         return [
-            {
-                "removed": list(r.removed),
-                "seed": r.seed,
-                "budget": r.budget,
-                "status": "ok",
-                "score": final[r.removed[0]] if r.budget == 1.0 else 0.0,
-                "eval_loss": loss[r.removed[0]],
-            }
+            {"removed": list(r.removed), "seed": r.seed, "budget": r.budget, "status": "ok",
+             "score": final[r.removed[0]] if r.budget == 1.0 else 0.0, "eval_loss": loss[r.removed[0]]}
             for r in requests
         ]
 
@@ -273,14 +246,8 @@ def test_proxy_strategy_uses_lowest_proxy():
 
 def test_proxy_prefilter_limits_finetunes():
     log = []
-    res = make_strategy("greedy").run(
-        ctx(
-            fake_runner(additive(WEIGHTS), log=log),
-            n=2,
-            proxy=lambda removed, layers: {i: WEIGHTS[i] for i in layers},
-            prefilter_top=2,
-        )
-    )
+    res = make_strategy("greedy").run(ctx(fake_runner(additive(WEIGHTS), log=log), n=2,
+                          proxy=lambda removed, layers: {i: WEIGHTS[i] for i in layers}, prefilter_top=2))
     assert len(log) == 4 and res.order == [3, 1]
 
 

@@ -197,7 +197,9 @@ def test_max_samples_subsample_with_the_seed(model_dir, data):
 
 
 def test_continued_trial_equals_straight_through(model_dir, data):
-    hp = dataclasses.replace(FAST, num_train_epochs=1.5, warmup_ratio=0.1)  # fractional epochs: stop mid-epoch
+    hp = dataclasses.replace(
+        FAST, num_train_epochs=1.5, warmup_ratio=0.1
+    )  # fractional epochs: stop mid-epoch
     straight = Trial(model_dir, (), data, hp, seed=3)
     full = straight.advance(1.0)
 

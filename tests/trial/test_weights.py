@@ -246,8 +246,7 @@ def test_a_shared_candidate_with_a_new_head_equals_one_of_its_own(tiny_setup):
     assert torch.equal(own.classifier.weight, shared.classifier.weight) and shared.classifier.weight.requires_grad
     held = _storages(models.pretrained(src, task).model)
     assert {k for k in _storages(shared) if k not in held} == {
-        shared.classifier.weight.untyped_storage().data_ptr(),
-        shared.classifier.bias.untyped_storage().data_ptr(),
+        shared.classifier.weight.untyped_storage().data_ptr(), shared.classifier.bias.untyped_storage().data_ptr()
     }
     x = torch.tensor([[2, 7, 9, 11, 3]])
     with torch.no_grad():

@@ -95,10 +95,8 @@ class DryRun:
                 f"{self.eval_rows:,} search-eval rows"
             )
         if self.flops:
-            out.append(
-                f"  about {self.flops:.2e} FLOPs (2 per weight and token for each forward, backward and "
-                "recomputing pass; at most)"
-            )
+            out.append(f"  about {self.flops:.2e} FLOPs (2 per weight and token for each forward, backward and "
+                       "recomputing pass; at most)")
         out.extend(f"note: {n}" for n in self.notes)
         return "\n".join(out)
 

@@ -246,12 +246,8 @@ def plot_tradeoff(data: dict[str, Any], path: str | os.PathLike[str], title: str
         for x, y, n in pts:
             ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         shift = (k - (len(data["series"]) - 1) / 2) * dodge  # the seeds' spread, a little beside the point
-        error_bars(
-            ax,
-            [(x + shift, y, ranges[name][n]) for x, y, n in pts if n in ranges.get(name, {})],
-            line.get_color(),
-            2 + k,
-        )
+        error_bars(ax, [(x + shift, y, ranges[name][n]) for x, y, n in pts if n in ranges.get(name, {})],
+                   line.get_color(), 2 + k)
     ax.plot([bx], [by], marker="*", markersize=14, color="black", linestyle="none", label="baseline (unpruned)")
     base_range = data.get("baseline_range")
     error_bars(ax, [(bx, by, base_range)] if base_range is not None else [], "black", 2, "min–max over seeds")
@@ -317,7 +313,6 @@ def report(
     plans = _load_plans(run_dirs)
     evald = ev.load_evaluation(evaluation) if evaluation is not None else None
     prof = pf.load(profile) if profile is not None else None
-
     # written whole or not at all: into a hidden sibling, moved into ``out`` when complete (`write_dir_atomic`)
     def write(tmp: Path) -> Report:
         return _write(Path(tmp), plans, evald, prof, evaluation, profile, html, speedup, title)

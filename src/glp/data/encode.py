@@ -190,7 +190,9 @@ def _tokenize(examples: Examples, tokenizer, max_length: int, batch_size: int = 
     for start in range(0, n, batch_size):
         a = examples.text_a[start : start + batch_size]
         b = None if examples.text_b is None else examples.text_b[start : start + batch_size]
-        out = tokenizer(a, b, truncation=True, max_length=int(max_length), padding=False, return_attention_mask=False)
+        out = tokenizer(
+            a, b, truncation=True, max_length=int(max_length), padding=False, return_attention_mask=False
+        )
         ids.extend(out["input_ids"])
         if types is not None:
             tt = out.get("token_type_ids")
@@ -255,7 +257,9 @@ def _save_disk(path: Path, key: str, tokens: _Tokens) -> None:
             )
 
 
-def encode(examples: Examples, tokenizer, max_length: int, cache_dir: str | os.PathLike | None = None) -> Encoded:
+def encode(
+    examples: Examples, tokenizer, max_length: int, cache_dir: str | os.PathLike | None = None
+) -> Encoded:
     """Tokenize ``examples`` (batched, truncated to ``max_length``, unpadded) once and reuse it.
 
     The result is cached in memory keyed by the tokenizer (name_or_path, vocabulary size, definition

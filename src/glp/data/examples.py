@@ -49,7 +49,9 @@ class Examples:
         if self.groups is not None:
             self.groups = np.asarray(self.groups, dtype=np.int64)
         n = len(self.text_a)
-        sizes = {len(self.labels), len(self.row_ids)} | ({len(self.text_b)} if self.text_b is not None else set())
+        sizes = {len(self.labels), len(self.row_ids)} | (
+            {len(self.text_b)} if self.text_b is not None else set()
+        )
         if (isinstance(self.labels, np.ndarray) and self.labels.ndim == 0) or sizes != {n}:
             raise DataError(
                 f"Examples: text_a has {n} rows but text_b/labels/row_ids have "

@@ -40,8 +40,7 @@ def load_hub_dataset(name: str, config: str | None = None, offline_hint: str = "
     except Exception as e:  # offline, unknown name or config, ...
         hint = offline_hint or "give a local directory (--data-dir) or --train-file/--dev-file"
         raise DataError(
-            f"cannot load hub dataset {name!r}"
-            + (f" (config {config!r})" if config else "")
+            f"cannot load hub dataset {name!r}" + (f" (config {config!r})" if config else "")
             + f": {type(e).__name__}: {e}. Without the hub, {hint}"
         ) from e
     if not hasattr(ds, "keys"):
@@ -72,7 +71,8 @@ def load_hub(
         found = next((s for s in ("validation", "dev", "valid") if s in ds), None)
         if found is None:
             raise DataError(
-                f"hub dataset {hub_name!r} has no validation split (splits: {', '.join(ds)}); name one with dev_split"
+                f"hub dataset {hub_name!r} has no validation split (splits: {', '.join(ds)}); "
+                "name one with dev_split"
             )
         dev_splits = (("dev", found),)
     tables = {"train": _hub_table(ds, hub_name, train_split, columns, task.label_column)}

@@ -84,7 +84,9 @@ def _regression_targets(table: _Table, column: str, values: list) -> np.ndarray:
         except (TypeError, ValueError, OverflowError):  # (an integer too large for a float: not finite either)
             x = None
         if x is None or not math.isfinite(x):
-            raise DataError(f"{table.where(i)}: regression target {v!r} in column {column!r} is not a finite number")
+            raise DataError(
+                f"{table.where(i)}: regression target {v!r} in column {column!r} is not a finite number"
+            )
         out[i] = x
     return out
 

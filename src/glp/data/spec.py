@@ -63,7 +63,9 @@ def load_task_data(
     task = resolve_task(task, text_columns, label_column, metric, label_names)
     if train_file is not None or dev_file is not None:
         if train_file is None or dev_file is None:
-            raise DataError(f"give both train_file and dev_file (got train_file={train_file}, dev_file={dev_file})")
+            raise DataError(
+                f"give both train_file and dev_file (got train_file={train_file}, dev_file={dev_file})"
+            )
         return load_files(task, train_file, dev_file)
     if hub_name is not None:
         if task.is_glue and hub_config is None and hub_name in (GLUE_HUB_NAME, "glue"):
@@ -91,72 +93,41 @@ class DataSpec:
     """Where a task's data comes from. `glp.commands.prune.PruneConfig` is a DataSpec (these are its data settings);
     ``glp evaluate`` and ``glp export`` read one back from a run's journaled settings."""
 
-    task: str = field(
-        metadata={"help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or a name for your own data."}
-    )
-    kind: str | None = field(
-        default=None,
-        metadata={"help": "What the task is (default: implied by the data settings; sequence-classification)."},
-    )
-    data_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Local GLUE directory (<dir>/<TASK>/train.tsv, dev.tsv); default $GLP_GLUE_DIR, else the hub."
-        },
-    )
+    task: str = field(metadata={"help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or a name "
+                                        "for your own data."})
+    kind: str | None = field(default=None, metadata={"help": "What the task is (default: implied by the data "
+                                                              "settings; sequence-classification)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Local GLUE directory (<dir>/<TASK>/train.tsv, "
+                                                                  "dev.tsv); default $GLP_GLUE_DIR, else the hub."})
     train_file: str | None = field(default=None, metadata={"help": "Your own train data (csv/tsv/json/jsonl/parquet)."})
     dev_file: str | None = field(default=None, metadata={"help": "Your own dev data."})
     hub_dataset: str | None = field(default=None, metadata={"help": "A hub dataset name, for datasets.load_dataset."})
     text_columns: tuple[str, ...] | None = field(default=None, metadata={"help": "One or two text columns, e.g. a,b."})
     label_column: str | None = field(default=None, metadata={"help": "The label column."})
-    metric: str | None = field(
-        default=None, metadata={"help": "For your own data: accuracy | f1 | macro-f1 | mcc | spearman | pearson."}
-    )
-    test_file: str | None = field(
-        default=None,
-        metadata={"help": "Your own test data (token classification: scored by glp evaluate next to dev)."},
-    )
-    token_column: str | None = field(
-        default=None,
-        metadata={
-            "help": "Token classification: the words' column (0-based "
-            "number in a column file; a list column's name "
-            "in JSON/parquet, default tokens)."
-        },
-    )
-    tag_column: str | None = field(
-        default=None,
-        metadata={
-            "help": "Token classification: the tags' column (number, default the last; or name, default ner_tags)."
-        },
-    )
-    label_names: tuple[str, ...] | None = field(
-        default=None, metadata={"help": "Names of integer tags, in id order, e.g. O,B-PER,I-PER."}
-    )
-    label_all_tokens: bool = field(
-        default=False,
-        metadata={"help": "Token classification: tag every sub-token, not only a word's first (run_ner.py's flag)."},
-    )
-    tag_scheme: str | None = field(
-        default=None, metadata={"help": "IOB1 | IOB2 | IOBES | none (token accuracy); default: detected from train."}
-    )
-    text_column: str | None = field(
-        default=None, metadata={"help": "Causal LM: the text column of a JSON/JSONL/parquet/CSV corpus (default text)."}
-    )
-    prompt_column: str | None = field(
-        default=None,
-        metadata={"help": "Causal LM: prompt/response pairs, the prompts' column (loss on responses only)."},
-    )
+    metric: str | None = field(default=None, metadata={"help": "For your own data: accuracy | f1 | macro-f1 | mcc | "
+                                                                "spearman | pearson."})
+    test_file: str | None = field(default=None, metadata={"help": "Your own test data (token classification: "
+                                                                   "scored by glp evaluate next to dev)."})
+    token_column: str | None = field(default=None, metadata={"help": "Token classification: the words' column (0-based "
+                                                                      "number in a column file; a list column's name "
+                                                                      "in JSON/parquet, default tokens)."})
+    tag_column: str | None = field(default=None, metadata={"help": "Token classification: the tags' column (number, "
+                                                                    "default the last; or name, default ner_tags)."})
+    label_names: tuple[str, ...] | None = field(default=None, metadata={"help": "Names of integer tags, in id order, "
+                                                                                 "e.g. O,B-PER,I-PER."})
+    label_all_tokens: bool = field(default=False, metadata={"help": "Token classification: tag every sub-token, not "
+                                                                     "only a word's first (run_ner.py's flag)."})
+    tag_scheme: str | None = field(default=None, metadata={"help": "IOB1 | IOB2 | IOBES | none (token accuracy); "
+                                                                    "default: detected from train."})
+    text_column: str | None = field(default=None, metadata={"help": "Causal LM: the text column of a JSON/JSONL/"
+                                                                     "parquet/CSV corpus (default text)."})
+    prompt_column: str | None = field(default=None, metadata={"help": "Causal LM: prompt/response pairs, the "
+                                                                       "prompts' column (loss on responses only)."})
     response_column: str | None = field(default=None, metadata={"help": "Causal LM: the responses' column."})
-    chat_template: bool = field(
-        default=False, metadata={"help": "Causal LM pairs: wrap each prompt in the tokenizer's chat template."}
-    )
-    block_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "Causal LM: tokens per block the text is packed into (run_clm's flag; default --max-seq-length)."
-        },
-    )
+    chat_template: bool = field(default=False, metadata={"help": "Causal LM pairs: wrap each prompt in the "
+                                                                  "tokenizer's chat template."})
+    block_size: int | None = field(default=None, metadata={"help": "Causal LM: tokens per block the text is packed "
+                                                                    "into (run_clm's flag; default --max-seq-length)."})
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:

@@ -88,7 +88,9 @@ def _read_delimited(
                     ncols = len(fields)
                     columns = [str(i) for i in range(ncols)]
                 if len(fields) != ncols:
-                    skipped_where.append(f"row {row} (line {reader.line_num}: {len(fields)} fields, expected {ncols})")
+                    skipped_where.append(
+                        f"row {row} (line {reader.line_num}: {len(fields)} fields, expected {ncols})"
+                    )
                 else:
                     rows.append(fields)
                     row_ids.append(row)

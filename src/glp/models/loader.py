@@ -99,7 +99,9 @@ def _looks_like_path(s: str) -> bool:
 
 def _need_gguf(source: str) -> None:
     if importlib.util.find_spec("gguf") is None:
-        raise ModelLoadError(f"model {source!r} is a GGUF file; reading it needs the gguf package: pip install gguf")
+        raise ModelLoadError(
+            f"model {source!r} is a GGUF file; reading it needs the gguf package: pip install gguf"
+        )
 
 
 def _package_path(given: str, name: str) -> str:

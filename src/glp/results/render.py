@@ -79,15 +79,5 @@ def error_bars(
     if points:
         lo = [p[1] - p[2][0] for p in points]
         hi = [p[2][1] - p[1] for p in points]
-        ax.errorbar(
-            [p[0] for p in points],
-            [p[1] for p in points],
-            yerr=[lo, hi],
-            fmt="none",
-            ecolor=color,
-            elinewidth=0.9,
-            capsize=2.5,
-            alpha=0.7,
-            zorder=zorder,
-            label=label,
-        )
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[lo, hi], fmt="none", ecolor=color,
+                    elinewidth=0.9, capsize=2.5, alpha=0.7, zorder=zorder, label=label)

@@ -183,7 +183,9 @@ class SearchContext:
                 final.update(cands)
                 break
             keep = schedule.keep(len(alive))
-            survivors = {tuple(c.removed) for c in ranked[:keep] if c.status == "ok"} or {tuple(ranked[0].removed)}
+            survivors = {tuple(c.removed) for c in ranked[:keep] if c.status == "ok"} or {
+                tuple(ranked[0].removed)
+            }
             self._note_tied_cut(n, r, budget, ranked, keep)
             for i, c in cands.items():
                 if tuple(c.removed) not in survivors:

@@ -44,10 +44,8 @@ class HParams:
     # healing (decoder LLMs; every kind can use them) and precision
     heal: str = field(
         default="full",
-        metadata={
-            "help": "How a candidate is trained before it is scored: none (scored as it is; greedy + none is "
-            "SLEB), full (every weight) or lora (PEFT adapters, merged into the weights on export)."
-        },
+        metadata={"help": "How a candidate is trained before it is scored: none (scored as it is; greedy + none is "
+                  "SLEB), full (every weight) or lora (PEFT adapters, merged into the weights on export)."},
     )
     heal_steps: int | None = field(
         default=None,
@@ -57,37 +55,29 @@ class HParams:
     lora_alpha: float = field(default=16.0, metadata={"help": "--heal lora: the adapters' scaling alpha."})
     lora_targets: tuple[str, ...] | None = field(
         default=None,
-        metadata={
-            "help": "--heal lora: module names to adapt, e.g. q_proj,v_proj (default: every linear layer of "
-            "the blocks, PEFT's all-linear, which works for Llama, Mistral, Qwen, Gemma, Phi and GPT-2)."
-        },
+        metadata={"help": "--heal lora: module names to adapt, e.g. q_proj,v_proj (default: every linear layer of "
+                  "the blocks, PEFT's all-linear, which works for Llama, Mistral, Qwen, Gemma, Phi and GPT-2)."},
     )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in the backward pass: less memory, slower steps."}
     )
     dtype: str = field(
         default="auto",
-        metadata={
-            "help": "Compute precision (autocast; the weights' precision is --torch-dtype): auto (bf16 "
-            "autocast on GPUs, and for causal LMs on CPUs with AMX/AVX512-BF16; else fp32), bf16, or fp32 "
-            "(no autocast: the weights' precision)."
-        },
+        metadata={"help": "Compute precision (autocast; the weights' precision is --torch-dtype): auto (bf16 "
+                  "autocast on GPUs, and for causal LMs on CPUs with AMX/AVX512-BF16; else fp32), bf16, or fp32 "
+                  "(no autocast: the weights' precision)."},
     )
     torch_dtype: str = field(
         default="float32",
-        metadata={
-            "help": "Precision the weights are loaded and kept in (run_clm's name): float32, bfloat16, "
-            "float16, or auto (the checkpoint's, from its config or safetensors). LoRA adapters stay "
-            "float32; --heal full trains bfloat16 weights in bfloat16 (AdamW in the weights' precision: "
-            "less exact); nothing is trained in float16 (no loss scaling)."
-        },
+        metadata={"help": "Precision the weights are loaded and kept in (run_clm's name): float32, bfloat16, "
+                  "float16, or auto (the checkpoint's, from its config or safetensors). LoRA adapters stay "
+                  "float32; --heal full trains bfloat16 weights in bfloat16 (AdamW in the weights' precision: "
+                  "less exact); nothing is trained in float16 (no loss scaling)."},
     )
     quantize: str | None = field(
         default=None,
-        metadata={
-            "help": "4bit: the frozen base in NF4 through bitsandbytes (glp's quant extra; CUDA GPUs only), "
-            "LoRA adapters on top (QLoRA); only with --heal lora or none."
-        },
+        metadata={"help": "4bit: the frozen base in NF4 through bitsandbytes (glp's quant extra; CUDA GPUs only), "
+                  "LoRA adapters on top (QLoRA); only with --heal lora or none."},
     )
 
     def __post_init__(self) -> None:

@@ -150,7 +150,9 @@ _NO_DECAY = re.compile(r"bias|layernorm|layer_norm|rmsnorm|(?:^|\.)norm(?:$|\.)|
 def decay_parameter_names(model: nn.Module) -> set[str]:
     """Parameters that get weight decay: all but biases and norm weights (the Trainer's rule)."""
     no_decay_modules = {
-        name for name, m in model.named_modules() if isinstance(m, nn.LayerNorm) or "norm" in type(m).__name__.lower()
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.LayerNorm) or "norm" in type(m).__name__.lower()
     }
     out = set()
     for name, _ in model.named_parameters():

@@ -212,3 +212,4 @@ class RayExecutor(_Pool):
         self._refs.clear()
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
+
