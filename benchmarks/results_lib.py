@@ -11,6 +11,7 @@ difference, cells where both rows remove the same layers (level by construction)
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import statistics
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ from typing import Any
 from scipy.stats import binomtest
 
 from glp.plan import Plan
-from glp.results.evaluation import markdown_table
+from glp.results.evaluation import markdown_table, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -194,19 +195,27 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     tasks = [t for t in MPNET_TASKS if (root / t / "evaluation.json").exists()]
     if not tasks:
         return mpnet_in_progress(root)
-    evals = {t: load_json(root / t / "evaluation.json") for t in tasks}
+    evals = {t: same_names(load_json(root / t / "evaluation.json"), t) for t in tasks}
     out = ["Whether the unpruned model learns at this budget (x100; constant prediction: one answer for every dev "
            "example):", "",
            table(["task", "metric", "constant prediction (dev)", "unpruned (dev)", "worst seed − constant",
                   "unpruned (search-eval)", "clearly learns"], learns_rows(evals, {t: root / t for t in tasks}),
                  "llrrrrl")]
+    paths = []
     for t in tasks:
-        ps = plans(root / t)
-        g = ps.get("greedy")
-        path = "" if g is None else "; GLP's search path: " + ", ".join(
-            f"{{{layers(g.removals[s.n])}}} {s.chosen_mean:.4f}" for s in g.steps)
-        out += [f"{NAMES[t]} (dev, x100, median of {len(evals[t]['seeds'])} seeds (min–max)){path}:", "",
-                markdown_table(evals[t]["summary"])]
+        g = plans(root / t).get("greedy")
+        if g is not None:
+            paths.append(f"{NAMES[t]}: " + ", ".join(f"{{{layers(g.removals[s.n])}}} {s.chosen_mean:.4f}"
+                                                    for s in g.steps))
+    seeds = sorted({len(ev["seeds"]) for ev in evals.values()})
+    records = [r for t, ev in evals.items() for r in ev["records"] if r["task"] == t]
+    summary = summarize(records)
+    summary["rows"] = sorted(summary["rows"], key=lambda r: (r["n"], _row_rank(r["strategy"])))
+    out += [f"Dev, x100, median of {'/'.join(map(str, seeds))} seeds (min–max); a row's GLUE score is the mean of "
+            "its tasks' medians, shown only where the row has every task, and Rel. is that score as a share of the "
+            "unpruned model's:", "", markdown_table(summary),
+            "GLP's search path (removed set, search-eval score of the chosen candidate):", "",
+            *[f"- {p}" for p in paths], ""]
     found = {r["strategy"] for ev in evals.values() for r in ev["records"]} - {"baseline", "greedy"}
     others = [o for o in OTHERS if o in found] + sorted(found - set(OTHERS))
     rows = []
@@ -243,6 +252,21 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     return "\n".join(out)
 
 
+def same_names(evald: dict[str, Any], task: str) -> dict[str, Any]:
+    """``evald`` with its warm-started runs named alike on every task: glp evaluate names a run after its directory
+    (``greedy (sst2-parent)``, ``greedy (sst2-parent-halving)``), which becomes ``greedy (parent)``,
+    ``greedy (parent-halving)``, so the tasks' rows line up."""
+    tag = re.compile(rf"\({re.escape(task)}-(parent[\w-]*)\)")
+    return {**evald, "records": [{**r, "strategy": tag.sub(r"(\1)", str(r["strategy"]))} for r in evald["records"]]}
+
+
+ROW_ORDER = ["baseline", "greedy", "greedy (parent)", "greedy (parent-halving)", *OTHERS]
+
+
+def _row_rank(strategy: str) -> int:
+    return ROW_ORDER.index(strategy) if strategy in ROW_ORDER else len(ROW_ORDER)
+
+
 def t_mpnet_compare(root: Path = RESULTS / "mpnet", n: int = 6) -> str:
     """Prune or take a ready-made small model: the 12-layer model with ``n`` layers removed (GLP, its warm start, Top)
     against the ready-made models of ``glp evaluate --compare``: dev scores beside parameters and CPU latency
@@ -252,13 +276,13 @@ def t_mpnet_compare(root: Path = RESULTS / "mpnet", n: int = 6) -> str:
         return "No ready-made comparison is committed yet (docs/results/mpnet/<task>/evaluation.json, profile.json).\n"
     out = []
     for t in tasks:
-        ev, prof = load_json(root / t / "evaluation.json"), load_json(root / t / "profile.json")
+        ev, prof = same_names(load_json(root / t / "evaluation.json"), t), load_json(root / t / "profile.json")
         full = int(prof["rows"][0]["layers"])
         timed = {int(r["layers"]): r for r in prof["rows"] if r["n"] == full - int(r["layers"]) and r["removed"]}
         timed[full] = prof["rows"][0]
         made = {r["strategy"]: (r["compare"], int(r["n"])) for r in ev["records"] if r.get("compare")}
         rows_of = [("unpruned", "baseline", 0), ("GLP", "greedy", n)]
-        rows_of += [("GLP warm start", s, n) for s in sorted({r["strategy"] for r in ev["records"]}) if "-parent)" in s]
+        rows_of += [("GLP warm start", "greedy (parent)", n), ("GLP warm start + halving", "greedy (parent-halving)", n)]
         rows_of += [("Top", "top", n)] + [(m["model"], s, k) for s, (m, k) in made.items()]
         ref = statistics.median(per_seed(ev, t, "baseline", 0).values())
         rows = []

@@ -71,12 +71,22 @@ def test_the_depth_study_block_reads_the_layout_glp_writes(rt, tmp_path):
     text = rt.t_mpnet(root)
     for part in ("| SST-2 | accuracy | 50.9 | 76.7 (74.2–79.0) | 23.3 | 0.8300 | yes |",
                  "| RTE | accuracy | 52.7 | 58.5 (52.7–59.2) | 0.0 | 0.5642 | no |",
-                 "GLP's search path: {5} 0.8217, {5,3} 0.6950, {5,3,2} 0.6200",
+                 "- SST-2: {5} 0.8217, {5,3} 0.6950, {5,3,2} 0.6200",
+                 "| SST2 (accuracy) | RTE (accuracy) | GLUE | Rel. (%) |",  # one table, a column per task
+                 "| baseline | 0 | 76.7 (74.2–79.0) | 58.5 (52.7–59.2) | 67.6 | 100.0 |",
                  "| top | every task and n | 6 | 3/2/1 | 10/11/3 | 0.625 |",
                  "| SST-2 | 15 | {3,4} (0.7800), worst 0.5850 | {3,5} 7 (0.6950) |"):
         assert part in text, part
     head = next(line for line in text.splitlines() if line.startswith("| task | n | GLP removes"))
     assert head.index("vs top") < head.index("vs bottom") < head.index("vs proxy-bi") < head.index("vs optimal")
+
+
+def test_warm_started_runs_are_named_alike_on_every_task(rt):
+    lib = sys.modules["results_lib"]
+    ev = {"records": [{"strategy": s, "task": "stsb"} for s in
+                      ("greedy", "greedy (stsb-parent)", "greedy (stsb-parent-halving)", "greedy (sst2-parent)")]}
+    assert [r["strategy"] for r in lib.same_names(ev, "stsb")["records"]] == [
+        "greedy", "greedy (parent)", "greedy (parent-halving)", "greedy (sst2-parent)"]
 
 
 def test_the_paired_statistics(rt):
