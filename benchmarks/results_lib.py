@@ -282,7 +282,8 @@ def t_mpnet_compare(root: Path = RESULTS / "mpnet", n: int = 6) -> str:
         timed[full] = prof["rows"][0]
         made = {r["strategy"]: (r["compare"], int(r["n"])) for r in ev["records"] if r.get("compare")}
         rows_of = [("unpruned", "baseline", 0), ("GLP", "greedy", n)]
-        rows_of += [("GLP warm start", "greedy (parent)", n), ("GLP warm start + halving", "greedy (parent-halving)", n)]
+        rows_of += [("GLP warm start", "greedy (parent)", n),
+                    ("GLP warm start + halving", "greedy (parent-halving)", n)]
         rows_of += [("Top", "top", n)] + [(m["model"], s, k) for s, (m, k) in made.items()]
         ref = statistics.median(per_seed(ev, t, "baseline", 0).values())
         rows = []
