@@ -11,6 +11,14 @@
 # Every step is a glp command that resumes from its journal.
 #
 #   bash benchmarks/bench_warmstart.sh [TASKS]     default "sst2"; HEAL_STEPS (default 8), MAX_REMOVE (default 3)
+#
+# FROM_STUDY=1 reuses the GLUE study's committed search and final rows of each task instead of steps 1 and 4's
+# paper rows: the paper's plan is docs/results/<task>/plans/greedy.json, the warm starts search with that plan's
+# budget (its hyper-parameters and subsamples; the study's budgets differ between tasks), the final protocol runs
+# for the warm starts' sets only, with as many seeds as the study's docs/results/<task>/evaluation.json, and the
+# summary merges the two evaluations (paired by seed):
+#
+#   FROM_STUDY=1 bash benchmarks/bench_warmstart.sh "cola stsb rte mrpc"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASKS=${1:-sst2}
@@ -18,16 +26,48 @@ HEAL_STEPS=${HEAL_STEPS:-8}
 export OUT=${OUT:-runs/warmstart}
 source benchmarks/study_env.sh
 PY=${PY:-.venv/bin/python}
+budget() {  # the CLI budget of a committed plan (its hparams) -> glp prune/evaluate options, one per line
+  "$PY" - "$1" <<'PYEOF'
+import json, sys
+hp = json.load(open(sys.argv[1]))["hparams"]
+opts = {"--num-train-epochs": hp["num_train_epochs"], "--learning-rate": hp["learning_rate"],
+        "--max-seq-length": hp["max_seq_length"], "--warmup-ratio": hp["warmup_ratio"],
+        "--max-train-samples": hp.get("max_train_samples"), "--max-eval-samples": hp.get("max_eval_samples")}
+for k, v in opts.items():
+    if v is not None:
+        print(k); print(v)
+PYEOF
+}
 for task in $TASKS; do
-  common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}" --max-remove "$MAX_REMOVE")
-  "$GLP" prune "$MODEL" "${common[@]}" --out "$OUT/$task-pretrained"
+  dest="docs/results/warmstart/$task"
+  mkdir -p "$dest"
+  if [ "${FROM_STUDY:-0}" = 1 ]; then
+    study="docs/results/$task"
+    mapfile -t search < <(budget "$study/plans/greedy.json")
+    final=()  # the final protocol: the search's budget without the search-eval subsample
+    for ((i = 0; i < ${#search[@]}; i += 2)); do
+      [ "${search[i]}" = --max-eval-samples ] || final+=("${search[i]}" "${search[i+1]}")
+    done
+    seeds=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["seeds"]))' "$study/evaluation.json")
+    common=(--task "$task" --data-dir "$GLUE" "${search[@]}" "${PARALLEL[@]}" --max-remove "$MAX_REMOVE")
+    runs=("$OUT/$task-parent" "$OUT/$task-parent-halving")
+    evaluations=("$study/evaluation.json" "$dest/evaluation.json")
+    cp "$study/plans/greedy.json" "$dest/pretrained.json"
+  else
+    common=(--task "$task" --data-dir "$GLUE" "${HP[@]}" "${SEARCH_EVAL[@]}" "${PARALLEL[@]}" --max-remove "$MAX_REMOVE")
+    final=("${HP[@]}") seeds=$SEEDS
+    "$GLP" prune "$MODEL" "${common[@]}" --out "$OUT/$task-pretrained"
+    runs=("$OUT/$task-pretrained" "$OUT/$task-parent" "$OUT/$task-parent-halving")
+    evaluations=()
+    cp "$OUT/$task-pretrained/plan.json" "$dest/pretrained.json"
+  fi
   "$GLP" prune "$MODEL" "${common[@]}" --init parent --heal-steps "$HEAL_STEPS" --out "$OUT/$task-parent"
   "$GLP" prune "$MODEL" "${common[@]}" --init parent --heal-steps "$HEAL_STEPS" --halving --rungs 3 --eta 3 \
       --out "$OUT/$task-parent-halving"
-  "$GLP" evaluate "$OUT/$task-pretrained" "$OUT/$task-parent" "$OUT/$task-parent-halving" \
-      --n "$(seq -s, 1 "$MAX_REMOVE")" --pattern top --seeds "$SEEDS" "${HP[@]}" "${PARALLEL[@]}" --out "$OUT/$task-eval"
-  mkdir -p "docs/results/warmstart/$task"
-  for r in pretrained parent parent-halving; do cp "$OUT/$task-$r/plan.json" "docs/results/warmstart/$task/$r.json"; done
-  cp "$OUT/$task-eval/evaluation.json" "docs/results/warmstart/$task/evaluation.json"
-  "$PY" benchmarks/summarize_warmstart.py "docs/results/warmstart/$task" | tee "docs/results/warmstart/$task/summary.md"
+  top=(--pattern top); [ "${FROM_STUDY:-0}" = 1 ] && top=()
+  "$GLP" evaluate "${runs[@]}" --n "$(seq -s, 1 "$MAX_REMOVE")" "${top[@]}" --seeds "$seeds" "${final[@]}" \
+      "${PARALLEL[@]}" --out "$OUT/$task-eval"
+  for r in parent parent-halving; do cp "$OUT/$task-$r/plan.json" "$dest/$r.json"; done
+  cp "$OUT/$task-eval/evaluation.json" "$dest/evaluation.json"
+  "$PY" benchmarks/summarize_warmstart.py "$dest" "${evaluations[@]}" | tee "$dest/summary.md"
 done

@@ -22,6 +22,8 @@ from scipy.stats import spearmanr
 
 VARIANTS = ("pretrained", "parent", "parent-halving")
 LABELS = {"pretrained": "GLP (paper)", "parent": "GLP warm start", "parent-halving": "GLP warm start + halving"}
+# the final rows shown beside the searches' (an evaluation may hold more: Bottom, random orders, other searches)
+CONTEXT = ("baseline", "top", "proxy-bi")
 
 
 def _plans(root: Path) -> dict[str, dict]:
@@ -76,6 +78,8 @@ def final_table(evaluation: dict) -> list[str]:
         if r.get("score") is None:
             continue
         key = (_variant(r), int(r["n"]))
+        if key[0] not in VARIANTS and key[0] not in CONTEXT and not r.get("compare"):
+            continue
         rows.setdefault(key, []).append(float(r["score"]))
         sets[key] = r["removed"]
     metric = evaluation["records"][0]["metric"]
