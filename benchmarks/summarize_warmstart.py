@@ -119,5 +119,61 @@ def main(root: str, *evaluations: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _medians(evaluation: dict) -> dict[tuple[str, int], dict[int, float]]:
+    """(variant, n) -> {seed: score} over the records that scored."""
+    out: dict[tuple[str, int], dict[int, float]] = {}
+    for r in evaluation["records"]:
+        if r.get("score") is not None:
+            out.setdefault((_variant(r), int(r["n"])), {})[int(r["seed"])] = float(r["score"])
+    return out
+
+
+def _cell(scores: dict[int, float] | None, ref: dict[int, float] | None = None) -> str:
+    """median (min–max) x100, and against ``ref`` (paired by seed) the wins/ties/losses."""
+    if not scores:
+        return "–"
+    v = list(scores.values())
+    text = f"{100 * statistics.median(v):.1f} ({100 * min(v):.1f}–{100 * max(v):.1f})"
+    if ref:
+        d = [scores[k] - ref[k] for k in sorted(set(scores) & set(ref))]
+        text += f"; {sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)}"
+    return text
+
+
+def overview(*specs: str) -> str:
+    """One table over several tasks: ``DIR`` or ``DIR+EVALUATION+...`` each (the arguments of :func:`main`, joined
+    by +). Per task the searches' training steps, per task and n the final dev rows with the warm starts' per-seed
+    wins/ties/losses against the paper's search, and whether the warm start's median lies within the paper's seeds'
+    spread or above it."""
+    cost = ["| task | training steps: paper / warm start / + halving | x fewer | Spearman, step 1 / 2 |",
+            "|---|---|---|---|"]
+    final = ["| task | n | GLP (paper) | warm start; W/T/L vs paper | + halving; W/T/L vs paper | Top "
+             "| warm start within the paper's spread or above? |", "|---|---:|---|---|---|---|---|"]
+    for spec in specs:
+        root, *evaluations = spec.split("+")
+        r = Path(root)
+        plans = _plans(r)
+        steps = [plans[v]["cost"]["train_steps"] for v in VARIANTS if v in plans]
+        rhos = [line.split("|")[-2].strip() for line in step_table(plans)[2:4]]
+        files = [Path(e) for e in evaluations] or [r / "evaluation.json"]
+        ev = merged([json.loads(f.read_text()) for f in files])
+        task = r.name  # the artifacts' folder: the task, and the model where it is not MiniLM (mpnet-sst2)
+        cost.append(f"| {task} | {' / '.join(map(str, steps))} | "
+                    f"{' / '.join(f'{steps[0] / x:.1f}' for x in steps[1:])} | {' / '.join(rhos)} |")
+        rows = _medians(ev)
+        for n in sorted({n for _, n in rows if n}):
+            ref, warm = rows.get(("pretrained", n)), rows.get(("parent", n))
+            within = "–"
+            if ref and warm:
+                within = "yes" if statistics.median(warm.values()) >= min(ref.values()) else "no"
+            final.append(f"| {task} | {n} | {_cell(ref)} | {_cell(warm, ref)} | "
+                         f"{_cell(rows.get(('parent-halving', n)), ref)} | {_cell(rows.get(('top', n)))} | {within} |")
+    return "\n".join(["Training steps of each search:", "", *cost, "", "Final dev x100, median of the seeds (min–max):",
+                      "", *final]) + "\n"
+
+
 if __name__ == "__main__":
-    sys.stdout.write(main(*sys.argv[1:]))
+    if sys.argv[1:2] == ["--overview"]:
+        sys.stdout.write(overview(*sys.argv[2:]))
+    else:
+        sys.stdout.write(main(*sys.argv[1:]))

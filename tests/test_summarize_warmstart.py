@@ -38,3 +38,17 @@ def test_the_depth_study_summary_is_what_the_script_prints():
             assert line in doc, line
     assert "| GLP warm start | 58 | 520 | 7.1 |" in printed and "| 6 | GLP (paper) | [10, 8, 9, 5, 2, 11] |" in printed
     assert "| GLP warm start + halving | 58 | 208 | 17.8 |" in printed
+
+
+def test_the_overview_over_tasks_pairs_the_warm_starts_with_the_papers_search_by_seed():
+    spec = importlib.util.spec_from_file_location("summarize_warmstart", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mpnet = ROOT / "docs" / "results" / "warmstart" / "mpnet-sst2"
+    evaluation = ROOT / "docs" / "results" / "mpnet" / "sst2" / "evaluation.json"
+    text = module.overview(str(ARTIFACTS), f"{mpnet}+{evaluation}")
+    assert "| sst2 | 1024 / 184 / 106 | 5.6 / 9.7 | 0.23 / -0.77 |" in text
+    assert "| mpnet-sst2 | 3712 / 520 / 208 | 7.1 / 17.8 | 0.65 / 0.83 |" in text
+    # n = 6 on MPNet: the paper's set 0.508 / 0.611 / 0.811 by seed, the warm start's 0.802 / 0.825 / 0.817
+    assert "| mpnet-sst2 | 6 | 61.1 (50.8–81.1) | 81.7 (80.2–82.5); 3/0/0 | 84.1 (83.5–85.2); 3/0/0 |" in text
+    assert "| mpnet-sst2 | 2 | 89.7 (87.8–90.6) | 89.0 (87.6–89.7); 0/0/3 |" in text
