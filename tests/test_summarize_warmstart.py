@@ -52,3 +52,16 @@ def test_the_overview_over_tasks_pairs_the_warm_starts_with_the_papers_search_by
     # n = 6 on MPNet: the paper's set 0.508 / 0.611 / 0.811 by seed, the warm start's 0.802 / 0.825 / 0.817
     assert "| mpnet-sst2 | 6 | 61.1 (50.8–81.1) | 81.7 (80.2–82.5); 3/0/0 | 84.1 (83.5–85.2); 3/0/0 |" in text
     assert "| mpnet-sst2 | 2 | 89.7 (87.8–90.6) | 89.0 (87.6–89.7); 0/0/3 |" in text
+
+
+def test_the_overview_in_the_docs_is_what_the_script_prints():
+    spec = importlib.util.spec_from_file_location("summarize_warmstart", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    res, ws = ROOT / "docs" / "results", ROOT / "docs" / "results" / "warmstart"
+    study = [f"{ws / t}+{res / t / 'evaluation.json'}+{ws / t / 'evaluation.json'}" for t in ("cola", "stsb")]
+    mpnet = f"{ws / 'mpnet-sst2'}+{res / 'mpnet' / 'sst2' / 'evaluation.json'}"
+    text = module.overview(str(ws / "sst2"), *study, mpnet)
+    doc = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert text in doc
+    assert "| cola | 6840 / 576 / 498 | 11.9 / 13.7 | 0.09 / 0.00 |" in text
