@@ -19,6 +19,9 @@
 # summary merges the two evaluations (paired by seed):
 #
 #   FROM_STUDY=1 bash benchmarks/bench_warmstart.sh "cola stsb rte mrpc"
+#
+# Another K beside the committed one: FROM_STUDY=1 HEAL_STEPS=2 OUT=runs/warmstart-k2 SUFFIX=-k2 bash ... sst2
+# writes docs/results/warmstart/sst2-k2/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASKS=${1:-sst2}
@@ -39,7 +42,7 @@ for k, v in opts.items():
 PYEOF
 }
 for task in $TASKS; do
-  dest="docs/results/warmstart/$task"
+  dest="docs/results/warmstart/$task${SUFFIX:-}"  # SUFFIX: another variant's artifacts beside (e.g. -k2)
   mkdir -p "$dest"
   if [ "${FROM_STUDY:-0}" = 1 ]; then
     study="docs/results/$task"

@@ -61,7 +61,9 @@ def test_the_overview_in_the_docs_is_what_the_script_prints():
     res, ws = ROOT / "docs" / "results", ROOT / "docs" / "results" / "warmstart"
     study = [f"{ws / t}+{res / t / 'evaluation.json'}+{ws / t / 'evaluation.json'}" for t in ("cola", "stsb")]
     mpnet = f"{ws / 'mpnet-sst2'}+{res / 'mpnet' / 'sst2' / 'evaluation.json'}"
-    text = module.overview(str(ws / "sst2"), *study, mpnet)
+    k2 = f"{ws / 'sst2-k2'}+{res / 'sst2' / 'evaluation.json'}+{ws / 'sst2-k2' / 'evaluation.json'}"
+    text = module.overview(str(ws / "sst2"), k2, *study, mpnet)
     doc = (ROOT / "docs" / "benchmarks.md").read_text()
     assert text in doc
     assert "| cola | 6840 / 576 / 498 | 11.9 / 13.7 | 0.09 / 0.00 |" in text
+    assert "| sst2-k2 | 960 / 94 / 82 | 10.2 / 11.7 |" in text
