@@ -99,4 +99,3 @@ class Registry(Generic[T]):
                 ep.load()
             except Exception as exc:  # noqa: BLE001 - someone else's package
                 warnings.warn(f"glp {self.what} plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
-

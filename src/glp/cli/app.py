@@ -439,4 +439,3 @@ def main(argv: list[str] | None = None) -> None:
         fault = storage_error(exc.filename or "a file", exc.errno, AGAIN)
         typer.secho(f"error: {one_line(fault)}", fg=typer.colors.RED, err=True)
         sys.exit(fault.exit_code)
-

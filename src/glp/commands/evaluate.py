@@ -171,7 +171,6 @@ def _same_model(given: str, recorded: dict[str, Any], revisions: dict[str, str |
     return revisions[given] == rev
 
 
-
 def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
     """Group the removal sets to evaluate by task (the plans' tasks, then ``--task``s)."""
     jobs: dict[str, TaskJob] = {}

@@ -314,6 +314,7 @@ def report(
     evald = ev.load_evaluation(evaluation) if evaluation is not None else None
     prof = pf.load(profile) if profile is not None else None
     # written whole or not at all: into a hidden sibling, moved into ``out`` when complete (`write_dir_atomic`)
+
     def write(tmp: Path) -> Report:
         return _write(Path(tmp), plans, evald, prof, evaluation, profile, html, speedup, title)
 

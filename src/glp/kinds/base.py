@@ -65,12 +65,15 @@ class TaskKind(ABC):
     @abstractmethod
     def load(cls, spec: DataSpec) -> TaskDataset:
         """Read the train and dev examples the settings name; ``TaskDataset.task`` is the resolved task."""
+
     @abstractmethod
     def split(self, train: Examples, eval_fraction: float, seed: int) -> SearchSplit:
         """The seeded, fingerprinted search split of the train examples."""
+
     @abstractmethod
     def encode(self, examples: Examples, tokenizer: Any, max_length: int, cache_dir: Any = None) -> Encoded:
         """Tokenize once (cached); labels in the shape `collate` reads."""
+
     # -- model ----------------------------------------------------------------------------------------
     def model_class(self) -> type:
         import transformers  # deferred: transformers is slow to import; `glp --help` needs none of it
@@ -80,6 +83,7 @@ class TaskKind(ABC):
     @abstractmethod
     def head_config(self, config: Any) -> Any:
         """The pre-trained config with this task's head settings (number of labels, label names …)."""
+
     def head_key(self) -> tuple:
         """What the pre-trained weights with this head depend on besides the model (a cache key)."""
         return (self.name,)
@@ -92,6 +96,7 @@ class TaskKind(ABC):
     @abstractmethod
     def loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss summed over the units of a batch (the training loop divides by the batch's `units`)."""
+
     def batch_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """The training loss of a batch (the loop divides by `units`): `loss_sum` on the labels. Distillation
         (`glp.trial.distill.DistillKind`) adds the teacher's term here."""
@@ -123,6 +128,7 @@ class TaskKind(ABC):
     @abstractmethod
     def score(self, predictions: Any, table: Encoded) -> tuple[dict[str, float], float | None]:
         """Every metric of the task (main metric included) and the mean loss on ``table``."""
+
     def higher_is_better(self) -> bool:
         return True
 

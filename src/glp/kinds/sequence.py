@@ -82,8 +82,6 @@ class SequenceClassification(TaskKind):
 
     def score(self, predictions: np.ndarray, table) -> tuple[dict[str, float], float | None]:
 
-
-
         labels = table.labels
         metrics = {k: float(v) for k, v in compute_metrics(self.task, predictions, labels).items()}
         loss = float(self.loss_sum(torch.from_numpy(predictions), torch.from_numpy(labels))) / len(labels)

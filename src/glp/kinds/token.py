@@ -48,6 +48,8 @@ from glp.tasks import Task
 CONLL2003 = "conll2003"
 CONLL2003_HUB = "eriktks/conll2003"
 SCHEMES = ("IOB1", "IOB2", "IOBES", "none")
+
+
 def detect_scheme(tags: list[list[str]]) -> str:
     """IOBES when S-/E- prefixes occur, IOB2 when every entity starts with B-, IOB1 when I- starts entities, "none"
     for tags without prefixes (parts of speech)."""

@@ -88,7 +88,6 @@ PATTERN_HELP = {
 }
 
 
-
 def fixed_pattern(name: str) -> type[Fixed]:
     """The `Fixed` strategy class of pattern ``name`` (registered as ``--strategy NAME`` by `glp.search.strategies`)."""
     if name not in PATTERNS:

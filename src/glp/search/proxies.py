@@ -54,6 +54,7 @@ class Proxy(ABC):
             session: the opened session (``spec``: the trial spec, ``task``, ``trial_data``).
             run_dir: the `glp.run.rundir.RunDir`, where a proxy may keep what it trained (None: keep nothing).
         """
+
     @abstractmethod
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
         """The score of each layer of ``layers`` (original indices) once removed on top of ``removed``."""
@@ -84,7 +85,6 @@ def block_similarity(
 ) -> list[float]:
     """Per block of ``model``'s stack: 1 - cos (``bi``) or arccos(cos)/pi (``angular``) of input vs output, over
     the non-padding tokens (labels play no part)."""
-
 
     device = device or torch.device("cpu")
     stack = find_layer_stack(model)
@@ -136,7 +136,6 @@ def task_loss(model: torch.nn.Module, table: Encoded, task_kind: Any, device: to
 def boundary_states(model: torch.nn.Module, table: Encoded, device: torch.device | None = None) -> torch.Tensor:
     """The hidden state of each sequence's last token at every block boundary of ``model``'s stack: the input of
     block 0, ..., the input of block L-1 and the output of block L-1; float64, shape (L + 1, rows, hidden)."""
-
 
     device = device or torch.device("cpu")
     stack = find_layer_stack(model)
@@ -197,7 +196,6 @@ class BlockAngular:
 def make_block_angular(config: Any, session: Any) -> BlockAngular:
     """`BlockAngular` on the pre-trained model and ``--proxy-examples`` rows of search-eval."""
 
-
     device = torch.device(config.device) if config.device else None
     table = _proxy_table(session.trial_data, config.proxy_examples)
     return BlockAngular(build_model(session.spec.model, session.task, seed=config.seed), table, device)
@@ -213,7 +211,6 @@ class SimilarityProxy(Proxy):
 
     @classmethod
     def build(cls, config: Any, session: Any, run_dir: Any = None) -> SimilarityProxy:
-
 
         device = torch.device(config.device) if config.device else None
         table = _proxy_table(session.trial_data, config.proxy_examples)
@@ -249,7 +246,6 @@ class LossProxy(Proxy):
     def build(cls, config: Any, session: Any, run_dir: Any = None) -> LossProxy:
         """The unpruned model fine-tuned on search-train (kept in ``RUN_DIR/proxy_model/``: a resumed run does not
         train it again)."""
-
 
         device = torch.device(config.device) if config.device else None
         table = _proxy_table(session.trial_data, config.proxy_examples)

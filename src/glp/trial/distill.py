@@ -146,7 +146,6 @@ def row_outputs(trial: Any, table: Any) -> list[np.ndarray]:
     """The model's float32 outputs for every row of ``table`` in eval mode: (labels,) per row, or (tokens, labels)
     per row for per-token heads, cut to the row's length."""
 
-
     loop = trial.loop
     out: list[np.ndarray | None] = [None] * len(table)
     loop.model.eval()

@@ -100,7 +100,6 @@ def _quiet():
 def run(model: Any, tokenizer: Any, settings: LMEvalSettings, device: Any) -> dict[str, float]:
     """``TASK:METRIC`` → value for every task of ``settings`` (standard errors left out)."""
 
-
     lm_eval, HFLM, _ = _harness()
     adapted = is_adapted(model)
     if adapted:

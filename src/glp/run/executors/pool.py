@@ -248,6 +248,7 @@ class _Pool(Executor):
 
     def _init(self, slot: int) -> None:
         """Hand a launched worker what it needs to boot (if the backend did not at launch)."""
+
     def close(self) -> None:
         self._closed = True
         for s, w in enumerate(self.workers):

@@ -241,4 +241,3 @@ def _exit_reason(code: int | None) -> str:
         hint = " (killed from outside, or by the kernel's out-of-memory killer)" if name == "SIGKILL" else ""
         return f"died of {name}{hint}"
     return f"exited with code {code}"
-

@@ -212,4 +212,3 @@ class RayExecutor(_Pool):
         self._refs.clear()
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
-
