@@ -201,12 +201,6 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
            table(["task", "metric", "constant prediction (dev)", "unpruned (dev)", "worst seed − constant",
                   "unpruned (search-eval)", "clearly learns"], learns_rows(evals, {t: root / t for t in tasks}),
                  "llrrrrl")]
-    paths = []
-    for t in tasks:
-        g = plans(root / t).get("greedy")
-        if g is not None:
-            paths.append(f"{NAMES[t]}: " + ", ".join(f"{{{layers(g.removals[s.n])}}} {s.chosen_mean:.4f}"
-                                                    for s in g.steps))
     seeds = sorted({len(ev["seeds"]) for ev in evals.values()})
     records = [r for t, ev in evals.items() for r in ev["records"] if r["task"] == t]
     summary = summarize(records)
@@ -214,8 +208,9 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     out += [f"Dev, x100, median of {'/'.join(map(str, seeds))} seeds (min–max); a row's GLUE score is the mean of "
             "its tasks' medians, shown only where the row has every task, and Rel. is that score as a share of the "
             "unpruned model's:", "", markdown_table(summary),
-            "GLP's search path (removed set, search-eval score of the chosen candidate):", "",
-            *[f"- {p}" for p in paths], ""]
+            "The searches (search-eval, seed 42; a warm start's scores are of the candidate after its short heal, "
+            "the proxy's of each n fine-tuned after its training-free order is fixed); fine-tuning time is the sum "
+            "over the search's trials on 2 CPU cores:", "", search_table(root, tasks)]
     found = {r["strategy"] for ev in evals.values() for r in ev["records"]} - {"baseline", "greedy"}
     others = [o for o in OTHERS if o in found] + sorted(found - set(OTHERS))
     rows = []
@@ -250,6 +245,32 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
         out += ["The exhaustive search at n = 2 (search-eval, one seed): rank of each row's pair (score):", "",
                 table(["task", "sets", "optimum, worst", "GLP", *[o for o in others if o != "optimal"]], ranked)]
     return "\n".join(out)
+
+
+SEARCHES = [("GLP", "{t}/plans/greedy.json"), ("GLP warm start", "../warmstart/mpnet-{t}/parent.json"),
+            ("GLP warm start + halving", "../warmstart/mpnet-{t}/parent-halving.json"),
+            ("proxy-bi (training-free order)", "{t}/plans/proxy-bi.json")]
+
+
+def search_table(root: Path, tasks: list[str], shown: tuple[int, ...] = (2, 4, 6)) -> str:
+    """Per task, each search of the depth study: the order it removes layers in, its search-eval score at the
+    ``shown`` n, and its cost (trials, training steps, fine-tuning time summed over the trials)."""
+    rows = []
+    for t in tasks:
+        found = [(label, Plan.load(root / path.format(t=t))) for label, path in SEARCHES
+                 if (root / path.format(t=t)).exists()]
+        base = search_baseline({label: p for label, p in found})
+        rows.append([NAMES[t], "unpruned", "–", f"{base:.4f}" if base is not None else "–", "", "", ""])
+        for label, p in found:
+            chosen = {s.n: s.chosen_mean for s in p.steps}
+            order = p.order or p.removals.get(max(p.removals, default=0))
+            at = " / ".join(f"{chosen[n]:.4f}" if n in chosen else "–" for n in shown)
+            rows.append(["", label, layers(order), at,
+                         str(p.cost.get("trials", 0)), f"{p.cost.get('train_steps', 0):,}",
+                         f"{p.cost.get('trial_seconds', 0) / 3600:.1f} h"])
+    head = ["task", "search", "removes, in order", f"search-eval at n = {' / '.join(map(str, shown))}", "trials",
+            "training steps", "fine-tuning time"]
+    return table(head, rows, "llllrrr")
 
 
 def same_names(evald: dict[str, Any], task: str) -> dict[str, Any]:

@@ -71,7 +71,9 @@ def test_the_depth_study_block_reads_the_layout_glp_writes(rt, tmp_path):
     text = rt.t_mpnet(root)
     for part in ("| SST-2 | accuracy | 50.9 | 76.7 (74.2–79.0) | 23.3 | 0.8300 | yes |",
                  "| RTE | accuracy | 52.7 | 58.5 (52.7–59.2) | 0.0 | 0.5642 | no |",
-                 "- SST-2: {5} 0.8217, {5,3} 0.6950, {5,3,2} 0.6200",
+                 "| SST-2 | unpruned | – | 0.8300 |",  # the searches, their order and cost
+                 "|  | GLP | 5,3,2 | 0.6950 / – / – | 15 | 960 |",
+                 "|  | proxy-bi (training-free order) | 2,1,0 |",
                  "| SST2 (accuracy) | RTE (accuracy) | GLUE | Rel. (%) |",  # one table, a column per task
                  "| baseline | 0 | 76.7 (74.2–79.0) | 58.5 (52.7–59.2) | 67.6 | 100.0 |",
                  "| top | every task and n | 6 | 3/2/1 | 10/11/3 | 0.625 |",
