@@ -181,3 +181,24 @@ def test_progress_best_so_far_follows_the_direction():
     for removed, score in (((1,), 40.0), ((2,), 36.5)):
         progress.event("trial_done", request=TrialRequest(removed, 42, 1.0), result={"status": "ok", "score": score})
     assert progress.best == 36.5
+
+
+def test_progress_after_a_resume_counts_the_journaled_trials_in_the_best_and_not_in_the_eta(monkeypatch):
+    """A resumed step's 'best so far' includes the candidates read from the journal, and its ETA is paced by the
+    trials run now (journal hits take no time)."""
+    from glp.cli import progress as progress_mod
+    from glp.search import TrialRequest
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress_mod.time, "time", lambda: clock[0])
+    p = progress_mod.SearchProgress(2)
+    p.event("step_start", n=1, total=2, candidates=4)
+    journaled = [(TrialRequest((), 42, 1.0), {"status": "ok", "score": 0.9}),  # the unpruned model: not a candidate
+                 (TrialRequest((0,), 42, 1.0), {"status": "ok", "score": 0.7})]
+    p.event("trials_start", total=5, cached=2, from_journal=journaled)
+    assert p.best == 0.7
+    clock[0] += 100.0  # one trial run now took 100 s; 2 of 5 came from the journal, so 2 are left at 100 s each
+    info = {"request": TrialRequest((1,), 42, 1.0), "result": {"status": "ok", "score": 0.6}}
+    p._track("trial_done", info)
+    text = p.line("trial_done", info)
+    assert "trial 3/5" in text and "best so far 0.7000" in text and "ETA for this batch 200s" in text, text

@@ -47,7 +47,7 @@ class SearchProgress:
         self.n: int | str = 0
         # not a terminal (nohup, CI, a pipe): one plain line per event instead of a live display
         self.plain = not self.progress.console.is_terminal
-        self.batch_start = self.batch_done = self.batch_total = 0
+        self.batch_start = self.batch_done = self.batch_total = self.batch_cached = 0
         self.t0 = time.time()
 
     def __enter__(self):
@@ -87,14 +87,20 @@ class SearchProgress:
             self.n, self.best = (info["n"] if name == "step_start" else info["label"]), None
             self.higher = info.get("higher_is_better", self.higher)
         elif name == "trials_start":
-            self.batch_start, self.batch_done, self.batch_total = time.time(), info["cached"], info["total"]
+            self.batch_start, self.batch_total = time.time(), info["total"]
+            self.batch_done = self.batch_cached = info["cached"]
+            for request, result in info.get("from_journal", ()):  # a resumed step's best includes its journaled trials
+                self._note(request, result)
         elif name == "trial_done":
             self.batch_done += 1
-            r = info["result"]  # 'best so far' is over the step's candidates, not the unpruned model's trials
-            if info["request"].removed and r.get("status") == "ok" and r.get("score") is not None:
-                s = r["score"]
-                better = self.best is None or (s > self.best if self.higher else s < self.best)
-                self.best = s if better else self.best
+            self._note(info["request"], info["result"])
+
+    def _note(self, request, result: dict) -> None:
+        """'best so far' is over the step's candidates, not the unpruned model's trials."""
+        if request.removed and result.get("status") == "ok" and result.get("score") is not None:
+            s = result["score"]
+            better = self.best is None or (s > self.best if self.higher else s < self.best)
+            self.best = s if better else self.best
 
     def line(self, name: str, info: dict) -> str | None:
         """The one rendering of an event (None: nothing to say)."""
@@ -112,7 +118,7 @@ class SearchProgress:
             return f"{info['cached']} of {info['total']} trials from the journal" if info["cached"] else None
         if name == "trial_done":
             r, req = info["result"], info["request"]
-            per = (time.time() - self.batch_start) / max(self.batch_done, 1)
+            per = (time.time() - self.batch_start) / max(self.batch_done - self.batch_cached, 1)  # run here only
             eta = per * (self.batch_total - self.batch_done)
             score = f"{r['score']:.4f}" if r.get("score") is not None else f"failed ({r.get('reason')})"
             where = (

@@ -286,7 +286,8 @@ def journaled_runner(store: Store, context: dict[str, Any], executor: Any, on_ev
             else:
                 todo.append(i)
         if on_event:
-            on_event("trials_start", total=len(requests), cached=len(requests) - len(todo))
+            hits = [(requests[i], out[i]) for i in range(len(requests)) if out[i] is not None]
+            on_event("trials_start", total=len(requests), cached=len(hits), from_journal=hits)
         for j, result in executor.run([requests[i] for i in todo]):
             i = todo[j]
             if not result.get("infrastructure"):  # a worker that died is no property of the trial: retry on resume
