@@ -109,3 +109,18 @@ def tiny_run(tiny_setup, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     prune(tiny_prune_config(tiny_setup, out))
     return out
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance of 2 CPUs for the module's tests (skipped without Ray)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'glp[ray]')")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024**2,
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()

@@ -404,20 +404,6 @@ def test_a_worker_error_is_raised_in_the_driver(tiny_setup, tmp_path):
 # ----------------------------------------------------------------------------------------------- ray
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'glp[ray]')")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 1024**2,
-        logging_level="ERROR",
-        log_to_driver=False,
-    )
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.slow
 def test_ray_gives_the_same_plan_despite_a_killed_actor(ray_local, tiny_setup, tmp_path, sequential, capture):
     seq_plan, seq_journal = sequential

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,6 +93,42 @@ def test_worker_processes_read_the_parents(tiny_setup, tmp_path):
     assert _summary(workers) == _summary(local)
 
 
+@pytest.mark.slow
+def test_ray_actors_get_the_parents_through_the_object_store(ray_local, tiny_setup, tmp_path):
+    """Ray actors keep parents in folders of their own (a node may not share the driver's disk): each candidate's
+    parent goes to them with the trial, each kept model comes back to the driver's disk. With early rejection, so
+    that some candidates are continued on the actor that holds them and some start afresh: the same plan as
+    in-process."""
+    kw = {"halving": True, "rungs": 2, "eta": 2}
+    local = prune(_config(tiny_setup, tmp_path / "local", **kw))
+    ray = prune(_config(tiny_setup, tmp_path / "ray", executor="ray", devices=("cpu", "cpu"), **kw))
+    assert _summary(ray) == _summary(local)
+    run = RunDir(tmp_path / "ray")
+    assert all((run.path / p).is_file() for p in ray.strategy["parents"].values())  # on the driver's disk
+    assert len(list((run.cache_dir / "parents").glob("*.safetensors"))) == 3  # the winners only
+
+
+def test_a_ray_actor_holds_one_step_of_parents(tmp_path):
+    """An actor's folder keeps the parents of the step it works on: a deeper parent's arrival deletes the shallower
+    ones, and a trained model leaves the folder as it is sent back."""
+    from glp.trial.parents import Parents, ParentsInTransit
+
+    transit = ParentsInTransit(Parents(str(tmp_path / "driver"), {"run": 1}))
+    folder = Path(transit.local.directory)
+    assert folder != tmp_path / "driver" and not (tmp_path / "driver").exists()
+    transit.receive((3,), 42, b"unpruned")  # step 1's candidates start from the fine-tuned unpruned model
+    transit.receive((2,), 42, b"ignored")  # the same parent again: already there
+    assert transit.local.path((), 42).read_bytes() == b"unpruned"
+    transit.local.path((3,), 42).write_bytes(b"trained")  # the trial of {3} kept its model
+    assert transit.send((3,), 42) == b"trained" and transit.send((3,), 42) is None
+    transit.receive((3, 1), 42, b"winner of step 1")
+    assert sorted(f.read_bytes() for f in folder.glob("*.safetensors")) == [b"winner of step 1"]
+    transit.receive((2,), 43, None)  # no parent sent: nothing written
+    assert len(list(folder.glob("*"))) == 1
+    transit.clean_up()  # the actor is stopped
+    assert not folder.exists()
+
+
 def test_parent_keys_never_meet_pretrained_keys(tiny_setup, tmp_path):
     cfg = tiny_prune_config(tiny_setup, tmp_path / "p", hparams=HP)
     pre = open_session(cfg).context
@@ -109,7 +146,6 @@ def test_parent_keys_never_meet_pretrained_keys(tiny_setup, tmp_path):
         ({"strategy": "optimal"}, "needs a nested strategy"),
         ({"hparams": dataclasses.replace(HP, heal_steps=None)}, "--heal-steps"),
         ({"hparams": dataclasses.replace(HP, heal="none")}, "--heal full or lora"),
-        ({"executor": "ray"}, "--executor local"),
         ({"baseline": False}, "keep --baseline"),
         ({"init": "sideways"}, "unknown --init 'sideways'"),
     ],

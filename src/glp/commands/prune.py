@@ -133,8 +133,6 @@ class PruneConfig(DataSpec, ExecutionSettings):
             raise ConfigError("--init parent trains each candidate --heal-steps steps from its parent; give them")
         if self.hparams.heal == "none":
             raise ConfigError("--init parent trains each candidate from its parent: it needs --heal full or lora")
-        if self.executor == "ray":
-            raise ConfigError("--init parent keeps parents on the driver's disk: run it with --executor local")
         if not self.baseline:
             raise ConfigError("--init parent starts from the unpruned model fine-tuned: keep --baseline")
 

@@ -9,13 +9,17 @@ trained for ``--heal-steps`` optimizer steps (a fresh AdamW), then scored.
 Parents are kept like the distillation teachers: safetensors under ``RUN/cache/parents/``, named by a hash of the
 run's journal context, the ordered removal set and the seed (content-addressed), written atomically once the trial
 reaches its full budget; the search deletes a step's losers once the step is recorded. Worker processes read them
-from the same disk.
+from the same disk. Ray actors, which may run on a node without the driver's disk, get them through Ray's object
+store instead (`ParentsInTransit`): the driver sends a candidate's parent with the trial, and a trial's trained model
+comes back with its result to be written here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +55,23 @@ class Parents:
         path = self.path(removed, seed)
         return write_atomic(path, lambda tmp: save_file(_unshared(state), str(tmp)))
 
+    def parent_of(self, removed: Sequence[int], seed: int) -> Path:
+        """The kept parent of candidate ``removed`` (``seed``); a `RunDirError` that says what to do when it is not
+        there."""
+        path = self.path(tuple(removed[:-1]), seed)
+        if not path.is_file():
+            raise RunDirError(
+                f"the parent of removal set {list(removed)} (seed {seed}), {path}, is missing: it is written when "
+                "the parent's trial finishes; delete the run directory's journal entries of that step or use a new "
+                "--out"
+            )
+        return path
+
     def model(self, build: Any, removed: Sequence[int], seed: int) -> Any:
         """The candidate ``removed`` of ``seed``: its parent's trained model (``build(parent_removed)`` gives the
         architecture) with the last layer of ``removed`` taken out."""
         parent, layer = tuple(removed[:-1]), int(removed[-1])
-        path = self.path(parent, seed)
-        missing = (
-            f"the parent of removal set {list(removed)} (seed {seed}), {path}, is missing: it is written when the "
-            "parent's trial finishes; delete the run directory's journal entries of that step or use a new --out"
-        )
-        model = self.trained(build(parent), path, missing)
+        model = self.trained(build(parent), self.parent_of(removed, seed))
         kept = [i for i in range(len(parent) + len(find_layer_stack(model).layers)) if i not in set(parent)]
         return drop_layers(model, [kept.index(layer)])
 
@@ -78,6 +89,45 @@ class Parents:
     def forget(self, removed: Sequence[int], seed: int) -> None:
         """Delete a parent no later step needs (a step's losers)."""
         self.path(removed, seed).unlink(missing_ok=True)
+
+
+class ParentsInTransit:
+    """A Ray actor's side of the parents: they live in a folder of the actor's own (its node may not share the
+    driver's disk), arrive as bytes with the trial that starts from them (through Ray's object store) and leave the
+    same way once a trial has kept its trained model, to be written to the driver's `Parents`."""
+
+    def __init__(self, driver: Parents):
+        self.local = Parents(tempfile.mkdtemp(prefix="glp-parents-"), driver.context)
+        self.depths: dict[str, int] = {}  # file name -> the length of the removal set it is the model of
+
+    def receive(self, removed: Sequence[int], seed: int, blob: bytes | None) -> None:
+        """Before candidate ``removed`` runs: its parent's weights (``blob``) in the local folder. Parents of
+        earlier steps (shorter removal sets) are deleted: no candidate starts from them any more."""
+        if blob is None:
+            return
+        path = self.local.path(tuple(removed[:-1]), seed)
+        if not path.is_file():
+            depth = len(removed) - 1
+            for old in Path(self.local.directory).glob("*.safetensors"):
+                if self.depths.get(old.name, depth) < depth:
+                    old.unlink(missing_ok=True)
+            write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
+            self.depths[path.name] = depth
+
+    def clean_up(self) -> None:
+        """Delete the folder and what it holds."""
+        shutil.rmtree(self.local.directory, ignore_errors=True)
+        self.depths.clear()
+
+    def send(self, removed: Sequence[int], seed: int) -> bytes | None:
+        """After a trial of ``removed`` ran: its kept trained model, as bytes (deleted here), or None when the trial
+        kept none (a lower budget, a failure)."""
+        path = self.local.path(tuple(removed), seed)
+        if not path.is_file():
+            return None
+        blob = path.read_bytes()
+        path.unlink(missing_ok=True)
+        return blob
 
 
 def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -2,18 +2,27 @@
 1/k, ``num_cpus``), on a running cluster (``--ray-address auto|HOST:PORT``) or a local Ray instance.
 
 Ray is optional (``pip install 'glp[ray]'``): it is imported when a `RayExecutor` is built, never at import.
+
+A warm-started search (``--init parent``) keeps its parents on the driver's disk; an actor may run on a node
+without it, so the parents travel through the object store: the driver sends each candidate's parent with its
+trial (put once per parent), and the actor sends back the trained model a trial keeps, which the driver writes
+(`glp.trial.parents.ParentsInTransit`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
+from glp.atomic import write_atomic
 from glp.errors import ConfigError
 from glp.run.executors.base import EXECUTORS, ExecutionSettings, TrialId
 from glp.run.executors.devices import _available_cores, group_size, parse_devices
 from glp.run.executors.pool import _make_host, _Pool
+from glp.trial.parents import ParentsInTransit
 from glp.trial.scoring import TrialSpec
 from glp.trial.types import TrialRequest
 
@@ -43,16 +52,32 @@ def _probe_ray_address(address: str) -> None:
 
 
 class _RayWorker:
-    """A Ray actor holding the tokenized data, the pre-trained weights and its live trials."""
+    """A Ray actor holding the tokenized data, the pre-trained weights and its live trials (and, for a warm start,
+    the parents it was sent, in a folder of its own)."""
 
     def __init__(self, spec: TrialSpec, device: str, threads: int | None):
+        self.parents = ParentsInTransit(spec.parents) if spec.parents is not None else None
+        if self.parents is not None:
+            spec = dataclasses.replace(spec, parents=self.parents.local)
         self.host = _make_host(spec, device, threads)
 
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, removed: tuple[int, ...], seed: int, budget: float) -> tuple[dict[str, Any], bool, bool]:
-        return self.host.run_one(removed, seed, budget)
+    def run(
+        self, removed: tuple[int, ...], seed: int, budget: float, parent: bytes | None = None
+    ) -> tuple[dict[str, Any], bool, bool, bytes | None]:
+        """(the trial's result, continued?, kept?, the trained model it keeps as a parent, as bytes, or None)."""
+        if self.parents is None:
+            return (*self.host.run_one(removed, seed, budget), None)
+        self.parents.receive(removed, seed, parent)
+        result, continued, kept = self.host.run_one(removed, seed, budget)
+        return result, continued, kept, self.parents.send(removed, seed)
+
+    def clean_up(self) -> None:
+        """Delete the parents this actor holds (before it is stopped)."""
+        if self.parents is not None:
+            self.parents.clean_up()
 
     def drop(self, keys: list[TrialId]) -> None:
         self.host.drop(keys)
@@ -121,6 +146,10 @@ class RayExecutor(_Pool):
         super().__init__(slots, max_retries)
         self.workers_per_device = workers_per_device
         self.spec_ref = ray.put(spec)  # shipped once to the object store; each actor reads it when it starts
+        self.parents = spec.parents  # --init parent: kept here, on the driver's disk; sent to the actors
+        self._parent_refs: dict[Path, Any] = {}  # a parent's file -> its bytes in the object store
+        self._parent_depths: dict[Path, int] = {}  # a parent's file -> the length of its removal set
+        self._asked: dict[Any, tuple[tuple[int, ...], int]] = {}  # a trial's ref -> (removed, seed)
         self.actor_class = ray.remote(_RayWorker)
         self._pids: dict[int, Any] = {}
         self._refs: dict[Any, int] = {}  # pending run() → slot
@@ -143,8 +172,31 @@ class RayExecutor(_Pool):
         return actor
 
     def _submit(self, slot: int, req: TrialRequest) -> None:
-        ref = self.workers[slot].run.remote(tuple(req.removed), int(req.seed), float(req.budget))
+        removed, seed = tuple(int(i) for i in req.removed), int(req.seed)
+        parent = self._parent_ref(removed, seed) if self.parents is not None and removed else None
+        ref = self.workers[slot].run.remote(removed, seed, float(req.budget), parent)
         self._refs[ref] = slot
+        self._asked[ref] = (removed, seed)
+
+    def _parent_ref(self, removed: tuple[int, ...], seed: int) -> Any:
+        """The object-store copy of candidate ``removed``'s parent, put once; the copies of earlier steps' parents
+        (shorter removal sets) are let go."""
+        path = self.parents.parent_of(removed, seed)  # type: ignore[union-attr]
+        ref = self._parent_refs.get(path)
+        if ref is None:
+            depth = len(removed) - 1
+            self._parent_refs = {p: r for p, r in self._parent_refs.items() if self._parent_depths[p] >= depth}
+            ref = self._parent_refs[path] = self.ray.put(path.read_bytes())
+            self._parent_depths[path] = depth
+        return ref
+
+    def _keep_parent(self, ref: Any, blob: bytes | None) -> None:
+        """Write the trained model an actor sent back to the driver's parents folder."""
+        asked = self._asked.pop(ref, None)
+        if blob is not None and asked is not None and self.parents is not None:
+            path = self.parents.path(*asked)
+            write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
+            self._parent_refs.pop(path, None)  # a rewrite (the same trial again) is put afresh
 
     def _drop(self, slot: int, keys: list[TrialId]) -> None:
         self.workers[slot].drop.remote(keys)
@@ -172,6 +224,7 @@ class RayExecutor(_Pool):
             try:
                 value = ray.get(ref)
             except self._lost_errors as exc:
+                self._asked.pop(ref, None)
                 pid = self._pid_or_none(s)
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 events.append(
@@ -190,7 +243,8 @@ class RayExecutor(_Pool):
             if ref in booting:
                 events.append(("ready", s))
             else:
-                result, continued, kept = value
+                result, continued, kept, blob = value
+                self._keep_parent(ref, blob)
                 events.append(("result", s, result, continued, kept))
         return events
 
@@ -202,6 +256,11 @@ class RayExecutor(_Pool):
             return None
 
     def _stop(self, slot: int) -> None:
+        if self.parents is not None:  # an actor's own parents folder goes with it (a lost actor's cannot)
+            try:
+                self.ray.get(self.workers[slot].clean_up.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - a dead or busy actor: it is killed all the same
+                pass
         self.ray.kill(self.workers[slot])
         self._pids.pop(slot, None)
 
@@ -210,5 +269,7 @@ class RayExecutor(_Pool):
             return
         super().close()
         self._refs.clear()
+        self._asked.clear()
+        self._parent_refs.clear()
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
