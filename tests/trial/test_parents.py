@@ -94,18 +94,48 @@ def test_worker_processes_read_the_parents(tiny_setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_actors_get_the_parents_through_the_object_store(ray_local, tiny_setup, tmp_path):
-    """Ray actors keep parents in folders of their own (a node may not share the driver's disk): each candidate's
-    parent goes to them with the trial, each kept model comes back to the driver's disk. With early rejection, so
-    that some candidates are continued on the actor that holds them and some start afresh: the same plan as
-    in-process."""
+def test_ray_actors_get_the_parents_through_the_object_store(ray_local, tiny_setup, tmp_path, monkeypatch):
+    """A warm-started search on 2 Ray actors gives the in-process plan and leaves the winners on the driver's disk.
+    With early rejection, so that candidates are continued on the actor that holds them."""
+    import glp.run.executors as ex
+
+    made = []
+    real = ex.make_executor
+    monkeypatch.setattr(ex, "make_executor", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     kw = {"halving": True, "rungs": 2, "eta": 2}
     local = prune(_config(tiny_setup, tmp_path / "local", **kw))
     ray = prune(_config(tiny_setup, tmp_path / "ray", executor="ray", devices=("cpu", "cpu"), **kw))
     assert _summary(ray) == _summary(local)
+    assert made[-1].stats["continued"] >= 1
     run = RunDir(tmp_path / "ray")
     assert all((run.path / p).is_file() for p in ray.strategy["parents"].values())  # on the driver's disk
     assert len(list((run.cache_dir / "parents").glob("*.safetensors"))) == 3  # the winners only
+
+
+@pytest.mark.slow
+def test_a_ray_actor_trains_from_the_parents_it_is_sent_not_from_the_drivers_disk(ray_local, tiny_setup, tmp_path):
+    """The actor (run here in-process) of a node without the driver's disk: it never touches the driver's parents
+    folder, trains each candidate from the parent sent through the object store to the in-process search's
+    scores, and sends back what it kept."""
+    from glp.run.executors.ray import _RayWorker
+    from glp.trial.parents import Parents
+
+    cfg = _config(tiny_setup, tmp_path / "run", max_remove=1)
+    plan = prune(cfg)  # in-process: the reference
+    run = RunDir(tmp_path / "run")
+    with run.journal(lock=False) as store:
+        scores = {tuple(r["removed"]): r["score"] for r in store.results()}
+    spec = open_session(cfg, cache_dir=run.cache_dir).spec
+    elsewhere = tmp_path / "the-drivers-disk-is-not-here"
+    actor = _RayWorker(dataclasses.replace(spec, parents=Parents(str(elsewhere), spec.parents.context)), "cpu", None)
+    result, _, _, unpruned = actor.run((), 42, 1.0)
+    assert result["score"] == scores[()] and unpruned == spec.parents.path((), 42).read_bytes()
+    layer = plan.removals[1][0]
+    result, _, _, trained = actor.run((layer,), 42, 1.0, [ray_local.put(unpruned)])
+    assert result["score"] == scores[(layer,)] and trained
+    assert not elsewhere.exists()
+    actor.clean_up()
+    assert not Path(actor.parents.local.directory).exists()
 
 
 def test_a_ray_actor_holds_one_step_of_parents(tmp_path):

@@ -100,19 +100,23 @@ class ParentsInTransit:
         self.local = Parents(tempfile.mkdtemp(prefix="glp-parents-"), driver.context)
         self.depths: dict[str, int] = {}  # file name -> the length of the removal set it is the model of
 
+    def holds(self, removed: Sequence[int], seed: int) -> bool:
+        """Does the folder hold candidate ``removed``'s parent already?"""
+        return self.local.path(tuple(removed[:-1]), seed).is_file()
+
     def receive(self, removed: Sequence[int], seed: int, blob: bytes | None) -> None:
         """Before candidate ``removed`` runs: its parent's weights (``blob``) in the local folder. Parents of
-        earlier steps (shorter removal sets) are deleted: no candidate starts from them any more."""
-        if blob is None:
+        earlier steps (shorter removal sets) are deleted: no candidate starts from them any more. A parent's
+        name is a hash of what trained it, so one sent again is the same file: it is written once."""
+        if blob is None or self.holds(removed, seed):
             return
         path = self.local.path(tuple(removed[:-1]), seed)
-        if not path.is_file():
-            depth = len(removed) - 1
-            for old in Path(self.local.directory).glob("*.safetensors"):
-                if self.depths.get(old.name, depth) < depth:
-                    old.unlink(missing_ok=True)
-            write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
-            self.depths[path.name] = depth
+        depth = len(removed) - 1
+        for name in [n for n, d in self.depths.items() if d < depth]:
+            (Path(self.local.directory) / name).unlink(missing_ok=True)
+            del self.depths[name]
+        write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
+        self.depths[path.name] = depth
 
     def clean_up(self) -> None:
         """Delete the folder and what it holds."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from glp.atomic import write_atomic
-from glp.errors import ConfigError
+from glp.errors import ConfigError, GLPError
 from glp.run.executors.base import EXECUTORS, ExecutionSettings, TrialId
 from glp.run.executors.devices import _available_cores, group_size, parse_devices
 from glp.run.executors.pool import _make_host, _Pool
@@ -65,12 +65,18 @@ class _RayWorker:
         return os.getpid()
 
     def run(
-        self, removed: tuple[int, ...], seed: int, budget: float, parent: bytes | None = None
+        self, removed: tuple[int, ...], seed: int, budget: float, parent: list[Any] | None = None
     ) -> tuple[dict[str, Any], bool, bool, bytes | None]:
-        """(the trial's result, continued?, kept?, the trained model it keeps as a parent, as bytes, or None)."""
+        """(the trial's result, continued?, kept?, the trained model it keeps as a parent, as bytes, or None).
+
+        ``parent``: ``[ref]``, the object-store copy of the candidate's parent, inside a list so that Ray does not
+        fetch it with every call: the actor fetches it only when its folder does not hold it yet."""
         if self.parents is None:
             return (*self.host.run_one(removed, seed, budget), None)
-        self.parents.receive(removed, seed, parent)
+        if parent and not self.parents.holds(removed, seed):
+            import ray  # an actor runs inside Ray
+
+            self.parents.receive(removed, seed, ray.get(parent[0]))
         result, continued, kept = self.host.run_one(removed, seed, budget)
         return result, continued, kept, self.parents.send(removed, seed)
 
@@ -174,9 +180,9 @@ class RayExecutor(_Pool):
     def _submit(self, slot: int, req: TrialRequest) -> None:
         removed, seed = tuple(int(i) for i in req.removed), int(req.seed)
         parent = self._parent_ref(removed, seed) if self.parents is not None and removed else None
-        ref = self.workers[slot].run.remote(removed, seed, float(req.budget), parent)
+        ref = self.workers[slot].run.remote(removed, seed, float(req.budget), None if parent is None else [parent])
         self._refs[ref] = slot
-        self._asked[ref] = (removed, seed)
+        self._asked[ref] = (removed, seed, float(req.budget))
 
     def _parent_ref(self, removed: tuple[int, ...], seed: int) -> Any:
         """The object-store copy of candidate ``removed``'s parent, put once; the copies of earlier steps' parents
@@ -185,18 +191,31 @@ class RayExecutor(_Pool):
         ref = self._parent_refs.get(path)
         if ref is None:
             depth = len(removed) - 1
-            self._parent_refs = {p: r for p, r in self._parent_refs.items() if self._parent_depths[p] >= depth}
+            old = [p for p in self._parent_refs if self._parent_depths[p] < depth]
+            for p in old:
+                del self._parent_refs[p], self._parent_depths[p]
             ref = self._parent_refs[path] = self.ray.put(path.read_bytes())
             self._parent_depths[path] = depth
         return ref
 
-    def _keep_parent(self, ref: Any, blob: bytes | None) -> None:
-        """Write the trained model an actor sent back to the driver's parents folder."""
+    def _keep_parent(self, ref: Any, result: dict[str, Any], blob: bytes | None) -> None:
+        """Write the trained model an actor sent back to the driver's parents folder; a trial that reached its full
+        budget must have sent one (else the next step would find its parent missing)."""
         asked = self._asked.pop(ref, None)
-        if blob is not None and asked is not None and self.parents is not None:
-            path = self.parents.path(*asked)
-            write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
-            self._parent_refs.pop(path, None)  # a rewrite (the same trial again) is put afresh
+        if self.parents is None or asked is None:
+            return
+        removed, seed, budget = asked
+        if blob is None:
+            if result.get("status") == "ok" and budget >= 1.0:
+                raise GLPError(
+                    f"the Ray actor that trained removal set {list(removed)} (seed {seed}) sent back no trained "
+                    "model to keep as a parent"
+                )
+            return
+        path = self.parents.path(removed, seed)
+        write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
+        if self._parent_refs.pop(path, None) is not None:  # a rewrite (the same trial again) is put afresh
+            del self._parent_depths[path]
 
     def _drop(self, slot: int, keys: list[TrialId]) -> None:
         self.workers[slot].drop.remote(keys)
@@ -244,7 +263,7 @@ class RayExecutor(_Pool):
                 events.append(("ready", s))
             else:
                 result, continued, kept, blob = value
-                self._keep_parent(ref, blob)
+                self._keep_parent(ref, result, blob)
                 events.append(("result", s, result, continued, kept))
         return events
 
@@ -256,20 +275,21 @@ class RayExecutor(_Pool):
             return None
 
     def _stop(self, slot: int) -> None:
-        if self.parents is not None:  # an actor's own parents folder goes with it (a lost actor's cannot)
-            try:
-                self.ray.get(self.workers[slot].clean_up.remote(), timeout=10)
-            except Exception:  # noqa: BLE001 - a dead or busy actor: it is killed all the same
-                pass
         self.ray.kill(self.workers[slot])
         self._pids.pop(slot, None)
 
     def close(self) -> None:
         if self._closed:
             return
+        if self.parents is not None:  # the actors' own parents folders go with them: asked at once, waited once
+            busy = set(self._inflight)  # an actor still training would answer after its trial: it is killed as is
+            done = [w.clean_up.remote() for s, w in enumerate(self.workers) if w is not None and s not in busy]
+            if done:
+                self.ray.wait(done, num_returns=len(done), timeout=10)
         super().close()
         self._refs.clear()
         self._asked.clear()
         self._parent_refs.clear()
+        self._parent_depths.clear()
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
