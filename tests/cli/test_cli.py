@@ -4,6 +4,7 @@ of conftest.py, and the typical user errors through ``main``: exit code 2, one `
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -156,6 +157,9 @@ def test_evaluate_prints_the_table(tiny_run, tmp_path):
                  "--num-train-epochs", "1")  # fmt: skip
     assert "toy: 2 trials (0 from the journal)" in res.stdout
     assert "[1/2] remove - seed 42" in res.stdout and f"[2/2] remove {plan.removals[1]} seed 42" in res.stdout
+    first = next(line for line in res.stdout.splitlines() if "[1/2]" in line)
+    last = next(line for line in res.stdout.splitlines() if "[2/2]" in line)
+    assert re.search(r"; about \d+ (s|min) left$", first) and "left" not in last  # the time the rest should take
     printed = [line for line in res.stdout.splitlines() if line.startswith("|")]
     assert printed[0].startswith("| Method | n | TOY (accuracy) |")
     assert [line.split("|")[1:3] for line in printed[2:]] == [[" baseline ", " 0 "], [" greedy ", " 1 "]]

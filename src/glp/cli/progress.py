@@ -140,6 +140,13 @@ class SearchProgress:
         return None
 
 
+def _duration(seconds: float) -> str:
+    """A rough duration: 40 s, 12 min, 3.4 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
@@ -204,23 +211,27 @@ def fine_tune_progress() -> Callable[[int, int, float], None]:
 
 
 def evaluation_progress() -> Callable[..., None]:
-    """``glp evaluate``'s event handler: the teacher, each task's trials and one line per finished trial."""
-    done = total = 0
+    """``glp evaluate``'s event handler: the teacher, each task's trials and one line per finished trial, with the
+    time the task's remaining trials should take at the pace of those run so far (journal hits take none)."""
+    done = total = cached = 0
+    start = time.time()
 
     def on_event(event: str, **info: Any) -> None:
-        nonlocal done, total
+        nonlocal done, total, cached, start
         if event == "teacher":
             typer.echo(f"{info['task']}: the teacher (the unpruned model, seed {info['seed']}) for distillation")
         elif event == "trials_start":
-            done, total = info["cached"], info["total"]
+            done = cached = info["cached"]
+            total, start = info["total"], time.time()
             typer.echo(f"{info['task']}: {info['total']} trials ({info['cached']} from the journal)")
         elif event == "trial_done":
             done += 1
             r, req = info["result"], info["request"]
             score = f"{r['score']:.4f}" if r.get("score") is not None else f"failed ({r.get('reason')})"
+            left = (time.time() - start) / (done - cached) * (total - done)
             typer.echo(
                 f"  [{done}/{total}] remove {list(req.removed) or '-'} seed {req.seed}: "
-                f"{score} ({r.get('wall_time', 0):.0f} s)"
+                f"{score} ({r.get('wall_time', 0):.0f} s)" + (f"; about {_duration(left)} left" if done < total else "")
             )
 
     return on_event
