@@ -332,6 +332,41 @@ def t_mpnet_compare(root: Path = RESULTS / "mpnet", n: int = 6) -> str:
     return "\n".join(out)
 
 
+DISTILLED = "{} (distilled, teacher init)"  # glp evaluate --distill's name of a row
+
+
+def _with_share(scores: dict[int, float], ref: float) -> str:
+    """Median (min–max) x100 and the median as a share of ``ref``."""
+    return f"{spread(scores.values())}; {100 * statistics.median(scores.values()) / ref:.1f}%" if scores else "–"
+
+
+def t_mpnet_distill(root: Path = RESULTS / "mpnet", ns: tuple[int, ...] = (4, 6)) -> str:
+    """Does GLP's choice still matter after distillation? GLP's and Top's sets fine-tuned plainly (the task's
+    evaluation) and by distillation from the unpruned model of the same seed (``distill/evaluation.json``, the
+    student starting from the fine-tuned teacher with the layers removed), paired by seed."""
+    tasks = [t for t in MPNET_TASKS if (root / t / "distill" / "evaluation.json").exists()
+             and (root / t / "evaluation.json").exists()]
+    if not tasks:
+        return ("No distillation rows are committed yet (docs/results/mpnet/<task>/distill/evaluation.json, from "
+                "`glp evaluate PLAN --n 4,6 --pattern top --distill`).\n")
+    rows = []
+    for t in tasks:
+        plain = same_names(load_json(root / t / "evaluation.json"), t)
+        dist = load_json(root / t / "distill" / "evaluation.json")
+        ref = statistics.median(per_seed(plain, t, "baseline", 0).values())
+        for n in ns:
+            g, tp = per_seed(plain, t, "greedy", n), per_seed(plain, t, "top", n)
+            gd, td = per_seed(dist, t, DISTILLED.format("greedy"), n), per_seed(dist, t, DISTILLED.format("top"), n)
+            if not (gd or td):
+                continue
+            rows.append([NAMES[t], str(n), *(_with_share(v, ref) for v in (g, gd, tp, td)), wtl(paired(gd, g)),
+                         wtl(paired(td, tp)), wtl(paired(g, tp)), wtl(paired(gd, td))])
+    head = ["task", "n", "GLP", "GLP distilled", "Top", "Top distilled", "GLP: distilled vs plain",
+            "Top: distilled vs plain", "GLP vs Top, plain", "GLP vs Top, distilled"]
+    return ("Dev x100, median of the seeds (min–max); % of the unpruned model's median; W/T/L per seed:\n\n"
+            + table(head, rows, "lrrrrrllll"))
+
+
 def mpnet_in_progress(root: Path) -> str:
     rows = []
     for db in sorted(root.glob("in-progress/*/trials.sqlite")):

@@ -44,6 +44,7 @@ from results_lib import (
     spread,
     t_mpnet,
     t_mpnet_compare,
+    t_mpnet_distill,
     table,
     wtl,
     x100,
@@ -419,6 +420,7 @@ def t_llm_final(root: Path = RESULTS) -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "mpnet": t_mpnet,
     "mpnet-compare": t_mpnet_compare,
+    "mpnet-distill": t_mpnet_distill,
     "minilm-setup": t_setup,
     "minilm-learns": t_learns,
     "minilm-table1": t_table1,

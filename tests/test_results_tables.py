@@ -154,3 +154,25 @@ def test_the_trade_off_plot_draws_the_seeds_spread(tmp_path):
     assert lo < data["series"]["greedy"][1][1] < hi
     assert data["baseline_range"][0] < 100 < data["baseline_range"][1]
     assert png_size(plot_tradeoff(data, tmp_path / "t.png")) == (700, 450)
+
+
+def test_the_distillation_rows_of_the_depth_study(rt, tmp_path):
+    """GLP's and Top's sets plain (the task's evaluation) and distilled (distill/evaluation.json), paired by seed."""
+    assert rt.t_mpnet_distill(tmp_path).startswith("No distillation rows are committed yet")
+
+    def rec(strategy, n, seed, score):
+        return {"task": "sst2", "metric": "accuracy", "strategy": strategy, "n": n, "seed": seed, "score": score,
+                "removed": list(range(n)), "status": "ok"}
+
+    seeds = (42, 43, 44)
+    plain = [rec("baseline", 0, s, 0.9) for s in seeds]
+    plain += [rec("greedy", 4, s, v) for s, v in zip(seeds, (0.88, 0.86, 0.87), strict=True)]
+    plain += [rec("top", 4, s, v) for s, v in zip(seeds, (0.85, 0.87, 0.84), strict=True)]
+    dist = [rec("greedy (distilled, teacher init)", 4, s, v) for s, v in zip(seeds, (0.89, 0.89, 0.86), strict=True)]
+    dist += [rec("top (distilled, teacher init)", 4, s, v) for s, v in zip(seeds, (0.88, 0.89, 0.88), strict=True)]
+    (tmp_path / "sst2" / "distill").mkdir(parents=True)
+    (tmp_path / "sst2" / "evaluation.json").write_text(json.dumps({"seeds": list(seeds), "records": plain}))
+    (tmp_path / "sst2" / "distill" / "evaluation.json").write_text(json.dumps({"seeds": list(seeds), "records": dist}))
+    text = rt.t_mpnet_distill(tmp_path)
+    assert ("| SST-2 | 4 | 87.0 (86.0–88.0); 96.7% | 89.0 (86.0–89.0); 98.9% | 85.0 (84.0–87.0); 94.4% | "
+            "88.0 (88.0–89.0); 97.8% | 2/0/1 | 3/0/0 | 2/0/1 | 1/1/1 |") in text, text
