@@ -15,7 +15,8 @@
 #   5. GLP's and Top's sets at n = 4, 6 fine-tuned by distillation from the unpruned model of the same seed
 #      (glp evaluate --distill, the student starting from the fine-tuned teacher with the layers removed) on the
 #      tasks in DISTILL_TASKS: does GLP's choice still matter after distillation?
-#   6. the exhaustive optimum at n = 2 (66 sets) on the tasks in OPTIMAL_TASKS.
+#   6. the exhaustive optimum at n = 2 (66 sets) on the tasks in OPTIMAL_TASKS;
+# each finished task, and the rows of 5 and 6, are copied into docs/results by benchmarks/publish_mpnet.sh.
 #
 #   bash benchmarks/mpnet_study.sh [TASKS]        default: "sst2 stsb mrpc rte"
 #
@@ -52,6 +53,7 @@ for task in $TASKS; do
             --seeds "$SEEDS" "${HP[@]}" "${PARALLEL[@]}" --out "$OUT/$task-eval")
   "${evaluate[@]}" --n "$EVAL_NS" --pattern top   # the headline rows first; the next call reads them back
   "${evaluate[@]}" --n "$EVAL_NS" --pattern top,bottom,random:0,random:1,random:2
+  bash benchmarks/publish_mpnet.sh "$task" || echo "publishing $task to docs/results failed" >&2
 done
 for task in $DISTILL_TASKS; do
   case " $TASKS " in *" $task "*) ;; *) continue ;; esac
@@ -64,3 +66,4 @@ for task in $OPTIMAL_TASKS; do
   setup "$task"
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove 2 --strategy optimal --out "$OUT/$task-full"
 done
+bash benchmarks/publish_mpnet.sh "$TASKS"   # the optimum and the distillation rows
