@@ -155,7 +155,7 @@ class RayExecutor(_Pool):
         self.parents = spec.parents  # --init parent: kept here, on the driver's disk; sent to the actors
         self._parent_refs: dict[Path, Any] = {}  # a parent's file -> its bytes in the object store
         self._parent_depths: dict[Path, int] = {}  # a parent's file -> the length of its removal set
-        self._asked: dict[Any, tuple[tuple[int, ...], int]] = {}  # a trial's ref -> (removed, seed)
+        self._asked: dict[Any, tuple[tuple[int, ...], int, float]] = {}  # a trial's ref -> (removed, seed, budget)
         self.actor_class = ray.remote(_RayWorker)
         self._pids: dict[int, Any] = {}
         self._refs: dict[Any, int] = {}  # pending run() → slot
