@@ -118,8 +118,7 @@ class SearchProgress:
             return f"{info['cached']} of {info['total']} trials from the journal" if info["cached"] else None
         if name == "trial_done":
             r, req = info["result"], info["request"]
-            per = (time.time() - self.batch_start) / max(self.batch_done - self.batch_cached, 1)  # run here only
-            eta = per * (self.batch_total - self.batch_done)
+            eta = _remaining(self.batch_start, self.batch_done, self.batch_cached, self.batch_total)
             score = f"{r['score']:.4f}" if r.get("score") is not None else f"failed ({r.get('reason')})"
             where = (
                 "baseline (with the first batch)"
@@ -138,6 +137,12 @@ class SearchProgress:
             s = info["step"]
             return f"step {s.n} done: remove {s.chosen} ({_fmt(s.chosen_mean)})"
         return None
+
+
+def _remaining(start: float, done: int, cached: int, total: int) -> float:
+    """Seconds the ``total - done`` trials left should take, at the pace of those run since ``start`` (``done``
+    counts the ``cached`` journal hits, which take no time)."""
+    return (time.time() - start) / max(done - cached, 1) * (total - done)
 
 
 def _duration(seconds: float) -> str:
@@ -228,7 +233,7 @@ def evaluation_progress() -> Callable[..., None]:
             done += 1
             r, req = info["result"], info["request"]
             score = f"{r['score']:.4f}" if r.get("score") is not None else f"failed ({r.get('reason')})"
-            left = (time.time() - start) / (done - cached) * (total - done)
+            left = _remaining(start, done, cached, total)
             typer.echo(
                 f"  [{done}/{total}] remove {list(req.removed) or '-'} seed {req.seed}: "
                 f"{score} ({r.get('wall_time', 0):.0f} s)" + (f"; about {_duration(left)} left" if done < total else "")

@@ -55,6 +55,11 @@ class Parents:
         path = self.path(removed, seed)
         return write_atomic(path, lambda tmp: save_file(_unshared(state), str(tmp)))
 
+    def write(self, removed: Sequence[int], seed: int, blob: bytes) -> Path:
+        """Keep a parent that arrives as the bytes of its safetensors file (from a Ray actor, or sent to one),
+        atomically."""
+        return write_atomic(self.path(removed, seed), lambda tmp: Path(tmp).write_bytes(blob))
+
     def parent_of(self, removed: Sequence[int], seed: int) -> Path:
         """The kept parent of candidate ``removed`` (``seed``); a `RunDirError` that says what to do when it is not
         there."""
@@ -110,13 +115,11 @@ class ParentsInTransit:
         name is a hash of what trained it, so one sent again is the same file: it is written once."""
         if blob is None or self.holds(removed, seed):
             return
-        path = self.local.path(tuple(removed[:-1]), seed)
         depth = len(removed) - 1
         for name in [n for n, d in self.depths.items() if d < depth]:
             (Path(self.local.directory) / name).unlink(missing_ok=True)
             del self.depths[name]
-        write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
-        self.depths[path.name] = depth
+        self.depths[self.local.write(tuple(removed[:-1]), seed, blob).name] = depth
 
     def clean_up(self) -> None:
         """Delete the folder and what it holds."""

@@ -17,7 +17,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from glp.atomic import write_atomic
 from glp.errors import ConfigError, GLPError
 from glp.run.executors.base import EXECUTORS, ExecutionSettings, TrialId
 from glp.run.executors.devices import _available_cores, group_size, parse_devices
@@ -153,8 +152,8 @@ class RayExecutor(_Pool):
         self.workers_per_device = workers_per_device
         self.spec_ref = ray.put(spec)  # shipped once to the object store; each actor reads it when it starts
         self.parents = spec.parents  # --init parent: kept here, on the driver's disk; sent to the actors
-        self._parent_refs: dict[Path, Any] = {}  # a parent's file -> its bytes in the object store
-        self._parent_depths: dict[Path, int] = {}  # a parent's file -> the length of its removal set
+        # a parent's file -> (the length of its removal set, its bytes in the object store)
+        self._parent_refs: dict[Path, tuple[int, Any]] = {}
         self._asked: dict[Any, tuple[tuple[int, ...], int, float]] = {}  # a trial's ref -> (removed, seed, budget)
         self.actor_class = ray.remote(_RayWorker)
         self._pids: dict[int, Any] = {}
@@ -188,15 +187,11 @@ class RayExecutor(_Pool):
         """The object-store copy of candidate ``removed``'s parent, put once; the copies of earlier steps' parents
         (shorter removal sets) are let go."""
         path = self.parents.parent_of(removed, seed)  # type: ignore[union-attr]
-        ref = self._parent_refs.get(path)
-        if ref is None:
+        if path not in self._parent_refs:
             depth = len(removed) - 1
-            old = [p for p in self._parent_refs if self._parent_depths[p] < depth]
-            for p in old:
-                del self._parent_refs[p], self._parent_depths[p]
-            ref = self._parent_refs[path] = self.ray.put(path.read_bytes())
-            self._parent_depths[path] = depth
-        return ref
+            self._parent_refs = {p: (d, r) for p, (d, r) in self._parent_refs.items() if d >= depth}
+            self._parent_refs[path] = (depth, self.ray.put(path.read_bytes()))
+        return self._parent_refs[path][1]
 
     def _keep_parent(self, ref: Any, result: dict[str, Any], blob: bytes | None) -> None:
         """Write the trained model an actor sent back to the driver's parents folder; a trial that reached its full
@@ -212,10 +207,8 @@ class RayExecutor(_Pool):
                     "model to keep as a parent"
                 )
             return
-        path = self.parents.path(removed, seed)
-        write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
-        if self._parent_refs.pop(path, None) is not None:  # a rewrite (the same trial again) is put afresh
-            del self._parent_depths[path]
+        path = self.parents.write(removed, seed, blob)
+        self._parent_refs.pop(path, None)  # a rewrite (the same trial again) is put afresh
 
     def _drop(self, slot: int, keys: list[TrialId]) -> None:
         self.workers[slot].drop.remote(keys)
@@ -290,6 +283,5 @@ class RayExecutor(_Pool):
         self._refs.clear()
         self._asked.clear()
         self._parent_refs.clear()
-        self._parent_depths.clear()
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
