@@ -63,6 +63,10 @@ def test_baseline_rides_with_the_first_batch(tiny_setup, tmp_path):
         assert plan.baseline is not None and plan.baseline["mean"] is not None
         again = prune(_config(tiny_setup, tmp_path / name, **extra))  # resumed: everything from the journal
         assert again.baseline == plan.baseline and again.cost["trials_run"] == 0
+        # the whole search's cost survives the resume: the journal's trials and their seconds, not this call's
+        assert {k: again.cost[k] for k in ("trials", "train_steps", "trial_seconds")} == {
+            k: plan.cost[k] for k in ("trials", "train_steps", "trial_seconds")
+        }
 
 
 def test_halving_uses_fewer_steps(tiny_setup, tmp_path, capsys):

@@ -186,7 +186,7 @@ def print_plan(plan, chosen: int | None = None) -> None:
         console.print(
             f"cost: {c.get('trials', 0)} trials ({c.get('trials_run', 0)} run now, "
             f"{c.get('trials_reused', 0)} from the journal), {c.get('train_steps', 0):,} training steps, "
-            f"{c.get('wall_seconds', 0):.0f} s wall"
+            f"{c.get('trial_seconds', 0):.0f} s of trials, {c.get('wall_seconds', 0):.0f} s wall for this call"
         )
     for s in plan.steps:
         if s.separated is False:

@@ -469,6 +469,9 @@ def untrained_warning(
 
 
 def _finish_cost(plan: Plan, stats: dict[str, Any], t0: float) -> None:
+    """The search's cost. ``trial_seconds`` and ``train_steps`` count every trial of the plan, those read back from
+    the journal included, so they are the search's whole cost however often it was resumed; ``wall_seconds`` is
+    this call's wall time only."""
     plan.cost = {
         "trials_run": stats["run"],
         "trials_reused": stats["reused"],
