@@ -107,9 +107,12 @@ def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
 
 
 def wtl(diffs: list[float]) -> str:
+    """Wins/ties/losses of paired differences; a difference below 0.0001 is a tie: the same set and seed
+    fine-tuned with another number of threads differs in the sixth decimal."""
     if not diffs:
         return "–"
-    return f"{sum(d > 0 for d in diffs)}/{sum(d == 0 for d in diffs)}/{sum(d < 0 for d in diffs)}"
+    d = [round(x, 4) for x in diffs]
+    return f"{sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)}"
 
 
 def sign_test(cells: list[list[float]]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from results_lib import paired, wtl
 from scipy.stats import spearmanr
 
 VARIANTS = ("pretrained", "parent", "parent-halving")
@@ -129,15 +130,13 @@ def _medians(evaluation: dict) -> dict[tuple[str, int], dict[int, float]]:
 
 
 def _cell(scores: dict[int, float] | None, ref: dict[int, float] | None = None) -> str:
-    """median (min–max) x100, and against ``ref`` (paired by seed) the wins/ties/losses; a difference below 0.0001
-    is a tie: the same set and seed fine-tuned with another number of threads differs in the sixth decimal."""
+    """median (min–max) x100, and against ``ref`` (paired by seed) the wins/ties/losses (results_lib.wtl)."""
     if not scores:
         return "–"
     v = list(scores.values())
     text = f"{100 * statistics.median(v):.1f} ({100 * min(v):.1f}–{100 * max(v):.1f})"
     if ref:
-        d = [round(scores[k] - ref[k], 4) for k in sorted(set(scores) & set(ref))]
-        text += f"; {sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)}"
+        text += f"; {wtl(paired(scores, ref))}"
     return text
 
 

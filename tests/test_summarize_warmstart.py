@@ -1,6 +1,7 @@
 """docs/benchmarks.md's warm start tables are what benchmarks/summarize_warmstart.py prints from the artifacts."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -8,11 +9,19 @@ SCRIPT = ROOT / "benchmarks" / "summarize_warmstart.py"
 ARTIFACTS = ROOT / "docs" / "results" / "warmstart" / "sst2"
 
 
+def _module():
+    sys.path.insert(0, str(SCRIPT.parent))  # it imports its sibling results_lib
+    try:
+        spec = importlib.util.spec_from_file_location("summarize_warmstart", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
 def _summarize():
-    spec = importlib.util.spec_from_file_location("summarize_warmstart", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return _module().main
 
 
 def test_the_committed_summary_is_what_the_script_prints():
@@ -41,9 +50,7 @@ def test_the_depth_study_summary_is_what_the_script_prints():
 
 
 def test_the_overview_over_tasks_pairs_the_warm_starts_with_the_papers_search_by_seed():
-    spec = importlib.util.spec_from_file_location("summarize_warmstart", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _module()
     mpnet = ROOT / "docs" / "results" / "warmstart" / "mpnet-sst2"
     evaluation = ROOT / "docs" / "results" / "mpnet" / "sst2" / "evaluation.json"
     text = module.overview(str(ARTIFACTS), f"{mpnet}+{evaluation}")
@@ -55,9 +62,7 @@ def test_the_overview_over_tasks_pairs_the_warm_starts_with_the_papers_search_by
 
 
 def test_the_overview_in_the_docs_is_what_the_script_prints():
-    spec = importlib.util.spec_from_file_location("summarize_warmstart", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _module()
     res, ws = ROOT / "docs" / "results", ROOT / "docs" / "results" / "warmstart"
     study = [f"{ws / t}+{res / t / 'evaluation.json'}+{ws / t / 'evaluation.json'}" for t in ("cola", "stsb")]
     mpnet = f"{ws / 'mpnet-sst2'}+{res / 'mpnet' / 'sst2' / 'evaluation.json'}"
