@@ -232,34 +232,6 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def t_seeds3(root: Path = RESULTS) -> str:
-    p = Plan.load(root / "sst2" / "plans" / "greedy-search-seeds3.json")
-    rows = [[str(s.n), layers(s.chosen), f"{s.chosen_mean:.4f}", f"{_chosen(s).std:.4f}", layers(s.runner_up),
-             f"{s.runner_up_mean:.4f}", "yes" if s.separated else "no"] for s in p.steps]
-    head = ["n", "removes", "mean of 3 seeds", "± std", "runner-up", "its mean", "seeds separate them?"]
-    return table(head, rows, "rlrrlrl")
-
-
-def _chosen(step: Any) -> Any:
-    return next(c for c in step.candidates if c.removed == step.chosen)
-
-
-def t_budget(root: Path = RESULTS) -> str:
-    """The budget grid on MRPC and RTE: the unpruned model once per setting (seed 42), scored on search-eval."""
-    grid: dict[tuple, dict[str, float]] = {}
-    for f in sorted((root / "gpu-budget").glob("*.json")):
-        p = Plan.load(f)
-        hp = p.hparams
-        key = (hp["num_train_epochs"], hp["learning_rate"], hp["warmup_ratio"])
-        grid.setdefault(key, {})[p.task["name"]] = p.baseline["mean"]
-    best = {t: max(v[t] for v in grid.values()) for t in ("mrpc", "rte")}
-    rows = []
-    for (ep, lr, wu), v in sorted(grid.items()):
-        cells = [f"**{v[t]:.4f}**" if v[t] == best[t] else f"{v[t]:.4f}" for t in ("mrpc", "rte")]
-        rows.append([f"{lr:g}", f"{ep:g}", f"{wu:g}", *cells])
-    return table(["learning rate", "epochs", "warmup", "MRPC F1", "RTE accuracy"], rows, "lrrrr")
-
-
 def t_speed(root: Path = RESULTS) -> str:
     prof = load_json(root / "profile.json")
     rows = [[str(r["n"]), layers(r["removed"]), str(r["layers"]), f"{r['params'] / 1e6:.1f}M ({r['params_ratio']:.1%})",
@@ -430,8 +402,6 @@ TABLES: dict[str, Callable[[], str]] = {
     "minilm-search": t_search,
     "minilm-ranks": t_ranks,
     "minilm-variants": t_variants,
-    "minilm-seeds3": t_seeds3,
-    "minilm-budget": t_budget,
     "minilm-speed": t_speed,
     "conll-search": t_conll_search,
     "conll-final": t_conll_final,
