@@ -63,20 +63,20 @@ def test_the_depth_study_block_reads_the_layout_glp_writes(rt, tmp_path):
     empty = rt.t_mpnet(tmp_path / "none")
     assert empty.startswith("No MPNet result is committed yet")
     root = tmp_path / "mpnet"
-    for t in ("sst2", "rte"):
+    for t in ("sst2", "cola"):
         (root / t / "plans").mkdir(parents=True)
         shutil.copy(ROOT / "docs" / "results" / t / "evaluation.json", root / t)
         for p in ("greedy", "proxy-bi", "optimal"):
             shutil.copy(ROOT / "docs" / "results" / t / "plans" / f"{p}.json", root / t / "plans")
     text = rt.t_mpnet(root)
     for part in ("| SST-2 | accuracy | 50.9 | 76.7 (74.2–79.0) | 23.3 | 0.8300 | yes |",
-                 "| RTE | accuracy | 52.7 | 58.5 (52.7–59.2) | 0.0 | 0.5642 | no |",
+                 "| CoLA | mcc | 0.0 | 21.8 (21.4–22.4) | 21.4 | 0.2560 | yes |",
                  "| SST-2 | unpruned | – | 0.8300 |",  # the searches, their order and cost
                  "|  | GLP | 5,3,2 | 0.6950 / – / – | 15 | 960 |",
                  "|  | proxy-bi (training-free order) | 2,1,0 |",
-                 "| SST2 (accuracy) | RTE (accuracy) | GLUE | Rel. (%) |",  # one table, a column per task
-                 "| baseline | 0 | 76.7 (74.2–79.0) | 58.5 (52.7–59.2) | 67.6 | 100.0 |",
-                 "| top | every task and n | 6 | 3/2/1 | 10/11/3 | 0.625 |",
+                 "| SST2 (accuracy) | COLA (mcc) | GLUE | Rel. (%) |",  # one table, a column per task
+                 "| baseline | 0 | 76.7 (74.2–79.0) | 21.8 (21.4–22.4) | 49.3 | 100.0 |",
+                 "| top | every task and n | 6 | 4/2/0 | 13/11/0 | 0.125 |",
                  "| SST-2 | 15 | {3,4} (0.7800), worst 0.5850 | {3,5} 7 (0.6950) |"):
         assert part in text, part
     head = next(line for line in text.splitlines() if line.startswith("| task | n | GLP removes"))
