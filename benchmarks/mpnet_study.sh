@@ -23,6 +23,7 @@
 # each finished task, and the rows of 5 and 6, are copied into docs/results by benchmarks/publish_mpnet.sh.
 #
 #   bash benchmarks/mpnet_study.sh [TASKS]        default: "sst2 stsb mrpc cola"
+#   GATE_ONLY=1 bash benchmarks/mpnet_study.sh mrpc cola      only the gates: is each task's budget enough?
 #
 # RTE is not in the default: its pairs average 67 tokens under MPNet's tokenizer (MRPC's 54, STS-B's 29, SST-2's
 # 13, CoLA's 11; benchmarks/token_lengths.py), and a fine-tune's time on the CPU follows the tokens, so its rows
@@ -69,6 +70,7 @@ print(f"gate: the unpruned model scores {b['mean']:.4f} on search-eval against t
 sys.exit(0 if ok else 1)
 PYEOF
   then continue; fi
+  [ "${GATE_ONLY:-0}" = 1 ] && continue   # GATE_ONLY=1: check the tasks' budgets, nothing more
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --out "$run"                        # GLP
   warm=()
   case " $WARM_TASKS " in *" $task "*)
@@ -85,6 +87,7 @@ PYEOF
   "${evaluate[@]}" --n "$EVAL_NS" --pattern top,bottom,random:0,random:1,random:2
   bash benchmarks/publish_mpnet.sh "$task" || echo "publishing $task to docs/results failed" >&2
 done
+[ "${GATE_ONLY:-0}" = 1 ] && exit 0
 for task in $DISTILL_TASKS; do
   case " $TASKS " in *" $task "*) ;; *) continue ;; esac
   setup "$task"

@@ -144,7 +144,7 @@ def overview(*specs: str) -> str:
     """One table over several tasks: ``DIR`` or ``DIR+EVALUATION+...`` each (the arguments of :func:`main`, joined
     by +). Per task the searches' training steps, per task and n the final dev rows with the warm starts' per-seed
     wins/ties/losses against the paper's search, and whether the warm start's median lies within the paper's seeds'
-    spread or above it."""
+    spread or above it. A task whose evaluations are not there yet has its searches' row only."""
     cost = ["| task | training steps: paper / warm start / + halving | x fewer | Spearman, step 1 / 2 |",
             "|---|---|---|---|"]
     final = ["| task | n | GLP (paper) | warm start; W/T/L vs paper | + halving; W/T/L vs paper | Top "
@@ -156,7 +156,8 @@ def overview(*specs: str) -> str:
         steps = [plans[v]["cost"]["train_steps"] for v in VARIANTS if v in plans]
         rhos = [line.split("|")[-2].strip() for line in step_table(plans)[2:4]]
         files = [Path(e) for e in evaluations] or [r / "evaluation.json"]
-        ev = merged([json.loads(f.read_text()) for f in files])
+        found = [json.loads(f.read_text()) for f in files if f.is_file()]  # none yet: the searches' row only
+        ev = merged(found) if found else {"records": []}
         task = r.name  # the artifacts' folder: the task, and the model where it is not MiniLM (mpnet-sst2)
         cost.append(f"| {task} | {' / '.join(map(str, steps))} | "
                     f"{' / '.join(f'{steps[0] / x:.1f}' for x in steps[1:])} | {' / '.join(rhos)} |")

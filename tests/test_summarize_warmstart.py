@@ -72,3 +72,10 @@ def test_the_overview_in_the_docs_is_what_the_script_prints():
     assert text in doc
     assert "| cola | 6840 / 576 / 498 | 11.9 / 13.7 | 0.09 / 0.00 |" in text
     assert "| sst2-k2 | 960 / 94 / 82 | 10.2 / 11.7 |" in text
+
+
+def test_a_task_without_its_final_rows_yet_has_its_searches_row(tmp_path):
+    module = _module()
+    text = module.overview(f"{ARTIFACTS}+{tmp_path / 'not-yet.json'}")
+    assert "| sst2 | 1024 / 184 / 106 | 5.6 / 9.7 | 0.23 / -0.77 |" in text
+    assert "| sst2 | 1 |" not in text  # no final row without an evaluation
