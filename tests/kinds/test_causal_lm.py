@@ -510,3 +510,39 @@ def test_halving_and_search_seeds_treat_a_heal_as_the_budget(lm_root, tmp_path):
     assert all(c.budget == 0.5 for c in rejected) and all(c.budget == 1.0 for c in finished)
     assert all(len(c.scores) == 2 for c in step.candidates), "every candidate healed with both seeds"
     assert step.separated in (True, False)
+
+
+def test_a_warm_started_lora_search_starts_each_candidate_from_the_merged_healed_parent(lm_root, tmp_path):
+    """--init parent on a decoder healed with LoRA: the parent kept for the next step is the merged model (no
+    adapter left in it), and a candidate of the next step is that model with one more layer removed."""
+    from safetensors.torch import load_file
+
+    from glp.commands.prune import open_session, prune
+    from glp.run.rundir import RunDir
+
+    cfg = _config(lm_root, tmp_path / "run", init="parent", hparams={"heal": "lora", "heal_steps": 3})
+    plan = prune(cfg)
+    assert plan.complete and plan.strategy["init"] == "parent" and sorted(plan.removals) == [1, 2]
+    first = plan.removals[1][0]
+    assert all(c.removed[0] == first for c in plan.steps[1].candidates)  # step 2 extends step 1's winner
+    parent = load_file(str(tmp_path / "run" / plan.strategy["parents"]["1"]))
+    assert parent and not any("lora" in k for k in parent)
+    layers = {int(k.split(".")[2]) for k in parent if k.startswith("model.layers.")}
+    assert layers == {0, 1, 2}  # 4 layers less the one removed
+    session = open_session(cfg, cache_dir=RunDir(tmp_path / "run").cache_dir)
+    added = next(i for i in range(4) if i != first)
+    child = session.spec.trial((first, added), 42)
+    state = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+             for k, v in child.model.state_dict().items() if "lora_" not in k}
+    kept = [i for i in range(4) if i != first]  # the parent's layer j is original layer kept[j]
+    for j, original in enumerate(kept):
+        if original == added:
+            continue
+        new_j = [i for i in range(4) if i not in (first, added)].index(original)
+        key = "model.layers.{}.self_attn.q_proj.weight"
+        assert torch.equal(state[key.format(new_j)], parent[key.format(j)])
+    assert torch.equal(state["model.embed_tokens.weight"], parent["model.embed_tokens.weight"])
+    # the heal moved the weights the candidate inherits: the parent is not the pre-trained model
+    pretrained = load_file(str(lm_root / "llama" / "model.safetensors"))
+    q = "model.layers.{}.self_attn.q_proj.weight"
+    assert not torch.equal(parent[q.format(0)], pretrained[q.format(kept[0])])

@@ -241,3 +241,31 @@ def test_malformed_files_and_tag_ids_are_data_errors(tmp_path):
             load_data(spec)
     train.write_text(json.dumps({"tokens": ["a", "b"], "ner_tags": [0, "1"]}) + "\n")  # an id as text, as before
     assert load_data(spec).task.label_names == ("O", "B-PER")
+
+
+def test_a_warm_started_search_tags_from_its_parents(tiny_setup, tmp_path):
+    """--init parent on token classification: the first parent trains the whole schedule, every candidate
+    --heal-steps from the previous step's winner, whose kept weights include the tag head."""
+    from safetensors.torch import load_file
+
+    from glp.commands.prune import PruneConfig, prune
+    from glp.run.rundir import RunDir
+    from glp.trial.hparams import HParams
+
+    for name, n, seed in (("train", 160, 0), ("dev", 40, 1)):
+        write_conll(tmp_path / f"{name}.txt", n, seed)
+    hp = HParams(learning_rate=5e-3, num_train_epochs=4.0, per_device_train_batch_size=16, max_seq_length=32,
+                 heal_steps=3)
+    cfg = PruneConfig(model=str(tiny_setup / "model"), task="ner", train_file=str(tmp_path / "train.txt"),
+                      dev_file=str(tmp_path / "dev.txt"), tag_column="3", max_remove=2, out=str(tmp_path / "run"),
+                      hparams=hp, init="parent")  # fmt: skip
+    plan = prune(cfg)
+    assert plan.task["kind"] == "token-classification" and plan.strategy["init"] == "parent"
+    assert sorted(plan.removals) == [1, 2] and plan.baseline["mean"] > 0.5
+    with RunDir(tmp_path / "run").journal(lock=False) as store:
+        steps = {tuple(r["removed"]): r["steps"] for r in store.results()}
+    assert steps[()] > hp.heal_steps and all(v == hp.heal_steps for k, v in steps.items() if k)
+    first = plan.removals[1][0]
+    assert all(c.removed[0] == first for c in plan.steps[1].candidates)
+    parent = load_file(str(tmp_path / "run" / plan.strategy["parents"]["1"]))
+    assert parent["classifier.weight"].shape[0] == plan.task["num_labels"] == 3  # the tag head goes with it
