@@ -1,0 +1,42 @@
+"""benchmarks/snapshot_journals.py: a study's journals copied whole, and only when they grew."""
+
+import importlib.util
+import sqlite3
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "snapshot_journals.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("snapshot_journals", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _journal(path: Path, rows: int) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    con.execute("pragma journal_mode = wal")
+    con.execute("create table if not exists trials (key text primary key, result text)")
+    con.executemany("insert or ignore into trials values (?, ?)", [(f"k{i}", "{}") for i in range(rows)])
+    con.commit()
+    return con
+
+
+def test_a_live_journal_is_copied_whole_and_only_when_it_grew(tmp_path):
+    snap = _module().snapshot
+    live = _journal(tmp_path / "runs" / "stsb-full" / "trials.sqlite", 3)  # open, in WAL mode, as a search keeps it
+    dest = tmp_path / "in-progress"
+    assert snap(tmp_path / "runs", dest) == ["stsb-full: 3 rows"]
+    copy = dest / "stsb-full" / "trials.sqlite"
+    con = sqlite3.connect(copy)
+    assert con.execute("select count(*) from trials").fetchone()[0] == 3
+    assert con.execute("pragma journal_mode").fetchone()[0] == "delete"
+    con.close()
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["trials.sqlite"]  # one file, no -wal beside it
+    assert snap(tmp_path / "runs", dest) == []  # nothing new
+    live.executemany("insert into trials values (?, ?)", [("k9", "{}")])
+    live.commit()
+    assert snap(tmp_path / "runs", dest) == ["stsb-full: 4 rows"]
+    live.close()
