@@ -65,9 +65,9 @@ def test_the_overview_in_the_docs_is_what_the_script_prints():
     module = _module()
     res, ws = ROOT / "docs" / "results", ROOT / "docs" / "results" / "warmstart"
     study = [f"{ws / t}+{res / t / 'evaluation.json'}+{ws / t / 'evaluation.json'}" for t in ("cola", "stsb")]
-    mpnet = f"{ws / 'mpnet-sst2'}+{res / 'mpnet' / 'sst2' / 'evaluation.json'}"
+    mpnet = [f"{ws / f'mpnet-{t}'}+{res / 'mpnet' / t / 'evaluation.json'}" for t in ("sst2", "stsb")]
     k2 = f"{ws / 'sst2-k2'}+{res / 'sst2' / 'evaluation.json'}+{ws / 'sst2-k2' / 'evaluation.json'}"
-    text = module.overview(str(ws / "sst2"), k2, *study, mpnet)
+    text = module.overview(str(ws / "sst2"), k2, *study, *mpnet)
     doc = (ROOT / "docs" / "benchmarks.md").read_text()
     assert text in doc
     assert "| cola | 6840 / 576 / 498 | 11.9 / 13.7 | 0.09 / 0.00 |" in text
@@ -79,3 +79,17 @@ def test_a_task_without_its_final_rows_yet_has_its_searches_row(tmp_path):
     text = module.overview(f"{ARTIFACTS}+{tmp_path / 'not-yet.json'}")
     assert "| sst2 | 1024 / 184 / 106 | 5.6 / 9.7 | 0.23 / -0.77 |" in text
     assert "| sst2 | 1 |" not in text  # no final row without an evaluation
+
+
+def test_the_depth_studys_stsb_searches_are_in_the_docs_as_printed():
+    """STS-B's warm starts on MPNet: the searches' tables of its summary are in docs/benchmarks.md as printed (its
+    final rows join the summary when the study's final protocol for STS-B is published)."""
+    ws = ROOT / "docs" / "results" / "warmstart" / "mpnet-stsb"
+    printed = _summarize()(str(ws), str(ROOT / "docs" / "results" / "mpnet" / "stsb" / "evaluation.json"))
+    assert printed == (ws / "summary.md").read_text()
+    searches = printed.split("### Final scores")[0]
+    doc = (ROOT / "docs" / "benchmarks.md").read_text()
+    for line in searches.splitlines():
+        if line.startswith("|"):
+            assert line in doc, line
+    assert "| GLP warm start | 58 | 520 | 7.1 |" in printed and "| 1 | [11] | [9] | yes | 12 | -0.31 |" in printed
