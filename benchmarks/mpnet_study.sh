@@ -62,7 +62,9 @@ for task in $TASKS; do
   setup "$task"
   run="$OUT/$task-full"
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove 1 --strategy top --out "$run"                      # the gate
-  if ! "$PY" - "$run/plans/top.json" "$GATE_SHARE" <<'PYEOF'
+  # its plan leaves the run's plans, which glp evaluate reads as the strategies to compare
+  mv "$run/plans/top.json" "$OUT/$task-gate.json"
+  if ! "$PY" - "$OUT/$task-gate.json" "$GATE_SHARE" <<'PYEOF'
 import json, sys
 b = json.load(open(sys.argv[1]))["baseline"]
 if not b or b.get("mean") is None:

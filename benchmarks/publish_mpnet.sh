@@ -2,7 +2,7 @@
 # Publish finished tasks of the depth study (benchmarks/mpnet_study.sh) from its run directories into docs/results,
 # where benchmarks/results_tables.py and summarize_warmstart.py read them:
 #   docs/results/mpnet/<task>/plans/{greedy,proxy-bi}.json, evaluation.json, report.md (glp report: the trade-off
-#   with each row's seeds, the search's heat map), the task's gate (its plans/top.json) as gates/<task>.json, distill/evaluation.json and plans/optimal.json once they exist;
+#   with each row's seeds, the search's heat map), the task's gate (OUT/<task>-gate.json) as gates/<task>.json, distill/evaluation.json and plans/optimal.json once they exist;
 #   docs/results/warmstart/mpnet-<task>/{pretrained,parent,parent-halving}.json and summary.md (the warm starts
 #   against the paper's search, on the tasks where they ran);
 # then rewrites the generated tables of docs/results.md. A task whose final protocol has not finished is skipped, and
@@ -41,7 +41,7 @@ PYEOF
   fi
   mkdir -p "$dest/plans" docs/results/mpnet/gates
   cp "$OUT/$task-full/plans/greedy.json" "$OUT/$task-full/plans/proxy-bi.json" "$dest/plans/"
-  [ -f "$OUT/$task-full/plans/top.json" ] && cp "$OUT/$task-full/plans/top.json" "docs/results/mpnet/gates/$task.json"
+  [ -f "$OUT/$task-gate.json" ] && cp "$OUT/$task-gate.json" "docs/results/mpnet/gates/$task.json"
   cp "$ev" "$dest/evaluation.json"
   profile=(); [ -f "$dest/profile.json" ] && profile=(--profile "$dest/profile.json")
   "$GLP" report "$dest" --evaluation "$dest" "${profile[@]}" --out "$dest" --title "MPNet-base (12 layers), ${NAME[$task]}"
