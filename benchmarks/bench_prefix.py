@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 import warnings
 
@@ -45,7 +46,7 @@ def main() -> None:
         task="wikitext2",
         data_dir=args.data_dir,
         block_size=args.block_size,
-        out="/tmp/glp-bench-prefix",
+        out=tempfile.mkdtemp(prefix="glp-bench-prefix-"),  # the session's scratch; nothing is kept
         hparams=hp,
     )
     session = open_session(cfg)

@@ -35,16 +35,16 @@ log() { echo "[$(date +%T) left $(left)s] $*"; }
 
 # the glp command (no install needed: src/ on PYTHONPATH), cut off at the deadline; out of time, it exits 124
 # without starting, which stops glue_study.sh (set -e)
-mkdir -p /tmp/glpbin && cat > /tmp/glpbin/glp <<EOF && chmod +x /tmp/glpbin/glp
+BIN=runs/gpu-bin; mkdir -p "$BIN" && cat > "$BIN/glp" <<EOF && chmod +x "$BIN/glp"
 #!/bin/sh
 left=\$(( $END - \$(date +%s) ))
 [ "\$left" -gt 5 ] || { echo "[\$(date +%T)] out of time before: glp \$*"; exit 124; }
 echo "[\$(date +%T) left \${left}s] glp \$*"
 exec timeout "\$left" $PY -m glp.cli "\$@"
 EOF
-export GLP=/tmp/glpbin/glp
+export GLP=$PWD/$BIN/glp
 { nvidia-smi -L; $PY -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transformers", transformers.__version__)'; } 2>&1 | tee "$LOGS/env.txt"
-export MODEL=${MODEL:-/tmp/minilm}
+export MODEL=${MODEL:-runs/minilm}
 [ -f "$MODEL/model.safetensors" ] || $PY benchmarks/device_model.py unpack .device/minilm-fp16 "$MODEL" || exit 1
 
 # 1. the budget, per task
