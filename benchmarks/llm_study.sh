@@ -14,10 +14,10 @@
 #   bash benchmarks/llm_study.sh
 #
 # The committed evaluation (docs/results/llm/eval) used one seed and 32 test blocks. Its re-run with 3 seeds on the
-# whole test set (0 = no limit; the searches are deterministic and resume, so their plans are the committed ones,
-# docs/results/llm/*/plan.json: compare them before trusting the new table):
+# whole test set (0 = no limit) evaluates the committed plans (PLANS: a folder of <strategy>/plan.json; the
+# searches are skipped):
 #
-#   SEEDS=3 TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval bash benchmarks/llm_study.sh
+#   PLANS=docs/results/llm SEEDS=3 TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval bash benchmarks/llm_study.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/llm-study}
@@ -44,13 +44,21 @@ common=(--task wikitext2 --data-dir "$DATA" --block-size "$BLOCK" --max-seq-leng
   --per-device-train-batch-size "$BATCH" --per-device-eval-batch-size 16)
 t() { local name=$1; shift; local s=$SECONDS; "$@"; echo "$name: $((SECONDS - s)) s" | tee -a "$OUT/times.txt"; }
 mkdir -p "$OUT"
+STRATEGIES="glp sleb shortgpt gromov top"
+if [ -n "${PLANS:-}" ]; then
+  runs=(); for s in $STRATEGIES; do
+    [ -f "$PLANS/$s/plan.json" ] || { echo "no plan at $PLANS/$s/plan.json" >&2; exit 2; }; runs+=("$PLANS/$s/plan.json")
+  done
+else
 t sleb "$GLP" prune "$MODEL" "${common[@]}" --heal none --out "$OUT/sleb"
 t shortgpt "$GLP" prune "$MODEL" "${common[@]}" --heal none --strategy shortgpt --out "$OUT/shortgpt"
 t gromov "$GLP" prune "$MODEL" "${common[@]}" --heal none --strategy block-angular --out "$OUT/gromov"
 t top "$GLP" prune "$MODEL" "${common[@]}" --heal none --strategy top --keep 29 --out "$OUT/top"
 t glp "$GLP" prune "$MODEL" "${common[@]}" --heal lora --heal-steps "$SEARCH_HEAL" --prefilter-top "$PREFILTER" \
   --proxy loss --out "$OUT/glp"
-t evaluate "$GLP" evaluate "$OUT/glp" "$OUT/sleb" "$OUT/shortgpt" "$OUT/gromov" "$OUT/top" --n "$NS" --seeds "$SEEDS" \
+  runs=(); for s in $STRATEGIES; do runs+=("$OUT/$s"); done
+fi
+t evaluate "$GLP" evaluate "${runs[@]}" --n "$NS" --seeds "$SEEDS" \
   --heal lora --heal-steps "$FINAL_HEAL" "${test[@]}" \
   --lm-eval-tasks arc_easy_local,piqa_local --lm-eval-include-path benchmarks/lm_eval_tasks \
   "${limit[@]}" --out "$OUT/eval"

@@ -138,6 +138,23 @@ def test_random_orders_of_several_seeds_are_rows_of_their_own(tiny_run):
     assert len(set(rows.values())) > 1  # different seeds, different orders
 
 
+def test_the_same_strategy_from_two_runs_is_told_apart_by_its_run_given_as_folder_or_plan_file(tiny_run, tmp_path):
+    """Two plans of one strategy are two rows, the second labelled with its run's name, whether the command line
+    names the run directories, their plan files, or plan files kept in folders of their own."""
+    from glp.commands.evaluate import plan_jobs
+
+    other = tmp_path / "other"
+    (other / "plans").mkdir(parents=True)
+    plan = RunDir(tiny_run).plan_file()
+    (other / "plans" / plan.name).write_text(plan.read_text())
+    kept = tmp_path / "kept" / "sleb"
+    kept.mkdir(parents=True)
+    (kept / "plan.json").write_text(plan.read_text())
+    for second, name in ((other, "other"), (other / "plans" / plan.name, "other"), (kept / "plan.json", "sleb")):
+        job = plan_jobs(EvalConfig(run_dirs=(str(tiny_run), str(second)), ns=(1,)))[0]
+        assert [a.strategy for a in job.arms] == ["baseline", "greedy", f"greedy ({name})"]
+
+
 @pytest.mark.slow
 def test_evaluate_in_worker_processes_matches_in_process(tiny_run, tmp_path):
     """--devices cpu,cpu runs the rows' fine-tunes in two worker processes; the numbers are the same."""

@@ -191,6 +191,13 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
     return list(jobs.values())
 
 
+def _run_name(plan_path: Path) -> str:
+    """The name that tells a plan's run from another's: its run directory's (``RUN/plans/greedy.json``), else the
+    folder that holds it (``docs/results/llm/sleb/plan.json``: ``sleb``)."""
+    folder = plan_path.parent
+    return folder.parent.name if folder.name == "plans" else folder.name
+
+
 def _add_plans(cfg: EvalConfig, jobs: dict[str, TaskJob]) -> tuple[str | None, Any]:
     """Add the removal sets of every plan of ``cfg.run_dirs`` to ``jobs`` (a job per task); the model to evaluate
     (``--model``, else the first plan's) and where it is read, None without either."""
@@ -221,7 +228,7 @@ def _add_plans(cfg: EvalConfig, jobs: dict[str, TaskJob]) -> tuple[str | None, A
             label = strategy
             prev = labels_seen.get((tname, strategy))
             if prev is not None and prev != str(path):  # the same strategy from another run directory
-                label = f"{strategy} ({Path(run_dir).name})"
+                label = f"{strategy} ({_run_name(path)})"
             labels_seen.setdefault((tname, strategy), str(path))
             ns = cfg.ns if cfg.ns is not None else sorted(plan.removals)
             for n in ns:
