@@ -250,6 +250,54 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     return "\n".join(out)
 
 
+HEADLINE = [("GLP", "greedy"), ("Top", "top"), ("Bottom", "bottom")]
+
+
+def seed_shares(evals: dict[str, dict[str, Any]], strategy: str, n: int) -> dict[int, float]:
+    """Per seed, the row's mean over the tasks as a share (%) of the unpruned model's mean over the tasks with the
+    same seed: the Rel. column's noise, paired by seed. Empty unless every task has the row with every seed."""
+    rows = {t: per_seed(ev, t, strategy, n) for t, ev in evals.items()}
+    base = {t: per_seed(ev, t, "baseline", 0) for t, ev in evals.items()}
+    seeds = set.intersection(*(set(r) & set(base[t]) for t, r in rows.items())) if rows else set()
+    if any(len(r) != len(base[t]) for t, r in rows.items()):
+        return {}
+    return {s: 100 * statistics.fmean(rows[t][s] for t in evals) / statistics.fmean(base[t][s] for t in evals)
+            for s in sorted(seeds)}
+
+
+def t_mpnet_headline(root: Path = RESULTS / "mpnet", ns: tuple[int, ...] = (2, 4, 6)) -> str:
+    """The depth study's headline: GLP, Top and Bottom at each n as a share of the unpruned model (the Table-1 Rel.:
+    the mean over the tasks of the median dev scores over the unpruned model's), with the per-seed shares' min–max,
+    and GLP's paired seeds against Top and Bottom over every task."""
+    tasks = [t for t in MPNET_TASKS if (root / t / "evaluation.json").exists()]
+    if not tasks:
+        return "No MPNet result is committed yet (docs/results/mpnet/<task>/evaluation.json).\n"
+    evals = {t: same_names(load_json(root / t / "evaluation.json"), t) for t in tasks}
+    base = statistics.fmean(statistics.median(per_seed(ev, t, "baseline", 0).values()) for t, ev in evals.items())
+    rows = []
+    for n in ns:
+        cells = []
+        for _, strategy in HEADLINE:
+            meds = [per_seed(ev, t, strategy, n) for t, ev in evals.items()]
+            if not all(meds):
+                cells.append("–")
+                continue
+            rel = 100 * statistics.fmean(statistics.median(m.values()) for m in meds) / base
+            shares = seed_shares(evals, strategy, n).values()
+            cells.append(f"{rel:.1f}" + (f" ({min(shares):.1f}–{max(shares):.1f})" if shares else ""))
+        versus = []
+        for o in ("top", "bottom"):
+            versus.append(wtl([d for t, ev in evals.items()
+                               for d in paired(per_seed(ev, t, "greedy", n), per_seed(ev, t, o, n))]))
+        rows.append([str(n), *cells, *versus])
+    seeds = "/".join(map(str, sorted({len(ev["seeds"]) for ev in evals.values()})))
+    return (f"MPNet-base on {', '.join(NAMES[t] for t in tasks)}: dev as a share (%) of the unpruned model's (the mean "
+            f"over the tasks of the medians of {seeds} seeds), with the min–max over the seeds of the same share per "
+            "seed; GLP's wins/ties/losses against Top and Bottom over every task's seed pairs:\n\n"
+            + table(["n", *(name for name, _ in HEADLINE), "GLP vs Top (W/T/L)", "GLP vs Bottom (W/T/L)"], rows,
+                    "lrrrll"))
+
+
 SEARCHES = [("GLP", "{t}/plans/greedy.json"), ("GLP warm start", "../warmstart/mpnet-{t}/parent.json"),
             ("GLP warm start + halving", "../warmstart/mpnet-{t}/parent-halving.json"),
             ("proxy-bi (training-free order)", "{t}/plans/proxy-bi.json")]

@@ -45,6 +45,7 @@ from results_lib import (
     t_mpnet,
     t_mpnet_compare,
     t_mpnet_distill,
+    t_mpnet_headline,
     table,
     wtl,
     x100,
@@ -390,6 +391,7 @@ def t_llm_final(root: Path = RESULTS) -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
+    "mpnet-headline": t_mpnet_headline,
     "mpnet": t_mpnet,
     "mpnet-compare": t_mpnet_compare,
     "mpnet-distill": t_mpnet_distill,

@@ -83,6 +83,26 @@ def test_the_depth_study_block_reads_the_layout_glp_writes(rt, tmp_path):
     assert head.index("vs top") < head.index("vs bottom") < head.index("vs proxy-bi") < head.index("vs optimal")
 
 
+def test_the_depth_study_headline_is_the_table1_share_with_its_per_seed_spread(rt, tmp_path):
+    """MiniLM's SST-2 (5 seeds) and CoLA (3) stand in for MPNet's tasks. GLP at n = 2: medians 0.6216 and 0.2245
+    against the unpruned 0.7672 and 0.2181, (0.6216 + 0.2245) / (0.7672 + 0.2181) = 85.9%; per seed (the 3 both
+    tasks have) 87.5, 88.9 and 71.3%; against Top SST-2's seed pairs win 4 and tie 1 (both predict the majority
+    class), CoLA's win 3."""
+    lib = sys.modules["results_lib"]
+    assert lib.t_mpnet_headline(tmp_path / "none").startswith("No MPNet result is committed yet")
+    root = tmp_path / "mpnet"
+    for t in ("sst2", "cola"):
+        (root / t).mkdir(parents=True)
+        shutil.copy(ROOT / "docs" / "results" / t / "evaluation.json", root / t)
+    text = lib.t_mpnet_headline(root, ns=(1, 2))
+    assert "MPNet-base on SST-2, CoLA" in text and "medians of 3/5 seeds" in text
+    assert "| 2 | 85.9 (71.3–88.9) | 67.4 (65.7–73.5) | 56.4 (54.0–57.4) | 7/1/0 | 5/1/2 |" in text
+    assert "| 1 | 99.0 (83.2–100.1) | 99.0 (83.2–100.1) |" in text  # the same layer: the same rows
+    shares = lib.seed_shares({t: lib.load_json(root / t / "evaluation.json") for t in ("sst2", "cola")}, "greedy", 2)
+    assert list(shares) == [42, 43, 44] and shares[43] == pytest.approx(100 * (0.6376 + 0.2490) / (0.7833 + 0.2143),
+                                                                         abs=0.01)
+
+
 def test_warm_started_runs_are_named_alike_on_every_task(rt):
     lib = sys.modules["results_lib"]
     ev = {"records": [{"strategy": s, "task": "stsb"} for s in
