@@ -387,6 +387,42 @@ def t_llm_final(root: Path = RESULTS) -> str:
     return table(head, rows, "rllrrr")
 
 
+REEVAL = "llm/eval-3seeds"  # the final evaluation again: 3 seeds, the whole test set (benchmarks/llm_study.sh)
+
+
+def t_llm_reeval(root: Path = RESULTS) -> str:
+    """The decoder study's final rows with several seeds on the whole test set, beside the one-seed, 32-block
+    perplexity of the first evaluation, and GLP against each method paired by seed (a win: lower perplexity)."""
+    path = root / REEVAL / "evaluation.json"
+    if not path.exists():
+        return (f"Not committed yet (docs/results/{REEVAL}/evaluation.json, from `PLANS=docs/results/llm SEEDS=3 "
+                "TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval bash benchmarks/llm_study.sh`).\n")
+    ev, first = load_json(path), load_json(root / "llm" / "eval" / "evaluation.json")
+    task = next(iter(ev["tasks"]))
+    names = {"baseline": "unpruned", **{s: name for name, s in LLM.values()}}
+    once = {(r["strategy"], r["n"]): r["score"] for r in first["records"] if r.get("score") is not None}
+    keys = sorted({(int(r["n"]), r["strategy"]) for r in ev["records"] if r.get("score") is not None},
+                  key=lambda k: (k[0], list(names).index(k[1])))
+    med = {k: statistics.median(per_seed(ev, task, k[1], k[0]).values()) for k in keys}
+    best = {n: min(v for (m, _), v in med.items() if m == n) for n, _ in keys if n}
+    rows = []
+    for n, strategy in keys:
+        ppl = per_seed(ev, task, strategy, n)
+        cell = f"{med[(n, strategy)]:.2f} ({min(ppl.values()):.2f}–{max(ppl.values()):.2f})"
+        cell = f"**{cell}**" if n and med[(n, strategy)] == best[n] else cell
+        acc = [spread(r["metrics"][m] for r in ev["records"] if r["strategy"] == strategy and int(r["n"]) == n
+                      and r.get("score") is not None) for m in ("arc_easy_local:acc", "piqa_local:acc")]
+        glp = per_seed(ev, task, "greedy", n)
+        versus = "" if strategy in ("greedy", "baseline") or not glp else wtl(paired(ppl, glp))
+        once_ = once.get((strategy, n))
+        rows.append([str(n), names[strategy], layers(sorted(removed_of(ev, task, strategy, n) or [], reverse=True)),
+                     cell, f"{once_:.2f}" if once_ is not None else "–", *acc, versus])
+    seeds = len(ev["seeds"])
+    head = ["n", "method", "removes", f"test perplexity, median of {seeds} seeds (min–max)",
+            "1 seed, 32 blocks", "ARC-Easy acc", "PIQA acc", "GLP vs it, per seed (W/T/L)"]
+    return table(head, rows, "rllrrrrl")
+
+
 # --------------------------------------------------------------------------------------------- the page
 
 
@@ -412,6 +448,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "distill-epochs": t_distill_epochs,
     "llm-search": t_llm_search,
     "llm-final": t_llm_final,
+    "llm-reeval": t_llm_reeval,
 }
 
 
