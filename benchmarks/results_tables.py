@@ -1,10 +1,11 @@
-"""Every generated table of docs/results.md, recomputed from the committed artifacts under docs/results/.
+"""Every generated table of docs/results.md (and the few of docs/benchmarks.md), recomputed from the committed
+artifacts under docs/results/.
 
     .venv/bin/python benchmarks/results_tables.py            # print every table between its markers
-    .venv/bin/python benchmarks/results_tables.py --check    # exit 1 when a marked table of docs/results.md differs
-    .venv/bin/python benchmarks/results_tables.py --write    # rewrite the marked tables of docs/results.md in place
+    .venv/bin/python benchmarks/results_tables.py --check    # exit 1 when a marked table of either page differs
+    .venv/bin/python benchmarks/results_tables.py --write    # rewrite the marked tables of both pages in place
 
-A table sits in docs/results.md between ``<!-- table:NAME -->`` and ``<!-- /table -->``. The inputs are the plans
+A table sits on one page between ``<!-- table:NAME -->`` and ``<!-- /table -->``. The inputs are the plans
 (``docs/results/<task>/plans/*.json``, as ``glp prune`` writes them) and evaluations (``evaluation.json``, as
 ``glp evaluate`` writes it) of each study, the latency profile, and for the depth study on MPNet
 ``docs/results/mpnet/<task>/plans/*.json`` and ``docs/results/mpnet/<task>/evaluation.json`` once they are
@@ -56,6 +57,7 @@ from glp.plan import Plan
 from glp.results.evaluation import summarize
 
 DOC = ROOT / "docs" / "results.md"
+PAGES = [DOC, ROOT / "docs" / "benchmarks.md"]  # the pages whose marked tables this script prints
 GLUE = ["sst2", "stsb", "cola", "mrpc", "rte"]
 MARKER = re.compile(r"<!-- table:([\w-]+) -->\n(.*?)<!-- /table -->", re.S)
 
@@ -456,19 +458,24 @@ def generate() -> dict[str, str]:
     return {name: fn().rstrip("\n") + "\n" for name, fn in TABLES.items()}
 
 
-def problems(doc: str, tables: dict[str, str]) -> list[str]:
-    """What differs between the marked blocks of ``doc`` and ``tables``."""
-    out, seen = [], set()
-    for m in MARKER.finditer(doc):
-        name, body = m.group(1), m.group(2)
-        seen.add(name)
-        if name not in tables:
-            out.append(f"{name}: no such table (known: {', '.join(tables)})")
-        elif body != tables[name]:
-            diff = difflib.unified_diff(body.splitlines(), tables[name].splitlines(), "docs/results.md", "artifacts",
-                                        lineterm="")
-            out.append(f"{name}: differs from the artifacts\n" + "\n".join(diff))
-    out += [f"{name}: not in docs/results.md (add <!-- table:{name} --> ... <!-- /table -->)"
+def problems(docs: str | dict[str, str], tables: dict[str, str]) -> list[str]:
+    """What differs between the marked blocks of the pages ``docs`` (name -> text; one text is docs/results.md) and
+    ``tables``: a block that differs, a table no page has, a block of an unknown table, a table on two pages."""
+    docs = {"docs/results.md": docs} if isinstance(docs, str) else docs
+    out, seen = [], {}
+    for page, doc in docs.items():
+        for m in MARKER.finditer(doc):
+            name, body = m.group(1), m.group(2)
+            if name in seen:
+                out.append(f"{name}: on {seen[name]} and on {page}")
+            seen[name] = page
+            if name not in tables:
+                out.append(f"{name}: no such table (known: {', '.join(tables)})")
+            elif body != tables[name]:
+                diff = difflib.unified_diff(body.splitlines(), tables[name].splitlines(), page, "artifacts",
+                                            lineterm="")
+                out.append(f"{name}: differs from the artifacts\n" + "\n".join(diff))
+    out += [f"{name}: not in {' or '.join(docs)} (add <!-- table:{name} --> ... <!-- /table -->)"
             for name in tables if name not in seen]
     return out
 
@@ -481,11 +488,10 @@ def rewrite(doc: str, tables: dict[str, str]) -> str:
 def main(argv: list[str]) -> int:
     tables = generate()
     if "--check" in argv or "--write" in argv:
-        doc = DOC.read_text()
         if "--write" in argv:
-            DOC.write_text(rewrite(doc, tables))
-            doc = DOC.read_text()
-        found = problems(doc, tables)
+            for page in PAGES:
+                page.write_text(rewrite(page.read_text(), tables))
+        found = problems({str(p.relative_to(ROOT)): p.read_text() for p in PAGES}, tables)
         for p in found:
             print(p, file=sys.stderr)
         return 1 if found else 0
