@@ -17,7 +17,11 @@
 # whole test set (0 = no limit) evaluates the committed plans (PLANS: a folder of <strategy>/plan.json; the
 # searches are skipped):
 #
-#   PLANS=docs/results/llm SEEDS=3 TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval bash benchmarks/llm_study.sh
+#   PLANS=docs/results/llm SEEDS=3 TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval \
+#       PUBLISH=docs/results/llm/eval-3seeds bash benchmarks/llm_study.sh
+#
+# PUBLISH: where the finished evaluation's table.md, evaluation.csv and evaluation.json are copied (docs/results.md
+# prints its table from there: benchmarks/results_tables.py --write).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/llm-study}
@@ -62,3 +66,8 @@ t evaluate "$GLP" evaluate "${runs[@]}" --n "$NS" --seeds "$SEEDS" \
   --heal lora --heal-steps "$FINAL_HEAL" "${test[@]}" \
   --lm-eval-tasks arc_easy_local,piqa_local --lm-eval-include-path benchmarks/lm_eval_tasks \
   "${limit[@]}" --out "$OUT/eval"
+if [ -n "${PUBLISH:-}" ]; then
+  mkdir -p "$PUBLISH" && cp "$OUT/eval/table.md" "$OUT/eval/evaluation.csv" "$OUT/eval/evaluation.json" "$PUBLISH/"
+  cp "$OUT/times.txt" "$PUBLISH/times.txt"
+  echo "published to $PUBLISH"
+fi
