@@ -250,6 +250,32 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     return "\n".join(out)
 
 
+def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
+    """The gate before each task's search (benchmarks/mpnet_study.sh): the unpruned model and Top's n = 1 fine-tuned
+    at a budget and scored on search-eval, and the share of the gap between the constant prediction and a perfect
+    score the unpruned model closes (the study goes on at 25%). ``gates/<task>.json`` is the task's budget in the
+    study; ``gates/<task>-<budget>.json`` a budget tried before it."""
+    files = sorted((root / "gates").glob("*.json"))
+    if not files:
+        return "No gate is committed yet (docs/results/mpnet/gates/<task>.json).\n"
+    rows = []
+    for f in files:
+        p = Plan.load(f)
+        hp, b = p.hparams, p.baseline or {}
+        constant = b.get("constant") or 0.0
+        share = (b["mean"] - constant) / (1 - constant)
+        top = p.steps[0].chosen_mean if p.steps else None
+        budget = f"{hp['num_train_epochs']:g} epochs, {hp['learning_rate']:g}, warmup {hp.get('warmup_ratio') or 0:g}"
+        rows.append([NAMES.get(p.task["name"], p.task["name"]), "study" if "-" not in f.stem else "tried before",
+                     budget, p.task["metric"], f"{constant:.4f}", f"{b['mean']:.4f}", f"{share:.0%}",
+                     f"{top:.4f}" if top is not None else "–",
+                     f"{p.cost.get('trials', 0)}", f"{p.cost.get('trial_seconds', 0):,.0f}"])
+    head = ["task", "budget", "fine-tune", "metric", "constant prediction", "unpruned", "share of the gap",
+            "Top, n = 1", "fine-tunes", "fine-tuning time (s)"]
+    return ("The gates (search-eval, seed 42, 1,000 training and 600 search-eval examples; "
+            "`docs/results/mpnet/gates/`):\n\n" + table(head, rows, "llllrrrrrr"))
+
+
 HEADLINE = [("GLP", "greedy"), ("Top", "top"), ("Bottom", "bottom")]
 
 

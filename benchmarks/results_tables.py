@@ -46,6 +46,7 @@ from results_lib import (
     t_mpnet,
     t_mpnet_compare,
     t_mpnet_distill,
+    t_mpnet_gates,
     t_mpnet_headline,
     table,
     wtl,
@@ -432,6 +433,7 @@ def t_llm_reeval(root: Path = RESULTS) -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "mpnet-headline": t_mpnet_headline,
     "mpnet": t_mpnet,
+    "mpnet-gates": t_mpnet_gates,
     "mpnet-compare": t_mpnet_compare,
     "mpnet-distill": t_mpnet_distill,
     "minilm-setup": t_setup,
