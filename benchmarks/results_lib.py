@@ -250,6 +250,9 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     return "\n".join(out)
 
 
+GATE_SHARE = 0.25  # benchmarks/mpnet_study.sh's default: the share of the gap the unpruned model must close
+
+
 def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
     """The gate before each task's search (benchmarks/mpnet_study.sh): the unpruned model and Top's n = 1 fine-tuned
     at a budget and scored on search-eval, and the share of the gap between the constant prediction and a perfect
@@ -267,7 +270,8 @@ def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
         top = p.steps[0].chosen_mean if p.steps else None
         budget = f"{hp['num_train_epochs']:g} epochs, {hp['learning_rate']:g}, warmup {hp.get('warmup_ratio') or 0:g}"
         rows.append([NAMES.get(p.task["name"], p.task["name"]), "study" if "-" not in f.stem else "tried before",
-                     budget, p.task["metric"], f"{constant:.4f}", f"{b['mean']:.4f}", f"{share:.0%}",
+                     budget, p.task["metric"], f"{constant:.4f}", f"{b['mean']:.4f}",
+                     f"{share:.0%}: " + ("goes on" if share >= GATE_SHARE else "stops"),
                      f"{top:.4f}" if top is not None else "–",
                      f"{p.cost.get('trials', 0)}", f"{p.cost.get('trial_seconds', 0):,.0f}"])
     head = ["task", "budget", "fine-tune", "metric", "constant prediction", "unpruned", "share of the gap",

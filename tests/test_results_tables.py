@@ -148,7 +148,7 @@ def test_the_gates_table_reads_the_gate_plans(rt, tmp_path):
     shutil.copy(gates / "sst2.json", tmp_path / "gates" / "sst2.json")
     shutil.copy(gates / "sst2.json", tmp_path / "gates" / "sst2-2ep-5e-5.json")
     text = lib.t_mpnet_gates(tmp_path)
-    row = "| 2 epochs, 5e-05, warmup 0 | accuracy | 0.5578 | 0.9017 | 78% | 0.9050 | 2 | 509 |"
+    row = "| 2 epochs, 5e-05, warmup 0 | accuracy | 0.5578 | 0.9017 | 78%: goes on | 0.9050 | 2 | 509 |"
     assert f"| SST-2 | study {row}" in text and f"| SST-2 | tried before {row}" in text
 
 
