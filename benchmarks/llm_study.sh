@@ -20,8 +20,8 @@
 #   PLANS=docs/results/llm SEEDS=3 TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval \
 #       PUBLISH=docs/results/llm/eval-3seeds bash benchmarks/llm_study.sh
 #
-# PUBLISH: where the finished evaluation's table.md, evaluation.csv and evaluation.json are copied (docs/results.md
-# prints its table from there: benchmarks/results_tables.py --write).
+# PUBLISH: where the finished evaluation's table.md, evaluation.csv and evaluation.json are copied, with glp report's
+# trade-off plot (docs/results.md prints its table from there: benchmarks/results_tables.py --write).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/llm-study}
@@ -69,5 +69,7 @@ t evaluate "$GLP" evaluate "${runs[@]}" --n "$NS" --seeds "$SEEDS" \
 if [ -n "${PUBLISH:-}" ]; then
   mkdir -p "$PUBLISH" && cp "$OUT/eval/table.md" "$OUT/eval/evaluation.csv" "$OUT/eval/evaluation.json" "$PUBLISH/"
   cp "$OUT/times.txt" "$PUBLISH/times.txt"
+  # the trade-off plot (every row's seeds as a min-max bar) and GLP's search heat map
+  "$GLP" report "${runs[0]}" --evaluation "$PUBLISH" --out "$PUBLISH" --title "SmolLM2-135M on WikiText-2"
   echo "published to $PUBLISH"
 fi
