@@ -67,6 +67,15 @@ def test_baseline_rides_with_the_first_batch(tiny_setup, tmp_path):
         assert {k: again.cost[k] for k in ("trials", "train_steps", "trial_seconds")} == {
             k: plan.cost[k] for k in ("trials", "train_steps", "trial_seconds")
         }
+        # and its wall time: this call's, and the search's over both calls, the first one's included
+        assert plan.cost["search_wall_seconds"] == plan.cost["wall_seconds"] and plan.cost["search_wall_complete"]
+        assert again.cost["search_wall_seconds"] >= plan.cost["wall_seconds"] + again.cost["wall_seconds"] - 0.02
+        assert again.cost["search_wall_complete"]
+    # a journal whose earlier calls did not keep their time (an older glp): the total says it is a lower bound
+    with sqlite3.connect(tmp_path / "top" / "trials.sqlite") as db:
+        db.execute("DELETE FROM meta WHERE name LIKE 'wall:%'")
+    old = prune(_config(tiny_setup, tmp_path / "top", strategy="top"))
+    assert old.cost["search_wall_seconds"] == old.cost["wall_seconds"] and not old.cost["search_wall_complete"]
 
 
 def test_halving_uses_fewer_steps(tiny_setup, tmp_path, capsys):
@@ -81,6 +90,10 @@ def test_halving_uses_fewer_steps(tiny_setup, tmp_path, capsys):
     assert Plan.load(tmp_path / "half" / "plan.json").steps[0].candidates == half.steps[0].candidates
     print_plan(half)  # the step's note (here: the runner-up stopped early) is printed under the table
     assert f"step 1: {half.steps[0].note}" in " ".join(capsys.readouterr().out.split())
+    # the cost line: the search's wall time over all its calls where a resume made it differ from this call's
+    half.cost.update(wall_seconds=2.0, search_wall_seconds=4000.0, search_wall_complete=False)
+    print_plan(half)
+    assert "2 s wall for this call, at least 4,000 s over all its calls" in " ".join(capsys.readouterr().out.split())
 
 
 def _block_influence(model, table, layers):

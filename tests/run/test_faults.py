@@ -260,14 +260,13 @@ def test_a_full_disk_at_a_plan_write_keeps_the_trials(tiny_setup, tmp_path, monk
     """The disk fills up when step 1's plan is written: the step's five trials are journaled already."""
     run = tmp_path / "run"
     disk = FullDisk(monkeypatch, left=10**9)
-    real_put = Store.put
+    real_save = RunDir.save_plan
 
-    def put(self, *a, **k):  # the disk is full once the fifth trial (step 1's last) is journaled
-        real_put(self, *a, **k)
-        if len(self) == 5:
-            disk.left = 0
+    def save_plan(self, *a, **k):  # the disk is full once step 1's trials and the search's time are journaled
+        disk.left = 0
+        real_save(self, *a, **k)
 
-    monkeypatch.setattr(Store, "put", put)
+    monkeypatch.setattr(RunDir, "save_plan", save_plan)
     line = _fails(capsys, *_prune_args(tiny_setup, run))
     assert line == f"error: cannot write {run}/plans/greedy.json: {ENOSPC}; free space and {RESUME}"
     monkeypatch.undo()

@@ -21,6 +21,14 @@ from rich.progress import (
 from rich.table import Table
 
 
+def _search_wall(cost: dict[str, Any]) -> str:
+    """The search's wall time over all its calls, where it differs from this call's."""
+    total = cost.get("search_wall_seconds")
+    if total is None or total - cost.get("wall_seconds", 0) < 1:
+        return ""
+    return f", {'' if cost.get('search_wall_complete') else 'at least '}{total:,.0f} s over all its calls"
+
+
 class SearchProgress:
     """Progress of a search: step k/N, trial i/m, the step's best so far, elapsed time and ETA.
 
@@ -187,6 +195,7 @@ def print_plan(plan, chosen: int | None = None) -> None:
             f"cost: {c.get('trials', 0)} trials ({c.get('trials_run', 0)} run now, "
             f"{c.get('trials_reused', 0)} from the journal), {c.get('train_steps', 0):,} training steps, "
             f"{c.get('trial_seconds', 0):.0f} s of trials, {c.get('wall_seconds', 0):.0f} s wall for this call"
+            + _search_wall(c)
         )
     for s in plan.steps:
         if s.separated is False:

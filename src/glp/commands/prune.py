@@ -272,10 +272,17 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
         t0 = time.time()
         session = open_session(config, cache_dir=run_dir.cache_dir)
         kind = kind_of(session.task)
-        run_dir.write_config(store, strategy.name, config.to_dict())
+        clock = run_dir.write_config(store, strategy.name, config.to_dict(), started=t0)
         executor = executors.make_executor(config, session.spec)
         cleanup.callback(executor.close)  # workers stop on errors too
-        run_trials, stats = journaled_runner(store, session.context, executor, on_event)
+
+        def on_trial(event: str, **info: Any) -> None:
+            if event == "trial_done":  # the search's wall time survives a kill up to its last trial
+                clock.save()
+            if on_event:
+                on_event(event, **info)
+
+        run_trials, stats = journaled_runner(store, session.context, executor, on_trial)
         plan = _new_plan(config, session, strategy)
 
         def on_step(event: str, **info: Any) -> None:
@@ -285,7 +292,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
                 plan.removals[s.n] = list(s.chosen)
                 if session.spec.parents is not None:
                     _keep_winner(session.spec.parents, plan, s, config.seeds, run_dir)
-                _finish_cost(plan, stats, t0)
+                _finish_cost(plan, stats, clock)
                 run_dir.save_plan(plan, strategy.name)
             elif event == "step_start" and session.spec.parents is not None:
                 info["parent"] = plan.removals.get(info["n"] - 1, [])  # progress says which model a step starts from
@@ -315,7 +322,7 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
             plan.removals = dict(result.removals)
             plan.order = result.order
             plan.complete = True
-        _finish_cost(plan, stats, t0)
+        _finish_cost(plan, stats, clock)
         run_dir.save_plan(plan, strategy.name)
         executor.close()
         return plan
@@ -468,15 +475,16 @@ def untrained_warning(
     )
 
 
-def _finish_cost(plan: Plan, stats: dict[str, Any], t0: float) -> None:
+def _finish_cost(plan: Plan, stats: dict[str, Any], clock: Any) -> None:
     """The search's cost. ``trial_seconds`` and ``train_steps`` count every trial of the plan, those read back from
     the journal included, so they are the search's whole cost however often it was resumed; ``wall_seconds`` is
-    this call's wall time only."""
+    this call's wall time, ``search_wall_seconds`` that of every call of this strategy on the run directory
+    (``search_wall_complete`` False: calls of a glp that did not journal it are missing)."""
     plan.cost = {
         "trials_run": stats["run"],
         "trials_reused": stats["reused"],
         "trials": len(stats["steps"]),
         "train_steps": sum(stats["steps"].values()),
         "trial_seconds": round(sum(stats["seconds"].values()), 2),
-        "wall_seconds": round(time.time() - t0, 2),
+        **clock.save(),
     }

@@ -7,6 +7,7 @@
       plans/<label>.json   each strategy's latest plan (label: greedy, beam, top, proxy-bi, ...)
       trials.sqlite        the trial journal (SQLite WAL; `glp.run.store.Store`), with the settings each strategy ran
                            with (meta rows ``config:<label>``, indexed in ``configs``: which label wrote which)
+                           and the wall time every call of a strategy has spent (``wall:<label>``)
       .lock                held by the one process using the directory
       cache/               tokenized data (.npz)
       proxy_model/         the fine-tuned model of the loss proxy
@@ -43,6 +44,7 @@ EVALUATION_CSV = "evaluation.csv"
 EVALUATION_TABLE = "table.md"
 CONFIG_PREFIX = "config:"
 CONFIG_INDEX = "configs"
+WALL_PREFIX = "wall:"
 
 NOT_A_RUN = "is this a glp run directory? (glp prune --out DIR writes one)"
 
@@ -185,12 +187,18 @@ class RunDir:
         """The trial journal (`glp.run.store.Store`); ``lock`` takes the directory's lock for this process."""
         return Store(self.journal_path, self.lock_path if lock else None)
 
-    def write_config(self, store: Store, label: str, config: dict[str, Any]) -> None:
-        """Journal the settings the plan ``label`` is searched with, and index which label wrote them."""
+    def write_config(
+        self, store: Store, label: str, config: dict[str, Any], started: float | None = None
+    ) -> SearchClock:
+        """Journal the settings the plan ``label`` is searched with, and index which label wrote them. Returns the
+        clock of the search's wall time over all its calls (see `SearchClock`)."""
         store.set_meta(CONFIG_PREFIX + label, config)
         index = store.get_meta(CONFIG_INDEX) or {}
+        clock = SearchClock(store, label, ran_before=label in index, started=started)
+        clock.save()  # before the index names the label: a call that fails later still counts
         index[label] = {"strategy": config.get("strategy"), "written": time.time()}
         store.set_meta(CONFIG_INDEX, index)
+        return clock
 
     def data_spec(self, label: str | None = None) -> DataSpec | None:
         """Where plan ``label``'s data came from (the data fields of its journaled settings), or None. Settings of
@@ -213,3 +221,27 @@ class RunDir:
             found = [store.get_meta(CONFIG_PREFIX + n) for n in names] or list(store.meta_with_prefix(CONFIG_PREFIX))
         found = [d for d in found if isinstance(d, dict) and d.get("task")]
         return found[0] if found else None
+
+
+class SearchClock:
+    """The wall time of a search over every call that ran it (a killed call counts up to its last journaled
+    trial). Kept in the journal's meta row ``wall:<label>`` as ``{"seconds": s, "complete": bool}``; ``complete``
+    is False when the label had run before the journal kept its time (a journal of an older glp), so the total
+    misses those calls and says so."""
+
+    def __init__(self, store: Store, label: str, ran_before: bool, started: float | None = None):
+        self.store, self.name = store, WALL_PREFIX + label
+        self.start = time.time() if started is None else started
+        before = store.get_meta(self.name)
+        self.before = float(before["seconds"]) if before else 0.0
+        self.complete = bool(before["complete"]) if before else not ran_before
+
+    def call_seconds(self) -> float:
+        return time.time() - self.start
+
+    def save(self) -> dict[str, Any]:
+        """Journal the time so far; the cost fields of the plan: this call's wall time and the search's."""
+        now = self.call_seconds()
+        total = round(self.before + now, 2)
+        self.store.set_meta(self.name, {"seconds": total, "complete": self.complete})
+        return {"wall_seconds": round(now, 2), "search_wall_seconds": total, "search_wall_complete": self.complete}
