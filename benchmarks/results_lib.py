@@ -208,7 +208,8 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     records = [r for t, ev in evals.items() for r in ev["records"] if r["task"] == t]
     summary = summarize(records)
     summary["rows"] = sorted(summary["rows"], key=lambda r: (r["n"], _row_rank(r["strategy"])))
-    out += [f"Dev, x100, median of {'/'.join(map(str, seeds))} seeds (min–max); a row's GLUE score is the mean of "
+    summary["score_name"] = "Mean"  # of this study's tasks, not of GLUE's nine
+    out += [f"Dev, x100, median of {'/'.join(map(str, seeds))} seeds (min–max); a row's Mean is the mean of "
             "its tasks' medians, shown only where the row has every task, and Rel. is that score as a share of the "
             "unpruned model's:", "", markdown_table(summary),
             "The searches (search-eval, seed 42; a warm start's scores are of the candidate after its short heal, "

@@ -15,6 +15,7 @@ comparisons and the sign test are described in benchmarks/results_lib.py.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import difflib
 import re
@@ -488,9 +489,14 @@ def rewrite(doc: str, tables: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Without an option: print every table.")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 when a marked table of either page differs")
+    mode.add_argument("--write", action="store_true", help="rewrite the marked tables of both pages in place")
+    args = ap.parse_args(argv)
     tables = generate()
-    if "--check" in argv or "--write" in argv:
-        if "--write" in argv:
+    if args.check or args.write:
+        if args.write:
             for page in PAGES:
                 page.write_text(rewrite(page.read_text(), tables))
         found = problems({str(p.relative_to(ROOT)): p.read_text() for p in PAGES}, tables)
