@@ -44,7 +44,12 @@ PYEOF
   [ -f "$OUT/$task-gate.json" ] && cp "$OUT/$task-gate.json" "docs/results/mpnet/gates/$task.json"
   cp "$ev" "$dest/evaluation.json"
   profile=(); [ -f "$dest/profile.json" ] && profile=(--profile "$dest/profile.json")
-  "$GLP" report "$dest" --evaluation "$dest" "${profile[@]}" --out "$dest" --title "MPNet-base (12 layers), ${NAME[$task]}"
+  labels=()  # the warm starts as the tables name them (glp evaluate names a run after its directory)
+  for r in parent parent-halving; do
+    grep -q "\"greedy ($task-$r)\"" "$ev" && labels+=(--label "greedy ($task-$r)=greedy ($r)")
+  done
+  "$GLP" report "$dest" --evaluation "$dest" "${profile[@]}" "${labels[@]}" --out "$dest" \
+      --title "MPNet-base (12 layers), ${NAME[$task]}"
   if [ -f "$OUT/$task-parent/plan.json" ]; then  # the warm starts ran on this task (WARM_TASKS of the study)
     mkdir -p "$warm"
     cp "$dest/plans/greedy.json" "$warm/pretrained.json"

@@ -205,6 +205,7 @@ def test_report_writes_its_files(tiny_run, tmp_path):
 def test_report_errors(tiny_run, tmp_path, capsys):
     assert "--out" in fails(capsys, "report", tiny_run, tiny_run)
     assert "no evaluation" in fails(capsys, "report", tiny_run, "--out", tmp_path / "d", "--evaluation", tmp_path)
+    assert "write OLD=NEW" in fails(capsys, "report", tiny_run, "--out", tmp_path / "d", "--label", "top")
 
 
 # ---------------------------------------------------------------------------------------------- drop

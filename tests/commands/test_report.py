@@ -16,7 +16,7 @@ from glp.commands.report import (
 )
 from glp.errors import ConfigError
 from glp.results.evaluation import SCHEMA as EVAL_SCHEMA
-from glp.results.evaluation import summarize, write_outputs
+from glp.results.evaluation import relabel, summarize, write_outputs
 from glp.results.profile import save
 from glp.results.render import expected_size, png_size
 from glp.run.rundir import RunDir
@@ -96,6 +96,20 @@ def test_report_files_and_png_sizes(tiny_run, tmp_path):
     assert set(data["series"]) == {"greedy", "top"} and data["baseline"] == (1.0, 100.0)
     assert [round(p[1], 3) for p in data["series"]["top"]] == [95.0, 77.5]
     assert "CPU" in data["x_label"]
+
+
+def test_report_labels_rename_evaluation_rows(tiny_run, tmp_path):
+    """--label OLD=NEW renames a row in the tables and the plot's series; the numbers stay the row's."""
+    ev = _fake_evaluation(tmp_path / "ev", RunDir(tiny_run).load_plan())
+    rep = report([], tmp_path / "rep", evaluation=ev, labels={"top": "Top-n (fixed)"})
+    md = rep.markdown.read_text()
+    assert "| Top-n (fixed) | 2 | 62.0 (60.0–66.0) |" in md and "| top |" not in md
+    evald = relabel(json.loads((ev / "evaluation.json").read_text()), {"top": "Top-n (fixed)"})
+    assert set(tradeoff_series([], evald, None)["series"]) == {"greedy", "Top-n (fixed)"}
+    with pytest.raises(ConfigError, match="no row so named; its rows: baseline, greedy, top"):
+        report([], tmp_path / "rep2", evaluation=ev, labels={"Top": "x"})
+    with pytest.raises(ConfigError, match="give --evaluation too"):
+        report([tiny_run], tmp_path / "rep3", labels={"top": "x"})
 
 
 def test_report_without_evaluation_or_profile_uses_search_scores(tiny_run, tmp_path):

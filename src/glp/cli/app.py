@@ -21,6 +21,7 @@ from glp.cli.args import (
     distill_settings,
     eval_config,
     export_n,
+    label_pairs,
     load_plan,
     parse_indices,
     profile_path,
@@ -408,14 +409,22 @@ def report_cmd(
     html: bool = typer.Option(False, "--html/--no-html", help="Also write a self-contained report.html."),
     speedup: str = typer.Option("auto", "--speedup", help="x axis of the trade-off: auto | cpu | gpu."),
     title: str | None = typer.Option(None, "--title", help="Report title."),
+    label: list[str] = typer.Option(
+        None,
+        "--label",
+        help="OLD=NEW: print the evaluation row OLD (as its table names it) as NEW, in the plot and tables "
+        "(repeatable), e.g. 'greedy (sst2-parent)=greedy (warm start)'.",
+    ),
 ) -> None:
     """A report: the plans, candidate heat maps, the evaluation table and the performance vs speed-up plot.
 
     Example: glp report runs/rte --evaluation runs/rte-eval --profile runs/rte/profile.json --out report/
     """
     out = report_dir(run_dirs or [], evaluation, out)
+    labels = label_pairs(label or [])
     rep = reporting.report(
-        run_dirs or [], out, evaluation=evaluation, profile=profile, html=html, speedup=speedup, title=title
+        run_dirs or [], out, evaluation=evaluation, profile=profile, html=html, speedup=speedup, title=title,
+        labels=labels,
     )
     for f in [rep.markdown, *rep.figures, *([rep.html] if rep.html else [])]:
         typer.echo(f"wrote {f}")

@@ -158,3 +158,14 @@ def report_dir(run_dirs: list[Path], evaluation: Path | None, out: Path | None) 
     if len(run_dirs) > 1:
         raise ConfigError("several run directories: say where the report goes with --out")
     return RunDir.of(run_dirs[0]).report_dir if run_dirs else RunDir(evaluation or ".").report_dir
+
+
+def label_pairs(pairs: list[str]) -> dict[str, str]:
+    """``glp report --label OLD=NEW`` options as {OLD: NEW}; one without ``=``, or with an empty side, is refused."""
+    labels: dict[str, str] = {}
+    for p in pairs:
+        old, sep, new = p.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ConfigError(f"--label {p!r}: write OLD=NEW, e.g. 'greedy (sst2-parent)=greedy (warm start)'")
+        labels[old.strip()] = new.strip()
+    return labels

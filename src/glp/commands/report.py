@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,14 +304,18 @@ def report(
     html: bool = False,
     speedup: str = "auto",
     title: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Report:
-    """Write the report (markdown + PNGs, optionally HTML) into ``out``."""
+    """Write the report (markdown + PNGs, optionally HTML) into ``out``; ``labels`` renames evaluation rows."""
     if not run_dirs and evaluation is None:
         raise ConfigError("give at least one RUN_DIR or --evaluation to report on")
     if speedup not in ("auto", "cpu", "gpu"):
         raise ConfigError(f"--speedup must be auto, cpu or gpu, got {speedup!r}")
+    if labels and evaluation is None:
+        raise ConfigError("--label renames rows of an evaluation: give --evaluation too")
     plans = _load_plans(run_dirs)
     evald = ev.load_evaluation(evaluation) if evaluation is not None else None
+    evald = ev.relabel(evald, labels) if evald is not None and labels else evald
     prof = pf.load(profile) if profile is not None else None
     # written whole or not at all: into a hidden sibling, moved into ``out`` when complete (`write_dir_atomic`)
 
@@ -358,11 +362,7 @@ def _write(
 
 
 def _header(
-    plans: list[tuple[Path, Plan]],
-    evald: dict[str, Any] | None,
-    evaluation: str | os.PathLike[str] | None,
-    profile: str | os.PathLike[str] | None,
-    title: str | None,
+    plans: list[tuple[Path, Plan]], evald: dict[str, Any] | None, evaluation: Any, profile: Any, title: str | None
 ) -> list[str]:
     """The title, the models and what the report was made from."""
     models = sorted({str(p.model.get("source")) for _, p in plans} | ({str(evald["model"])} if evald else set()))

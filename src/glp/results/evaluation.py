@@ -15,12 +15,12 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from glp.atomic import write_text_atomic
-from glp.errors import TaskError
+from glp.errors import ConfigError, TaskError
 from glp.plan import read_artifact
 from glp.run.rundir import EVALUATION, RunDir
 from glp.tasks import glue_score, is_glue_task, relative_performance
@@ -254,3 +254,18 @@ def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
     """``evaluation.json`` of an evaluation directory (or the file itself)."""
     hint = f"glp evaluate --out DIR writes DIR/{EVALUATION}"
     return read_artifact(RunDir.evaluation_at(path), SCHEMA, "evaluation", hint)
+
+
+def relabel(evald: dict[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    """``evald`` with rows renamed (``labels``: a row's label, as the evaluation's tables print it, to the one to
+    print instead) and its summaries recomputed; a label the evaluation has no row of is a `ConfigError`."""
+    known = {str(r["strategy"]) for r in evald["records"]}
+    for old in labels:
+        if old not in known:
+            rows = ", ".join(sorted(known))
+            raise ConfigError(f"--label {old!r}: the evaluation has no row so named; its rows: {rows}")
+    records = [{**r, "strategy": labels.get(str(r["strategy"]), r["strategy"])} for r in evald["records"]]
+    out = {**evald, "records": records, "summary": summarize(records)}
+    for key in [k for k in evald if k.startswith("summary_")]:
+        out[key] = summarize(records, score_key=f"{key[len('summary_'):]}_score")
+    return out
