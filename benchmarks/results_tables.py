@@ -368,7 +368,8 @@ def t_llm_search(root: Path = RESULTS) -> str:
     for d, (name, _) in LLM.items():
         p = Plan.load(root / "llm" / d / "plan.json")
         c = p.cost
-        rows.append([name, p.strategy["name"], str(c["trials"]), f"{c['train_steps']:,}", f"{c['wall_seconds']:,.0f}"])
+        wall = c.get("search_wall_seconds", c["wall_seconds"])  # over all its calls; older plans: their one call
+        rows.append([name, p.strategy["name"], str(c["trials"]), f"{c['train_steps']:,}", f"{wall:,.0f}"])
     return table(["method", "strategy", "search trials", "training steps", "search wall time (s)"], rows, "llrrr")
 
 

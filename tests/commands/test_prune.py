@@ -76,6 +76,9 @@ def test_baseline_rides_with_the_first_batch(tiny_setup, tmp_path):
         db.execute("DELETE FROM meta WHERE name LIKE 'wall:%'")
     old = prune(_config(tiny_setup, tmp_path / "top", strategy="top"))
     assert old.cost["search_wall_seconds"] == old.cost["wall_seconds"] and not old.cost["search_wall_complete"]
+    # another search under the same label (another seed): its wall time starts from zero, the old one's not added
+    other = prune(_config(tiny_setup, tmp_path / "top", strategy="top", seed=7))
+    assert other.cost["search_wall_seconds"] == other.cost["wall_seconds"] and other.cost["search_wall_complete"]
 
 
 def test_halving_uses_fewer_steps(tiny_setup, tmp_path, capsys):

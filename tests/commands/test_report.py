@@ -108,6 +108,11 @@ def test_report_labels_rename_evaluation_rows(tiny_run, tmp_path):
     assert set(tradeoff_series([], evald, None)["series"]) == {"greedy", "Top-n (fixed)"}
     with pytest.raises(ConfigError, match="no row so named; its rows: baseline, greedy, top"):
         report([], tmp_path / "rep2", evaluation=ev, labels={"Top": "x"})
+    with pytest.raises(ConfigError, match="two rows would both be named 'greedy'"):  # pooling seeds of two rows
+        report([], tmp_path / "rep2", evaluation=ev, labels={"top": "greedy"})
+    with pytest.raises(ConfigError, match="the unpruned row keeps its name"):
+        report([], tmp_path / "rep2", evaluation=ev, labels={"baseline": "unpruned"})
+    assert not (tmp_path / "rep2").exists()
     with pytest.raises(ConfigError, match="give --evaluation too"):
         report([tiny_run], tmp_path / "rep3", labels={"top": "x"})
 

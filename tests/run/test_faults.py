@@ -240,12 +240,14 @@ def test_a_full_disk_stops_the_search_with_one_line_and_the_same_command_resumes
     clear_encode_cache()  # the data is tokenized (and its cache written), not found in memory
     run = tmp_path / "run"
     # too small for the train set's cache (37 KB), not for the dev set's (8 KB); then the settings (1.4 KB), step 1's
-    # five trials (1.1 KB each) and plans (4 KB each) fit, and step 2's first trial, not its second
-    disk = FullDisk(monkeypatch, left=24_900)
+    # five trials (1.1 KB each, the search's wall time after each) and plans (4 KB each) fit, and step 2's first
+    # trial, not its second
+    disk = FullDisk(monkeypatch, left=25_600)
     with pytest.warns(UserWarning, match="cannot write the tokenization cache"):
         line = _fails(capsys, *_prune_args(tiny_setup, run))
     assert line == f"error: cannot write {run}/trials.sqlite: {ENOSPC}; free space and {RESUME}"
-    assert "cache" in disk.failed[0] and disk.failed[1:] == ["journal"]
+    # (the search's wall time, saved on the way out, may fail too and is swallowed: its size follows the clock)
+    assert "cache" in disk.failed[0] and disk.failed[1:] in (["journal"], ["journal", "journal"])
     kept = _journaled(run)
     assert 5 < kept < 1 + 4 + 3  # the trials finished before the disk filled up stay in the journal
     monkeypatch.undo()  # space is back

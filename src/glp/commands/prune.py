@@ -269,10 +269,11 @@ def prune(config: PruneConfig, on_event: EventHandler | None = None) -> Plan:
     run_dir = RunDir(config.out)
     strategy = config.make_strategy()
     with run_dir.journal() as store, contextlib.ExitStack() as cleanup:
-        t0 = time.time()
+        t0 = time.monotonic()
         session = open_session(config, cache_dir=run_dir.cache_dir)
         kind = kind_of(session.task)
-        clock = run_dir.write_config(store, strategy.name, config.to_dict(), started=t0)
+        clock = run_dir.write_config(store, strategy.name, config.to_dict(), _NOT_THE_SEARCH, started=t0)
+        cleanup.callback(clock.save_quietly)  # an interrupted call keeps its time too
         executor = executors.make_executor(config, session.spec)
         cleanup.callback(executor.close)  # workers stop on errors too
 
@@ -473,6 +474,10 @@ def untrained_warning(
         "Raise --learning-rate or --num-train-epochs (or --max-train-samples) and check the baseline first, "
         "e.g. with --strategy top --max-remove 1."
     )
+
+
+# settings that do not change which plan a search finds: where its trials run, where it writes, how far it goes
+_NOT_THE_SEARCH = {f.name for f in dataclasses.fields(ExecutionSettings)} | {"out", "max_remove", "stop_drop"}
 
 
 def _finish_cost(plan: Plan, stats: dict[str, Any], clock: Any) -> None:

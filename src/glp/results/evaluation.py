@@ -260,10 +260,16 @@ def relabel(evald: dict[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
     """``evald`` with rows renamed (``labels``: a row's label, as the evaluation's tables print it, to the one to
     print instead) and its summaries recomputed; a label the evaluation has no row of is a `ConfigError`."""
     known = {str(r["strategy"]) for r in evald["records"]}
-    for old in labels:
+    for old, new in labels.items():
         if old not in known:
             rows = ", ".join(sorted(known))
             raise ConfigError(f"--label {old!r}: the evaluation has no row so named; its rows: {rows}")
+        if BASELINE in (old, new):  # the rows' Rel. is read against the row of that name
+            raise ConfigError(f"--label {old}={new}: the unpruned row keeps its name, {BASELINE!r}")
+    after = [labels.get(k, k) for k in known]
+    if len(set(after)) < len(after):  # two rows under one name would pool their seeds
+        twice = sorted({a for a in after if after.count(a) > 1})
+        raise ConfigError(f"--label: two rows would both be named {twice[0]!r}")
     records = [{**r, "strategy": labels.get(str(r["strategy"]), r["strategy"])} for r in evald["records"]]
     out = {**evald, "records": records, "summary": summarize(records)}
     for key in [k for k in evald if k.startswith("summary_")]:

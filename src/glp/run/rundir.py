@@ -21,15 +21,17 @@ its tables next to them: ``evaluation.json`` (what ``glp report --evaluation`` r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from glp.data import DataSpec
-from glp.errors import ConfigError, RunDirError
+from glp.errors import ConfigError, RunDirError, StorageError
 from glp.plan import Plan
-from glp.run.store import Store
+from glp.run.store import Store, canonical_json
 
 PLAN = "plan.json"
 PLANS = "plans"
@@ -188,14 +190,24 @@ class RunDir:
         return Store(self.journal_path, self.lock_path if lock else None)
 
     def write_config(
-        self, store: Store, label: str, config: dict[str, Any], started: float | None = None
+        self,
+        store: Store,
+        label: str,
+        config: dict[str, Any],
+        not_the_search: Collection[str] = (),
+        started: float | None = None,
     ) -> SearchClock:
         """Journal the settings the plan ``label`` is searched with, and index which label wrote them. Returns the
-        clock of the search's wall time over all its calls (see `SearchClock`)."""
+        clock of the search's wall time over all its calls (see `SearchClock`: a call whose settings differ from
+        the last call's in more than ``not_the_search`` starts another search; ``started``: when this call began,
+        by `time.monotonic`)."""
+        ran_before = store.get_meta(CONFIG_PREFIX + label) is not None
         store.set_meta(CONFIG_PREFIX + label, config)
         index = store.get_meta(CONFIG_INDEX) or {}
-        clock = SearchClock(store, label, ran_before=label in index, started=started)
-        clock.save()  # before the index names the label: a call that fails later still counts
+        search = {k: v for k, v in config.items() if k not in not_the_search}
+        search_id = hashlib.sha256(canonical_json(search).encode()).hexdigest()[:16]
+        clock = SearchClock(store, label, search_id, ran_before=ran_before, started=started)
+        clock.save()  # a call that fails later still counts
         index[label] = {"strategy": config.get("strategy"), "written": time.time()}
         store.set_meta(CONFIG_INDEX, index)
         return clock
@@ -225,23 +237,35 @@ class RunDir:
 
 class SearchClock:
     """The wall time of a search over every call that ran it (a killed call counts up to its last journaled
-    trial). Kept in the journal's meta row ``wall:<label>`` as ``{"seconds": s, "complete": bool}``; ``complete``
-    is False when the label had run before the journal kept its time (a journal of an older glp), so the total
-    misses those calls and says so."""
+    trial). Kept in the journal's meta row ``wall:<label>`` as ``{"seconds": s, "complete": bool, "search": id}``;
+    a call of another search under the same label (``search``: an id of the settings that decide the plan) starts
+    again from zero. ``complete`` is False when the label had run before the journal kept its time (a journal of an
+    older glp), so the total misses those calls and says so. Trials reused from another label's search count in
+    the plan's ``trial_seconds``, not here."""
 
-    def __init__(self, store: Store, label: str, ran_before: bool, started: float | None = None):
-        self.store, self.name = store, WALL_PREFIX + label
-        self.start = time.time() if started is None else started
+    def __init__(self, store: Store, label: str, search: str, ran_before: bool, started: float | None = None):
+        self.store, self.name, self.search = store, WALL_PREFIX + label, search
+        self.start = time.monotonic() if started is None else started
         before = store.get_meta(self.name)
+        if before is not None and before.get("search") != search:
+            before, ran_before = None, False  # another search: its time is not this one's
         self.before = float(before["seconds"]) if before else 0.0
         self.complete = bool(before["complete"]) if before else not ran_before
 
     def call_seconds(self) -> float:
-        return time.time() - self.start
+        return time.monotonic() - self.start
+
+    def save_quietly(self) -> None:
+        """`save` on the way out of an interrupted call: a journal that cannot take it (the fault that ended the
+        call) loses only this call's last seconds."""
+        try:
+            self.save()
+        except (StorageError, RunDirError):
+            pass
 
     def save(self) -> dict[str, Any]:
         """Journal the time so far; the cost fields of the plan: this call's wall time and the search's."""
         now = self.call_seconds()
         total = round(self.before + now, 2)
-        self.store.set_meta(self.name, {"seconds": total, "complete": self.complete})
+        self.store.set_meta(self.name, {"seconds": total, "complete": self.complete, "search": self.search})
         return {"wall_seconds": round(now, 2), "search_wall_seconds": total, "search_wall_complete": self.complete}
