@@ -45,9 +45,11 @@ PYEOF
   cp "$ev" "$dest/evaluation.json"
   profile=(); [ -f "$dest/profile.json" ] && profile=(--profile "$dest/profile.json")
   labels=()  # the warm starts as the tables name them (glp evaluate names a run after its directory)
-  for r in parent parent-halving; do
-    grep -q "\"greedy ($task-$r)\"" "$ev" && labels+=(--label "greedy ($task-$r)=greedy ($r)")
-  done
+  if "$GLP" report --help 2>/dev/null | grep -- --label > /dev/null; then  # (a glp before --label: run names)
+    for r in parent parent-halving; do
+      grep -q "\"greedy ($task-$r)\"" "$ev" && labels+=(--label "greedy ($task-$r)=greedy ($r)")
+    done
+  fi
   "$GLP" report "$dest" --evaluation "$dest" "${profile[@]}" "${labels[@]}" --out "$dest" \
       --title "MPNet-base (12 layers), ${NAME[$task]}"
   if [ -f "$OUT/$task-parent/plan.json" ]; then  # the warm starts ran on this task (WARM_TASKS of the study)
