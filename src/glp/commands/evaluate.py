@@ -31,7 +31,7 @@ from glp.errors import ConfigError, UnsupportedModelError
 from glp.kinds import kind_of
 from glp.layers import config_num_layers
 from glp.plan import Plan
-from glp.results.evaluation import BASELINE, SCHEMA, summarize, write_outputs
+from glp.results.evaluation import BASELINE, SCHEMA, summaries, write_outputs
 from glp.results.evaluation import load_evaluation as load_evaluation  # re-exported for benchmarks and tests
 from glp.results.evaluation import markdown_table as markdown_table  # re-exported for glp.cli
 from glp.run import executors
@@ -448,21 +448,18 @@ def _compare(ev: _Evaluation, job: TaskJob, name: str) -> list[dict[str, Any]]:
 
 def _result(model: str, seeds: list[int], tasks_meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
     """The evaluation artifact (``evaluation.json``): the records and their summary (one per extra scored set)."""
-    summary = summarize(records)
-    splits = sorted({k[: -len("_score")] for r in records for k in r if k.endswith("_score") and k != "score"})
-    result = {
+    extra = summaries(records)
+    return {
         "schema": SCHEMA,
         "protocol": PROTOCOL,
         "glp_version": __version__,
         "model": model,
         "seeds": seeds,
         "tasks": tasks_meta,
-        "summary": summary,
+        "summary": extra.pop("summary"),
         "records": records,
+        **extra,  # token classification: the same rows scored on test
     }
-    for split in splits:  # token classification: the same rows scored on test
-        result[f"summary_{split}"] = summarize(records, score_key=f"{split}_score")
-    return result
 
 
 def _distilled_spec(

@@ -271,7 +271,12 @@ def relabel(evald: dict[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
         twice = sorted({a for a in after if after.count(a) > 1})
         raise ConfigError(f"--label: two rows would both be named {twice[0]!r}")
     records = [{**r, "strategy": labels.get(str(r["strategy"]), r["strategy"])} for r in evald["records"]]
-    out = {**evald, "records": records, "summary": summarize(records)}
-    for key in [k for k in evald if k.startswith("summary_")]:
-        out[key] = summarize(records, score_key=f"{key[len('summary_'):]}_score")
-    return out
+    return {**evald, "records": records, **summaries(records)}
+
+
+def summaries(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """An evaluation's summaries of ``records``: ``summary`` of the main score, and ``summary_<split>`` of each extra
+    scored set (a record's ``<split>_score``, e.g. token classification's test)."""
+    splits = sorted({k[: -len("_score")] for r in records for k in r if k.endswith("_score") and k != "score"})
+    extra = {f"summary_{s}": summarize(records, score_key=f"{s}_score") for s in splits}
+    return {"summary": summarize(records), **extra}
