@@ -84,7 +84,7 @@ def task_tables(root: Path, task: str) -> str:
 
 def _eval_rows(pairs: list[tuple[Path, str]]) -> dict[tuple[str, int], dict[str, dict]]:
     """(method, n) -> task -> the evaluation cell (median, min, max, rel), from each task's evaluation.json."""
-    from glp.commands.evaluate import load_evaluation
+    from glp.results.evaluation import load_evaluation
 
     cells: dict[tuple[str, int], dict[str, dict]] = {}
     for root, task in pairs:
@@ -129,7 +129,7 @@ def table1(pairs: list[tuple[Path, str]]) -> str:
     """The paper's Table 1 over tasks from several evaluations: glp evaluate's own summary and table, fed with
     every task's per-seed records. Only (method, n) rows that every task has are listed: a mean over fewer
     tasks would not compare."""
-    from glp.commands.evaluate import load_evaluation, summarize
+    from glp.results.evaluation import load_evaluation, summarize
 
     records = []
     for root, task in pairs:
@@ -148,7 +148,7 @@ def table1(pairs: list[tuple[Path, str]]) -> str:
 
 def rows_every_task_has(summary: dict, tasks: list[str]) -> str:
     """glp evaluate's table of ``summary`` with only the (method, n) rows every task has, by n then method."""
-    from glp.commands.evaluate import markdown_table
+    from glp.results.evaluation import markdown_table
 
     rows = [r for r in summary["rows"] if all(t in r["cells"] for t in tasks)]
     return markdown_table({**summary, "rows": sorted(rows, key=lambda r: (r["n"], _rank(r["strategy"])))})

@@ -21,7 +21,7 @@ def summarize():
 
 def write_eval(root: Path, task: str, rows: dict[tuple[str, int], list[float]]) -> None:
     """An evaluation.json with glp evaluate's records and summary (the parts the script reads)."""
-    from glp.commands.evaluate import summarize as summarize_records
+    from glp.results.evaluation import summarize as summarize_records
 
     metric = {"cola": "mcc", "rte": "accuracy", "mrpc": "f1"}[task]
     records = [
