@@ -17,8 +17,12 @@
 # whole test set (0 = no limit) evaluates the committed plans (PLANS: a folder of <strategy>/plan.json; the
 # searches are skipped):
 #
-#   PLANS=docs/results/llm SEEDS=3 TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval \
+#   PLANS=docs/results/llm SEEDS=3 TEST_SAMPLES=0 LM_EVAL_LIMIT=500 DTYPE=bf16 OUT=runs/llm-reeval \
 #       PUBLISH=docs/results/llm/eval-3seeds bash benchmarks/llm_study.sh
+#
+# DTYPE (--dtype, default: glp's auto): the committed evaluation ran under bf16 autocast, which `auto` picks only on
+# a CPU with native bf16 (AVX512-BF16 or AMX) and is not part of a trial's journal key; DTYPE=bf16 names it, so a
+# run resumed on a machine without it stops with a clear error instead of mixing fp32 and bf16 rows in one table.
 #
 # PUBLISH: where the finished evaluation's table.md, evaluation.csv and evaluation.json are copied, with glp report's
 # trade-off plot (docs/results.md prints its table from there: benchmarks/results_tables.py --write).
@@ -43,9 +47,10 @@ BATCH=${BATCH:-8}
 SEEDS=${SEEDS:-1}
 test=(); [ "$TEST_SAMPLES" != 0 ] && test=(--max-eval-samples "$TEST_SAMPLES")
 limit=(); [ "$LM_EVAL_LIMIT" != 0 ] && limit=(--lm-eval-limit "$LM_EVAL_LIMIT")
+dtype=(); [ -n "${DTYPE:-}" ] && dtype=(--dtype "$DTYPE")
 common=(--task wikitext2 --data-dir "$DATA" --block-size "$BLOCK" --max-seq-length "$BLOCK" --max-remove "$MAX_REMOVE"
   --max-eval-samples "$EVAL_SAMPLES" --proxy-examples "$PROXY_EXAMPLES" --learning-rate "$LR"
-  --per-device-train-batch-size "$BATCH" --per-device-eval-batch-size 16)
+  --per-device-train-batch-size "$BATCH" --per-device-eval-batch-size 16 "${dtype[@]}")
 t() { local name=$1; shift; local s=$SECONDS; "$@"; echo "$name: $((SECONDS - s)) s" | tee -a "$OUT/times.txt"; }
 mkdir -p "$OUT"
 STRATEGIES="glp sleb shortgpt gromov top"
@@ -62,7 +67,7 @@ t glp "$GLP" prune "$MODEL" "${common[@]}" --heal lora --heal-steps "$SEARCH_HEA
   --proxy loss --out "$OUT/glp"
   runs=(); for s in $STRATEGIES; do runs+=("$OUT/$s"); done
 fi
-t evaluate "$GLP" evaluate "${runs[@]}" --n "$NS" --seeds "$SEEDS" \
+t evaluate "$GLP" evaluate "${runs[@]}" --data-dir "$DATA" --n "$NS" --seeds "$SEEDS" "${dtype[@]}" \
   --heal lora --heal-steps "$FINAL_HEAL" "${test[@]}" \
   --lm-eval-tasks arc_easy_local,piqa_local --lm-eval-include-path benchmarks/lm_eval_tasks \
   "${limit[@]}" --out "$OUT/eval"
