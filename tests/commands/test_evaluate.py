@@ -234,3 +234,19 @@ def test_a_compared_model_is_a_row_fine_tuned_with_the_runs_protocol(tiny_setup,
     err = capsys.readouterr().err
     assert done.value.code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error:") and "has no tokenizer files" in err
+
+
+def test_a_plan_kept_without_its_journal_reads_its_data_from_the_recorded_folder(tiny_run, tmp_path):
+    """A plan file copied out of its run (as docs/results keeps them) has no journaled settings: its data is read
+    from the local folder the plan records, while that folder exists, else located by the task's name."""
+    from glp.commands.evaluate import plan_jobs
+
+    doc = json.loads(RunDir(tiny_run).plan_file().read_text())
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    kept = tmp_path / "kept" / "greedy"
+    kept.mkdir(parents=True)
+    for source, data_dir in ((f"glue-dir:{tmp_path / 'glue' / 'SST-2'}", str(tmp_path / "glue")), ("hub:x", None)):
+        (kept / "plan.json").write_text(json.dumps({**doc, "data": {**doc["data"], "source": source}}))
+        (job,) = plan_jobs(EvalConfig(run_dirs=(str(kept / "plan.json"),), ns=(1,)))
+        assert job.spec.data_dir == data_dir and job.spec.train_file is None
+        assert ("recorded source" in job.notes[0]) == (data_dir is not None), job.notes

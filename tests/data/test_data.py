@@ -604,3 +604,18 @@ def test_huge_labels_and_targets(tmp_path):
     train.write_text('{"a": "x", "y": "' + "1" * 5000 + '"}\n{"a": "z", "y": "2"}\n')  # int() refuses 4300+ digits
     ds = load_task_data("t", train_file=train, dev_file=dev, text_columns="a", label_column="y")
     assert ds.task.label_names == ("2", "1" * 5000)
+
+
+def test_a_plans_recorded_local_source_reads_back_as_data_settings(tmp_path, monkeypatch):
+    """A plan records where its data was read (``glue-dir:<dir>/SST-2``); glp evaluate of a plan file kept without
+    its journal reads the data from there again. Files, the hub and a folder that is gone give None."""
+    from glp.data import DataSpec
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("glue/SST-2", "data/conll2003", "data/wikitext-2"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert DataSpec.from_source("sst2", "glue-dir:glue/SST-2") == DataSpec(task="sst2", data_dir="glue")
+    assert DataSpec.from_source("conll2003", "conll2003-dir:data/conll2003").data_dir == "data"
+    assert DataSpec.from_source("wikitext2", "wikitext-2-dir:data/wikitext-2").data_dir == "data/wikitext-2"
+    for gone in ("glue-dir:elsewhere/SST-2", "files:train=a.csv,dev=b.csv", "hub:nyu-mll/glue", "", None):
+        assert DataSpec.from_source("sst2", gone) is None

@@ -93,7 +93,11 @@ class EvalConfig(ExecutionSettings):
             "same protocol, each a row of its own: a ready-made small model beside the pruned ones."
         },
     )
-    data_dir: str | None = field(default=None, metadata={"help": "GLUE directory (default: the runs')."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Data directory (GLUE, CoNLL-2003, WikiText-2; default: the runs', else the local folder "
+                          "a plan file records)."},
+    )
     train_file: str | None = field(default=None, metadata={"help": "Override the run's train file."})
     dev_file: str | None = field(default=None, metadata={"help": "Override the run's dev file."})
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the plans' hyper-parameters
@@ -245,9 +249,13 @@ def _plan_job(plan: Plan, path: Path, model: str, source: Any) -> TaskJob:
     """The job of the plan's task, its data located by the settings the plan was searched with."""
     tname = str(plan.task.get("name"))
     found = RunDir.of(path).data_spec(str(plan.strategy.get("name")))
-    spec = found or DataSpec(task=tname)
-    job = TaskJob(tname, model, source, spec, plan.final_hparams(), plan.num_layers, [], [])
-    if found is None:
+    recorded = plan.data.get("source")
+    local = None if found else DataSpec.from_source(tname, recorded)
+    job = TaskJob(tname, model, source, found or local or DataSpec(task=tname), plan.final_hparams(),
+                  plan.num_layers, [], [])
+    if local is not None:
+        job.notes.append(f"{path}: no journaled prune config; data read from the plan's recorded source {recorded}")
+    elif found is None:
         job.notes.append(f"{path}: no journaled prune config; data located from the task name only")
     return job
 

@@ -25,6 +25,10 @@ from glp.data.tables import read_table
 from glp.errors import DataError
 from glp.tasks import Task, resolve_task
 
+#: the recorded sources that name a local folder: does ``data_dir`` name that folder itself (True) or its parent
+#: (GLUE's ``<dir>/SST-2``, CoNLL's ``<dir>/conll2003``)?
+_LOCAL_SOURCES = {"glue-dir": False, "conll2003-dir": False, "wikitext-2-dir": True}
+
 
 def load_files(
     task: Task, train_file: str | os.PathLike, dev_file: str | os.PathLike, **extra_dev_files
@@ -141,6 +145,17 @@ class DataSpec:
         for k in ("token_column", "tag_column"):
             kw[k] = None if kw[k] is None else str(kw[k])
         return DataSpec(**kw)
+
+    @classmethod
+    def from_source(cls, task: str, source: str | None) -> DataSpec | None:
+        """The settings that read a plan's recorded data ``source`` (``TaskDataset.source``) back, where it names a
+        local folder that is still there: ``glue-dir:../shared/data/glue/SST-2`` gives ``data_dir``
+        ``../shared/data/glue``. None for any other source (files, the hub) or a folder that is gone."""
+        kind, _, path = (source or "").partition(":")
+        if kind not in _LOCAL_SOURCES or not path or not Path(path).expanduser().is_dir():
+            return None
+        folder = Path(path)
+        return cls(task=task, data_dir=str(folder if _LOCAL_SOURCES[kind] else folder.parent))
 
     def data_spec(self) -> DataSpec:
         """Only the data settings (of a `PruneConfig`, say)."""
