@@ -401,8 +401,8 @@ def t_llm_reeval(root: Path = RESULTS) -> str:
     path = root / REEVAL / "evaluation.json"
     if not path.exists():
         return (f"Not committed yet (docs/results/{REEVAL}/evaluation.json, from `PLANS=docs/results/llm SEEDS=3 "
-                "TEST_SAMPLES=0 LM_EVAL_LIMIT=500 OUT=runs/llm-reeval PUBLISH=docs/results/llm/eval-3seeds bash "
-                "benchmarks/llm_study.sh`).\n")
+                "TEST_SAMPLES=0 LM_EVAL_LIMIT=500 DTYPE=bf16 OUT=runs/llm-reeval PUBLISH=docs/results/llm/eval-3seeds "
+                "bash benchmarks/llm_study.sh`).\n")
     ev, first = load_json(path), load_json(root / "llm" / "eval" / "evaluation.json")
     task = next(iter(ev["tasks"]))
     names = {"baseline": "unpruned", **{s: name for name, s in LLM.values()}}
