@@ -93,11 +93,8 @@ class EvalConfig(ExecutionSettings):
             "same protocol, each a row of its own: a ready-made small model beside the pruned ones."
         },
     )
-    data_dir: str | None = field(
-        default=None,
-        metadata={"help": "Data directory (GLUE, CoNLL-2003, WikiText-2; default: the runs', else the local folder "
-                          "a plan file records)."},
-    )
+    data_dir: str | None = field(default=None, metadata={"help": "Data directory (default: the runs', else the "
+                                                                  "local folder a plan file records)."})
     train_file: str | None = field(default=None, metadata={"help": "Override the run's train file."})
     dev_file: str | None = field(default=None, metadata={"help": "Override the run's dev file."})
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the plans' hyper-parameters
@@ -153,8 +150,8 @@ class TaskJob:
     spec: DataSpec
     hparams: dict[str, Any]
     num_layers: int | None
-    arms: list[Arm]
-    notes: list[str]
+    arms: list[Arm] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _same_model(given: str, recorded: dict[str, Any], revisions: dict[str, str | None]) -> bool:
@@ -184,7 +181,7 @@ def plan_jobs(cfg: EvalConfig) -> list[TaskJob]:
         if tname not in jobs:
             if model is None:
                 raise ConfigError("give --model for --task without a run directory")
-            jobs[tname] = TaskJob(tname, model, source, DataSpec(task=tname), {}, None, [], [])
+            jobs[tname] = TaskJob(tname, model, source, DataSpec(task=tname), {}, None)
     if not jobs:
         raise ConfigError("nothing to evaluate: no plan found and no --task given")
     for job in jobs.values():
@@ -251,8 +248,7 @@ def _plan_job(plan: Plan, path: Path, model: str, source: Any) -> TaskJob:
     found = RunDir.of(path).data_spec(str(plan.strategy.get("name")))
     recorded = plan.data.get("source")
     local = None if found else DataSpec.from_source(tname, recorded)
-    job = TaskJob(tname, model, source, found or local or DataSpec(task=tname), plan.final_hparams(),
-                  plan.num_layers, [], [])
+    job = TaskJob(tname, model, source, found or local or DataSpec(task=tname), plan.final_hparams(), plan.num_layers)
     if local is not None:
         job.notes.append(f"{path}: no journaled prune config; data read from the plan's recorded source {recorded}")
     elif found is None:
