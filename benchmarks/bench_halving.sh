@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Early rejection vs paper-faithful GLP (issue 5): the same greedy search on the same split with the same
+# Early rejection vs paper-faithful GLP: the same greedy search on the same split with the same
 # hyper-parameters, once fully fine-tuning every candidate and once with successive halving (3 rungs, eta 3),
 # each in its own run directory so neither reuses the other's trials. Resumable: run it again after a kill.
 # Budget and paths: benchmarks/study_env.sh (environment variables).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CoNLL-2003 study (issue 15): MiniLM-L6 tagging named entities. GLP (greedy) vs Top, Bottom and the exhaustive
+# The CoNLL-2003 study: MiniLM-L6 tagging named entities. GLP (greedy) vs Top, Bottom and the exhaustive
 # optimum for n = 2, searched on the same document-level 85/15 split of train with the same hyper-parameters, then
 # every chosen removal set fine-tuned on train and scored on dev and test (entity F1, seqeval), median of SEEDS.
 # Every step is `glp prune` / `glp evaluate`, which resume from their journals: kill and re-run at will.

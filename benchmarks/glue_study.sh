@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GLUE study (issue 8): MiniLM-L6 on real GLUE tasks. GLP (greedy) vs Top, Bottom, a training-free proxy
+# The GLUE study: MiniLM-L6 on real GLUE tasks. GLP (greedy) vs Top, Bottom, a training-free proxy
 # (block influence) and the exhaustive optimum for n=2, all searched on the same 85/15 split of train with the
 # same hyper-parameters, then every chosen removal set fine-tuned on train and scored on dev (median of SEEDS).
 # GLP with early rejection runs in its own run directory (as in benchmarks/bench_halving.sh), so it reuses nothing.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GLUE study's MRPC and RTE rows on one lent GPU machine (issue 8), inside one time-limited call.
+# The GLUE study's MRPC and RTE rows on one lent GPU machine, inside one time-limited call.
 #
 #   bash benchmarks/gpu_study.sh [SECONDS]      (default 500; results packed under $RESULTS)
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The decoder-LLM study (issue 16): SmolLM2-135M (30 layers) on WikiText-2. Which layers to drop, chosen by
+# The decoder-LLM study: SmolLM2-135M (30 layers) on WikiText-2. Which layers to drop, chosen by
 #   glp       GLP: greedy, every candidate healed with LoRA (SEARCH_HEAL steps) before it is scored; the loss proxy
 #             (unhealed perplexity increase on the model healed once) keeps the PREFILTER best candidates a step
 #   sleb      SLEB (Song et al. 2024): greedy on perplexity, no healing (--heal none; prefix sharing)

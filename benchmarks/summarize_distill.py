@@ -1,5 +1,5 @@
 """Distilled against plain final fine-tunes: the share of the pruned model's gap to the unpruned one that
-distillation recovers, per task and n, from `glp evaluate` outputs (issue 17).
+distillation recovers, per task and n, from `glp evaluate` outputs.
 
     python benchmarks/summarize_distill.py [--names A,B,...] TASK=PLAIN_EVAL,DISTILLED_EVAL[,MORE_EVAL...] [TASK=...]
 
