@@ -233,7 +233,10 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
 
     clear = clearly_learning(evals)
     scopes = [("every task and n", None)] + ([(f"where the unpruned model clearly learns "
-                                               f"({', '.join(NAMES[t] for t in clear)})", clear)] if clear else [])
+                                               f"({', '.join(NAMES[t] for t in clear)})", clear)]
+                                             if clear and set(clear) != set(tasks) else [])
+    if set(clear) == set(tasks):  # the same cells twice: one row, named for both
+        scopes = [("every task and n (the unpruned model clearly learns on each)", None)]
     if len(tasks) > 1:  # (one task's nested cells are no test)
         out += ["Across tasks and n (exact two-sided sign test on the cells' mean paired differences):", "",
                 table(TEST_HEAD, sign_rows(cells_of, others, scopes), "llrlll")]
