@@ -75,7 +75,7 @@ def test_report_files_and_png_sizes(tiny_run, tmp_path):
     rep = report([tiny_run], tmp_path / "rep", evaluation=ev, profile=prof, html=True)
     names = sorted(f.name for f in rep.figures)
     assert names == ["heatmap_toy_greedy.png", "tradeoff.png"]
-    assert png_size(tmp_path / "rep" / "tradeoff.png") == expected_size(TRADEOFF_SIZE) == (700, 450)
+    assert png_size(tmp_path / "rep" / "tradeoff.png") == expected_size(TRADEOFF_SIZE) == (900, 450)
     assert png_size(tmp_path / "rep" / "heatmap_toy_greedy.png") == expected_size(heatmap_size(plan))
     md = rep.markdown.read_text()
     for text in (
@@ -96,6 +96,7 @@ def test_report_files_and_png_sizes(tiny_run, tmp_path):
     assert set(data["series"]) == {"greedy", "top"} and data["baseline"] == (1.0, 100.0)
     assert [round(p[1], 3) for p in data["series"]["top"]] == [95.0, 77.5]
     assert "CPU" in data["x_label"]
+    assert data["y_label"] == "relative performance (%): RTE accuracy / baseline"  # one task: its own metric
 
 
 def test_report_labels_rename_evaluation_rows(tiny_run, tmp_path):
@@ -120,7 +121,7 @@ def test_report_labels_rename_evaluation_rows(tiny_run, tmp_path):
 def test_report_without_evaluation_or_profile_uses_search_scores(tiny_run, tmp_path):
     plan = RunDir(tiny_run).load_plan()
     rep = report([tiny_run], tmp_path / "r")
-    assert png_size(tmp_path / "r" / "tradeoff.png") == (700, 450)
+    assert png_size(tmp_path / "r" / "tradeoff.png") == expected_size(TRADEOFF_SIZE)
     data = tradeoff_series([plan], None, None)
     pts = data["series"]["greedy (toy)"]
     assert [p[0] for p in pts] == [1.0, 2.0] and data["x_label"] == "layers removed"

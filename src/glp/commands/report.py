@@ -28,14 +28,14 @@ from glp.errors import ConfigError
 from glp.plan import Plan
 from glp.results import evaluation as ev
 from glp.results import profile as pf
-from glp.results.render import DPI, error_bars, seed_range, to_html
+from glp.results.render import DPI, error_bars, pyplot, seed_range, to_html
 from glp.run.rundir import RunDir
 from glp.tasks import relative_performance
 
 # matplotlib (and PIL, which it brings) is imported where a figure is drawn or measured, markdown-it (not a declared
 # dependency: it comes with rich) where HTML is written.
 
-TRADEOFF_SIZE = (7.0, 4.5)  # inches → 700 × 450 px
+TRADEOFF_SIZE = (9.0, 4.5)  # inches → 900 × 450 px: the axes and the legend beside them
 
 
 @dataclass
@@ -90,10 +90,7 @@ def heatmap_size(plan: Plan) -> tuple[float, float]:
 
 def plot_heatmap(plan: Plan, path: str | os.PathLike[str]) -> Path | None:
     """Step × layer heat map of one plan; None when it has no per-layer candidates (e.g. optimal)."""
-    import matplotlib  # deferred: matplotlib is slow to import and only the report plots
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # deferred: matplotlib is slow to import and only the report plots
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     mat, chosen, rejected = heatmap_matrix(plan)
@@ -101,7 +98,7 @@ def plot_heatmap(plan: Plan, path: str | os.PathLike[str]) -> Path | None:
         return None
     arr = np.array([[np.nan if v is None else float(v) for v in row] for row in mat], dtype=float)
     higher = plan.higher_is_better
-    cmap = matplotlib.colormaps["viridis" if higher else "viridis_r"].with_extremes(bad="white")  # bright = better
+    cmap = plt.colormaps["viridis" if higher else "viridis_r"].with_extremes(bad="white")  # bright = better
     fig, ax = plt.subplots(figsize=heatmap_size(plan), dpi=DPI, layout="constrained")
     im = ax.imshow(np.ma.masked_invalid(arr), cmap=cmap, aspect="auto")
     ax.set_xticks(range(plan.num_layers))
@@ -160,8 +157,11 @@ def tradeoff_series(
     ranges: dict[str, dict[int, tuple[float, float]]] = {}  # strategy -> n -> the seeds' min–max, relative
     missing: set[int] = set()
     if evaluation is not None:
-        rows = evaluation["summary"]["rows"]
-        y_label = f"relative performance (%): {evaluation['summary'].get('score_name', 'GLUE')} score / baseline"
+        summary, rows = evaluation["summary"], evaluation["summary"]["rows"]
+        tasks = summary.get("tasks") or []  # one task: its metric; several: their GLUE score (or mean)
+        score = f"{tasks[0].upper()} {summary['metrics'][tasks[0]]}" if len(tasks) == 1 else (
+            f"{summary.get('score_name', 'GLUE')} score")
+        y_label = f"relative performance (%): {score} / baseline"
         # a compared model (glp evaluate --compare) sits at its own measured speed-up (glp profile --compare)
         compared = {r["strategy"]: r["compare"] for r in evaluation.get("records", []) if r.get("compare")}
         own = {r["label"]: r.get(f"{kind}_speedup") for r in profile.get("rows", [])} if profile is not None else {}
@@ -219,10 +219,7 @@ def tradeoff_series(
 
 
 def plot_tradeoff(data: dict[str, Any], path: str | os.PathLike[str], title: str = "") -> Path:
-    import matplotlib  # deferred: matplotlib is slow to import and only the report plots
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # deferred: matplotlib is slow to import and only the report plots
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=TRADEOFF_SIZE, dpi=DPI, layout="constrained")
     markers = "osD^vP*Xh<>"
@@ -262,7 +259,7 @@ def plot_tradeoff(data: dict[str, Any], path: str | os.PathLike[str], title: str
     ax.set_ylabel(data["y_label"], fontsize=8)
     ax.set_title(title or f"Performance vs. speed-up — {data['source']}", fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: it hides no point
     out = Path(path)
     fig.savefig(out, dpi=DPI)
     plt.close(fig)

@@ -72,6 +72,16 @@ def seed_range(row: dict[str, Any], summary: dict[str, Any]) -> tuple[float, flo
     return (min(ends), max(ends))
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported on first use (it is slow to import; only figures need it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def error_bars(
     ax: Any, points: list[tuple[float, float, tuple[float, float]]], color: Any, zorder: int, label: str | None = None
 ) -> None:
