@@ -244,15 +244,9 @@ def _add_plans(cfg: EvalConfig, jobs: dict[str, TaskJob]) -> tuple[str | None, A
 
 def _plan_job(plan: Plan, path: Path, model: str, source: Any) -> TaskJob:
     """The job of the plan's task, its data located by the settings the plan was searched with."""
-    tname = str(plan.task.get("name"))
-    found = RunDir.of(path).data_spec(str(plan.strategy.get("name")))
-    recorded = plan.data.get("source")
-    local = None if found else DataSpec.from_source(tname, recorded)
-    job = TaskJob(tname, model, source, found or local or DataSpec(task=tname), plan.final_hparams(), plan.num_layers)
-    if local is not None:
-        job.notes.append(f"{path}: no journaled prune config; data read from the plan's recorded source {recorded}")
-    elif found is None:
-        job.notes.append(f"{path}: no journaled prune config; data located from the task name only")
+    spec, note = RunDir.plan_data(path, plan)
+    job = TaskJob(str(plan.task.get("name")), model, source, spec, plan.final_hparams(), plan.num_layers)
+    job.notes += [note] if note else []
     return job
 
 

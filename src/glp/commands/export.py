@@ -105,7 +105,7 @@ def export(
     trained = plan.strategy.get("parents", {}).get(str(int(n))) if plan.strategy.get("init") == "parent" else None
     searched = RunDir.of(plan_file).path / trained if trained and not finetune else None
     if finetune:
-        spec = RunDir.of(plan_file).data_spec(str(plan.strategy.get("name"))) or DataSpec(task=task.name)
+        spec, _ = RunDir.plan_data(plan_file, plan)
         spec = spec.override(data_dir=data_dir, train_file=train_file, dev_file=dev_file)
         tuned = _finetune(spec, source, hp, removed, int(seed), device, progress, distill, RunDir.of(plan_file))
         task, model = tuned.task, tuned.model

@@ -218,6 +218,21 @@ class RunDir:
         d = self.read_config(label)
         return DataSpec.from_dict(d) if d else None
 
+    @staticmethod
+    def plan_data(plan_file: str | os.PathLike[str], plan: Plan) -> tuple[DataSpec, str | None]:
+        """Where the data of ``plan`` (read from ``plan_file``) is: its run's journaled settings; for a plan file kept
+        without its journal (as docs/results keeps them), the local folder the plan records, while it exists; else
+        the task's name alone (the hub). With a note saying so when it is not the journal's."""
+        task = str(plan.task.get("name"))
+        found = RunDir.of(plan_file).data_spec(str(plan.strategy.get("name")))
+        if found is not None:
+            return found, None
+        recorded, why = plan.data.get("source"), f"{plan_file}: no journaled prune config; data"
+        local = DataSpec.from_source(task, recorded)
+        if local is not None:
+            return local, f"{why} read from the plan's recorded source {recorded}"
+        return DataSpec(task=task), f"{why} located from the task name only"
+
     def read_config(self, label: str | None = None) -> dict[str, Any] | None:
         """The settings journaled for plan ``label``; without a label (or for a journal from before the index),
         the only ones there, or the latest written. None without a journal or settings."""
