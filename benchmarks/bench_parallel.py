@@ -89,7 +89,7 @@ def main() -> None:
         rows.append(
             {
                 "workers": n,
-                "command": " ".join(shlex.quote(c) for c in cmd)
+                "command": " ".join(shlex.quote(c) for c in ["glp", *cmd[1:]])
                 .replace(str(root), "OUT")
                 .replace(model, "MODEL")
                 .replace(str(args.data_dir), "GLUE_DIR"),  # no path of this machine in the artifact
