@@ -224,7 +224,7 @@ def test_the_trade_off_plot_draws_the_seeds_spread(tmp_path):
     lo, hi = data["ranges"]["greedy"][2]
     assert lo < data["series"]["greedy"][1][1] < hi
     assert data["baseline_range"][0] < 100 < data["baseline_range"][1]
-    assert png_size(plot_tradeoff(data, tmp_path / "t.png")) == (700, 450)
+    assert png_size(plot_tradeoff(data, tmp_path / "t.png")) == (900, 450)
 
 
 def test_the_distillation_rows_of_the_depth_study(rt, tmp_path):
