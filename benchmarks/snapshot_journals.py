@@ -2,10 +2,12 @@
 finish resumes in the next one instead of starting over (docs/results/mpnet/in-progress/README.md).
 
     .venv/bin/python benchmarks/snapshot_journals.py runs/mpnet docs/results/mpnet/in-progress
+    .venv/bin/python benchmarks/snapshot_journals.py docs/results/mpnet/in-progress runs/mpnet   # and back
 
-Each ``RUNS/<run>/trials.sqlite`` is copied with SQLite's backup API (a consistent copy while a search writes to
+Each ``SRC/<run>/trials.sqlite`` is copied with SQLite's backup API (a consistent copy while a search writes to
 it) to ``DEST/<run>/trials.sqlite``, in rollback-journal mode so that the copy is one file; a journal already
-there is replaced only when the run has more trials. Prints what it copied.
+there is replaced only when the source has more trials (so copying back never loses a newer run's trials), and
+with it any write-ahead log of the journal it replaces. Stop the study before copying back. Prints what it copied.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def snapshot(runs: Path, dest: Path) -> list[str]:
         finally:
             src.close()
             out.close()
+        for stale in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
+            stale.unlink(missing_ok=True)  # the replaced journal's log: applied to the copy it would corrupt it
         tmp.replace(target)
         done.append(f"{journal.parent.name}: {n} rows")
     return done
@@ -47,8 +51,8 @@ def snapshot(runs: Path, dest: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", type=Path, help="the study's run directories' parent (runs/mpnet)")
-    ap.add_argument("dest", type=Path, help="where the journals go (docs/results/mpnet/in-progress)")
+    ap.add_argument("runs", type=Path, help="the run directories' parent (runs/mpnet), or a snapshot to copy back")
+    ap.add_argument("dest", type=Path, help="where the journals go (docs/results/mpnet/in-progress, or runs/mpnet)")
     args = ap.parse_args(argv)
     for line in snapshot(args.runs, args.dest) or ["nothing new"]:
         print(line)
