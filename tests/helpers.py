@@ -1,9 +1,28 @@
-"""Shared test helpers: tiny tokenizers trained on the fly, the local GLUE directory."""
+"""Shared test helpers: tiny tokenizers trained on the fly, the local GLUE directory, the benchmark scripts."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` as a module, its sibling modules (results_lib) importable while it loads;
+    registered in ``sys.modules`` (dataclasses look their module up there)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 _CORPUS = [
     "the quick brown fox jumps over the lazy dog",

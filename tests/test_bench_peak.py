@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import load_benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-_spec = importlib.util.spec_from_file_location(
-    "bench_peak", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_peak.py"
-)
-bench_peak = importlib.util.module_from_spec(_spec)
-sys.modules["bench_peak"] = bench_peak  # dataclasses look the module up
-_spec.loader.exec_module(bench_peak)
+bench_peak = load_benchmark("bench_peak")
 Shape, step_flops = bench_peak.Shape, bench_peak.step_flops
 
 

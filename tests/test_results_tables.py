@@ -4,7 +4,6 @@ resolve, and the script's parts (the check, the depth study's block, the constan
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import re
 import shutil
@@ -12,22 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks"
 DOC = ROOT / "docs" / "results.md"
 
 
 @pytest.fixture(scope="module")
 def rt():
-    sys.path.insert(0, str(BENCH))  # results_tables imports its sibling results_lib
-    try:
-        spec = importlib.util.spec_from_file_location("results_tables", BENCH / "results_tables.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(BENCH))
+    return load_benchmark("results_tables")
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,13 @@
 """benchmarks/snapshot_journals.py: a study's journals copied whole, and only when they grew."""
 
-import importlib.util
 import sqlite3
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "snapshot_journals.py"
+from helpers import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("snapshot_journals", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("snapshot_journals")
 
 
 def _journal(path: Path, rows: int) -> sqlite3.Connection:

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "summarize_study.py"
+from helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def summarize():
-    spec = importlib.util.spec_from_file_location("summarize_study", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("summarize_study")
 
 
 def write_eval(root: Path, task: str, rows: dict[tuple[str, int], list[float]]) -> None:
@@ -77,9 +72,7 @@ def test_parse_args_old_form(tmp_path, summarize):
 
 def test_distillation_summary_shares_of_the_gap(tmp_path, capsys):
     """benchmarks/summarize_distill.py: the share of the gap per cell, none where there is no gap, the averages."""
-    spec = importlib.util.spec_from_file_location("summarize_distill", SCRIPT.with_name("summarize_distill.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("summarize_distill")
 
     def write(name, rows):
         records = [

