@@ -40,8 +40,8 @@ def measure(model_path: str, glue: Path, out: Path, train: int = 512, dev: int =
     from glp import onnx as glp_onnx
     from glp.layers import drop_layers
 
-    def run(path: Path, feed: dict[str, Any]) -> np.ndarray:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], feed)[0]
+    def session(path: Path) -> Any:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     tok = AutoTokenizer.from_pretrained(model_path)
     torch.manual_seed(0)
@@ -62,8 +62,9 @@ def measure(model_path: str, glue: Path, out: Path, train: int = 512, dev: int =
     fp32 = glp_onnx.export_model(model, out / "model.onnx", glp_onnx.example_inputs(model, tok))
     int8 = glp_onnx.quantize_int8(fp32, out / "model.int8.onnx")
     quantize_dynamic(str(fp32), str(out / "default.int8.onnx"))  # ONNX Runtime's defaults, for comparison
-    feed = {i.name: enc[i.name].numpy() for i in ort.InferenceSession(str(fp32)).get_inputs()}
-    onnx32, q, default = run(fp32, feed), run(int8, feed), run(out / "default.int8.onnx", feed)
+    s32 = session(fp32)
+    feed = {i.name: enc[i.name].numpy() for i in s32.get_inputs()}  # the tensors the exported graph takes
+    onnx32, q, default = (s.run(["logits"], feed)[0] for s in (s32, session(int8), session(out / "default.int8.onnx")))
     agree = q.argmax(1) == expected.argmax(1)
     margin = np.abs(expected[:, 1] - expected[:, 0])
     return {

@@ -232,11 +232,11 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
                 and per_seed(evals[t], t, "greedy", n) and per_seed(evals[t], t, o, n)]
 
     clear = clearly_learning(evals)
-    scopes = [("every task and n", None)] + ([(f"where the unpruned model clearly learns "
-                                               f"({', '.join(NAMES[t] for t in clear)})", clear)]
-                                             if clear and set(clear) != set(tasks) else [])
-    if set(clear) == set(tasks):  # the same cells twice: one row, named for both
+    if set(clear) == set(tasks):  # "every task" and "where it learns" are the same cells: one row, named for both
         scopes = [("every task and n (the unpruned model clearly learns on each)", None)]
+    else:
+        scopes = [("every task and n", None)] + ([(f"where the unpruned model clearly learns "
+                                                   f"({', '.join(NAMES[t] for t in clear)})", clear)] if clear else [])
     if len(tasks) > 1:  # (one task's nested cells are no test)
         out += ["Across tasks and n (exact two-sided sign test on the cells' mean paired differences):", "",
                 table(TEST_HEAD, sign_rows(cells_of, others, scopes), "llrlll")]

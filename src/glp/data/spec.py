@@ -152,9 +152,9 @@ class DataSpec:
         local folder that is still there: ``glue-dir:../shared/data/glue/SST-2`` gives ``data_dir``
         ``../shared/data/glue``. None for any other source (files, the hub) or a folder that is gone."""
         kind, _, path = (source or "").partition(":")
-        if kind not in _LOCAL_SOURCES or not path or not Path(path).expanduser().is_dir():
+        folder = Path(path).expanduser()
+        if kind not in _LOCAL_SOURCES or not path or not folder.is_dir():
             return None
-        folder = Path(path)
         return cls(task=task, data_dir=str(folder if _LOCAL_SOURCES[kind] else folder.parent))
 
     def data_spec(self) -> DataSpec:
