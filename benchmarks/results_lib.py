@@ -22,11 +22,11 @@ from scipy.stats import binomtest
 
 from glp.plan import Plan
 from glp.results.evaluation import markdown_table, summarize
+from glp.tasks import task_title
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 MPNET_TASKS = ["sst2", "stsb", "cola", "mrpc"]  # benchmarks/mpnet_study.sh's order
-NAMES = {"sst2": "SST-2", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC", "rte": "RTE", "conll2003": "CoNLL-2003"}
 # The dev score of a constant prediction: answering one class for every example. From the GLUE dev sets' labels
 # (SST-2: 444 of 872 positive; RTE: 146 of 277 entailment; MRPC: 279 of 408 paraphrases, so answering "paraphrase"
 # scores F1 2·279 / (408 + 279)); MCC and Spearman are 0 for any constant prediction.
@@ -137,7 +137,7 @@ def learns_rows(evals: dict[str, dict[str, Any]], plan_dirs: dict[str, Path]) ->
         worst = min(base.values()) - const if base and const is not None else None
         search = search_baseline(plans(plan_dirs[t]))
         clear = "yes" if worst is not None and worst >= CLEAR_MARGIN else "no"
-        rows.append([NAMES.get(t, t), ev["tasks"][t]["metric"], x100(const), spread(base.values()), x100(worst),
+        rows.append([task_title(t), ev["tasks"][t]["metric"], x100(const), spread(base.values()), x100(worst),
                      "–" if search is None else f"{search:.4f}", clear])
     return rows
 
@@ -221,7 +221,7 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     for t, ev in evals.items():
         for n in sorted({int(r["n"]) for r in ev["records"] if r["strategy"] == "greedy"}):
             g = per_seed(ev, t, "greedy", n)
-            rows.append([NAMES[t], str(n), layers(removed_of(ev, t, "greedy", n))]
+            rows.append([task_title(t), str(n), layers(removed_of(ev, t, "greedy", n))]
                         + [wtl(paired(g, per_seed(ev, t, o, n))) for o in others])
     out += ["GLP against each other row, per seed (W/T/L):", "",
             table(["task", "n", "GLP removes", *[f"vs {o}" for o in others]], rows, "lrl" + "l" * len(others))]
@@ -235,8 +235,8 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
     if set(clear) == set(tasks):  # "every task" and "where it learns" are the same cells: one row, named for both
         scopes = [("every task and n (the unpruned model clearly learns on each)", None)]
     else:
-        scopes = [("every task and n", None)] + ([(f"where the unpruned model clearly learns "
-                                                   f"({', '.join(NAMES[t] for t in clear)})", clear)] if clear else [])
+        learning = f"where the unpruned model clearly learns ({', '.join(task_title(t) for t in clear)})"
+        scopes = [("every task and n", None)] + ([(learning, clear)] if clear else [])
     if len(tasks) > 1:  # (one task's nested cells are no test)
         out += ["Across tasks and n (exact two-sided sign test on the cells' mean paired differences):", "",
                 table(TEST_HEAD, sign_rows(cells_of, others, scopes), "llrlll")]
@@ -247,7 +247,7 @@ def t_mpnet(root: Path = RESULTS / "mpnet") -> str:
         sets.update({o: removed_of(evals[t], t, o, 2) for o in others if o != "optimal"})
         r = rank_cells(ps.get("optimal"), sets)
         if r is not None:
-            ranked.append([NAMES[t], str(r[1]), r[0], *r[2]])
+            ranked.append([task_title(t), str(r[1]), r[0], *r[2]])
     if ranked:
         out += ["The exhaustive search at n = 2 (search-eval, one seed): rank of each row's pair (score):", "",
                 table(["task", "sets", "optimum, worst", "GLP", *[o for o in others if o != "optimal"]], ranked)]
@@ -277,11 +277,11 @@ def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
         p = Plan.load(f)
         hp, b = p.hparams, p.baseline or {}
         if p.data.get("search_eval", 600) < (hp.get("max_eval_samples") or 0):  # a split smaller than the cap
-            whole[NAMES.get(p.task["name"], p.task["name"])] = p.data["search_eval"]
+            whole[task_title(p.task["name"])] = p.data["search_eval"]
         constant, share = b.get("constant") or 0.0, gate_share(b)
         top = p.steps[0].chosen_mean if p.steps else None
         budget = f"{hp['num_train_epochs']:g} epochs, {hp['learning_rate']:g}, warmup {hp.get('warmup_ratio') or 0:g}"
-        rows.append([NAMES.get(p.task["name"], p.task["name"]), "study" if "-" not in f.stem else "tried before",
+        rows.append([task_title(p.task["name"]), "study" if "-" not in f.stem else "tried before",
                      budget, p.task["metric"], f"{constant:.4f}", f"{b['mean']:.4f}",
                      f"{share:.0%}: " + ("goes on" if share >= GATE_SHARE else "stops"),
                      f"{top:.4f}" if top is not None else "–",
@@ -334,9 +334,9 @@ def t_mpnet_headline(root: Path = RESULTS / "mpnet", ns: tuple[int, ...] = (2, 4
                                for d in paired(per_seed(ev, t, "greedy", n), per_seed(ev, t, o, n))]))
         rows.append([str(n), *cells, *versus])
     seeds = "/".join(map(str, sorted({len(ev["seeds"]) for ev in evals.values()})))
-    return (f"MPNet-base on {', '.join(NAMES[t] for t in tasks)}: dev as a share (%) of the unpruned model's (the mean "
-            f"over the tasks of the medians of {seeds} seeds), with the min–max over the seeds of the same share per "
-            "seed; GLP's wins/ties/losses against Top and Bottom over every task's seed pairs:\n\n"
+    return (f"MPNet-base on {', '.join(task_title(t) for t in tasks)}: dev as a share (%) of the unpruned model's "
+            f"(the mean over the tasks of the medians of {seeds} seeds), with the min–max over the seeds of the same "
+            "share per seed; GLP's wins/ties/losses against Top and Bottom over every task's seed pairs:\n\n"
             + table(["n", *(name for name, _ in HEADLINE), "GLP vs Top (W/T/L)", "GLP vs Bottom (W/T/L)"], rows,
                     "lrrrll"))
 
@@ -354,7 +354,7 @@ def search_table(root: Path, tasks: list[str], shown: tuple[int, ...] = (2, 4, 6
         found = [(label, Plan.load(root / path.format(t=t))) for label, path in SEARCHES
                  if (root / path.format(t=t)).exists()]
         base = search_baseline({label: p for label, p in found})
-        rows.append([NAMES[t], "unpruned", "–", f"{base:.4f}" if base is not None else "–", "", "", ""])
+        rows.append([task_title(t), "unpruned", "–", f"{base:.4f}" if base is not None else "–", "", "", ""])
         for label, p in found:
             chosen = {s.n: s.chosen_mean for s in p.steps}
             order = p.order or p.removals.get(max(p.removals, default=0))
@@ -426,9 +426,9 @@ def t_mpnet_compare(root: Path = RESULTS / "mpnet", n: int = 6) -> str:
                          f"{p['cpu_batched_speedup']:.2f}x" if p and p.get("cpu_batched_speedup") else "–",
                          ])  # fmt: skip
         cpu = prof["cpu"]
-        out += [f"{NAMES[t]}: dev {ev['records'][0]['metric']} x100, median of {len(ev['seeds'])} seeds (min–max); CPU "
-                f"latency at batch {cpu['batch']} ({prof['seq_len']} tokens, {cpu['threads']} threads, median of "
-                f"{cpu['repeats']} passes) and the speed-up at batch {cpu.get('batched')}:", "",
+        out += [f"{task_title(t)}: dev {ev['records'][0]['metric']} x100, median of {len(ev['seeds'])} seeds "
+                f"(min–max); CPU latency at batch {cpu['batch']} ({prof['seq_len']} tokens, {cpu['threads']} threads, "
+                f"median of {cpu['repeats']} passes) and the speed-up at batch {cpu.get('batched')}:", "",
                 table(["model", "layers", "parameters (M)", "dev", "% of unpruned", "CPU ms", "speed-up",
                        f"speed-up (batch {cpu.get('batched')})"], rows, "lrrrrrrr")]  # fmt: skip
     return "\n".join(out)
@@ -461,7 +461,7 @@ def t_mpnet_distill(root: Path = RESULTS / "mpnet", ns: tuple[int, ...] = (4, 6)
             gd, td = per_seed(dist, t, DISTILLED.format("greedy"), n), per_seed(dist, t, DISTILLED.format("top"), n)
             if not (gd or td):
                 continue
-            rows.append([NAMES[t], str(n), *(_with_share(v, ref) for v in (g, gd, tp, td)), wtl(paired(gd, g)),
+            rows.append([task_title(t), str(n), *(_with_share(v, ref) for v in (g, gd, tp, td)), wtl(paired(gd, g)),
                          wtl(paired(td, tp)), wtl(paired(g, tp)), wtl(paired(gd, td))])
     head = ["task", "n", "GLP", "GLP distilled", "Top", "Top distilled", "GLP: distilled vs plain",
             "Top: distilled vs plain", "GLP vs Top, plain", "GLP vs Top, distilled"]
@@ -480,7 +480,7 @@ def mpnet_in_progress(root: Path) -> str:
             con.close()
         if found is not None:
             task = json.loads(found[1])["task"]
-            rows.append([NAMES.get(task["name"], task["name"]), task["metric"], f"{found[0]:.4f}"])
+            rows.append([task_title(task["name"]), task["metric"], f"{found[0]:.4f}"])
     out = "No MPNet result is committed yet (docs/results/mpnet/<task>/evaluation.json).\n"
     if rows:
         out += ("\nThe one finished number of the run in progress, from its committed journal "

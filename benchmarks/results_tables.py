@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from results_lib import (
-    NAMES,
     RESULTS,
     ROOT,
     TEST_HEAD,
@@ -57,6 +56,7 @@ from summarize_study import rows_every_task_has
 
 from glp.plan import Plan
 from glp.results.evaluation import summarize
+from glp.tasks import task_title
 
 DOC = ROOT / "docs" / "results.md"
 PAGES = [DOC, ROOT / "docs" / "benchmarks.md"]  # the pages whose marked tables this script prints
@@ -85,7 +85,7 @@ def t_setup(root: Path = RESULTS) -> str:
         search = f"{part(d['search_train'], shp.get('max_train_samples'))} / "
         search += part(d["search_eval"], shp.get("max_eval_samples"))
         rows.append([
-            NAMES[t], p.task["metric"], search,
+            task_title(t), p.task["metric"], search,
             part(info["data"]["train_rows"], hp.get("max_train_samples")), f"{info['data']['dev_rows']:,}",
             f"{hp['num_train_epochs']:g}", f"{hp['learning_rate']:g}", f"{hp['warmup_ratio']:g}",
             str(hp["max_seq_length"]), str(hp["per_device_train_batch_size"]), str(len(ev["seeds"])),
@@ -131,7 +131,7 @@ def t_paired(root: Path = RESULTS) -> str:
         for n in (1, 2, 3):
             g = per_seed(ev, t, "greedy", n)
             d_top = paired(g, per_seed(ev, t, "top", n))
-            row = [NAMES[t], str(n), layers(removed_of(ev, t, "greedy", n)), layers(removed_of(ev, t, "top", n)),
+            row = [task_title(t), str(n), layers(removed_of(ev, t, "greedy", n)), layers(removed_of(ev, t, "top", n)),
                    " ".join(f"{100 * d:+.1f}" for d in d_top)]
             row += [wtl(paired(g, per_seed(ev, t, o, n))) for o in COMPARED]
             rows.append(row)
@@ -145,7 +145,7 @@ def t_tests(root: Path = RESULTS) -> str:
     clear = clearly_learning(evals)
     scopes = [
         ("all five tasks, n = 1–3", None),
-        (f"where the unpruned model clearly learns ({', '.join(NAMES[t] for t in clear)})", clear),
+        (f"where the unpruned model clearly learns ({', '.join(task_title(t) for t in clear)})", clear),
         ("without SST-2", [t for t in GLUE if t != "sst2"]),
     ]
     rows = sign_rows(lambda o, tasks: glue_cells(evals, o, tasks), COMPARED, scopes)
@@ -165,7 +165,7 @@ def t_gap(root: Path = RESULTS) -> str:
         rows.append([str(n), f"{100 * gap:+.2f}"] + [
             f"{100 * diffs[t]:+.1f} ({diffs[t] / len(GLUE) / gap:.0%})" for t in GLUE
         ])
-    head = ["n", "GLP − Top, GLUE mean (x100)"] + [f"{NAMES[t]}: GLP − Top (share)" for t in GLUE]
+    head = ["n", "GLP − Top, GLUE mean (x100)"] + [f"{task_title(t)}: GLP − Top (share)" for t in GLUE]
     return table(head, rows, "r" * (2 + len(GLUE)))
 
 
@@ -176,7 +176,7 @@ def t_search(root: Path = RESULTS) -> str:
     names = {"greedy": "GLP", "top": "Top", "greedy-halving": "GLP + halving", "greedy-halving-loss": "GLP + halving"}
     for t in GLUE:
         ps = plans(root / t)
-        rows.append([NAMES[t], "unpruned", f"{search_baseline(ps):.4f}", "", "", "", ""])
+        rows.append([task_title(t), "unpruned", f"{search_baseline(ps):.4f}", "", "", "", ""])
         for stem, label in names.items():
             p = ps.get(stem)
             if p is None or (stem == "greedy-halving" and "greedy-halving-loss" in ps):
@@ -196,7 +196,7 @@ def t_ranks(root: Path = RESULTS) -> str:
         names = ["greedy", "top", "bottom", "proxy-bi", halving]
         r = rank_cells(ps.get("optimal"), {k: ps[k].removals.get(2) if k in ps else None for k in names})
         if r is not None:
-            rows.append([NAMES[t], str(r[1]), r[0], *r[2]])
+            rows.append([task_title(t), str(r[1]), r[0], *r[2]])
     head = ["task", "sets", "optimum, worst", "GLP: rank (score)", "Top", "Bottom", "proxy-bi", "GLP + halving"]
     return table(head, rows, "lrllllll")
 
@@ -214,13 +214,14 @@ def t_variants(root: Path = RESULTS) -> str:
         for label, strategy, p in variants:
             rel = [ev_rel(ev, t, strategy, n) for n in (1, 2, 3)]
             vs = [wtl(paired(per_seed(ev, t, strategy, n), per_seed(ev, t, "greedy", n))) for n in (1, 2, 3)]
-            rows.append([NAMES[t], label, "; ".join(layers(p.removals[n]) for n in sorted(p.removals)),
+            rows.append([task_title(t), label, "; ".join(layers(p.removals[n]) for n in sorted(p.removals)),
                          f"{p.cost['train_steps']:,}", " / ".join(rel), "" if strategy == "greedy" else " ".join(vs)])
         seeds3 = root / t / "evaluation-search-seeds3.csv"
         if seeds3.exists():
             p = ps["greedy-search-seeds3"]
             rel = {int(r["n"]): float(r["rel_percent"]) for r in _csv(seeds3) if r["strategy"] == "greedy"}
-            rows.append([NAMES[t], "GLP, 3 search seeds", "; ".join(layers(p.removals[n]) for n in sorted(p.removals)),
+            rows.append([task_title(t), "GLP, 3 search seeds",
+                         "; ".join(layers(p.removals[n]) for n in sorted(p.removals)),
                          f"{p.cost['train_steps']:,}", " / ".join(f"{rel[n]:.1f}" for n in (1, 2, 3)), "–"])
     head = ["task", "search", "removes (n = 1; 2; 3)", "training steps", "dev, % of unpruned (n = 1 / 2 / 3)",
             "vs GLP per seed, W/T/L (n = 1 / 2 / 3)"]
@@ -278,7 +279,7 @@ def t_conll_final(root: Path = RESULTS) -> str:
 # --------------------------------------------------------------------------------- MiniLM, distillation
 
 
-DISTILL = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC"}
+DISTILL = ["sst2", "cola", "mrpc"]
 VARIANTS = [("pretrained-init", "pretrained init"), ("teacher-init", "teacher init"),
             ("teacher-init-alpha1", "teacher init, α = 1")]
 
@@ -311,7 +312,7 @@ def t_distill(root: Path = RESULTS) -> str:
     for t in DISTILL:
         plain = load_json(root / t / "distill" / "plain" / "evaluation.json")
         for n in (2, 3):
-            row = [DISTILL[t], str(n), spread(per_seed(plain, t, "baseline", 0).values()),
+            row = [task_title(t), str(n), spread(per_seed(plain, t, "baseline", 0).values()),
                    spread(_pruned(plain, n).values())]
             for v, _ in VARIANTS:
                 ev = load_json(root / t / "distill" / v / "evaluation.json")
@@ -332,7 +333,7 @@ def t_distill_summary(root: Path = RESULTS) -> str:
         pooled = sum(c[4] for c in cs if c[2] is not None) / sum(c[5] for c in cs if c[2] is not None)
         r = sign_test([c[3] for c in cs])
         rows.append([name, f"{statistics.fmean(shares):+.0%} ({len(shares)})",
-                     ", ".join(f"{DISTILL[t]} {s:+.0%}" for t, s in by_task.items()),
+                     ", ".join(f"{task_title(t)} {s:+.0%}" for t, s in by_task.items()),
                      f"{statistics.fmean(by_task.values()):+.0%}", f"{pooled:+.0%}",
                      f"{r['ahead']}/{r['level']}/{r['behind']}", p_value(r["p"])])
     head = ["student", "mean share (cells with a gap)", "per task", "over tasks", "pooled",

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from glp.plan import Plan
+from glp.tasks import task_title
 
 
 def task_tables(root: Path, task: str) -> str:
@@ -100,7 +101,6 @@ def _eval_rows(pairs: list[tuple[Path, str]]) -> dict[tuple[str, int], dict[str,
 
 
 _ORDER = ["baseline", "greedy", "greedy + halving", "greedy + halving-loss", "optimal", "top", "bottom", "proxy-bi"]
-_NAMES = {"sst2": "SST-2", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC", "rte": "RTE"}
 
 
 def _keys(cells: dict) -> list[tuple[str, int]]:
@@ -112,7 +112,7 @@ def overview(pairs: list[tuple[Path, str]]) -> str:
     tasks = [t for _, t in pairs]
     cells = _eval_rows(pairs)
     out = [
-        "| Method | n | " + " | ".join(_NAMES.get(t, t.upper()) for t in tasks) + " |",
+        "| Method | n | " + " | ".join(task_title(t) for t in tasks) + " |",
         "|---|---:|" + "---:|" * len(tasks),
     ]
     for k in _keys(cells):

@@ -76,7 +76,7 @@ def test_the_depth_study_block_reads_the_layout_glp_writes(rt, tmp_path):
                  "| SST-2 | unpruned | – | 0.8300 |",  # the searches, their order and cost
                  "|  | GLP | 5,3,2 | 0.6950 / – / – | 15 | 960 |",
                  "|  | proxy-bi (training-free order) | 2,1,0 |",
-                 "| SST2 (accuracy) | COLA (mcc) | Mean | Rel. (%) |",  # one table, a column per task
+                 "| SST-2 (accuracy) | CoLA (mcc) | Mean | Rel. (%) |",  # one table, a column per task
                  "| baseline | 0 | 76.7 (74.2–79.0) | 21.8 (21.4–22.4) | 49.3 | 100.0 |",
                  "| top | every task and n (the unpruned model clearly learns on each) | 6 | 4/2/0 | 13/11/0 | 0.125 |",
                  "| SST-2 | 15 | {3,4} (0.7800), worst 0.5850 | {3,5} 7 (0.6950) |"):

@@ -48,7 +48,7 @@ def test_table1_across_roots(tmp_path, summarize):
     assert pairs == [(a, "cola"), (b, "rte")]
     table = summarize.table1(pairs)
     lines = table.splitlines()
-    assert lines[0] == "| Method | n | COLA (mcc) | RTE (accuracy) | GLUE | Rel. (%) |"
+    assert lines[0] == "| Method | n | CoLA (mcc) | RTE (accuracy) | GLUE | Rel. (%) |"
     # baseline mean (30 + 60) / 2 = 45; greedy (20 + 50) / 2 = 35 -> 77.8 %
     assert "| baseline | 0 | 30.0 (20.0–40.0) | 60.0 (50.0–70.0) | 45.0 | 100.0 |" in lines
     assert "| greedy | 1 | 20.0 (10.0–60.0) | 50.0 (40.0–90.0) | 35.0 | 77.8 |" in lines

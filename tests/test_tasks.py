@@ -14,6 +14,7 @@ from glp.tasks import (
     get_task,
     glue_score,
     normalize_metric,
+    task_title,
 )
 
 
@@ -34,6 +35,21 @@ def onehot(ids, k=2):
 )  # fmt: skip
 def test_task_aliases(alias, name):
     assert get_task(alias).name == name
+
+
+@pytest.mark.parametrize(
+    "name, title",
+    [("sst2", "SST-2"), ("SST-2", "SST-2"), ("stsb", "STS-B"), ("cola", "CoLA"), ("mrpc", "MRPC"),
+     ("conll2003", "CoNLL-2003"), ("wikitext2", "WikiText-2"), ("imdb", "IMDB"), ("my_reviews", "MY_REVIEWS")],
+)  # fmt: skip
+def test_tables_write_a_task_as_its_paper_does_and_an_unknown_one_upper_cased(name, title):
+    assert task_title(name) == title
+
+
+def test_a_glue_tasks_title_is_the_name_of_its_folder_in_the_glue_distribution():
+    from glp.data.glue import GLUE_LAYOUT
+
+    assert {name: task_title(name) for name in GLUE_TASKS} == {name: GLUE_LAYOUT[name].dirname for name in GLUE_TASKS}
 
 
 def test_unknown_task_lists_known_tasks():

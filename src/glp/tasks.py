@@ -162,6 +162,18 @@ GLUE_TASKS: dict[str, Task] = {
 
 _TASK_ALIASES = {"sst": "sst2", "sts": "stsb", "mnlim": "mnli", "mnlimatched": "mnli"}
 
+# how the tasks' papers write their names; glp's own names (the keys) are lowercase and without punctuation
+_TITLES = {
+    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI", "qnli": "QNLI",
+    "rte": "RTE", "wnli": "WNLI", "conll2003": "CoNLL-2003", "wikitext2": "WikiText-2",
+}  # fmt: skip
+
+
+def task_title(name: str) -> str:
+    """A task's name as people write it, for tables and titles: ``"sst2"`` → ``"SST-2"``, ``"cola"`` → ``"CoLA"``;
+    a task glp does not know by name (a hub dataset, a custom one) is shown upper-cased."""
+    return _TITLES.get(normalize_task_name(name), str(name).upper())
+
 
 def normalize_task_name(name: str) -> str:
     """``"SST-2"`` → ``"sst2"``, ``"sts_b"`` → ``"stsb"``: lowercased, without ``-``, ``_`` and spaces."""

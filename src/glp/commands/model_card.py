@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from glp.results.manifest import MANIFEST
+from glp.tasks import task_title
 
 # A manifest written before the kind was recorded is of a sequence classifier.
 _DEFAULT_KIND = {"auto_class": "AutoModelForSequenceClassification", "pipeline_tag": "text-classification"}
@@ -70,7 +71,7 @@ def _title(m: dict[str, Any]) -> list[str]:
     return [
         "",
         f"# {src.get('model_type') or 'model'} pruned to {m['num_layers']} of {src['num_layers']} layers "
-        f"for {str(m['task']['name']).upper()}",
+        f"for {task_title(m['task']['name'])}",
         "",
         f"Made with glp {m['glp_version']} (greedy layer pruning) from `{src['model']}`"
         + (f" (weights {src['revision']})" if src.get("revision") else "")
@@ -119,7 +120,7 @@ def _scores_section(m: dict[str, Any], fresh: bool) -> list[str]:
         rows = (m.get("data") or {}).get("dev_rows")
         size = f"{scored} of {rows} examples" if scored and rows and scored < rows else f"{scored or rows} examples"
         lines.append(
-            f"Dev set of {str(task['name']).upper()} ({size}) after fine-tuning on "
+            f"Dev set of {task_title(task['name'])} ({size}) after fine-tuning on "
             f"{train_desc(m['hparams'].get('max_train_samples'))} (seed {m['seed']}):"
         )
         lines.append("")

@@ -23,7 +23,7 @@ from glp.atomic import write_text_atomic
 from glp.errors import ConfigError, TaskError
 from glp.plan import read_artifact
 from glp.run.rundir import EVALUATION, RunDir
-from glp.tasks import glue_score, is_glue_task, relative_performance
+from glp.tasks import glue_score, is_glue_task, relative_performance, task_title
 from glp.trial.scoring import FINAL_PROTOCOL as PROTOCOL
 
 SCHEMA = "glp.evaluation/1"
@@ -123,7 +123,7 @@ def markdown_table(summary: dict[str, Any], spread: bool = True) -> str:
     lower = set(summary.get("lower_is_better", ()))
     metrics = summary.get("metrics", {})
     head = ["Method", "n"]
-    head += [f"{t.upper()} ({metrics[t]})" if t in metrics else t.upper() for t in tasks]
+    head += [f"{task_title(t)} ({metrics[t]})" if t in metrics else task_title(t) for t in tasks]
     head += [summary.get("score_name", "GLUE"), "Rel. (%)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for row in summary["rows"]:
