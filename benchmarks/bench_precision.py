@@ -77,12 +77,17 @@ def main() -> None:
         )
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
+        import torch
+        from bench_peak import cpu_flags  # the CPU's model and its bf16 flags: bf16's speed depends on them
+
+        env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_flags()}
         with open(args.out, "w") as fh:
             json.dump(
-                {"model": args.model, "test_blocks": args.test_samples, "block_size": args.block_size, "rows": rows},
+                {"model": args.model, "test_blocks": args.test_samples, "block_size": args.block_size, "env": env,
+                 "rows": rows},
                 fh,
                 indent=1,
-            )
+            )  # fmt: skip
 
 
 if __name__ == "__main__":
