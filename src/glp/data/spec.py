@@ -101,8 +101,10 @@ class DataSpec:
                                         "for your own data."})
     kind: str | None = field(default=None, metadata={"help": "What the task is (default: implied by the data "
                                                               "settings; sequence-classification)."})
-    data_dir: str | None = field(default=None, metadata={"help": "Local GLUE directory (<dir>/<TASK>/train.tsv, "
-                                                                  "dev.tsv); default $GLP_GLUE_DIR, else the hub."})
+    data_dir: str | None = field(default=None, metadata={"help": "Local data: the GLUE directory (<dir>/<TASK>/"
+                                                                  "train.tsv, dev.tsv), or the folder holding "
+                                                                  "conll2003/ or wikitext-2/; default "
+                                                                  "$GLP_GLUE_DIR for GLUE, else the hub."})
     train_file: str | None = field(default=None, metadata={"help": "Your own train data (csv/tsv/json/jsonl/parquet)."})
     dev_file: str | None = field(default=None, metadata={"help": "Your own dev data."})
     hub_dataset: str | None = field(default=None, metadata={"help": "A hub dataset name, for datasets.load_dataset."})
