@@ -11,7 +11,7 @@ import pytest
 
 from glp.commands.evaluate import EvalConfig, evaluate
 from glp.errors import ConfigError
-from glp.results.evaluation import csv_text, markdown_table, summarize
+from glp.results.evaluation import csv_text, markdown_table, paired_table, summarize, write_outputs
 from glp.run.rundir import RunDir
 
 
@@ -66,6 +66,49 @@ def test_summarize_median_min_max_and_relative():
     assert len(rows) == 5
     r = next(x for x in rows if x["strategy"] == "greedy" and x["task"] == "rte")
     assert float(r["rel_percent"]) == pytest.approx(92.307692, abs=1e-4) and r["removed"] == "3 5"
+
+
+def test_the_paired_table_sets_glp_against_each_row_of_its_n_seed_by_seed():
+    records = (
+        _rec("rte", "baseline", 0, [0.60, 0.70, 0.65])
+        + _rec("rte", "greedy", 1, [0.60, 0.62, 0.64], removed=(5,))
+        + _rec("rte", "top", 1, [0.50, 0.62003, 0.66], removed=(5,))  # seed 43: a tie (thread noise's size)
+        + _rec("rte", "bottom", 1, [0.40, None, 0.50], removed=(0,))  # seed 43 failed: two pairs
+        + _rec("rte", "greedy", 2, [0.58, 0.59, 0.57], removed=(5, 3))
+        + _rec("rte", "top", 2, [0.50, 0.55, 0.53], removed=(5, 4))
+        + _rec("rte", "top", 3, [0.5, 0.5, 0.5], removed=(5, 4, 3))  # no GLP row at n = 3: not compared
+    )
+    lines = paired_table(summarize(records)).splitlines()
+    rows = [line for line in lines if line.startswith("| RTE")]
+    assert rows == [
+        "| RTE | 1 | top | 3 | 1/1/1 | +2.67 |",  # (+10, 0, −2) points
+        "| RTE | 2 | top | 3 | 3/0/0 | +5.33 |",
+        "| RTE | 1 | bottom | 2 | 2/0/0 | +17.00 |",
+    ]
+    # across n: top is behind in no cell, ahead in 2; bottom has one cell and no line of its own
+    assert "| top | 2 | 2/0/0 | 4/1/1 | 0.500 |" in lines
+    assert not any(line.startswith("| bottom |") for line in lines)
+
+
+def test_the_paired_table_flips_a_lower_is_better_metric_and_needs_two_seeds():
+    def lm(strategy, n, scores):
+        return [dict(r, higher_is_better=False) for r in _rec("wikitext2", strategy, n, scores, "perplexity")]
+
+    s = summarize(lm("greedy", 2, [35.0, 36.0]) + lm("sleb", 2, [36.0, 35.5]))
+    assert "| WikiText-2 | 2 | sleb | 2 | 1/0/1 | +0.25 |" in paired_table(s)  # perplexity as it is: (+1 − 0.5) / 2
+    assert paired_table(summarize(lm("greedy", 2, [35.0]) + lm("sleb", 2, [36.0]))) == ""  # one seed: no pairs
+
+
+def test_the_sign_test_of_the_paired_table_is_the_exact_binomial_one(tmp_path):
+    from scipy.stats import binomtest
+
+    records = []
+    for i, task in enumerate(("rte", "mrpc", "cola", "sst2", "stsb")):  # GLP ahead of Top on 5 tasks of 5
+        records += _rec(task, "greedy", 1, [0.7 + i / 100, 0.71]) + _rec(task, "top", 1, [0.6, 0.6])
+    s = summarize(records)
+    assert f"| top | 5 | 5/0/0 | 10/0/0 | {binomtest(5, 5, 0.5).pvalue:.3f} |" in paired_table(s)
+    write_outputs({"summary": s, "seeds": [42, 43], "records": records, "model": "m"}, tmp_path)
+    assert "## Paired by seed" in (tmp_path / "table.md").read_text()
 
 
 def test_glue_score_excludes_wnli_and_custom_tasks_use_the_mean():

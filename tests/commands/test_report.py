@@ -83,6 +83,7 @@ def test_report_files_and_png_sizes(tiny_run, tmp_path):
         "![trade-off](tradeoff.png)",
         "## Final evaluation",
         "| greedy | 2 | 72.0 (70.0–74.0) | 72.0 | 90.0 |",
+        "| RTE | 2 | top | 3 | 3/0/0 | +9.33 |",  # GLP against Top, paired by seed
         "## Size and latency",
         "CPU speed-up",
         "## Plan: greedy on toy",

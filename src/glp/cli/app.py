@@ -326,6 +326,8 @@ def evaluate_cmd(
     cfg = eval_config(locals())
     result = evaluating.evaluate(cfg, on_event=evaluation_progress())
     typer.echo(evaluating.markdown_table(result["summary"]))
+    if paired := evaluating.paired_table(result["summary"]):
+        typer.echo(paired)
     typer.echo(f"written to {cfg.out}/table.md, evaluation.csv, evaluation.json")
 
 

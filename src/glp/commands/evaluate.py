@@ -34,6 +34,7 @@ from glp.plan import Plan
 from glp.results.evaluation import BASELINE, SCHEMA, summaries, write_outputs
 from glp.results.evaluation import load_evaluation as load_evaluation  # re-exported for benchmarks and tests
 from glp.results.evaluation import markdown_table as markdown_table  # re-exported for glp.cli
+from glp.results.evaluation import paired_table as paired_table  # re-exported for glp.cli
 from glp.run import executors
 from glp.run.executors import ExecutionSettings
 from glp.run.rundir import RunDir

@@ -417,7 +417,8 @@ def _evaluation_section(evald: dict[str, Any]) -> list[str]:
         "</details>",
         "",
     ]
-    return md + [f"- {line}" for line in ev.setup_lines(evald)] + [""]
+    paired = ev.paired_table(s)
+    return md + [f"- {line}" for line in ev.setup_lines(evald)] + [""] + ([paired] if paired else [])
 
 
 def _profile_section(prof: dict[str, Any]) -> list[str]:

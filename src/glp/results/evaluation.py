@@ -156,6 +156,73 @@ def removal_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+REFERENCE = "greedy"  # the row the paired table sets against every other one: GLP
+TIE = 1e-4  # a paired difference this small is a tie: the same set and seed on other threads differs in the 6th decimal
+
+
+def paired_differences(summary: dict[str, Any], task: str, a: dict[str, Any], b: dict[str, Any]) -> list[float]:
+    """Row ``a``'s score minus row ``b``'s on ``task`` for every seed both scored, in seed order; positive when ``a``
+    is better (a lower-is-better metric such as perplexity is flipped)."""
+    ca, cb = a["cells"].get(task), b["cells"].get(task)
+    if ca is None or cb is None:
+        return []
+    sa = {seed: x for seed, x in zip(ca["seeds"], ca["scores"], strict=True) if x is not None}
+    sb = {seed: x for seed, x in zip(cb["seeds"], cb["scores"], strict=True) if x is not None}
+    sign = -1.0 if task in summary.get("lower_is_better", ()) else 1.0
+    return [sign * (sa[seed] - sb[seed]) for seed in sorted(set(sa) & set(sb))]
+
+
+def wins_ties_losses(diffs: Sequence[float]) -> tuple[int, int, int]:
+    return sum(d > TIE for d in diffs), sum(abs(d) <= TIE for d in diffs), sum(d < -TIE for d in diffs)
+
+
+def sign_test(ahead: int, behind: int) -> float | None:
+    """The exact two-sided sign test's p-value for cells ahead / behind (level ones left out); None without any."""
+    if not ahead + behind:
+        return None
+    from scipy.stats import binomtest
+
+    return float(binomtest(ahead, ahead + behind, 0.5).pvalue)
+
+
+def paired_table(summary: dict[str, Any], reference: str = REFERENCE) -> str:
+    """``reference`` (GLP) against every other row of the same n, paired by seed: per task and n its wins / ties /
+    losses and mean difference, then, for a row with several such cells, the cells it is ahead of / level with /
+    behind and the sign test over them. Empty where no other row shares two seeds with it."""
+    refs = {r["n"]: r for r in summary["rows"] if r["strategy"] == reference}
+    lower = set(summary.get("lower_is_better", ()))
+    cells = []  # (task, n, other row's strategy, differences)
+    for row in summary["rows"]:
+        if row["strategy"] not in (reference, BASELINE) and row["n"] in refs:
+            for t in summary["tasks"]:
+                d = paired_differences(summary, t, refs[row["n"]], row)
+                if len(d) >= 2:
+                    cells.append((t, row["n"], row["strategy"], d))
+    if not cells:
+        return ""
+    lines = [f"{reference} against each row of the same n, paired by seed (a win: {reference} scores better; the "
+             "mean difference ×100, a lower-is-better metric as it is):", "",
+             "| Task | n | vs | Seeds | W/T/L | Mean difference |", "|---|---:|---|---:|---|---:|"]
+    for t, n, other, d in cells:
+        mean = statistics.fmean(d) * (1.0 if t in lower else 100.0)
+        lines.append(f"| {task_title(t)} | {n} | {other} | {len(d)} | {'/'.join(map(str, wins_ties_losses(d)))} | "
+                     f"{mean:+.2f} |")
+    others = [o for o in dict.fromkeys(c[2] for c in cells) if sum(c[2] == o for c in cells) > 1]
+    if others:
+        lines += ["", "Across tasks and n (a cell is ahead, level or behind by its mean difference; the sign test "
+                  "leaves level cells out, and a search's cells are nested, so it overstates the evidence somewhat):",
+                  "", "| vs | Cells | Ahead / level / behind | Seed pairs W/T/L | Sign test p |",
+                  "|---|---:|---|---|---:|"]
+        for o in others:
+            ds = [c[3] for c in cells if c[2] == o]
+            ahead, level, behind = wins_ties_losses([statistics.fmean(d) for d in ds])
+            p = sign_test(ahead, behind)
+            pairs = "/".join(map(str, wins_ties_losses([x for d in ds for x in d])))
+            lines.append(f"| {o} | {len(ds)} | {ahead}/{level}/{behind} | {pairs} | "
+                         f"{'–' if p is None else f'{p:.3f}'} |")
+    return "\n".join(lines) + "\n"
+
+
 def csv_text(summary: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -240,6 +307,8 @@ def write_outputs(result: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
         + "\n"
         + "".join(f"- {line}\n" for line in setup_lines(result))
     )
+    if paired := paired_table(summary):
+        md += "\n## Paired by seed\n\n" + paired
     for key in sorted(k for k in result if k.startswith("summary_")):
         split = key[len("summary_") :]
         md += f"\n## Scored on {split} (the same fine-tunes)\n\n" + markdown_table(result[key])
