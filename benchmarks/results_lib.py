@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from scipy.stats import binomtest
-
 from glp.plan import Plan
-from glp.results.evaluation import markdown_table, summarize
+from glp.results.evaluation import markdown_table, summarize, wins_ties_losses
+from glp.results.evaluation import sign_test as glp_sign_test
 from glp.tasks import task_title
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,23 +106,17 @@ def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
 
 
 def wtl(diffs: list[float]) -> str:
-    """Wins/ties/losses of paired differences; a difference below 0.0001 is a tie: the same set and seed
-    fine-tuned with another number of threads differs in the sixth decimal."""
-    if not diffs:
-        return "–"
-    d = [round(x, 4) for x in diffs]
-    return f"{sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)}"
+    """Wins/ties/losses of paired differences, glp's rule (``glp.results.evaluation.TIE``: a difference of at most
+    0.0001 is a tie, the size by which the same set and seed fine-tuned with another number of threads differs)."""
+    return "/".join(map(str, wins_ties_losses(diffs))) if diffs else "–"
 
 
 def sign_test(cells: list[list[float]]) -> dict[str, Any]:
     """Cells ahead / level / behind by their mean paired difference, the seed pairs' W/T/L and the exact two-sided
-    sign test over the cells that are not level."""
-    means = [statistics.fmean(d) for d in cells if d]
-    ahead, behind = sum(m > 0 for m in means), sum(m < 0 for m in means)
-    p = binomtest(ahead, ahead + behind, 0.5).pvalue if ahead + behind else None
-    pairs = [x for d in cells for x in d]
-    return {"cells": len(means), "ahead": ahead, "level": len(means) - ahead - behind, "behind": behind,
-            "pairs": wtl(pairs), "p": p}
+    sign test over the cells that are not level (glp evaluate's paired table, over the cells given)."""
+    ahead, level, behind = wins_ties_losses([statistics.fmean(d) for d in cells if d])
+    return {"cells": ahead + level + behind, "ahead": ahead, "level": level, "behind": behind,
+            "pairs": wtl([x for d in cells for x in d]), "p": glp_sign_test(ahead, behind)}
 
 
 # ---------------------------------------------------------------------------------- shared by the models

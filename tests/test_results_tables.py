@@ -160,6 +160,8 @@ def test_the_paired_statistics(rt):
     assert (r["ahead"], r["level"], r["behind"], r["pairs"]) == (2, 1, 1, "3/2/3")
     assert r["p"] == pytest.approx(1.0)
     assert lib.sign_test([[0.1]] * 6)["p"] == pytest.approx(2 / 2**6)
+    # RTE n = 2 against Bottom: +4, −5, +1 examples of 277 sum to nothing, a mean of −4e-17 in floats: level
+    assert lib.sign_test([[4 / 277, 0.5 - (0.5 + 5 / 277), 1 / 277]])["level"] == 1
     scores = {frozenset({0, 1}): 0.5, frozenset({1, 2}): 0.7, frozenset({2, 3}): 0.5, frozenset({3, 4}): 0.4}
     assert [lib.rank(scores, s) for s in scores] == ["2–3", "1", "2–3", "4"]
 
