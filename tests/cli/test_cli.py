@@ -169,6 +169,14 @@ def test_evaluate_prints_the_table(tiny_run, tmp_path):
     assert [(r["strategy"], r["n"]) for r in rows] == [("baseline", 0), ("greedy", 1)]
 
 
+def test_evaluate_prints_glp_against_the_other_rows_by_seed(tiny_run, tmp_path):
+    res = invoke("evaluate", tiny_run, "--n", "2", "--seeds", "2", "--pattern", "bottom", "--out", tmp_path / "ev",
+                 "--max-train-samples", "32", "--num-train-epochs", "1")  # fmt: skip
+    assert "greedy against each row of the same n, paired by seed" in res.stdout
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| TOY | 2 | bottom | 2 | "))
+    assert re.fullmatch(r"\| TOY \| 2 \| bottom \| 2 \| \d/\d/\d \| [+-]\d+\.\d\d \|", row)
+
+
 def test_evaluate_errors(tiny_run, tmp_path, capsys):
     assert "give RUN_DIR" in fails(capsys, "evaluate", "--out", tmp_path / "e")
     assert "--n takes comma separated integers" in fails(capsys, "evaluate", tiny_run, "--n", "a")
