@@ -417,8 +417,8 @@ def _evaluation_section(evald: dict[str, Any]) -> list[str]:
         "</details>",
         "",
     ]
-    paired = ev.paired_table(s)
-    return md + [f"- {line}" for line in ev.setup_lines(evald)] + [""] + ([paired] if paired else [])
+    paired = ["### Paired by seed", "", ev.paired_table(s)] if ev.paired_table(s) else []
+    return md + [f"- {line}" for line in ev.setup_lines(evald)] + [""] + paired
 
 
 def _profile_section(prof: dict[str, Any]) -> list[str]:
