@@ -417,7 +417,7 @@ def _evaluation_section(evald: dict[str, Any]) -> list[str]:
         "</details>",
         "",
     ]
-    paired = ["### Paired by seed", "", ev.paired_table(s)] if ev.paired_table(s) else []
+    paired = ["### Paired by seed", "", table] if (table := ev.paired_table(s)) else []
     return md + [f"- {line}" for line in ev.setup_lines(evald)] + [""] + paired
 
 
