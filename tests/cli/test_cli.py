@@ -165,6 +165,7 @@ def test_evaluate_prints_the_table(tiny_run, tmp_path):
     assert [line.split("|")[1:3] for line in printed[2:]] == [[" baseline ", " 0 "], [" greedy ", " 1 "]]
     assert "\n".join(printed) in (out / "table.md").read_text()  # the file's first table
     assert f"written to {out}/table.md, evaluation.csv, evaluation.json" in res.stdout
+    assert "one seed: with --seeds 3 or more, GLP is set against the other rows seed by seed" in res.stdout
     rows = json.loads((out / "evaluation.json").read_text())["summary"]["rows"]
     assert [(r["strategy"], r["n"]) for r in rows] == [("baseline", 0), ("greedy", 1)]
 
