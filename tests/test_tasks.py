@@ -40,9 +40,9 @@ def test_task_aliases(alias, name):
 @pytest.mark.parametrize(
     "name, title",
     [("sst2", "SST-2"), ("SST-2", "SST-2"), ("stsb", "STS-B"), ("cola", "CoLA"), ("mrpc", "MRPC"),
-     ("conll2003", "CoNLL-2003"), ("wikitext2", "WikiText-2"), ("imdb", "IMDB"), ("my_reviews", "MY_REVIEWS")],
+     ("conll2003", "CoNLL-2003"), ("wikitext2", "WikiText-2"), ("imdb", "imdb"), ("my_reviews", "my_reviews")],
 )  # fmt: skip
-def test_tables_write_a_task_as_its_paper_does_and_an_unknown_one_upper_cased(name, title):
+def test_tables_write_a_task_as_its_paper_does_and_an_unknown_one_as_given(name, title):
     assert task_title(name) == title
 
 

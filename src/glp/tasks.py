@@ -171,8 +171,8 @@ _TITLES = {
 
 def task_title(name: str) -> str:
     """A task's name as people write it, for tables and titles: ``"sst2"`` → ``"SST-2"``, ``"cola"`` → ``"CoLA"``;
-    a task glp does not know by name (a hub dataset, a custom one) is shown upper-cased."""
-    return _TITLES.get(normalize_task_name(name), str(name).upper())
+    a task glp does not know by name (a hub dataset, your own data) keeps the name it was given."""
+    return _TITLES.get(normalize_task_name(name), str(name))
 
 
 def normalize_task_name(name: str) -> str:

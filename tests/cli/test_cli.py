@@ -161,11 +161,11 @@ def test_evaluate_prints_the_table(tiny_run, tmp_path):
     last = next(line for line in res.stdout.splitlines() if "[2/2]" in line)
     assert re.search(r"; about \d+ (s|min) left$", first) and "left" not in last  # the time the rest should take
     printed = [line for line in res.stdout.splitlines() if line.startswith("|")]
-    assert printed[0].startswith("| Method | n | TOY (accuracy) |")
+    assert printed[0].startswith("| Method | n | toy (accuracy) |")
     assert [line.split("|")[1:3] for line in printed[2:]] == [[" baseline ", " 0 "], [" greedy ", " 1 "]]
     assert "\n".join(printed) in (out / "table.md").read_text()  # the file's first table
     assert f"written to {out}/table.md, evaluation.csv, evaluation.json" in res.stdout
-    assert "one seed: with --seeds 3 or more, GLP is set against the other rows seed by seed" in res.stdout
+    assert "one seed" not in res.stdout  # no other row to set GLP against
     rows = json.loads((out / "evaluation.json").read_text())["summary"]["rows"]
     assert [(r["strategy"], r["n"]) for r in rows] == [("baseline", 0), ("greedy", 1)]
 
@@ -173,9 +173,12 @@ def test_evaluate_prints_the_table(tiny_run, tmp_path):
 def test_evaluate_prints_glp_against_the_other_rows_by_seed(tiny_run, tmp_path):
     res = invoke("evaluate", tiny_run, "--n", "2", "--seeds", "2", "--pattern", "bottom", "--out", tmp_path / "ev",
                  "--max-train-samples", "32", "--num-train-epochs", "1")  # fmt: skip
-    assert "greedy against each row of the same n, paired by seed" in res.stdout
-    row = next(line for line in res.stdout.splitlines() if line.startswith("| TOY | 2 | bottom | 2 | "))
-    assert re.fullmatch(r"\| TOY \| 2 \| bottom \| 2 \| \d/\d/\d \| [+-]\d+\.\d\d \|", row)
+    assert "GLP (greedy) against each row of the same n, paired by seed" in res.stdout
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| toy | 2 | bottom | 2 | "))
+    assert re.fullmatch(r"\| toy \| 2 \| bottom \| 2 \| \d/\d/\d \| [+-]\d+\.\d\d \|", row)
+    res = invoke("evaluate", tiny_run, "--n", "2", "--seeds", "1", "--pattern", "bottom", "--out", tmp_path / "ev1",
+                 "--max-train-samples", "32", "--num-train-epochs", "1")  # fmt: skip
+    assert "one seed: with --seeds 2 or more, GLP is set against the other rows of its n seed by seed" in res.stdout
 
 
 def test_evaluate_errors(tiny_run, tmp_path, capsys):

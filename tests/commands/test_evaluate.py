@@ -85,8 +85,8 @@ def test_the_paired_table_sets_glp_against_each_row_of_its_n_seed_by_seed():
         "| RTE | 2 | top | 3 | 3/0/0 | +5.33 |",
         "| RTE | 1 | bottom | 2 | 2/0/0 | +17.00 |",
     ]
-    # across n: top is behind in no cell, ahead in 2; bottom has one cell and no line of its own
-    assert "| top | 2 | 2/0/0 | 4/1/1 | 0.500 |" in lines
+    # across n: top is behind in no cell, ahead in 2, one task's nested cells: no test; bottom has one cell, no line
+    assert "| top | 2 | 2/0/0 | 4/1/1 | – |" in lines
     assert not any(line.startswith("| bottom |") for line in lines)
 
 
@@ -96,7 +96,22 @@ def test_the_paired_table_flips_a_lower_is_better_metric_and_needs_two_seeds():
 
     s = summarize(lm("greedy", 2, [35.0, 36.0]) + lm("sleb", 2, [36.0, 35.5]))
     assert "| WikiText-2 | 2 | sleb | 2 | 1/0/1 | +0.25 |" in paired_table(s)  # perplexity as it is: (+1 − 0.5) / 2
+    s = summarize(lm("greedy", 8, [300.0, 310.0]) + lm("sleb", 8, [300.01, 309.99]))  # within 1e-4 of the score
+    assert "| WikiText-2 | 8 | sleb | 2 | 0/2/0 | +0.00 |" in paired_table(s)
     assert paired_table(summarize(lm("greedy", 2, [35.0]) + lm("sleb", 2, [36.0]))) == ""  # one seed: no pairs
+
+
+def test_a_distilled_row_is_paired_with_glps_distilled_row_and_a_seed_lost_is_left_out():
+    def rows(strategy, scores, seeds=(42, 43, 44)):
+        return [dict(r, seed=seed) for r, seed in zip(_rec("rte", strategy, 2, scores), seeds, strict=True)]
+
+    records = (rows("greedy", [0.60, 0.60, 0.60]) + rows("top", [0.50, 0.50, 0.50])
+               + rows("greedy (distilled, teacher init)", [0.70, 0.70, 0.70])
+               + rows("top (distilled, teacher init)", [0.65, 0.75, 0.65], seeds=(42, None, 44)))
+    table = paired_table(summarize(records))
+    assert "| RTE | 2 | top | 3 | 3/0/0 | +10.00 |" in table
+    assert "| RTE | 2 | top (distilled, teacher init) | 2 | 2/0/0 | +5.00 |" in table  # seed None: no pair
+    assert "greedy (distilled, teacher init) | 3" not in table  # GLP's distilled row is a reference, not a rival
 
 
 def test_the_sign_test_of_the_paired_table_is_the_exact_binomial_one(tmp_path):

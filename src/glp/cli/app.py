@@ -328,8 +328,8 @@ def evaluate_cmd(
     typer.echo(evaluating.markdown_table(result["summary"]))
     if paired := evaluating.paired_table(result["summary"]):
         typer.echo(paired)
-    elif len(result["seeds"]) == 1:
-        typer.echo("one seed: with --seeds 3 or more, GLP is set against the other rows seed by seed")
+    elif len(result["seeds"]) == 1 and evaluating.paired_rows(result["summary"]):
+        typer.echo("one seed: with --seeds 2 or more, GLP is set against the other rows of its n seed by seed")
     typer.echo(f"written to {cfg.out}/table.md, evaluation.csv, evaluation.json")
 
 

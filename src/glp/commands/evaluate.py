@@ -31,9 +31,10 @@ from glp.errors import ConfigError, UnsupportedModelError
 from glp.kinds import kind_of
 from glp.layers import config_num_layers
 from glp.plan import Plan
-from glp.results.evaluation import BASELINE, SCHEMA, summaries, write_outputs
+from glp.results.evaluation import BASELINE, SCHEMA, distilled_name, summaries, write_outputs
 from glp.results.evaluation import load_evaluation as load_evaluation  # re-exported for benchmarks and tests
 from glp.results.evaluation import markdown_table as markdown_table  # re-exported for glp.cli
+from glp.results.evaluation import paired_rows as paired_rows  # re-exported for glp.cli
 from glp.results.evaluation import paired_table as paired_table  # re-exported for glp.cli
 from glp.run import executors
 from glp.run.executors import ExecutionSettings
@@ -394,7 +395,6 @@ def _records(
 ) -> list[dict[str, Any]]:
     """One record per (arm, seed) of ``job``: what `glp.results.evaluation.summarize` reads."""
     settings = ev.settings
-    distill_label = f"distilled, {settings.init} init" if settings is not None else ""
     records = []
     for arm in job.arms:
         distilled = bool(settings is not None and arm.removed)
@@ -406,7 +406,7 @@ def _records(
                     "task": job.task,
                     "metric": data.task.metric,
                     **({} if higher else {"higher_is_better": False}),
-                    "strategy": f"{arm.strategy} ({distill_label})" if distilled else arm.strategy,
+                    "strategy": distilled_name(arm.strategy, settings.init) if distilled else arm.strategy,
                     "distilled": distilled,
                     "n": arm.n,
                     "removed": list(arm.removed),

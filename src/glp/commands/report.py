@@ -107,7 +107,7 @@ def plot_heatmap(plan: Plan, path: str | os.PathLike[str]) -> Path | None:
     ax.set_xlabel("layer removed at this step (0-based)")
     metric = plan.task.get("metric", "score")
     base = plan.baseline.get("mean") if plan.baseline else None
-    title = f"{plan.strategy.get('name')} on {plan.task.get('name')}: mean {metric} of each candidate"
+    title = f"{plan.strategy.get('name')} on {task_title(plan.task.get('name'))}: mean {metric} of each candidate"
     if base is not None:
         title += f"\n(search split; unpruned {base:.3f}; boxed = chosen)"
     ax.set_title(title, fontsize=9)
@@ -188,7 +188,7 @@ def tradeoff_series(
             base = plan.baseline.get("mean") if plan.baseline else None
             if not base:
                 continue
-            name = f"{plan.strategy.get('name')} ({plan.task.get('name')})"
+            name = f"{plan.strategy.get('name')} ({task_title(plan.task.get('name'))})"
             for step in plan.steps:
                 if step.chosen_mean is None:
                     continue
@@ -444,7 +444,7 @@ def _profile_section(prof: dict[str, Any]) -> list[str]:
 
 def _plan_section(rep: Report, f: Path, plan: Plan) -> list[str]:
     """One plan: its table, its cost, its heat map (written into the report's directory) and its notes."""
-    label = f"{plan.strategy.get('name')} on {plan.task.get('name')}"
+    label = f"{plan.strategy.get('name')} on {task_title(plan.task.get('name'))}"
     md = [
         f"## Plan: {label}",
         "",

@@ -1,10 +1,11 @@
 """The evaluation artifact (``glp evaluate``'s ``evaluation.json``): its records summarized, its tables, its files.
 
 ``summarize`` turns the per-seed records into rows (median / min / max over seeds per task, the row score, the
-relative performance); ``markdown_table``, ``removal_table``, ``csv_text`` and ``setup_lines`` are pure functions of
-the summary (and of the result for ``setup_lines``); ``write_outputs`` writes the tables and the JSON into an
-evaluation directory (`glp.run.rundir.RunDir`) and ``load_evaluation`` reads the JSON back. ``glp evaluate`` writes
-it, ``glp report`` reads it.
+relative performance); ``markdown_table``, ``removal_table``, ``paired_table`` (GLP against every other row of its
+n, seed by seed: ``paired_rows``, ``paired_differences``, ``wins_ties_losses``, ``sign_test``), ``csv_text`` and
+``setup_lines`` are pure functions of the summary (and of the result for ``setup_lines``); ``write_outputs`` writes
+the tables and the JSON into an evaluation directory (`glp.run.rundir.RunDir`) and ``load_evaluation`` reads the
+JSON back. ``glp evaluate`` writes it, ``glp report`` reads it.
 """
 
 from __future__ import annotations
@@ -152,28 +153,35 @@ def removal_table(summary: dict[str, Any]) -> str:
     for row in summary["rows"]:
         for t, c in row["cells"].items():
             removed = ",".join(map(str, c["removed"])) or "–"
-            lines.append(f"| {row['strategy']} | {row['n']} | {t} | {removed} | {len(c['scores'])} |")
+            lines.append(f"| {row['strategy']} | {row['n']} | {task_title(t)} | {removed} | {len(c['scores'])} |")
     return "\n".join(lines) + "\n"
 
 
 REFERENCE = "greedy"  # the row the paired table sets against every other one: GLP
 TIE = 1e-4  # a paired difference this small is a tie: the same set and seed on other threads differs in the 6th decimal
+DISTILLED = " (distilled, "  # how a distilled row's name goes on: "top (distilled, teacher init)"
+
+
+def distilled_name(strategy: str, init: str) -> str:
+    """The row of ``strategy``'s sets fine-tuned by distillation (``glp evaluate --distill``)."""
+    return f"{strategy}{DISTILLED}{init} init)"
 
 
 def paired_differences(summary: dict[str, Any], task: str, a: dict[str, Any], b: dict[str, Any]) -> list[float]:
-    """Row ``a``'s score minus row ``b``'s on ``task`` for every seed both scored, in seed order; positive when ``a``
-    is better (a lower-is-better metric such as perplexity is flipped)."""
+    """Row ``a``'s score minus row ``b``'s on ``task`` for every seed both scored; positive when ``a`` is better (a
+    lower-is-better metric such as perplexity is flipped)."""
     ca, cb = a["cells"].get(task), b["cells"].get(task)
     if ca is None or cb is None:
         return []
-    sa = {seed: x for seed, x in zip(ca["seeds"], ca["scores"], strict=True) if x is not None}
-    sb = {seed: x for seed, x in zip(cb["seeds"], cb["scores"], strict=True) if x is not None}
+    sa = {seed: x for seed, x in zip(ca["seeds"], ca["scores"], strict=True) if x is not None and seed is not None}
+    sb = {seed: x for seed, x in zip(cb["seeds"], cb["scores"], strict=True) if x is not None and seed is not None}
     sign = -1.0 if task in summary.get("lower_is_better", ()) else 1.0
-    return [sign * (sa[seed] - sb[seed]) for seed in sorted(set(sa) & set(sb))]
+    return [sign * (x - sb[seed]) for seed, x in sa.items() if seed in sb]
 
 
-def wins_ties_losses(diffs: Sequence[float]) -> tuple[int, int, int]:
-    return sum(d > TIE for d in diffs), sum(abs(d) <= TIE for d in diffs), sum(d < -TIE for d in diffs)
+def wins_ties_losses(diffs: Sequence[float], tie: float = TIE) -> tuple[int, int, int]:
+    """Differences above ``tie``, within it, below ``-tie``."""
+    return sum(d > tie for d in diffs), sum(abs(d) <= tie for d in diffs), sum(d < -tie for d in diffs)
 
 
 def sign_test(ahead: int, behind: int) -> float | None:
@@ -185,40 +193,55 @@ def sign_test(ahead: int, behind: int) -> float | None:
     return float(binomtest(ahead, ahead + behind, 0.5).pvalue)
 
 
-def paired_table(summary: dict[str, Any], reference: str = REFERENCE) -> str:
-    """``reference`` (GLP) against every other row of the same n, paired by seed: per task and n its wins / ties /
-    losses and mean difference, then, for a row with several such cells, the cells it is ahead of / level with /
-    behind and the sign test over them. Empty where no other row shares two seeds with it."""
-    refs = {r["n"]: r for r in summary["rows"] if r["strategy"] == reference}
-    lower = set(summary.get("lower_is_better", ()))
-    cells = []  # (task, n, other row's strategy, differences)
+def paired_rows(summary: dict[str, Any], reference: str = REFERENCE) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(GLP's row, another row of the same n) for every row GLP is set against: a distilled row against GLP's
+    distilled one; the unpruned row against none."""
+    by_name = {(r["strategy"], r["n"]): r for r in summary["rows"]}
+    pairs = []
     for row in summary["rows"]:
-        if row["strategy"] not in (reference, BASELINE) and row["n"] in refs:
-            for t in summary["tasks"]:
-                d = paired_differences(summary, t, refs[row["n"]], row)
-                if len(d) >= 2:
-                    cells.append((t, row["n"], row["strategy"], d))
+        cut = row["strategy"].find(DISTILLED)
+        ref = by_name.get((reference + (row["strategy"][cut:] if cut >= 0 else ""), row["n"]))
+        if ref is not None and ref is not row and row["strategy"] != BASELINE:
+            pairs.append((ref, row))
+    return pairs
+
+
+def paired_table(summary: dict[str, Any], reference: str = REFERENCE) -> str:
+    """``reference`` (GLP) against every other row of the same n, paired by seed (a distilled row against GLP's
+    distilled one): per task and n its wins / ties / losses and mean difference, then, for a row with several such
+    cells, the cells it is ahead of / level with / behind, and the sign test over them where they span two tasks or
+    more (one task's cells are nested: GLP's sets grow with n). Empty where no other row shares two seeds with it."""
+    lower = set(summary.get("lower_is_better", ()))
+    cells = []  # (task, n, other row's strategy, differences, the tie of that task's scale)
+    for ref, row in paired_rows(summary, reference):
+        for t in summary["tasks"]:
+            d = paired_differences(summary, t, ref, row)
+            if len(d) >= 2:  # perplexity in the hundreds: a tie relative to the score, as for a metric in [0, 1]
+                tie = TIE * max(1.0, abs(ref["cells"][t]["median"])) if t in lower else TIE
+                cells.append((t, row["n"], row["strategy"], d, tie))
     if not cells:
         return ""
-    lines = [f"{reference} against each row of the same n, paired by seed (a win: {reference} scores better; the "
-             "mean difference ×100, a lower-is-better metric as it is):", "",
+    lines = [f"GLP ({reference}) against each row of the same n, paired by seed: wins / ties / losses (a win: GLP "
+             "scores better) and the mean difference, positive where GLP is better (×100; a lower-is-better metric "
+             "such as perplexity unscaled):", "",
              "| Task | n | vs | Seeds | W/T/L | Mean difference |", "|---|---:|---|---:|---|---:|"]
-    for t, n, other, d in cells:
+    for t, n, other, d, tie in cells:
         mean = statistics.fmean(d) * (1.0 if t in lower else 100.0)
-        lines.append(f"| {task_title(t)} | {n} | {other} | {len(d)} | {'/'.join(map(str, wins_ties_losses(d)))} | "
-                     f"{mean:+.2f} |")
+        lines.append(f"| {task_title(t)} | {n} | {other} | {len(d)} | "
+                     f"{'/'.join(map(str, wins_ties_losses(d, tie)))} | {mean:+.2f} |")
     others = [o for o in dict.fromkeys(c[2] for c in cells) if sum(c[2] == o for c in cells) > 1]
     if others:
         lines += ["", "Across tasks and n (a cell is ahead, level or behind by its mean difference; the sign test "
-                  "leaves level cells out, and a search's cells are nested, so it overstates the evidence somewhat):",
-                  "", "| vs | Cells | Ahead / level / behind | Seed pairs W/T/L | Sign test p |",
-                  "|---|---:|---|---|---:|"]
+                  "leaves level cells out and needs two tasks or more):", "",
+                  "| vs | Cells | Ahead / level / behind | Seed pairs W/T/L | Sign test p |", "|---|---:|---|---|---:|"]
         for o in others:
-            ds = [c[3] for c in cells if c[2] == o]
-            ahead, level, behind = wins_ties_losses([statistics.fmean(d) for d in ds])
-            p = sign_test(ahead, behind)
-            pairs = "/".join(map(str, wins_ties_losses([x for d in ds for x in d])))
-            lines.append(f"| {o} | {len(ds)} | {ahead}/{level}/{behind} | {pairs} | "
+            mine = [c for c in cells if c[2] == o]
+            status = [wins_ties_losses([statistics.fmean(c[3])], c[4]) for c in mine]
+            ahead, level, behind = (sum(x[i] for x in status) for i in range(3))
+            pairs = [wins_ties_losses(c[3], c[4]) for c in mine]
+            p = sign_test(ahead, behind) if len({c[0] for c in mine}) > 1 else None
+            lines.append(f"| {o} | {len(mine)} | {ahead}/{level}/{behind} | "
+                         f"{'/'.join(str(sum(x[i] for x in pairs)) for i in range(3))} | "
                          f"{'–' if p is None else f'{p:.3f}'} |")
     return "\n".join(lines) + "\n"
 
@@ -283,7 +306,7 @@ def setup_lines(result: dict[str, Any]) -> list[str]:
         dev = f"{hp['max_eval_samples']} of {ndev}" if hp.get("max_eval_samples") else f"all {ndev}"
         counts = f"{train} train examples, {dev} dev examples; " if ntrain is not None else ""
         lines.append(
-            f"{t}: {counts}{hp.get('num_train_epochs')} epoch(s), "
+            f"{task_title(t)}: {counts}{hp.get('num_train_epochs')} epoch(s), "
             f"learning rate {hp.get('learning_rate')}, batch {hp.get('per_device_train_batch_size')}, "
             f"max length {hp.get('max_seq_length')}"
         )
