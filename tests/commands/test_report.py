@@ -108,6 +108,8 @@ def test_report_labels_rename_evaluation_rows(tiny_run, tmp_path):
     assert "| Top-n (fixed) | 2 | 62.0 (60.0–66.0) |" in md and "| top |" not in md
     evald = relabel(json.loads((ev / "evaluation.json").read_text()), {"top": "Top-n (fixed)"})
     assert set(tradeoff_series([], evald, None)["series"]) == {"greedy", "Top-n (fixed)"}
+    md = report([], tmp_path / "rep-glp", evaluation=ev, labels={"greedy": "GLP"}).markdown.read_text()
+    assert "\nGLP against each row" in md and "| RTE | 2 | top | 3 | 3/0/0 | +9.33 |" in md  # still paired
     with pytest.raises(ConfigError, match="no row so named; its rows: baseline, greedy, top"):
         report([], tmp_path / "rep2", evaluation=ev, labels={"Top": "x"})
     with pytest.raises(ConfigError, match="two rows would both be named 'greedy'"):  # pooling seeds of two rows

@@ -193,9 +193,10 @@ def sign_test(ahead: int, behind: int) -> float | None:
     return float(binomtest(ahead, ahead + behind, 0.5).pvalue)
 
 
-def paired_rows(summary: dict[str, Any], reference: str = REFERENCE) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def paired_rows(summary: dict[str, Any], reference: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(GLP's row, another row of the same n) for every row GLP is set against: a distilled row against GLP's
-    distilled one; the unpruned row against none."""
+    distilled one; the unpruned row against none. GLP's row is ``reference``, else the name a relabelling gave it."""
+    reference = reference or summary.get("reference") or REFERENCE
     by_name = {(r["strategy"], r["n"]): r for r in summary["rows"]}
     pairs = []
     for row in summary["rows"]:
@@ -206,11 +207,12 @@ def paired_rows(summary: dict[str, Any], reference: str = REFERENCE) -> list[tup
     return pairs
 
 
-def paired_table(summary: dict[str, Any], reference: str = REFERENCE) -> str:
+def paired_table(summary: dict[str, Any], reference: str | None = None) -> str:
     """``reference`` (GLP) against every other row of the same n, paired by seed (a distilled row against GLP's
     distilled one): per task and n its wins / ties / losses and mean difference, then, for a row with several such
     cells, the cells it is ahead of / level with / behind, and the sign test over them where they span two tasks or
     more (one task's cells are nested: GLP's sets grow with n). Empty where no other row shares two seeds with it."""
+    reference = reference or summary.get("reference") or REFERENCE
     lower = set(summary.get("lower_is_better", ()))
     cells = []  # (task, n, other row's strategy, differences, the tie of that task's scale)
     for ref, row in paired_rows(summary, reference):
@@ -221,7 +223,8 @@ def paired_table(summary: dict[str, Any], reference: str = REFERENCE) -> str:
                 cells.append((t, row["n"], row["strategy"], d, tie))
     if not cells:
         return ""
-    lines = [f"GLP ({reference}) against each row of the same n, paired by seed: wins / ties / losses (a win: GLP "
+    who = reference if reference.upper().startswith("GLP") else f"GLP ({reference})"
+    lines = [f"{who} against each row of the same n, paired by seed: wins / ties / losses (a win: GLP "
              "scores better) and the mean difference, positive where GLP is better (×100; a lower-is-better metric "
              "such as perplexity unscaled):", "",
              "| Task | n | vs | Seeds | W/T/L | Mean difference |", "|---|---:|---|---:|---|---:|"]
@@ -363,7 +366,10 @@ def relabel(evald: dict[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
         twice = sorted({a for a in after if after.count(a) > 1})
         raise ConfigError(f"--label: two rows would both be named {twice[0]!r}")
     records = [{**r, "strategy": labels.get(str(r["strategy"]), r["strategy"])} for r in evald["records"]]
-    return {**evald, "records": records, **summaries(records)}
+    out = {**evald, "records": records, **summaries(records)}
+    if REFERENCE in labels:  # the paired table's GLP row under its new name
+        out["summary"]["reference"] = labels[REFERENCE]
+    return out
 
 
 def summaries(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
