@@ -261,15 +261,21 @@ def t_conll_final(root: Path = RESULTS) -> str:
     ev = load_json(root / "conll2003" / "evaluation.json")
     t = "conll2003"
     base = {k: per_seed(ev, t, "baseline", 0, k) for k in ("score", "test_score")}
+    same: dict[tuple[int, tuple[int, ...]], list[str]] = {}  # the methods that removed one set: one row, one trial
+    for r in ev["summary"]["rows"]:
+        same.setdefault((int(r["n"]), tuple(r["cells"][t]["removed"])), []).append(r["strategy"])
     rows = []
     for r in ev["summary"]["rows"]:
         s, n = r["strategy"], int(r["n"])
-        cells = [s, str(n), layers(r["cells"][t]["removed"])]
+        names = same[(n, tuple(r["cells"][t]["removed"]))]
+        if s != names[0]:
+            continue
+        cells = [" = ".join(names), str(n), layers(r["cells"][t]["removed"])]
         for k in ("score", "test_score"):
             v = per_seed(ev, t, s, n, k).values()
             cells += [spread(v), f"{100 * statistics.median(v) / statistics.median(base[k].values()):.1f}"]
         vs_top = [wtl(paired(per_seed(ev, t, s, n, k), per_seed(ev, t, "top", n, k))) for k in ("score", "test_score")]
-        cells += ["", ""] if s in ("baseline", "top") else vs_top
+        cells += ["", ""] if s == "baseline" or "top" in names else vs_top
         rows.append(cells)
     head = ["Method", "n", "removes", "dev entity F1", "% of unpruned", "test entity F1", "% of unpruned",
             "vs Top, dev W/T/L", "test W/T/L"]
