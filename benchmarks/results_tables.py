@@ -418,18 +418,25 @@ def t_llm_reeval(root: Path = RESULTS) -> str:
                   key=lambda k: (k[0], list(names).index(k[1])))
     med = {k: statistics.median(per_seed(ev, task, k[1], k[0]).values()) for k in keys}
     best = {n: min(v for (m, _), v in med.items() if m == n) for n, _ in keys if n}
+    same: dict[tuple[int, frozenset[int]], list[str]] = {}  # methods that removed one set: one row (one trial each)
+    for n, strategy in keys:
+        same.setdefault((n, frozenset(removed_of(ev, task, strategy, n) or [])), []).append(strategy)
     rows = []
     for n, strategy in keys:
+        group = same[(n, frozenset(removed_of(ev, task, strategy, n) or []))]
+        if strategy != group[0]:
+            continue
         ppl = per_seed(ev, task, strategy, n)
         cell = f"{med[(n, strategy)]:.2f} ({min(ppl.values()):.2f}–{max(ppl.values()):.2f})"
         cell = f"**{cell}**" if n and med[(n, strategy)] == best[n] else cell
         acc = [spread(r["metrics"][m] for r in ev["records"] if r["strategy"] == strategy and int(r["n"]) == n
                       and r.get("score") is not None) for m in ("arc_easy_local:acc", "piqa_local:acc")]
         glp = per_seed(ev, task, "greedy", n)
-        versus = "" if strategy in ("greedy", "baseline") or not glp else wtl(paired(ppl, glp))
+        versus = "" if "greedy" in group or strategy == "baseline" or not glp else wtl(paired(ppl, glp))
         once_ = once.get((strategy, n))
-        rows.append([str(n), names[strategy], layers(sorted(removed_of(ev, task, strategy, n) or [], reverse=True)),
-                     cell, f"{once_:.2f}" if once_ is not None else "–", *acc, versus])
+        removes = layers(sorted(removed_of(ev, task, strategy, n) or [], reverse=True))
+        rows.append([str(n), " = ".join(names[g] for g in group), removes, cell,
+                     f"{once_:.2f}" if once_ is not None else "–", *acc, versus])
     seeds = len(ev["seeds"])
     head = ["n", "method", "removes", f"test perplexity, median of {seeds} seeds (min–max)",
             "1 seed, 32 blocks", "ARC-Easy acc", "PIQA acc", "GLP vs it, per seed (W/T/L)"]

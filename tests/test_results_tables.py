@@ -107,27 +107,30 @@ def test_the_depth_study_headline_is_the_table1_share_with_its_per_seed_spread(r
 
 def test_the_decoder_reevaluation_table_pairs_glp_by_seed_beside_the_first_evaluation(rt, tmp_path):
     """The first evaluation's records as seeds 42-44: every row's perplexity times 1.00 / 1.02 / 0.98, GLP's times
-    0.99 / 1.03 / 0.98. At n = 2 GLP (35.56 once) against SLEB (35.45): 35.21 < 35.45, 36.63 > 36.16, 34.85 > 34.74,
-    one win, two losses; at n = 4 SLEB removes GLP's layers (41.59 once): a win, a loss, a tie."""
+    0.99 / 1.03 / 0.98, and a row that removes GLP's layers (SLEB at n = 4 and 6) GLP's own scores, as glp evaluate
+    gives them (one trial per set and seed). At n = 2 GLP (35.56 once) against SLEB (35.45): 35.21 < 35.45,
+    36.63 > 36.16, 34.85 > 34.74, one win, two losses; at n = 4 and 6 one row for GLP and SLEB."""
     assert rt.t_llm_reeval(tmp_path).startswith("Not committed yet")
     first = ROOT / "docs" / "results" / "llm" / "eval" / "evaluation.json"
     (tmp_path / "llm" / "eval").mkdir(parents=True)
     shutil.copy(first, tmp_path / "llm" / "eval")
     ev = json.loads(first.read_text())
     records = []
+    glp_sets = {(r["n"], tuple(sorted(r["removed"]))) for r in ev["records"] if r["strategy"] == "greedy"}
     for seed, f, g in ((42, 1.00, 0.99), (43, 1.02, 1.03), (44, 0.98, 0.98)):
         for r in ev["records"]:
-            records.append({**r, "seed": seed, "score": r["score"] * (g if r["strategy"] == "greedy" else f)})
+            glps = (r["n"], tuple(sorted(r["removed"]))) in glp_sets
+            records.append({**r, "seed": seed, "score": r["score"] * (g if glps else f)})
     (tmp_path / rt.REEVAL).mkdir(parents=True)
     (tmp_path / rt.REEVAL / "evaluation.json").write_text(json.dumps({**ev, "seeds": [42, 43, 44], "records": records}))
     text = rt.t_llm_reeval(tmp_path)
     for row in ("| 0 | unpruned | – | 30.76 (30.15–31.38) | 30.76 | 46.0 (46.0–46.0) | 63.0 (63.0–63.0) |  |",
                 "| 2 | GLP | 17,13 | **35.21 (34.85–36.63)** | 35.56 | 46.0 (46.0–46.0) | 67.0 (67.0–67.0) |  |",
                 "| 2 | SLEB | 14,13 | 35.45 (34.74–36.16) | 35.45 | 48.0 (48.0–48.0) | 65.0 (65.0–65.0) | 1/0/2 |",
-                "| 4 | SLEB | 17,14,13,12 | 41.59 (40.76–42.42) | 41.59 |",
+                "| 4 | GLP = SLEB | 17,14,13,12 | **41.17 (40.76–42.84)** | 41.59 |",
                 "| 6 | Gromov et al. | 18,17,16,15,14,13 | **51.70 (50.66–52.73)** | 51.70 |"):
         assert row in text, row
-    assert text.count("| 1/1/1 |") == 2  # SLEB at n = 4 and 6: GLP's sets
+    assert "| 4 | SLEB |" not in text and "| 6 | GLP = SLEB |" in text  # one row per set
 
 
 def test_the_gates_table_reads_the_gate_plans(rt, tmp_path):
