@@ -319,7 +319,8 @@ def evaluate_cmd(
     lm_eval_limit: float | None = eval_opt("lm_eval_limit", "--lm-eval-limit"),
     final_hp: dict | None = None,
 ) -> None:
-    """The paper's Table 1: fine-tune on the full train set, score on dev, median of seeds, relative to baseline.
+    """The paper's Table 1: fine-tune on the full train set, score on dev, median of seeds, relative to baseline;
+    with 2 seeds or more, GLP against every other row of its n, seed by seed.
 
     Example: glp evaluate runs/rte --n 1,2 --pattern top --seeds 5 --out runs/rte-eval
     """
