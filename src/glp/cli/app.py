@@ -421,7 +421,8 @@ def report_cmd(
         "(repeatable), e.g. 'greedy (sst2-parent)=greedy (warm start)'.",
     ),
 ) -> None:
-    """A report: the plans, candidate heat maps, the evaluation table and the performance vs speed-up plot.
+    """A report: the plans, candidate heat maps, the evaluation table (with GLP against each row, seed by seed) and
+    the performance vs speed-up plot.
 
     Example: glp report runs/rte --evaluation runs/rte-eval --profile runs/rte/profile.json --out report/
     """
