@@ -315,10 +315,6 @@ def test_yaml_config(work, content):
         reads_or_refuses(PruneConfig.from_dict, d)
 
 
-def test_a_config_path_that_is_a_directory(work):
-    reads_or_refuses(load_yaml_config, work)
-
-
 # ------------------------------------------------------------------------------------ plans and artifacts
 
 

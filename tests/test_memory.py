@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from glp.errors import ConfigError
-from glp.memory import BYTES, ModelShape, Setting, estimate
+from glp.memory import ModelShape, Setting, estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = ROOT / "docs" / "results" / "memory" / "bench_memory.json"
@@ -130,4 +130,3 @@ def test_predictions_match_the_measured_peaks():
         m = row["measured"]
         peak = max(m.get("train_peak", 0), m.get("eval_peak", 0))
         assert abs(peak - predicted) <= TOLERANCE * peak, (row["key"], peak, predicted)
-    assert BYTES["bf16"] == 2

@@ -66,6 +66,7 @@ def test_prune_writes_the_plan_and_prints_it(tiny_setup, tmp_path):
     plan = RunDir(out).load_plan()
     assert plan.complete and list(plan.removals) == [1] and len(plan.steps[0].candidates) == 4
     assert plan.task["name"] == "toy" and plan.baseline["mean"] is not None
+    assert plan.strategy["search_seeds"] == [7] and plan.data["split_seed"] == 7  # the file's seed is used
     text = " ".join(res.stdout.split())
     assert "greedy on toy (accuracy, search split)" in text and "4 layers" in text
     assert f"1 │ {plan.removals[1][0]} │ 3 │ {plan.steps[0].chosen_mean:.4f}" in text
@@ -201,7 +202,7 @@ def test_profile_times_every_n_of_the_plan(tiny_run, tmp_path):
 
 def test_profile_errors(tiny_run, tmp_path, capsys):
     assert "comma separated integers" in fails(capsys, "profile", tiny_run, "--remove", "x")
-    fails(capsys, "profile", tmp_path / "nothing", "--no-gpu")
+    assert "does not exist" in fails(capsys, "profile", tmp_path / "nothing", "--no-gpu")
 
 
 # -------------------------------------------------------------------------------------------- report

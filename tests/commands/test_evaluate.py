@@ -187,13 +187,11 @@ def test_evaluate_config_errors(tiny_run, tmp_path):
 
 def test_random_orders_of_several_seeds_are_rows_of_their_own(tiny_run):
     from glp.commands.evaluate import plan_jobs
-    from glp.search import pattern_order
 
     cfg = EvalConfig(run_dirs=(str(tiny_run),), ns=(2,), patterns=("random:0", "random:1", "random:2"))
     job = plan_jobs(cfg)[0]
     rows = {a.strategy: a.removed for a in job.arms if a.strategy.startswith("random")}
-    assert rows == {f"random:{s}": tuple(pattern_order("random", 4, s)[:2]) for s in (0, 1, 2)}
-    assert len(set(rows.values())) > 1  # different seeds, different orders
+    assert rows == {"random:0": (2, 0), "random:1": (3, 0), "random:2": (1, 2)}  # each seed its own order
 
 
 def test_the_same_strategy_from_two_runs_is_told_apart_by_its_run_given_as_folder_or_plan_file(tiny_run, tmp_path):

@@ -429,6 +429,7 @@ def test_lm_eval_scores_the_healed_rows_offline(lm_root, tmp_path):
         EvalConfig(run_dirs=(str(run),), out=str(tmp_path / "e"), seeds=1, lm_eval_tasks="arc_easy_local,piqa_local",
                    lm_eval_include_path=str(LOCAL_TASKS), lm_eval_limit=4, hparams={"heal": "lora", "heal_steps": 2})
     )
+    assert [(r["strategy"], r["n"]) for r in res["records"]] == [("baseline", 0), ("top", 1)]
     for r in res["records"]:
         for key in ("arc_easy_local:acc", "arc_easy_local:acc_norm", "piqa_local:acc"):
             assert 0.0 <= r["metrics"][key] <= 1.0
@@ -509,7 +510,7 @@ def test_halving_and_search_seeds_treat_a_heal_as_the_budget(lm_root, tmp_path):
     assert len(rejected) == 2 and len(finished) == 2, "4 candidates, half stopped after the first rung"
     assert all(c.budget == 0.5 for c in rejected) and all(c.budget == 1.0 for c in finished)
     assert all(len(c.scores) == 2 for c in step.candidates), "every candidate healed with both seeds"
-    assert step.separated in (True, False)
+    assert step.separated is not None  # measured: the step had 2 search seeds
 
 
 def test_a_warm_started_lora_search_starts_each_candidate_from_the_merged_healed_parent(lm_root, tmp_path):

@@ -109,6 +109,10 @@ def test_patterns():
     r = pattern_order("random", 12, seed=1)
     assert sorted(r) == list(range(12)) and r == pattern_order("random", 12, seed=1)
     assert r != pattern_order("random", 12, seed=2)
+    # the committed depth study's random rows are these orders: a change to the generator would orphan them
+    records = json.loads((Path(__file__).parents[2] / "docs/results/mpnet/sst2/evaluation.json").read_text())["records"]
+    rows = {(x["strategy"], x["n"]): x["removed"] for x in records if x["strategy"].startswith("random:")}
+    assert rows and rows == {(s, n): pattern_order("random", 12, seed=int(s.split(":")[1]))[:n] for s, n in rows}
     log = []
     res = make_strategy("top").run(ctx(fake_runner(additive(WEIGHTS), log=log), n=3))
     assert res.removals == {1: [5], 2: [5, 4], 3: [5, 4, 3]}

@@ -189,6 +189,8 @@ def test_max_samples_subsample_with_the_seed(model_dir, data):
     t1, t2 = Trial(model_dir, (), data, hp, seed=0), Trial(model_dir, (), data, hp, seed=0)
     assert len(t1.train_table) == 50 and len(t1.eval_table) == 40
     assert t1.train_table.fingerprint() == t2.train_table.fingerprint()
+    other = Trial(model_dir, (), data, hp, seed=1)  # another seed, another subsample
+    assert other.train_table.fingerprint() != t1.train_table.fingerprint() and len(other.train_table) == 50
     r = t1.advance(1.0)
     assert (r.steps, r.examples_seen) == (7, 50)
 
