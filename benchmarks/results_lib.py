@@ -83,6 +83,16 @@ def spread(values: Iterable[float]) -> str:
     return text if len(v) == 1 else f"{text} ({x100(v[0])}–{x100(v[-1])})"
 
 
+def same_sets(rows: Iterable[tuple[int, str, Iterable[int]]]) -> dict[tuple[int, str], list[str]]:
+    """(n, strategy) -> the strategies, in order, that removed the same set at that n: glp evaluate fine-tunes a set
+    once per seed, so they are one row, printed where the first of them stands."""
+    by_set: dict[tuple[int, frozenset[int]], list[str]] = {}
+    keyed = [((n, s), by_set.setdefault((n, frozenset(removed)), [])) for n, s, removed in rows]
+    for (_, s), group in keyed:
+        group.append(s)
+    return dict(keyed)
+
+
 def layers(removed: Iterable[int] | None) -> str:
     return "–" if removed is None else (",".join(map(str, removed)) or "–")
 

@@ -39,6 +39,7 @@ from results_lib import (
     plans,
     rank_cells,
     removed_of,
+    same_sets,
     search_baseline,
     sign_rows,
     sign_test,
@@ -261,13 +262,11 @@ def t_conll_final(root: Path = RESULTS) -> str:
     ev = load_json(root / "conll2003" / "evaluation.json")
     t = "conll2003"
     base = {k: per_seed(ev, t, "baseline", 0, k) for k in ("score", "test_score")}
-    same: dict[tuple[int, tuple[int, ...]], list[str]] = {}  # the methods that removed one set: one row, one trial
-    for r in ev["summary"]["rows"]:
-        same.setdefault((int(r["n"]), tuple(r["cells"][t]["removed"])), []).append(r["strategy"])
+    same = same_sets((int(r["n"]), r["strategy"], r["cells"][t]["removed"]) for r in ev["summary"]["rows"])
     rows = []
     for r in ev["summary"]["rows"]:
         s, n = r["strategy"], int(r["n"])
-        names = same[(n, tuple(r["cells"][t]["removed"]))]
+        names = same[(n, s)]
         if s != names[0]:
             continue
         cells = [" = ".join(names), str(n), layers(r["cells"][t]["removed"])]
@@ -418,12 +417,10 @@ def t_llm_reeval(root: Path = RESULTS) -> str:
                   key=lambda k: (k[0], list(names).index(k[1])))
     med = {k: statistics.median(per_seed(ev, task, k[1], k[0]).values()) for k in keys}
     best = {n: min(v for (m, _), v in med.items() if m == n) for n, _ in keys if n}
-    same: dict[tuple[int, frozenset[int]], list[str]] = {}  # methods that removed one set: one row (one trial each)
-    for n, strategy in keys:
-        same.setdefault((n, frozenset(removed_of(ev, task, strategy, n) or [])), []).append(strategy)
+    same = same_sets((n, s, removed_of(ev, task, s, n) or []) for n, s in keys)
     rows = []
     for n, strategy in keys:
-        group = same[(n, frozenset(removed_of(ev, task, strategy, n) or []))]
+        group = same[(n, strategy)]
         if strategy != group[0]:
             continue
         ppl = per_seed(ev, task, strategy, n)

@@ -193,10 +193,15 @@ def sign_test(ahead: int, behind: int) -> float | None:
     return float(binomtest(ahead, ahead + behind, 0.5).pvalue)
 
 
+def _reference(summary: dict[str, Any], reference: str | None) -> str:
+    """GLP's row: ``reference``, else the name a relabelling gave it (`relabel`), else ``greedy``."""
+    return reference or summary.get("reference") or REFERENCE
+
+
 def paired_rows(summary: dict[str, Any], reference: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(GLP's row, another row of the same n) for every row GLP is set against: a distilled row against GLP's
-    distilled one; the unpruned row against none. GLP's row is ``reference``, else the name a relabelling gave it."""
-    reference = reference or summary.get("reference") or REFERENCE
+    distilled one; the unpruned row against none."""
+    reference = _reference(summary, reference)
     by_name = {(r["strategy"], r["n"]): r for r in summary["rows"]}
     pairs = []
     for row in summary["rows"]:
@@ -212,7 +217,7 @@ def paired_table(summary: dict[str, Any], reference: str | None = None) -> str:
     distilled one): per task and n its wins / ties / losses and mean difference, then, for a row with several such
     cells, the cells it is ahead of / level with / behind, and the sign test over them where they span two tasks or
     more (one task's cells are nested: GLP's sets grow with n). Empty where no other row shares two seeds with it."""
-    reference = reference or summary.get("reference") or REFERENCE
+    reference = _reference(summary, reference)
     lower = set(summary.get("lower_is_better", ()))
     cells = []  # (task, n, other row's strategy, differences, the tie of that task's scale)
     for ref, row in paired_rows(summary, reference):
@@ -239,12 +244,11 @@ def paired_table(summary: dict[str, Any], reference: str | None = None) -> str:
                   "| vs | Cells | Ahead / level / behind | Seed pairs W/T/L | Sign test p |", "|---|---:|---|---|---:|"]
         for o in others:
             mine = [c for c in cells if c[2] == o]
-            status = [wins_ties_losses([statistics.fmean(c[3])], c[4]) for c in mine]
-            ahead, level, behind = (sum(x[i] for x in status) for i in range(3))
-            pairs = [wins_ties_losses(c[3], c[4]) for c in mine]
+            status = [wins_ties_losses([statistics.fmean(c[3])], c[4]) for c in mine]  # each cell's, by its mean
+            ahead, level, behind = map(sum, zip(*status, strict=True))
+            pairs = "/".join(str(sum(col)) for col in zip(*(wins_ties_losses(c[3], c[4]) for c in mine), strict=True))
             p = sign_test(ahead, behind) if len({c[0] for c in mine}) > 1 else None
-            lines.append(f"| {o} | {len(mine)} | {ahead}/{level}/{behind} | "
-                         f"{'/'.join(str(sum(x[i] for x in pairs)) for i in range(3))} | "
+            lines.append(f"| {o} | {len(mine)} | {ahead}/{level}/{behind} | {pairs} | "
                          f"{'–' if p is None else f'{p:.3f}'} |")
     return "\n".join(lines) + "\n"
 
