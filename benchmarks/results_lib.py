@@ -284,7 +284,7 @@ def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
         constant, share = b.get("constant") or 0.0, gate_share(b)
         top = p.steps[0].chosen_mean if p.steps else None
         budget = f"{hp['num_train_epochs']:g} epochs, {hp['learning_rate']:g}, warmup {hp.get('warmup_ratio') or 0:g}"
-        rows.append([task_title(p.task["name"]), "study" if "-" not in f.stem else "tried before",
+        rows.append([task_title(p.task["name"]), "study" if "-" not in f.stem else "probe",
                      budget, p.task["metric"], f"{constant:.4f}", f"{b['mean']:.4f}",
                      f"{share:.0%}: " + ("goes on" if share >= GATE_SHARE else "stops"),
                      f"{top:.4f}" if top is not None else "–",

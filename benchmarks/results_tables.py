@@ -62,6 +62,10 @@ from glp.tasks import task_title
 DOC = ROOT / "docs" / "results.md"
 PAGES = [DOC, ROOT / "docs" / "benchmarks.md"]  # the pages whose marked tables this script prints
 GLUE = ["sst2", "stsb", "cola", "mrpc", "rte"]
+# Where each task's searches and final rows ran: the plans do not record it, the study scripts do
+# (benchmarks/glue_study.sh on the CPU, benchmarks/gpu_study.sh on one GPU).
+RAN_ON = {"sst2": "2 CPU cores, float32", "stsb": "2 CPU cores, float32", "cola": "2 CPU cores, float32",
+          "mrpc": "1 H100 GPU, bf16 autocast", "rte": "1 H100 GPU, bf16 autocast"}
 MARKER = re.compile(r"<!-- table:([\w-]+) -->\n(.*?)<!-- /table -->", re.S)
 
 
@@ -89,11 +93,11 @@ def t_setup(root: Path = RESULTS) -> str:
             task_title(t), p.task["metric"], search,
             part(info["data"]["train_rows"], hp.get("max_train_samples")), f"{info['data']['dev_rows']:,}",
             f"{hp['num_train_epochs']:g}", f"{hp['learning_rate']:g}", f"{hp['warmup_ratio']:g}",
-            str(hp["max_seq_length"]), str(hp["per_device_train_batch_size"]), str(len(ev["seeds"])),
+            str(hp["max_seq_length"]), str(hp["per_device_train_batch_size"]), str(len(ev["seeds"])), RAN_ON[t],
         ])
     head = ["task", "metric", "search: train / eval examples", "final: train examples", "dev", "epochs", "lr",
-            "warmup", "max len", "batch", "final seeds"]
-    return table(head, rows, "llllrrrrrrr")
+            "warmup", "max len", "batch", "final seeds", "ran on"]
+    return table(head, rows, "llllrrrrrrrl")
 
 
 def t_learns(root: Path = RESULTS) -> str:
@@ -177,16 +181,18 @@ def t_search(root: Path = RESULTS) -> str:
     names = {"greedy": "GLP", "top": "Top", "greedy-halving": "GLP + halving", "greedy-halving-loss": "GLP + halving"}
     for t in GLUE:
         ps = plans(root / t)
-        rows.append([task_title(t), "unpruned", f"{search_baseline(ps):.4f}", "", "", "", ""])
+        rows.append([task_title(t), "unpruned", f"{search_baseline(ps):.4f}", "", "", "", "", ""])
         for stem, label in names.items():
             p = ps.get(stem)
             if p is None or (stem == "greedy-halving" and "greedy-halving-loss" in ps):
                 continue  # CoLA's early rejection: the plan of the search as it stands (exact ties by the loss)
             steps = {s.n: s for s in p.steps}
             cells = [f"{layers(p.removals[n])} ({steps[n].chosen_mean:.4f})" if n in steps else "–" for n in (1, 2, 3)]
-            rows.append(["", label, *cells, str(p.cost.get("trials", 0)), f"{p.cost.get('train_steps', 0):,}"])
-    head = ["task", "strategy", "n = 1: removes (score)", "n = 2", "n = 3", "trials", "training steps"]
-    return table(head, rows, "llllll" + "r")
+            rows.append(["", label, *cells, str(p.cost.get("trials", 0)), f"{p.cost.get('train_steps', 0):,}",
+                         f"{p.cost.get('trial_seconds', 0):,.0f}"])
+    head = ["task", "strategy", "n = 1: removes (score)", "n = 2", "n = 3", "trials", "training steps",
+            "fine-tuning time (s)"]
+    return table(head, rows, "llllll" + "rr")
 
 
 def t_ranks(root: Path = RESULTS) -> str:
@@ -255,7 +261,11 @@ def t_conll_search(root: Path = RESULTS) -> str:
     p = Plan.load(root / "conll2003" / "plans" / "greedy.json")
     rows = [[str(s.n), ", ".join(f"{{{layers(c.removed)}}} {c.mean:.4f}" for c in s.candidates if c.mean is not None)]
             for s in p.steps]
-    return table(["step", "candidates: removes → entity F1 on search-eval, best first"], rows, "rl")
+    c = p.cost
+    cost = (f"{c['trials']} fine-tunes of {p.hparams['max_train_samples']:,} sampled search-train sentences, "
+            f"{c['train_steps']:,} training steps, {c['trial_seconds']:,.0f} s of fine-tuning on 2 CPU cores")
+    head = ["step", "candidates: removes → entity F1 on search-eval, best first"]
+    return table(head, rows, "rl") + f"\nIts cost: {cost}.\n"
 
 
 def t_conll_final(root: Path = RESULTS) -> str:

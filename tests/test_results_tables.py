@@ -135,7 +135,7 @@ def test_the_decoder_reevaluation_table_pairs_glp_by_seed_beside_the_first_evalu
 
 def test_the_gates_table_reads_the_gate_plans(rt, tmp_path):
     """SST-2's gate: the unpruned model 0.9017 against the majority class's 0.5578 closes (0.9017 - 0.5578) /
-    (1 - 0.5578) = 78% of the gap; a file named <task>-<budget>.json is a budget tried before the study's."""
+    (1 - 0.5578) = 78% of the gap; a file named <task>-<budget>.json is a probe, a budget tried before the study's."""
     lib = sys.modules["results_lib"]
     assert lib.t_mpnet_gates(tmp_path).startswith("No gate is committed yet")
     (tmp_path / "gates").mkdir()
@@ -144,7 +144,7 @@ def test_the_gates_table_reads_the_gate_plans(rt, tmp_path):
     shutil.copy(gates / "sst2.json", tmp_path / "gates" / "sst2-2ep-5e-5.json")
     text = lib.t_mpnet_gates(tmp_path)
     row = "| 2 epochs, 5e-05, warmup 0 | accuracy | 0.5578 | 0.9017 | 78%: goes on | 0.9050 | 2 | 509 |"
-    assert f"| SST-2 | study {row}" in text and f"| SST-2 | tried before {row}" in text
+    assert f"| SST-2 | study {row}" in text and f"| SST-2 | probe {row}" in text
 
 
 def test_warm_started_runs_are_named_alike_on_every_task(rt):
