@@ -272,9 +272,10 @@ def t_conll_final(root: Path = RESULTS) -> str:
     ev = load_json(root / "conll2003" / "evaluation.json")
     t = "conll2003"
     base = {k: per_seed(ev, t, "baseline", 0, k) for k in ("score", "test_score")}
-    same = same_sets((int(r["n"]), r["strategy"], r["cells"][t]["removed"]) for r in ev["summary"]["rows"])
+    summary = summarize(ev["records"])  # glp's row order (unpruned, GLP, the others); the stored summary predates it
+    same = same_sets((int(r["n"]), r["strategy"], r["cells"][t]["removed"]) for r in summary["rows"])
     rows = []
-    for r in ev["summary"]["rows"]:
+    for r in summary["rows"]:
         s, n = r["strategy"], int(r["n"])
         names = same[(n, s)]
         if s != names[0]:

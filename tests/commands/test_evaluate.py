@@ -68,6 +68,24 @@ def test_summarize_median_min_max_and_relative():
     assert float(r["rel_percent"]) == pytest.approx(92.307692, abs=1e-4) and r["removed"] == "3 5"
 
 
+def test_rows_come_unpruned_first_then_glp_and_its_variants_then_the_rest_as_they_came():
+    """Plans are read by file name, so bottom.json's rows come before greedy.json's; the table still starts with
+    the unpruned model and GLP (a warm start is a GLP variant), then the others in their order."""
+    records = (
+        _rec("rte", "bottom", 1, [0.5], removed=(0,))
+        + _rec("rte", "bottom", 2, [0.4], removed=(0, 1))
+        + _rec("rte", "greedy (parent)", 1, [0.6], removed=(5,))
+        + _rec("rte", "greedy", 2, [0.6], removed=(5, 3))
+        + _rec("rte", "greedy", 1, [0.6], removed=(5,))
+        + _rec("rte", "top", 1, [0.6], removed=(5,))
+        + _rec("rte", "baseline", 0, [0.7])
+        + _rec("rte", "greedyish", 1, [0.6], removed=(4,))
+    )
+    assert [(r["strategy"], r["n"]) for r in summarize(records)["rows"]] == [
+        ("baseline", 0), ("greedy (parent)", 1), ("greedy", 1), ("greedy", 2), ("bottom", 1), ("bottom", 2),
+        ("top", 1), ("greedyish", 1)]
+
+
 def test_the_paired_table_sets_glp_against_each_row_of_its_n_seed_by_seed():
     records = (
         _rec("rte", "baseline", 0, [0.60, 0.70, 0.65])

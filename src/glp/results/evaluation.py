@@ -80,7 +80,7 @@ def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> di
     base_score = None
     if base is not None:
         base_score = _row_total(base, tasks)
-    ordered = sorted(rows.values(), key=lambda r: (r["strategy"] != BASELINE, _first_index(records, r), r["n"]))
+    ordered = sorted(rows.values(), key=lambda r: (_rank(r["strategy"]), _first_index(records, r), r["n"]))
     for row in ordered:
         row["score"] = _row_total(row, tasks)
         for t, cell in row["cells"].items():
@@ -97,6 +97,14 @@ def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> di
         "rows": ordered,
         "lower_is_better": sorted(lower),
     }
+
+
+def _rank(strategy: str) -> int:
+    """Rows in a fixed order: the unpruned model, then GLP and its variants ("greedy (parent)"), then the others in
+    the order they come (plans by file name, then the patterns and models of the command line)."""
+    if strategy == BASELINE:
+        return 0
+    return 1 if strategy == REFERENCE or strategy.startswith(REFERENCE + " (") else 2
 
 
 def _first_index(records: Sequence[dict[str, Any]], row: dict[str, Any]) -> int:
