@@ -140,6 +140,59 @@ def test_label_alignment_as_run_ner(tiny_setup):
     assert len(short.extra["word_tags"][0]) == len(short.extra["word_starts"][0]) < 3
 
 
+def _byte_level_model(path):
+    """A tiny RoBERTa: byte-level BPE tokenizer (saved without add_prefix_space, as roberta-base's is) and config."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
+    from tokenizers import models as tok_models
+    from transformers import RobertaConfig, RobertaTokenizerFast
+
+    tok = Tokenizer(tok_models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok.train_from_iterator([" ".join(TINY_WORDS)] * 20, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                                             initial_alphabet=alphabet))
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    RobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                         unk_token="<unk>", mask_token="<mask>").save_pretrained(path)
+    RobertaConfig(vocab_size=len(tok.get_vocab()), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=32).save_pretrained(path)
+    return path
+
+
+def test_words_of_a_byte_level_bpe_tokenizer_read_as_after_a_space(tmp_path, tiny_setup):
+    """transformers tokenizes pre-split words with RoBERTa's tokenizer as if glued together ("fox" unlike the " fox"
+    of running text) unless it was loaded with add_prefix_space=True: glp loads it so for token classification (as
+    run_ner.py does), the export saves it so, and the journal keys say so; a WordPiece tokenizer is left as it is."""
+    from glp import models
+    from glp.data import Examples
+    from glp.models.loader import glues_words
+    from glp.tasks import Task
+
+    model = str(_byte_level_model(tmp_path / "roberta"))
+    plain = models.load_tokenizer(model)
+    assert glues_words(plain) and not plain.add_prefix_space
+    spaced = models.load_tokenizer(model, pre_split_words=True)
+    assert spaced.add_prefix_space and not glues_words(spaced)
+    task = Task("t", ("tokens",), "tags", 2, False, "entity-f1", ("O", "I-PER"), kind="token-classification")
+    kind = kind_of(task)
+    ex = Examples([["the", "quick", "fox"]], None, [np.array([0, 0, 1])], np.arange(1))
+    running = list(plain("the quick fox")["input_ids"])  # <s> the Ġquick Ġfox </s>
+    assert list(kind.encode(ex, spaced, 32).input_ids[0][-3:]) == running[-3:]  # ... Ġquick Ġfox </s>
+    assert list(kind.encode(ex, plain, 32).input_ids[0][-3:]) != running[-3:]  # ... qui ck fo x </s>
+    assert kind.tokenizer_context(spaced) == {"add_prefix_space": True} and kind.tokenizer_context(plain) == {}
+    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+    from glp.commands.export import _save_model
+
+    net = AutoModelForTokenClassification.from_config(AutoConfig.from_pretrained(model))
+    assert _save_model(net, models.resolve(model), tmp_path / "out", kind.pre_split_words) is None
+    assert AutoTokenizer.from_pretrained(tmp_path / "out").add_prefix_space  # a pipeline reads words as trained
+    wordpiece = models.load_tokenizer(str(tiny_setup / "model"), pre_split_words=True)
+    assert not glues_words(wordpiece) and kind.tokenizer_context(wordpiece) == {}
+
+
 def test_bad_input_is_one_line(capsys, tmp_path, tiny_setup):
     model = str(tiny_setup / "model")
     write_conll(tmp_path / "train.txt", 20, 0)

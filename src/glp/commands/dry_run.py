@@ -180,7 +180,7 @@ def dry_run(config: Any) -> DryRun:
     ds = load_data(config)
     kind = kind_of(ds.task)
     split = kind.split(ds.train, config.eval_fraction, config.seed)
-    tokenizer = models.load_tokenizer(source)
+    tokenizer = models.load_tokenizer(source, pre_split_words=kind.pre_split_words)
     hp = config.hparams
     train = kind.encode(split.train, tokenizer, hp.max_seq_length)
     evals = kind.encode(split.eval, tokenizer, hp.max_seq_length)

@@ -121,7 +121,7 @@ def export(
     kind = kind_of(task)
 
     def write(folder: Path) -> dict[str, Any]:  # into a hidden sibling of out, renamed to out when complete
-        tok_note = _save_model(model, source, folder)
+        tok_note = _save_model(model, source, folder, kind.pre_split_words)
         mergekit = None
         if kind.mergekit:
             mergekit = MERGEKIT
@@ -188,9 +188,10 @@ def _finetune(
     return _FineTuned(merged(trial.model), data.task, data.fingerprint, dict(result.metrics), training)
 
 
-def _save_model(model: Any, source: Any, out: Path) -> str | None:
-    """Weights and config (``save_pretrained``, without transformers' progress bar) and the tokenizer into ``out``;
-    a note when no tokenizer could be loaded."""
+def _save_model(model: Any, source: Any, out: Path, pre_split_words: bool = False) -> str | None:
+    """Weights and config (``save_pretrained``, without transformers' progress bar) and the tokenizer into ``out``
+    (loaded as the model was trained: ``pre_split_words``, `glp.models.load_tokenizer`); a note when no tokenizer
+    could be loaded."""
     from transformers.utils import logging as hf_logging  # transformers only when a model is written
 
     bar = hf_logging.is_progress_bar_enabled()
@@ -200,7 +201,7 @@ def _save_model(model: Any, source: Any, out: Path) -> str | None:
     finally:
         if bar:
             hf_logging.enable_progress_bar()
-    tokenizer = models.load_tokenizer(source, required=False)
+    tokenizer = models.load_tokenizer(source, required=False, pre_split_words=pre_split_words)
     if tokenizer is None:
         return f"no tokenizer saved: none could be loaded from {source.name!r}"
     tokenizer.save_pretrained(str(out))

@@ -242,7 +242,7 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
     task = ds.task
     kind = kind_of(task)
     split = kind.split(ds.train, config.eval_fraction, config.seed)
-    tokenizer = models.load_tokenizer(source)
+    tokenizer = models.load_tokenizer(source, pre_split_words=kind.pre_split_words)
     max_len = config.hparams.max_seq_length
     trial_data = TrialData(
         task,
@@ -255,6 +255,7 @@ def open_session(config: PruneConfig, cache_dir: str | os.PathLike[str] | None =
         "task": task.to_dict(),
         "split": split.fingerprint,
         "hparams": config.hparams.to_dict(),
+        **kind.tokenizer_context(tokenizer),
     }
     parents = None
     if config.init == "parent":  # its trials never share a journal key with the pre-trained-init ones

@@ -51,6 +51,9 @@ class TaskKind(ABC):
     lm_eval: ClassVar[bool] = False
     #: does an export describe its kept layers as mergekit slices (``mergekit.yaml``, a decoder's layer stack)?
     mergekit: ClassVar[bool] = False
+    #: does `encode` tokenize sentences already split into words? Their tokenizer is then loaded so that every word
+    #: reads as after a space (``glp.models.load_tokenizer(..., pre_split_words=True)``)
+    pre_split_words: ClassVar[bool] = False
 
     def __init__(self, task: Task):
         self.task = task
@@ -73,6 +76,14 @@ class TaskKind(ABC):
     @abstractmethod
     def encode(self, examples: Examples, tokenizer: Any, max_length: int, cache_dir: Any = None) -> Encoded:
         """Tokenize once (cached); labels in the shape `collate` reads."""
+
+    def tokenizer_context(self, tokenizer: Any) -> dict[str, Any]:
+        """What a journal key notes of the tokenizer beyond the model's files: pre-split words read as after a space
+        (a RoBERTa-like tokenizer loaded with ``add_prefix_space=True``), so that trials of a run whose tokenizer
+        read them glued together are not reused."""
+        if self.pre_split_words and getattr(tokenizer, "add_prefix_space", False):
+            return {"add_prefix_space": True}
+        return {}
 
     # -- model ----------------------------------------------------------------------------------------
     def model_class(self) -> type:

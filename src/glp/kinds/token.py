@@ -102,6 +102,7 @@ class TokenClassification(TaskKind):
     pipeline_tag = "token-classification"
     description = "a tag for every word: named entities (seqeval entity F1), parts of speech (token accuracy)"
     extra_splits = ("test",)
+    pre_split_words = True
 
     @classmethod
     def claims(cls, spec: Any) -> bool:
@@ -270,8 +271,8 @@ class TokenClassification(TaskKind):
                 enc = tokenizer(batch, is_split_into_words=True, truncation=True, max_length=max_length)
             except (TypeError, ValueError) as e:
                 raise DataError(
-                    f"the tokenizer cannot take pre-split words ({e}); BPE tokenizers (RoBERTa, GPT-2) need "
-                    "add_prefix_space=True saved in their tokenizer config"
+                    f"the tokenizer cannot take pre-split words ({e}); token classification needs a fast tokenizer "
+                    "(tokenizer.json) that can"
                 ) from e
             for r in range(len(batch)):
                 word_ids = enc.word_ids(r)

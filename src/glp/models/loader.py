@@ -27,6 +27,7 @@ import importlib
 import importlib.util
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,13 +323,29 @@ def load_config(source: str | ModelSource, **kw: Any) -> Any:
     return _call(src, "config", lambda: AutoConfig.from_pretrained(src.path, **src.kwargs()))
 
 
-def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) -> Any:
-    """The model's tokenizer (``AutoTokenizer``); None when there is none and it is not ``required``."""
+def load_tokenizer(
+    source: str | ModelSource, required: bool = True, *, pre_split_words: bool = False, **kw: Any
+) -> Any:
+    """The model's tokenizer (``AutoTokenizer``); None when there is none and it is not ``required``.
+
+    ``pre_split_words``: the caller tokenizes sentences already split into words (token classification). A tokenizer
+    that would read each word as if no space came before it (byte-level BPE: RoBERTa, GPT-2; transformers no longer
+    refuses pre-split words there) is loaded again with ``add_prefix_space=True``, as transformers' run_ner.py does.
+    """
     from transformers import AutoTokenizer  # deferred: transformers is slow to import; `glp --help` needs none of it
 
     src = resolve(source, **kw)
     try:
         tokenizer = _call(src, "tokenizer", lambda: AutoTokenizer.from_pretrained(src.path, **src.kwargs()))
+        if pre_split_words and glues_words(tokenizer):
+            spaced = {**src.kwargs(), "add_prefix_space": True}
+            tokenizer = _call(src, "tokenizer", lambda: AutoTokenizer.from_pretrained(src.path, **spaced))
+            if glues_words(tokenizer):
+                warnings.warn(
+                    f"the tokenizer of {src.name!r} reads a pre-split word as if no space came before it, even "
+                    "with add_prefix_space=True: words after the first are tokenized unlike in running text",
+                    stacklevel=2,
+                )
     except ModelLoadError:
         if required:
             raise
@@ -341,6 +358,21 @@ def load_tokenizer(source: str | ModelSource, required: bool = True, **kw: Any) 
             f"them knows only its {len(tokenizer)} special tokens; copy the tokenizer files into the model directory"
         )
     return tokenizer
+
+
+def glues_words(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` tokenizes the second of the pre-split words ``["a", "b"]`` unlike the ``" b"`` of
+    ``"a b"``: as if no space came before it. False when it cannot take pre-split words at all."""
+
+    def ids(text: Any, **kw: Any) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False, **kw)["input_ids"])
+
+    try:
+        split = ids(["a", "b"], is_split_into_words=True)[len(ids(["a"], is_split_into_words=True)) :]
+        joined = ids("a b")[len(ids("a")) :]
+    except (TypeError, ValueError):
+        return False
+    return split != joined
 
 
 def load_weights(src: ModelSource, cls: Any, what: str, dtype: Any = None, **kw: Any) -> Any:

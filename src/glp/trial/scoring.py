@@ -175,8 +175,8 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
     """Load the task of ``spec`` (a `glp.data.DataSpec`) as ``glp prune`` does, but keep train whole and score on
     dev (``glp export --finetune`` and ``glp evaluate``)."""
     ds = load_data(spec)
-    tokenizer = models.load_tokenizer(tokenizer_source)
     kind = kind_of(ds.task)
+    tokenizer = models.load_tokenizer(tokenizer_source, pre_split_words=kind.pre_split_words)
     extra = {k: ds.extra_dev[k] for k in kind.extra_splits if k in ds.extra_dev}
     td = TrialData(
         ds.task,
@@ -190,6 +190,7 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
         "dev_rows": len(ds.dev),
         "train_sha256": ds.train.content_hash(),
         "dev_sha256": ds.dev.content_hash(),
+        **kind.tokenizer_context(tokenizer),
     }
     for k, v in extra.items():  # (sequence tasks score dev only: their fingerprints, and journal keys, are as before)
         fp[f"{k}_rows"], fp[f"{k}_sha256"] = len(v), v.content_hash()
@@ -203,7 +204,7 @@ def final_context(model_name: str, source: Any, data: FinalData, hparams: HParam
         "model": model_name,
         "revision": models.weights_revision(source),
         "task": data.task.to_dict(),
-        "data": {k: v for k, v in data.fingerprint.items() if k.endswith("_sha256")},
+        "data": {k: v for k, v in data.fingerprint.items() if k.endswith("_sha256") or k == "add_prefix_space"},
         "hparams": hparams.to_dict(),
     }
 
