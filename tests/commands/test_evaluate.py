@@ -11,7 +11,7 @@ import pytest
 
 from glp.commands.evaluate import EvalConfig, evaluate
 from glp.errors import ConfigError
-from glp.results.evaluation import csv_text, markdown_table, paired_table, summarize, write_outputs
+from glp.results.evaluation import csv_text, markdown_table, paired_table, relabel, summaries, summarize, write_outputs
 from glp.run.rundir import RunDir
 
 
@@ -84,6 +84,10 @@ def test_rows_come_unpruned_first_then_glp_and_its_variants_then_the_rest_as_the
     assert [(r["strategy"], r["n"]) for r in summarize(records)["rows"]] == [
         ("baseline", 0), ("greedy (parent)", 1), ("greedy", 1), ("greedy", 2), ("bottom", 1), ("bottom", 2),
         ("top", 1), ("greedyish", 1)]
+    # renamed for a report (glp report --label greedy=GLP), GLP and its variant keep their places
+    evald = {"records": records, **summaries(records)}
+    assert [r["strategy"] for r in relabel(evald, {"greedy": "GLP"})["summary"]["rows"]][:5] == [
+        "baseline", "greedy (parent)", "GLP", "GLP", "bottom"]
 
 
 def test_the_paired_table_sets_glp_against_each_row_of_its_n_seed_by_seed():

@@ -17,6 +17,7 @@ from glp.data.conll import read_columns
 from glp.errors import DataError
 from glp.kinds import kind_for, kind_of, load_data
 from glp.kinds.token import TokenClassification, detect_scheme
+from glp.tasks import Task
 
 PEOPLE = ["fox", "dog", "man"]
 PLACES = ["stage", "guitar"]
@@ -140,22 +141,26 @@ def test_label_alignment_as_run_ner(tiny_setup):
     assert len(short.extra["word_tags"][0]) == len(short.extra["word_starts"][0]) < 3
 
 
-def _byte_level_model(path):
-    """A tiny RoBERTa: byte-level BPE tokenizer (saved without add_prefix_space, as roberta-base's is) and config."""
+def _byte_level_model(path, cls="roberta", pre=None, **saved):
+    """A tiny RoBERTa config and a byte-level BPE tokenizer: RoBERTa's class (saved without add_prefix_space, as
+    roberta-base's is, or with ``saved``), or the generic class transformers builds a tokenizer.json with (``cls``
+    other than "roberta"), or another pre-tokenizer (``pre``)."""
     from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
     from tokenizers import models as tok_models
-    from transformers import RobertaConfig, RobertaTokenizerFast
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaTokenizerFast
 
     tok = Tokenizer(tok_models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre or pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     alphabet = pre_tokenizers.ByteLevel.alphabet()
-    tok.train_from_iterator([" ".join(TINY_WORDS)] * 20, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                                                             initial_alphabet=alphabet))
+    corpus = [" ".join(TINY_WORDS) + " the dog's guitar"] * 20
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=alphabet)
+    tok.train_from_iterator(corpus, trainer)
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    RobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                         unk_token="<unk>", mask_token="<mask>").save_pretrained(path)
+    make = RobertaTokenizerFast if cls == "roberta" else PreTrainedTokenizerFast
+    make(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+         mask_token="<mask>", **saved).save_pretrained(path)
     RobertaConfig(vocab_size=len(tok.get_vocab()), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=32).save_pretrained(path)
     return path
@@ -167,7 +172,7 @@ def test_words_of_a_byte_level_bpe_tokenizer_read_as_after_a_space(tmp_path, tin
     run_ner.py does), the export saves it so, and the journal keys say so; a WordPiece tokenizer is left as it is."""
     from glp import models
     from glp.data import Examples
-    from glp.models.loader import glues_words
+    from glp.models.words import glues_words
     from glp.tasks import Task
 
     model = str(_byte_level_model(tmp_path / "roberta"))
@@ -191,6 +196,30 @@ def test_words_of_a_byte_level_bpe_tokenizer_read_as_after_a_space(tmp_path, tin
     assert AutoTokenizer.from_pretrained(tmp_path / "out").add_prefix_space  # a pipeline reads words as trained
     wordpiece = models.load_tokenizer(str(tiny_setup / "model"), pre_split_words=True)
     assert not glues_words(wordpiece) and kind.tokenizer_context(wordpiece) == {}
+
+
+def test_a_byte_level_tokenizer_is_spaced_whatever_its_class_and_left_alone_when_spaced_or_beyond_mending(tmp_path):
+    """A generic tokenizer class keeps add_prefix_space=True without applying it: glp sets its byte-level
+    pre-tokenizer. One saved with add_prefix_space=True is left alone and its journal keys stay as they were. One
+    that add_prefix_space cannot mend (a split before a byte-level step without its own regex, as Qwen2's: a space
+    would go before "'s" too) is kept as it was, with a warning."""
+    from tokenizers import Regex, pre_tokenizers
+
+    from glp import models
+    from glp.models.words import glues_words
+
+    kind = kind_of(Task("t", ("tokens",), "tags", 2, False, "entity-f1", ("O", "I-PER"), kind="token-classification"))
+    generic = models.load_tokenizer(str(_byte_level_model(tmp_path / "generic", cls="generic")), pre_split_words=True)
+    assert not glues_words(generic) and kind.tokenizer_context(generic) == {"add_prefix_space": True}
+    ready = models.load_tokenizer(str(_byte_level_model(tmp_path / "ready", add_prefix_space=True)),
+                                  pre_split_words=True)
+    assert ready.add_prefix_space and not glues_words(ready) and kind.tokenizer_context(ready) == {}
+    split = pre_tokenizers.Split(Regex(r"'s|\s?\w+|\s+"), behavior="isolated")
+    pre = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    model = str(_byte_level_model(tmp_path / "qwen-like", cls="generic", pre=pre))
+    with pytest.warns(UserWarning, match="add_prefix_space=True does not mend it"):
+        kept = models.load_tokenizer(model, pre_split_words=True)
+    assert glues_words(kept) and kind.tokenizer_context(kept) == {}
 
 
 def test_bad_input_is_one_line(capsys, tmp_path, tiny_setup):

@@ -11,9 +11,19 @@ from __future__ import annotations
 from glp.kinds import causal_lm as _causal_lm  # noqa: F401 - the built-in kinds register themselves on import
 from glp.kinds import sequence as _sequence  # noqa: F401
 from glp.kinds import token as _token  # noqa: F401
-from glp.kinds.base import TaskKind
+from glp.kinds.base import WORDS_SPACED, TaskKind
 from glp.kinds.registry import DEFAULT_KIND, KINDS, kind_for, kind_of, load_data, load_plugins, register_kind
 
 load_plugins()
 
-__all__ = ["DEFAULT_KIND", "KINDS", "TaskKind", "kind_for", "kind_of", "load_data", "load_plugins", "register_kind"]
+__all__ = [
+    "DEFAULT_KIND",
+    "KINDS",
+    "WORDS_SPACED",
+    "TaskKind",
+    "kind_for",
+    "kind_of",
+    "load_data",
+    "load_plugins",
+    "register_kind",
+]

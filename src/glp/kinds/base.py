@@ -30,6 +30,10 @@ import torch
 from glp.data import DataSpec, Encoded, Examples, SearchSplit, TaskDataset, collate_inputs
 from glp.tasks import Task
 
+#: the attribute ``glp.models.load_tokenizer`` sets on a tokenizer it loaded with ``add_prefix_space=True`` (its
+#: pre-split words read as after a space; the tokenizer's own ``add_prefix_space`` is True for many that glp left alone)
+WORDS_SPACED = "glp_words_spaced"
+
 
 class TaskKind(ABC):
     """One kind of task, bound to one `Task`. Subclass, set the class attributes, register in `glp.kinds.KINDS`."""
@@ -78,10 +82,9 @@ class TaskKind(ABC):
         """Tokenize once (cached); labels in the shape `collate` reads."""
 
     def tokenizer_context(self, tokenizer: Any) -> dict[str, Any]:
-        """What a journal key notes of the tokenizer beyond the model's files: pre-split words read as after a space
-        (a RoBERTa-like tokenizer loaded with ``add_prefix_space=True``), so that trials of a run whose tokenizer
-        read them glued together are not reused."""
-        if self.pre_split_words and getattr(tokenizer, "add_prefix_space", False):
+        """What a journal key notes of the tokenizer beyond the model's files: that glp spaced its pre-split words
+        (`WORDS_SPACED`), so that trials of a run whose tokenizer read them glued together are not reused."""
+        if self.pre_split_words and getattr(tokenizer, WORDS_SPACED, False):
             return {"add_prefix_space": True}
         return {}
 

@@ -41,6 +41,7 @@ from glp import checkpoint
 from glp.errors import GLPError, ModelLoadError, one_line  # noqa: F401 - ModelLoadError: glp.models.ModelLoadError too
 from glp.layers import config_num_layers
 from glp.models.progress import LoadProgress
+from glp.models.words import spaced_words
 
 PACKAGE_PREFIX = "pkg:"
 
@@ -328,24 +329,27 @@ def load_tokenizer(
 ) -> Any:
     """The model's tokenizer (``AutoTokenizer``); None when there is none and it is not ``required``.
 
-    ``pre_split_words``: the caller tokenizes sentences already split into words (token classification). A tokenizer
-    that would read each word as if no space came before it (byte-level BPE: RoBERTa, GPT-2; transformers no longer
-    refuses pre-split words there) is loaded again with ``add_prefix_space=True``, as transformers' run_ner.py does.
+    ``pre_split_words``: the caller tokenizes sentences already split into words (token classification); a tokenizer
+    that would read each word as if no space came before it is loaded so that it does not (`glp.models.words`).
     """
     from transformers import AutoTokenizer  # deferred: transformers is slow to import; `glp --help` needs none of it
 
     src = resolve(source, **kw)
     try:
         tokenizer = _call(src, "tokenizer", lambda: AutoTokenizer.from_pretrained(src.path, **src.kwargs()))
-        if pre_split_words and glues_words(tokenizer):
-            spaced = {**src.kwargs(), "add_prefix_space": True}
-            tokenizer = _call(src, "tokenizer", lambda: AutoTokenizer.from_pretrained(src.path, **spaced))
-            if glues_words(tokenizer):
+        if pre_split_words:
+            spaced_kw = {**src.kwargs(), "add_prefix_space": True}
+            spaced = spaced_words(
+                tokenizer, lambda: _call(src, "tokenizer", lambda: AutoTokenizer.from_pretrained(src.path, **spaced_kw))
+            )
+            if spaced is None:
                 warnings.warn(
-                    f"the tokenizer of {src.name!r} reads a pre-split word as if no space came before it, even "
-                    "with add_prefix_space=True: words after the first are tokenized unlike in running text",
+                    f"the tokenizer of {src.name!r} reads a pre-split word unlike the same word in running text, and "
+                    "add_prefix_space=True does not mend it: words after the first of a sentence are tokenized as if "
+                    "glued to the one before",
                     stacklevel=2,
                 )
+            tokenizer = spaced or tokenizer
     except ModelLoadError:
         if required:
             raise
@@ -358,21 +362,6 @@ def load_tokenizer(
             f"them knows only its {len(tokenizer)} special tokens; copy the tokenizer files into the model directory"
         )
     return tokenizer
-
-
-def glues_words(tokenizer: Any) -> bool:
-    """Whether ``tokenizer`` tokenizes the second of the pre-split words ``["a", "b"]`` unlike the ``" b"`` of
-    ``"a b"``: as if no space came before it. False when it cannot take pre-split words at all."""
-
-    def ids(text: Any, **kw: Any) -> list[int]:
-        return list(tokenizer(text, add_special_tokens=False, **kw)["input_ids"])
-
-    try:
-        split = ids(["a", "b"], is_split_into_words=True)[len(ids(["a"], is_split_into_words=True)) :]
-        joined = ids("a b")[len(ids("a")) :]
-    except (TypeError, ValueError):
-        return False
-    return split != joined
 
 
 def load_weights(src: ModelSource, cls: Any, what: str, dtype: Any = None, **kw: Any) -> Any:

@@ -29,6 +29,7 @@ from glp.trial.scoring import FINAL_PROTOCOL as PROTOCOL
 
 SCHEMA = "glp.evaluation/1"
 BASELINE = "baseline"  # the strategy of the row with no layer removed (n = 0)
+REFERENCE = "greedy"  # the row the paired table sets against every other one: GLP
 
 
 def row_score(medians: dict[str, float]) -> float | None:
@@ -43,7 +44,9 @@ def row_score(medians: dict[str, float]) -> float | None:
     return float(statistics.fmean(medians.values()))
 
 
-def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> dict[str, Any]:
+def summarize(
+    records: Sequence[dict[str, Any]], score_key: str = "score", reference: str = REFERENCE
+) -> dict[str, Any]:
     """Median / min / max over seeds per (strategy, n, task), the row score and the relative performance.
 
     ``records`` are dicts with ``task, strategy, n, removed, seed, score`` (score None = failed trial) and
@@ -80,7 +83,7 @@ def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> di
     base_score = None
     if base is not None:
         base_score = _row_total(base, tasks)
-    ordered = sorted(rows.values(), key=lambda r: (_rank(r["strategy"]), _first_index(records, r), r["n"]))
+    ordered = sorted(rows.values(), key=lambda r: (_rank(r["strategy"], reference), _first_index(records, r), r["n"]))
     for row in ordered:
         row["score"] = _row_total(row, tasks)
         for t, cell in row["cells"].items():
@@ -99,12 +102,13 @@ def summarize(records: Sequence[dict[str, Any]], score_key: str = "score") -> di
     }
 
 
-def _rank(strategy: str) -> int:
-    """Rows in a fixed order: the unpruned model, then GLP and its variants ("greedy (parent)"), then the others in
-    the order they come (plans by file name, then the patterns and models of the command line)."""
+def _rank(strategy: str, reference: str) -> int:
+    """Rows in a fixed order: the unpruned model, then GLP (``reference``, as the rows name it) and its variants
+    ("greedy (parent)"), then the others in the order they come (plans by file name, then the patterns and models of
+    the command line)."""
     if strategy == BASELINE:
         return 0
-    return 1 if strategy == REFERENCE or strategy.startswith(REFERENCE + " (") else 2
+    return 1 if strategy == reference or strategy.startswith((reference + " (", REFERENCE + " (")) else 2
 
 
 def _first_index(records: Sequence[dict[str, Any]], row: dict[str, Any]) -> int:
@@ -165,7 +169,6 @@ def removal_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-REFERENCE = "greedy"  # the row the paired table sets against every other one: GLP
 TIE = 1e-4  # a paired difference this small is a tie: the same set and seed on other threads differs in the 6th decimal
 DISTILLED = " (distilled, "  # how a distilled row's name goes on: "top (distilled, teacher init)"
 
@@ -378,15 +381,15 @@ def relabel(evald: dict[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
         twice = sorted({a for a in after if after.count(a) > 1})
         raise ConfigError(f"--label: two rows would both be named {twice[0]!r}")
     records = [{**r, "strategy": labels.get(str(r["strategy"]), r["strategy"])} for r in evald["records"]]
-    out = {**evald, "records": records, **summaries(records)}
+    out = {**evald, "records": records, **summaries(records, labels.get(REFERENCE, REFERENCE))}
     if REFERENCE in labels:  # the paired table's GLP row under its new name
         out["summary"]["reference"] = labels[REFERENCE]
     return out
 
 
-def summaries(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def summaries(records: Sequence[dict[str, Any]], reference: str = REFERENCE) -> dict[str, dict[str, Any]]:
     """An evaluation's summaries of ``records``: ``summary`` of the main score, and ``summary_<split>`` of each extra
-    scored set (a record's ``<split>_score``, e.g. token classification's test)."""
+    scored set (a record's ``<split>_score``, e.g. token classification's test); ``reference``: GLP's row's name."""
     splits = sorted({k[: -len("_score")] for r in records for k in r if k.endswith("_score") and k != "score"})
-    extra = {f"summary_{s}": summarize(records, score_key=f"{s}_score") for s in splits}
-    return {"summary": summarize(records), **extra}
+    extra = {f"summary_{s}": summarize(records, f"{s}_score", reference) for s in splits}
+    return {"summary": summarize(records, reference=reference), **extra}
