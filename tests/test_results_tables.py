@@ -131,6 +131,8 @@ def test_the_decoder_reevaluation_table_pairs_glp_by_seed_beside_the_first_evalu
                 "| 6 | Gromov et al. | 18,17,16,15,14,13 | **51.70 (50.66–52.73)** | 51.70 |"):
         assert row in text, row
     assert "| 4 | SLEB |" not in text and "| 6 | GLP = SLEB |" in text  # one row per set
+    assert ("one seed on 32 blocks → the median of 3 seeds on the whole test set: n = 2: SLEB → GLP; "
+            "n = 4: GLP = SLEB → GLP = SLEB; n = 6: Gromov et al. → Gromov et al.; n = 8: GLP → GLP.") in text
 
 
 def test_the_gates_table_reads_the_gate_plans(rt, tmp_path):
