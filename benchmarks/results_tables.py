@@ -450,7 +450,8 @@ def t_llm_reeval(root: Path = RESULTS) -> str:
             "1 seed, 32 blocks", "ARC-Easy acc", "PIQA acc", "GLP vs it, per seed (W/T/L)"]
 
     def lowest(scores: dict[str, float]) -> str:  # the lowest perplexity's rows (one set: several names)
-        return " = ".join(names[s] for s, v in scores.items() if v == min(scores.values()))
+        low = min(scores.values())
+        return " = ".join(names[s] for s, v in scores.items() if v == low)
 
     changes = [f"n = {n}: {lowest({s: once[(s, m)] for m, s in keys if m == n and (s, m) in once})} → "
                f"{lowest({s: med[(m, s)] for m, s in keys if m == n})}" for n in sorted(best)]

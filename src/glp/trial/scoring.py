@@ -169,6 +169,7 @@ class FinalData:
     dataset: Any
     trial_data: TrialData  # train = the whole train set, eval = dev
     fingerprint: dict[str, Any]
+    tokenizer_context: dict[str, Any]  # what the journal keys note of the tokenizer (`TaskKind.tokenizer_context`)
 
 
 def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir: Any = None) -> FinalData:
@@ -177,6 +178,7 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
     ds = load_data(spec)
     kind = kind_of(ds.task)
     tokenizer = models.load_tokenizer(tokenizer_source, pre_split_words=kind.pre_split_words)
+    tokenizer_context = kind.tokenizer_context(tokenizer)
     extra = {k: ds.extra_dev[k] for k in kind.extra_splits if k in ds.extra_dev}
     td = TrialData(
         ds.task,
@@ -190,11 +192,11 @@ def final_data(spec: Any, tokenizer_source: Any, max_seq_length: int, cache_dir:
         "dev_rows": len(ds.dev),
         "train_sha256": ds.train.content_hash(),
         "dev_sha256": ds.dev.content_hash(),
-        **kind.tokenizer_context(tokenizer),
+        **tokenizer_context,  # recorded with the data (evaluation.json, the export's manifest)
     }
     for k, v in extra.items():  # (sequence tasks score dev only: their fingerprints, and journal keys, are as before)
         fp[f"{k}_rows"], fp[f"{k}_sha256"] = len(v), v.content_hash()
-    return FinalData(ds.task, ds, td, fp)
+    return FinalData(ds.task, ds, td, fp, tokenizer_context)
 
 
 def final_context(model_name: str, source: Any, data: FinalData, hparams: HParams) -> dict[str, Any]:
@@ -204,8 +206,9 @@ def final_context(model_name: str, source: Any, data: FinalData, hparams: HParam
         "model": model_name,
         "revision": models.weights_revision(source),
         "task": data.task.to_dict(),
-        "data": {k: v for k, v in data.fingerprint.items() if k.endswith("_sha256") or k == "add_prefix_space"},
+        "data": {k: v for k, v in data.fingerprint.items() if k.endswith("_sha256")},
         "hparams": hparams.to_dict(),
+        **data.tokenizer_context,  # as glp prune's context notes it
     }
 
 
