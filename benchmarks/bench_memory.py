@@ -54,7 +54,8 @@ MALLOC = {"mmap": {"MALLOC_MMAP_THRESHOLD_": "65536"}, "default": {}}
 ABOUT = (
     "Peak memory of one candidate's trial (glp.trial.scoring.Trial: candidate, heal, TrainLoop; 2 optimizer steps, "
     "or for heal none one evaluation batch), in bytes above the process's resident memory after its imports, each "
-    "configuration in a fresh process. CPU: 2 shared cores (AVX2, no native bf16), torch 2.13, transformers 5.25, "
+    "configuration in a fresh process. CPU: 2 shared cores (AVX2, no native bf16) where a row names no 'cpu' (and "
+    "'date' of its measurement), torch 2.13, transformers 5.25, "
     "peft 0.21. 'measured': glibc with MALLOC_MMAP_THRESHOLD_=65536 (freed tensors leave the resident set); "
     "'measured_default_malloc': glibc's defaults. train_seconds_per_step is on a machine shared with other jobs: "
     "not a speed measurement. 'predicted': glp.memory.estimate of 'shape' and 'setting'."
@@ -411,6 +412,10 @@ def main() -> None:
                 lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
                 if lines:
                     row["measured"] = json.loads(lines[-1][len("RESULT ") :])
+                    from bench_peak import cpu_flags  # the CPU's model and its bf16 flags
+
+                    row["cpu"] = cpu_flags()  # where it was measured (a row without one: the machine ABOUT names)
+                    row["date"] = time.strftime("%Y-%m-%d")
                     row.pop("skipped", None)
                 else:
                     row["error"] = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]

@@ -7,7 +7,8 @@ float32 (PEFT upcasts them over bf16 weights), and the tensors autograd saves fo
 token and per layer from what a Llama-style decoder layer saves (`_layer_saved`; SDPA's flash/efficient kernels, so
 nothing quadratic in the sequence length). The loss adds about 12 bytes per token and vocabulary entry (logits, their
 float32 copy, log-softmax and its gradient). Evaluation (`TrainLoop.predict`, also every heal's last act and all of
-``--heal none``) holds the eval batch's logits the same way, and the KV cache transformers builds in eval mode.
+``--heal none``) holds the eval batch's logits once, in the compute dtype, scores them in float32 pieces of
+`EVAL_PIECE` logits, and holds the KV cache transformers builds in eval mode.
 
 Checked against peak resident memory measured on a CPU for SmolLM2-135M and random 0.5B / 1B Llama configs
 (``benchmarks/bench_memory.py``; docs/parallel.md has the table and the tolerance). On CUDA, add the CUDA context
@@ -27,6 +28,8 @@ from typing import Any
 from glp.errors import ConfigError
 
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+#: logits per float32 piece of the evaluation loss (16 MB): evaluation holds the batch's logits once, not 3x
+EVAL_PIECE = 1 << 22
 #: bitsandbytes NF4 with double quantization: 4 bits + an 8-bit scale per 64 weights + a float32 per 256 scales
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
 GiB = 2**30
@@ -274,13 +277,15 @@ def _activations(shape: ModelShape, s: Setting) -> tuple[int, int]:
 
 def _eval_bytes(shape: ModelShape, s: Setting) -> int:
     """Evaluation's transient: at the end of the forward pass the KV cache transformers builds in eval mode, one
-    layer's working set and the logits; then, the cache gone, the eval batch's logits through the loss."""
+    layer's working set and the logits; then, the cache gone, the logits and one piece of them through the loss in
+    float32 (its copy and log-softmax; `glp.kinds.causal_lm` scores `EVAL_PIECE` logits at a time)."""
     tokens = s.eval_batch * s.seq_len
     c = s.compute_bytes
     kv_cache = 2 * shape.kv_dim * c * shape.layers
     working = (6 * shape.hidden + 3 * shape.intermediate) * c + 4 * shape.hidden
     forward = tokens * (kv_cache + working + shape.vocab * c)
-    return int(max(forward, _logits_bytes(shape.vocab, tokens)))
+    piece = min(tokens, max(1, EVAL_PIECE // shape.vocab)) * shape.vocab
+    return int(max(forward, tokens * shape.vocab * c + 8 * piece))
 
 
 def _weights(shape: ModelShape, full: ModelShape, s: Setting) -> tuple[dict[str, int], int]:

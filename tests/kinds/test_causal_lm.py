@@ -141,6 +141,25 @@ def test_text_is_packed_into_blocks_and_scored_by_perplexity(lm_root, tmp_path):
     assert pred[:, 1].sum() == 3 * 11  # every token after the first of a block counts
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_evaluation_loss_in_pieces_is_the_training_loss_per_token(monkeypatch, dtype):
+    """reduce() scores the batch's logits in float32 pieces (bf16 logits are never copied whole): every token's NLL
+    equals the one-piece float32 computation's, masked tokens and piece edges included."""
+    from glp.kinds import causal_lm
+
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(3, 7, 11, generator=g) * 4).to(dtype)
+    labels = torch.randint(0, 11, (3, 7), generator=g)
+    labels[0, :3] = causal_lm.IGNORE  # a prompt: not counted
+    labels[2, 5:] = causal_lm.IGNORE  # padding
+    want, want_mask = causal_lm.CausalLM._token_nll(logits.float(), labels)
+    for piece in (11, 2 * 11, 5 * 11, 1 << 22):  # 1, 2 and 5 rows per piece (across rows' ends), and one piece
+        monkeypatch.setattr(causal_lm, "EVAL_PIECE", piece)
+        got, mask = causal_lm.CausalLM._token_nll_pieces(logits, labels)
+        assert torch.equal(got, want) and torch.equal(mask, want_mask)
+    assert (got[0, :2] == 0).all() and (got[0, 2:] > 0).all() and (got[2, 4:] == 0).all()
+
+
 def test_articles_stay_on_one_side_of_the_search_split(lm_root, tmp_path):
     s = _session(lm_root, tmp_path / "r")
     train_groups, eval_groups = set(s.split.train.groups.tolist()), set(s.split.eval.groups.tolist())

@@ -125,9 +125,10 @@ class TaskKind(ABC):
     bf16_on_cpu: ClassVar[bool] = False
 
     def reduce(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """One evaluation batch's float32 logits → what `gather` collects (on the device). The default keeps the
-        logits; a kind whose logits are too large to keep for a whole split (a vocabulary per token) sums here."""
-        return logits
+        """One evaluation batch's logits (in the model's dtype: bf16 under autocast) → what `gather` collects (on
+        the device). The default keeps them as float32; a kind whose logits are too large to keep for a whole split
+        (a vocabulary per token) sums here."""
+        return logits.float()
 
     def gather(self, outputs: Sequence[torch.Tensor], order: Sequence[np.ndarray], table: Encoded) -> Any:
         """Per-batch outputs on the device (batches of the rows of ``table`` in ``order``) → predictions of the rows

@@ -45,6 +45,7 @@ from glp.data import (
 from glp.errors import DataError, TaskError, reading
 from glp.kinds.base import TaskKind
 from glp.kinds.registry import register_kind
+from glp.memory import EVAL_PIECE
 from glp.tasks import Task
 
 WIKITEXT2 = "wikitext2"
@@ -312,8 +313,26 @@ class CausalLM(TaskKind):
 
     # -- scoring --------------------------------------------------------------------------------------
     def reduce(self, logits, batch):
-        nll, mask = self._token_nll(logits, batch["labels"])
+        nll, mask = self._token_nll_pieces(logits, batch["labels"])
         return torch.stack([nll.double().sum(1), mask.double().sum(1)], dim=1)
+
+    @staticmethod
+    def _token_nll_pieces(logits, labels):
+        """`_token_nll` without gradients, in pieces of at most `EVAL_PIECE` logits: the batch's logits stay once,
+        in the model's dtype, with one float32 piece beside them (not a float32 copy of the whole batch and its
+        log-softmax). Each token's value is the same as `_token_nll`'s: cross-entropy is computed row by row."""
+        rows, vocab = labels.numel(), logits.shape[-1]
+        target = torch.full_like(labels, IGNORE)  # the next token at each position; the last one counts nothing
+        target[:, :-1] = labels[:, 1:]
+        flat, target = logits.reshape(rows, vocab), target.reshape(-1)
+        nll = torch.empty(rows, dtype=torch.float32, device=logits.device)
+        step = max(1, EVAL_PIECE // vocab)
+        with torch.no_grad():
+            for a in range(0, rows, step):
+                piece = flat[a : a + step].float()
+                nll[a : a + step] = F.cross_entropy(piece, target[a : a + step], ignore_index=IGNORE, reduction="none")
+        nll = nll.view(labels.shape)[:, :-1]
+        return nll, labels[:, 1:] != IGNORE
 
     def score(self, predictions: np.ndarray, table) -> tuple[dict[str, float], float | None]:
         total, count = float(predictions[:, 0].sum()), float(predictions[:, 1].sum())

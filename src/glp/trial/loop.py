@@ -395,7 +395,7 @@ class TrainLoop:
             outs, order = [], []
             for idx in eval_batches(table.lengths, bs):
                 batch = to_device(self.kind.collate(table, idx, self.pad_id), self.device)
-                outs.append(self.kind.reduce(self._logits(batch).float(), batch))  # per batch, on the device
+                outs.append(self.kind.reduce(self._logits(batch), batch))  # per batch, on the device
                 order.append(idx)
             predictions = self.kind.gather(outs, order, table)  # one transfer at the end
         except torch.OutOfMemoryError:
