@@ -7,8 +7,8 @@ float32 (PEFT upcasts them over bf16 weights), and the tensors autograd saves fo
 token and per layer from what a Llama-style decoder layer saves (`_layer_saved`; SDPA's flash/efficient kernels, so
 nothing quadratic in the sequence length). The loss adds about 12 bytes per token and vocabulary entry (logits, their
 float32 copy, log-softmax and its gradient). Evaluation (`TrainLoop.predict`, also every heal's last act and all of
-``--heal none``) holds the eval batch's logits once, in the compute dtype, scores them in float32 pieces of
-`EVAL_PIECE` logits, and holds the KV cache transformers builds in eval mode.
+``--heal none``) holds the eval batch's logits once, in the compute dtype, and scores them in float32 pieces of
+`EVAL_PIECE` logits; it builds no KV cache (``use_cache=False``).
 
 Checked against peak resident memory measured on a CPU for SmolLM2-135M and random 0.5B / 1B Llama configs
 (``benchmarks/bench_memory.py``; docs/parallel.md has the table and the tolerance). On CUDA, add the CUDA context
@@ -276,14 +276,13 @@ def _activations(shape: ModelShape, s: Setting) -> tuple[int, int]:
 
 
 def _eval_bytes(shape: ModelShape, s: Setting) -> int:
-    """Evaluation's transient: at the end of the forward pass the KV cache transformers builds in eval mode, one
-    layer's working set and the logits; then, the cache gone, the logits and one piece of them through the loss in
-    float32 (its copy and log-softmax; `glp.kinds.causal_lm` scores `EVAL_PIECE` logits at a time)."""
+    """Evaluation's transient (no KV cache: glp's forward passes ask for none): at the end of the forward pass one
+    layer's working set and the logits; then the logits and one piece of them through the loss in float32 (its copy
+    and log-softmax; `glp.kinds.causal_lm` scores `EVAL_PIECE` logits at a time)."""
     tokens = s.eval_batch * s.seq_len
     c = s.compute_bytes
-    kv_cache = 2 * shape.kv_dim * c * shape.layers
     working = (6 * shape.hidden + 3 * shape.intermediate) * c + 4 * shape.hidden
-    forward = tokens * (kv_cache + working + shape.vocab * c)
+    forward = tokens * (working + shape.vocab * c)
     piece = min(tokens, max(1, EVAL_PIECE // shape.vocab)) * shape.vocab
     return int(max(forward, tokens * shape.vocab * c + 8 * piece))
 

@@ -287,7 +287,7 @@ class TrainLoop:
 
     def _logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         with self.autocast():
-            return self.forward(**model_inputs(batch)).logits
+            return self.forward(**model_inputs(batch), **self.kind.forward_kwargs).logits
 
     def _train_step(self, idx: np.ndarray) -> torch.Tensor:
         """Forward + backward of one batch (in ``grad_accum`` micro-batches); the batch's mean loss."""
