@@ -160,6 +160,50 @@ def test_evaluation_loss_in_pieces_is_the_training_loss_per_token(monkeypatch, d
     assert (got[0, :2] == 0).all() and (got[0, 2:] > 0).all() and (got[2, 4:] == 0).all()
 
 
+def test_every_forward_pass_asks_for_no_kv_cache_and_a_proxy_loss_is_the_training_loss(lm_root, tmp_path):
+    """Scoring needs no KV cache (transformers builds one in eval mode and keeps it to the end of the pass): the
+    training loop's passes, the proxies' and the loss proxy's all say use_cache=False; the loss proxy's sum without a
+    gradient (in float32 pieces) is the training loss's, exactly."""
+    from types import SimpleNamespace
+
+    from glp.kinds import kind_of
+    from glp.search import proxies
+
+    session = _session(lm_root, tmp_path / "r")
+    kind, table = kind_of(session.task), session.trial_data.eval
+    trial = session.spec.trial((), 42)
+    seen = []
+
+    def record(module, args, kwargs):
+        seen.append(kwargs.get("use_cache"))
+
+    hook = trial.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        trial.loop.predict(table)
+        trial.advance(1.0)
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {False}
+
+    config = SimpleNamespace(device=None, proxy_examples=64, seed=42)
+    scorers = [proxies.make_proxy("bi", config, session), proxies.make_block_angular(config, session)]
+    for scorer in scorers:
+        seen.clear()
+        hook = scorer.model.register_forward_pre_hook(record, with_kwargs=True)
+        try:
+            scorer((), [0, 1]) if isinstance(scorer, proxies.SimilarityProxy) else scorer(1, [0, 1, 2, 3])
+            proxies.task_loss(scorer.model, table, kind)
+        finally:
+            hook.remove()
+        assert seen and set(seen) == {False}
+
+    batch = {k: torch.from_numpy(v) for k, v in kind.collate(table, np.arange(4), 0).items()}
+    logits = torch.randn(*batch["input_ids"].shape, 50, requires_grad=True)
+    with torch.no_grad():
+        pieces = kind.loss_sum(logits, batch["labels"])
+    assert torch.equal(pieces, kind.loss_sum(logits, batch["labels"]).detach())
+
+
 def test_articles_stay_on_one_side_of_the_search_split(lm_root, tmp_path):
     s = _session(lm_root, tmp_path / "r")
     train_groups, eval_groups = set(s.split.train.groups.tolist()), set(s.split.eval.groups.tolist())

@@ -81,10 +81,15 @@ def _pad_id(model: torch.nn.Module) -> int:
 
 
 def block_similarity(
-    model: torch.nn.Module, table: Encoded, kind: str, device: torch.device | None = None
+    model: torch.nn.Module,
+    table: Encoded,
+    kind: str,
+    device: torch.device | None = None,
+    forward_kwargs: dict[str, Any] | None = None,
 ) -> list[float]:
     """Per block of ``model``'s stack: 1 - cos (``bi``) or arccos(cos)/pi (``angular``) of input vs output, over
-    the non-padding tokens (labels play no part)."""
+    the non-padding tokens (labels play no part). ``forward_kwargs``: the task kind's (a causal LM's
+    ``use_cache=False``)."""
 
     device = device or torch.device("cpu")
     stack = find_layer_stack(model)
@@ -112,7 +117,7 @@ def block_similarity(
             for batch in _batches(table, None, _pad_id(model), device):
                 mask_holder["mask"] = batch["attention_mask"]
                 count += int(batch["attention_mask"].sum())
-                model(**batch)
+                model(**batch, **(forward_kwargs or {}))
     finally:
         for h in handles:
             h.remove()
@@ -127,13 +132,18 @@ def task_loss(model: torch.nn.Module, table: Encoded, task_kind: Any, device: to
     with torch.inference_mode():
         for batch in _batches(table, task_kind, _pad_id(model), device):
             labels = batch.pop("labels")
-            logits = model(**batch).logits
-            total += float(task_kind.loss_sum(logits.float(), labels))
+            logits = model(**batch, **task_kind.forward_kwargs).logits
+            total += float(task_kind.loss_sum(logits, labels))  # no gradient: a causal LM's in float32 pieces
             units += task_kind.units({"labels": labels})
     return total / max(units, 1)
 
 
-def boundary_states(model: torch.nn.Module, table: Encoded, device: torch.device | None = None) -> torch.Tensor:
+def boundary_states(
+    model: torch.nn.Module,
+    table: Encoded,
+    device: torch.device | None = None,
+    forward_kwargs: dict[str, Any] | None = None,
+) -> torch.Tensor:
     """The hidden state of each sequence's last token at every block boundary of ``model``'s stack: the input of
     block 0, ..., the input of block L-1 and the output of block L-1; float64, shape (L + 1, rows, hidden)."""
 
@@ -162,7 +172,7 @@ def boundary_states(model: torch.nn.Module, table: Encoded, device: torch.device
         with torch.inference_mode():
             for batch in _batches(table, None, _pad_id(model), device):
                 last["pos"] = batch["attention_mask"].sum(1) - 1  # right padding: the last real token
-                model(**batch)
+                model(**batch, **(forward_kwargs or {}))
     finally:
         for h in handles:
             h.remove()
@@ -175,14 +185,14 @@ class BlockAngular:
     last token's hidden state at the block's input (x_l) and at its output (x_{l+n}), averaged over the examples;
     the block with the smallest distance is removed. Computed once, on the unpruned model."""
 
-    def __init__(self, model: Any, table: Encoded, device: Any = None):
-        self.model, self.table, self.device = model, table, device
+    def __init__(self, model: Any, table: Encoded, device: Any = None, forward_kwargs: dict[str, Any] | None = None):
+        self.model, self.table, self.device, self.forward_kwargs = model, table, device, forward_kwargs
         self._states: Any = None
 
     def __call__(self, n: int, removable: Sequence[int]) -> dict[int, float]:
         """Distance of every block [l, l + n) whose layers may all be removed, by its first layer l."""
         if self._states is None:
-            self._states = boundary_states(self.model, self.table, self.device)
+            self._states = boundary_states(self.model, self.table, self.device, self.forward_kwargs)
         x = self._states
         allowed = set(removable)
         out = {}
@@ -198,7 +208,8 @@ def make_block_angular(config: Any, session: Any) -> BlockAngular:
 
     device = torch.device(config.device) if config.device else None
     table = _proxy_table(session.trial_data, config.proxy_examples)
-    return BlockAngular(build_model(session.spec.model, session.task, seed=config.seed), table, device)
+    model = build_model(session.spec.model, session.task, seed=config.seed)
+    return BlockAngular(model, table, device, kind_of(session.task).forward_kwargs)
 
 
 class SimilarityProxy(Proxy):
@@ -206,8 +217,11 @@ class SimilarityProxy(Proxy):
 
     measure = "bi"  # the registered subclasses fix it
 
-    def __init__(self, kind: str, model: Any, table: Encoded, device: Any = None):
+    def __init__(
+        self, kind: str, model: Any, table: Encoded, device: Any = None, forward_kwargs: dict[str, Any] | None = None
+    ):
         self.kind, self.model, self.table, self.device = kind, model, table, device
+        self.forward_kwargs = forward_kwargs
 
     @classmethod
     def build(cls, config: Any, session: Any, run_dir: Any = None) -> SimilarityProxy:
@@ -215,11 +229,11 @@ class SimilarityProxy(Proxy):
         device = torch.device(config.device) if config.device else None
         table = _proxy_table(session.trial_data, config.proxy_examples)
         model = build_model(session.spec.model, session.task, seed=config.seed)
-        return cls(cls.measure, model, table, device)
+        return cls(cls.measure, model, table, device, kind_of(session.task).forward_kwargs)
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
         model = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
-        scores = block_similarity(model, self.table, self.kind, self.device)
+        scores = block_similarity(model, self.table, self.kind, self.device, self.forward_kwargs)
         kept = [i for i in range(len(scores) + len(removed)) if i not in set(removed)]
         by_layer = dict(zip(kept, scores, strict=True))
         return {i: by_layer[i] for i in layers}
