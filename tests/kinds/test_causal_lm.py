@@ -162,8 +162,9 @@ def test_evaluation_loss_in_pieces_is_the_training_loss_per_token(monkeypatch, d
 
 def test_every_forward_pass_asks_for_no_kv_cache_and_a_proxy_loss_is_the_training_loss(lm_root, tmp_path):
     """Scoring needs no KV cache (transformers builds one in eval mode and keeps it to the end of the pass): the
-    training loop's passes, the proxies' and the loss proxy's all say use_cache=False; the loss proxy's sum without a
-    gradient (in float32 pieces) is the training loss's, exactly."""
+    training loop's passes, the proxies' and the loss proxy's all say use_cache=False, and the proxies' batches are
+    no larger than --per-device-eval-batch-size; the loss proxy's sum without a gradient (in float32 pieces) is the
+    training loss's, exactly."""
     from types import SimpleNamespace
 
     from glp.kinds import kind_of
@@ -172,10 +173,11 @@ def test_every_forward_pass_asks_for_no_kv_cache_and_a_proxy_loss_is_the_trainin
     session = _session(lm_root, tmp_path / "r")
     kind, table = kind_of(session.task), session.trial_data.eval
     trial = session.spec.trial((), 42)
-    seen = []
+    seen, rows = [], []
 
     def record(module, args, kwargs):
         seen.append(kwargs.get("use_cache"))
+        rows.append(len(kwargs["input_ids"]))
 
     hook = trial.model.register_forward_pre_hook(record, with_kwargs=True)
     try:
@@ -185,17 +187,20 @@ def test_every_forward_pass_asks_for_no_kv_cache_and_a_proxy_loss_is_the_trainin
         hook.remove()
     assert seen and set(seen) == {False}
 
-    config = SimpleNamespace(device=None, proxy_examples=64, seed=42)
-    scorers = [proxies.make_proxy("bi", config, session), proxies.make_block_angular(config, session)]
+    small = SimpleNamespace(per_device_eval_batch_size=3)
+    config = SimpleNamespace(device=None, proxy_examples=64, seed=42, hparams=small)
+    scorers = [proxies.make_proxy(name, config, session) for name in ("bi", "angular", "loss")]
+    scorers.append(proxies.make_block_angular(config, session))
     for scorer in scorers:
         seen.clear()
+        rows.clear()
         hook = scorer.model.register_forward_pre_hook(record, with_kwargs=True)
         try:
-            scorer((), [0, 1]) if isinstance(scorer, proxies.SimilarityProxy) else scorer(1, [0, 1, 2, 3])
-            proxies.task_loss(scorer.model, table, kind)
+            scorer(1, [0, 1, 2, 3]) if isinstance(scorer, proxies.BlockAngular) else scorer((), [0, 1])
         finally:
             hook.remove()
         assert seen and set(seen) == {False}
+        assert len(table) > 3 and max(rows) == 3
 
     batch = {k: torch.from_numpy(v) for k, v in kind.collate(table, np.arange(4), 0).items()}
     logits = torch.randn(*batch["input_ids"].shape, 50, requires_grad=True)

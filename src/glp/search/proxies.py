@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -50,7 +51,8 @@ class Proxy(ABC):
         """The scorer for a prune session.
 
         Args:
-            config: the search's `glp.commands.prune.PruneConfig` (``device``, ``proxy_examples``, ``seed``).
+            config: the search's `glp.commands.prune.PruneConfig` (``device``, ``proxy_examples``, ``seed``,
+                ``hparams.per_device_eval_batch_size``).
             session: the opened session (``spec``: the trial spec, ``task``, ``trial_data``).
             run_dir: the `glp.run.rundir.RunDir`, where a proxy may keep what it trained (None: keep nothing).
         """
@@ -66,6 +68,22 @@ PROXIES: Registry[type[Proxy]] = Registry("proxy", flag="--proxy", base_cls=Prox
 
 def _proxy_table(trial_data: Any, n: int) -> Encoded:
     return trial_data.eval.check().subsample(n, seed=0, stream=7)
+
+
+@dataclass(frozen=True)
+class Passes:
+    """How the proxies run their forward passes: rows per batch (at most 32, fewer where ``--per-device-eval-batch-
+    size`` asks for fewer: a large model's memory), and the task kind's `forward_kwargs` (a causal LM's
+    ``use_cache=False``)."""
+
+    batch_size: int = 32
+    forward_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, config: Any, session: Any) -> Passes:
+        hparams = getattr(config, "hparams", None)
+        size = min(32, int(getattr(hparams, "per_device_eval_batch_size", 32) or 32))
+        return cls(size, dict(kind_of(session.task).forward_kwargs))
 
 
 def _batches(table: Encoded, kind: Any, pad_id: int, device: torch.device, batch_size: int = 32):
@@ -85,11 +103,10 @@ def block_similarity(
     table: Encoded,
     kind: str,
     device: torch.device | None = None,
-    forward_kwargs: dict[str, Any] | None = None,
+    passes: Passes = Passes(),
 ) -> list[float]:
     """Per block of ``model``'s stack: 1 - cos (``bi``) or arccos(cos)/pi (``angular``) of input vs output, over
-    the non-padding tokens (labels play no part). ``forward_kwargs``: the task kind's (a causal LM's
-    ``use_cache=False``)."""
+    the non-padding tokens (labels play no part)."""
 
     device = device or torch.device("cpu")
     stack = find_layer_stack(model)
@@ -114,23 +131,25 @@ def block_similarity(
     model.eval().to(device)
     try:
         with torch.inference_mode():
-            for batch in _batches(table, None, _pad_id(model), device):
+            for batch in _batches(table, None, _pad_id(model), device, passes.batch_size):
                 mask_holder["mask"] = batch["attention_mask"]
                 count += int(batch["attention_mask"].sum())
-                model(**batch, **(forward_kwargs or {}))
+                model(**batch, **passes.forward_kwargs)
     finally:
         for h in handles:
             h.remove()
     return [s / max(count, 1) for s in sums]
 
 
-def task_loss(model: torch.nn.Module, table: Encoded, task_kind: Any, device: torch.device | None = None) -> float:
-    """Mean task loss of ``model`` on ``table`` (summed by the task kind, over its units)."""
+def task_loss(
+    model: torch.nn.Module, table: Encoded, task_kind: Any, device: torch.device | None = None, batch_size: int = 32
+) -> float:
+    """Mean task loss of ``model`` on ``table`` (summed by the task kind, over its units; its `forward_kwargs`)."""
     device = device or torch.device("cpu")
     model.eval().to(device)
     total, units = 0.0, 0
     with torch.inference_mode():
-        for batch in _batches(table, task_kind, _pad_id(model), device):
+        for batch in _batches(table, task_kind, _pad_id(model), device, batch_size):
             labels = batch.pop("labels")
             logits = model(**batch, **task_kind.forward_kwargs).logits
             total += float(task_kind.loss_sum(logits, labels))  # no gradient: a causal LM's in float32 pieces
@@ -142,7 +161,7 @@ def boundary_states(
     model: torch.nn.Module,
     table: Encoded,
     device: torch.device | None = None,
-    forward_kwargs: dict[str, Any] | None = None,
+    passes: Passes = Passes(),
 ) -> torch.Tensor:
     """The hidden state of each sequence's last token at every block boundary of ``model``'s stack: the input of
     block 0, ..., the input of block L-1 and the output of block L-1; float64, shape (L + 1, rows, hidden)."""
@@ -170,9 +189,9 @@ def boundary_states(
     model.eval().to(device)
     try:
         with torch.inference_mode():
-            for batch in _batches(table, None, _pad_id(model), device):
+            for batch in _batches(table, None, _pad_id(model), device, passes.batch_size):
                 last["pos"] = batch["attention_mask"].sum(1) - 1  # right padding: the last real token
-                model(**batch, **(forward_kwargs or {}))
+                model(**batch, **passes.forward_kwargs)
     finally:
         for h in handles:
             h.remove()
@@ -185,14 +204,14 @@ class BlockAngular:
     last token's hidden state at the block's input (x_l) and at its output (x_{l+n}), averaged over the examples;
     the block with the smallest distance is removed. Computed once, on the unpruned model."""
 
-    def __init__(self, model: Any, table: Encoded, device: Any = None, forward_kwargs: dict[str, Any] | None = None):
-        self.model, self.table, self.device, self.forward_kwargs = model, table, device, forward_kwargs
+    def __init__(self, model: Any, table: Encoded, device: Any = None, passes: Passes = Passes()):
+        self.model, self.table, self.device, self.passes = model, table, device, passes
         self._states: Any = None
 
     def __call__(self, n: int, removable: Sequence[int]) -> dict[int, float]:
         """Distance of every block [l, l + n) whose layers may all be removed, by its first layer l."""
         if self._states is None:
-            self._states = boundary_states(self.model, self.table, self.device, self.forward_kwargs)
+            self._states = boundary_states(self.model, self.table, self.device, self.passes)
         x = self._states
         allowed = set(removable)
         out = {}
@@ -209,7 +228,7 @@ def make_block_angular(config: Any, session: Any) -> BlockAngular:
     device = torch.device(config.device) if config.device else None
     table = _proxy_table(session.trial_data, config.proxy_examples)
     model = build_model(session.spec.model, session.task, seed=config.seed)
-    return BlockAngular(model, table, device, kind_of(session.task).forward_kwargs)
+    return BlockAngular(model, table, device, Passes.of(config, session))
 
 
 class SimilarityProxy(Proxy):
@@ -217,11 +236,8 @@ class SimilarityProxy(Proxy):
 
     measure = "bi"  # the registered subclasses fix it
 
-    def __init__(
-        self, kind: str, model: Any, table: Encoded, device: Any = None, forward_kwargs: dict[str, Any] | None = None
-    ):
-        self.kind, self.model, self.table, self.device = kind, model, table, device
-        self.forward_kwargs = forward_kwargs
+    def __init__(self, kind: str, model: Any, table: Encoded, device: Any = None, passes: Passes = Passes()):
+        self.kind, self.model, self.table, self.device, self.passes = kind, model, table, device, passes
 
     @classmethod
     def build(cls, config: Any, session: Any, run_dir: Any = None) -> SimilarityProxy:
@@ -229,11 +245,11 @@ class SimilarityProxy(Proxy):
         device = torch.device(config.device) if config.device else None
         table = _proxy_table(session.trial_data, config.proxy_examples)
         model = build_model(session.spec.model, session.task, seed=config.seed)
-        return cls(cls.measure, model, table, device, kind_of(session.task).forward_kwargs)
+        return cls(cls.measure, model, table, device, Passes.of(config, session))
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
         model = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
-        scores = block_similarity(model, self.table, self.kind, self.device, self.forward_kwargs)
+        scores = block_similarity(model, self.table, self.kind, self.device, self.passes)
         kept = [i for i in range(len(scores) + len(removed)) if i not in set(removed)]
         by_layer = dict(zip(kept, scores, strict=True))
         return {i: by_layer[i] for i in layers}
@@ -253,8 +269,9 @@ class AngularDistance(SimilarityProxy):
 class LossProxy(Proxy):
     """Task-loss increase when each layer is skipped, on a fine-tuned model with ``removed`` taken out."""
 
-    def __init__(self, model: Any, table: Encoded, task_kind: Any, device: Any = None):
+    def __init__(self, model: Any, table: Encoded, task_kind: Any, device: Any = None, batch_size: int = 32):
         self.model, self.table, self.task_kind, self.device = model, table, task_kind, device
+        self.batch_size = batch_size
 
     @classmethod
     def build(cls, config: Any, session: Any, run_dir: Any = None) -> LossProxy:
@@ -275,16 +292,16 @@ class LossProxy(Proxy):
             model = merged(trial.model)  # healed with LoRA: the adapters folded in, a plain model to drop layers from
             if saved is not None:  # whole or not at all: a later run trusts a proxy model it finds
                 write_dir_atomic(saved, model.save_pretrained, overwrite=True)
-        return cls(model.cpu() if device is None else model, table, kind, device)
+        return cls(model.cpu() if device is None else model, table, kind, device, Passes.of(config, session).batch_size)
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
         base = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
-        ref = task_loss(base, self.table, self.task_kind, self.device)
+        ref = task_loss(base, self.table, self.task_kind, self.device, self.batch_size)
         kept = [i for i in range(len(find_layer_stack(self.model).layers)) if i not in set(removed)]
         out = {}
         for i in layers:
             skipped = drop_layers(base, [kept.index(i)], inplace=False)
-            out[i] = task_loss(skipped, self.table, self.task_kind, self.device) - ref
+            out[i] = task_loss(skipped, self.table, self.task_kind, self.device, self.batch_size) - ref
         return out
 
 

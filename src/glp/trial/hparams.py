@@ -30,7 +30,9 @@ class HParams:
 
     learning_rate: float = field(default=2e-5, metadata={"help": "AdamW learning rate."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size."})
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size."})
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Evaluation batch size (also caps the proxies' batches of 32)."}
+    )
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of each fine-tune (fractions allowed)."})
     max_seq_length: int = field(default=128, metadata={"help": "Tokens per example (longer ones are cut)."})
     warmup_ratio: float = field(default=0.0, metadata={"help": "Share of the steps with a linear warmup."})
