@@ -417,6 +417,7 @@ def main() -> None:
                     row["cpu"] = cpu_flags()  # where it was measured (a row without one: the machine ABOUT names)
                     row["date"] = time.strftime("%Y-%m-%d")
                     row.pop("skipped", None)
+                    row.pop("measured_default_malloc", None)  # an older measurement: perhaps of other code
                 else:
                     row["error"] = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
             except subprocess.TimeoutExpired:
@@ -424,7 +425,7 @@ def main() -> None:
             row["wall_seconds"] = round(time.time() - t0, 1)
             print(key, json.dumps({k: row.get(k) for k in ("measured", "error", "wall_seconds")}), flush=True)
         done[key] = row
-        results["rows"] = list(done.values())
+        results["rows"], results["about"] = list(done.values()), ABOUT
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1) + "\n")
     results["rows"] = list(done.values())

@@ -159,21 +159,37 @@ def test_evaluation_loss_in_pieces_is_the_training_loss_per_token(monkeypatch, d
         assert torch.equal(got, want) and torch.equal(mask, want_mask)
     assert (got[0, :2] == 0).all() and (got[0, 2:] > 0).all() and (got[2, 4:] == 0).all()
 
+    # and evaluation goes through them: reduce() casts no more than a piece (2 rows) to float32 at a time
+    calls, cross_entropy = [], causal_lm.F.cross_entropy
 
-def test_every_forward_pass_asks_for_no_kv_cache_and_a_proxy_loss_is_the_training_loss(lm_root, tmp_path):
+    def spy(x, *args, **kwargs):
+        calls.append((x.dtype, x.shape[0]))
+        return cross_entropy(x, *args, **kwargs)
+
+    monkeypatch.setattr(causal_lm, "EVAL_PIECE", 2 * 11)
+    monkeypatch.setattr(causal_lm.F, "cross_entropy", spy)
+    sums = causal_lm.CausalLM(None).reduce(logits, {"labels": labels})
+    assert calls and {d for d, _ in calls} == {torch.float32} and max(r for _, r in calls) == 2
+    assert torch.equal(sums, torch.stack([want.double().sum(1), want_mask.double().sum(1)], dim=1))
+
+
+def test_every_forward_pass_asks_for_no_kv_cache_and_a_proxy_loss_is_the_training_loss(lm_root, tmp_path, monkeypatch):
     """Scoring needs no KV cache (transformers builds one in eval mode and keeps it to the end of the pass): the
     training loop's passes, the proxies' and the loss proxy's all say use_cache=False, and the proxies' batches are
     no larger than --per-device-eval-batch-size; the loss proxy's sum without a gradient (in float32 pieces) is the
     training loss's, exactly."""
     from types import SimpleNamespace
 
-    from glp.kinds import kind_of
+    from glp.kinds import causal_lm, kind_of
     from glp.search import proxies
 
     session = _session(lm_root, tmp_path / "r")
     kind, table = kind_of(session.task), session.trial_data.eval
     trial = session.spec.trial((), 42)
-    seen, rows = [], []
+    seen, rows, heads = [], [], []
+
+    def head(module, args, kwargs):
+        heads.append(1)
 
     def record(module, args, kwargs):
         seen.append(kwargs.get("use_cache"))
@@ -194,16 +210,21 @@ def test_every_forward_pass_asks_for_no_kv_cache_and_a_proxy_loss_is_the_trainin
     for scorer in scorers:
         seen.clear()
         rows.clear()
-        hook = scorer.model.register_forward_pre_hook(record, with_kwargs=True)
+        heads.clear()
+        hooks = [proxies._body(scorer.model).register_forward_pre_hook(record, with_kwargs=True),
+                 scorer.model.register_forward_pre_hook(head, with_kwargs=True)]
         try:
             scorer(1, [0, 1, 2, 3]) if isinstance(scorer, proxies.BlockAngular) else scorer((), [0, 1])
         finally:
-            hook.remove()
+            for h in hooks:
+                h.remove()
         assert seen and set(seen) == {False}
         assert len(table) > 3 and max(rows) == 3
+        assert bool(heads) == isinstance(scorer, proxies.LossProxy)  # only the loss proxy needs the logits
 
     batch = {k: torch.from_numpy(v) for k, v in kind.collate(table, np.arange(4), 0).items()}
     logits = torch.randn(*batch["input_ids"].shape, 50, requires_grad=True)
+    monkeypatch.setattr(causal_lm, "EVAL_PIECE", 3 * 50)  # pieces of 3 rows
     with torch.no_grad():
         pieces = kind.loss_sum(logits, batch["labels"])
     assert torch.equal(pieces, kind.loss_sum(logits, batch["labels"]).detach())

@@ -93,6 +93,12 @@ def _batches(table: Encoded, kind: Any, pad_id: int, device: torch.device, batch
         yield to_device(batch, device)
 
 
+def _body(model: torch.nn.Module) -> torch.nn.Module:
+    """The model without its task head (transformers' ``base_model``): the proxies that read the blocks' states need
+    no logits, and a causal LM's are a vocabulary per token."""
+    return getattr(model, "base_model", model)
+
+
 def _pad_id(model: torch.nn.Module) -> int:
     pad = getattr(model.config, "pad_token_id", None)
     return int(pad) if pad is not None else 0
@@ -134,7 +140,7 @@ def block_similarity(
             for batch in _batches(table, None, _pad_id(model), device, passes.batch_size):
                 mask_holder["mask"] = batch["attention_mask"]
                 count += int(batch["attention_mask"].sum())
-                model(**batch, **passes.forward_kwargs)
+                _body(model)(**batch, **passes.forward_kwargs)
     finally:
         for h in handles:
             h.remove()
@@ -191,7 +197,7 @@ def boundary_states(
         with torch.inference_mode():
             for batch in _batches(table, None, _pad_id(model), device, passes.batch_size):
                 last["pos"] = batch["attention_mask"].sum(1) - 1  # right padding: the last real token
-                model(**batch, **passes.forward_kwargs)
+                _body(model)(**batch, **passes.forward_kwargs)
     finally:
         for h in handles:
             h.remove()

@@ -99,7 +99,7 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
 
     def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(**model_inputs(batch), use_cache=False).logits
+            return model(**model_inputs(batch), **kind.forward_kwargs).logits
 
     failure = None
     try:
