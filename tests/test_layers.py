@@ -470,3 +470,25 @@ def test_cli_main_non_integer_index(tiny_bert_dir, tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_no_cache_asks_every_decoder_for_no_kv_cache_and_no_encoder(arch):
+    """glp's passes need no KV cache: a decoder (with its LM head, a classification head, under PEFT or
+    torch.compile's wrapper) gets use_cache=False and then returns no cache; an encoder gets nothing it would refuse."""
+    from glp.layers import no_cache
+
+    heads = [make_model(arch, head=True)]
+    if arch in DECODERS:
+        heads.append(AutoModelForSequenceClassification.from_config(make_config(arch, num_labels=2)).eval())
+    for model in heads:
+        args = no_cache(model)
+        assert args == ({"use_cache": False} if arch in DECODERS else {})
+        with torch.no_grad():
+            out = model(**make_inputs(), **args)
+        assert getattr(out, "past_key_values", None) is None
+    if arch == "llama":
+        from peft import LoraConfig, get_peft_model
+
+        wrapped = get_peft_model(heads[0], LoraConfig(r=2, target_modules=["q_proj"]))
+        assert no_cache(wrapped) == no_cache(torch.compile(heads[0])) == {"use_cache": False}

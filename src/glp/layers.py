@@ -51,6 +51,7 @@ unless only trailing layers are removed.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -418,3 +419,18 @@ def shared_copy(model: nn.Module, convert: Callable[[torch.Tensor], torch.Tensor
 def shares_tensors(model: nn.Module) -> bool:
     """Does ``model`` hold tensors of another model (a `shared_copy`), so that writing into them changes that one?"""
     return bool(getattr(model, SHARES_TENSORS, False))
+
+
+def no_cache(model: nn.Module) -> dict[str, bool]:
+    """``{"use_cache": False}`` where the model's forward takes ``use_cache`` (a decoder, with any head; PEFT's and
+    torch.compile's wrappers looked through), else ``{}``: scoring and fine-tuning need no KV cache, which
+    transformers builds in eval mode and keeps to the end of the pass."""
+    inner = model
+    for _ in range(4):
+        if hasattr(inner, "get_base_model"):
+            inner = inner.get_base_model()
+        elif isinstance(getattr(inner, "_orig_mod", None), nn.Module):
+            inner = inner._orig_mod
+        else:
+            break
+    return {"use_cache": False} if "use_cache" in inspect.signature(type(inner).forward).parameters else {}

@@ -58,9 +58,6 @@ class TaskKind(ABC):
     #: does `encode` tokenize sentences already split into words? Their tokenizer is then loaded so that every word
     #: reads as after a space (``glp.models.load_tokenizer(..., pre_split_words=True)``)
     pre_split_words: ClassVar[bool] = False
-    #: keyword arguments of every forward pass glp makes (a causal LM's ``use_cache=False``: scoring a block needs
-    #: no KV cache, which transformers otherwise builds in eval mode and keeps to the end of the pass)
-    forward_kwargs: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, task: Task):
         self.task = task

@@ -90,7 +90,6 @@ class CausalLM(TaskKind):
     mergekit = True
     description = "next-token prediction on text or prompt/response pairs, scored by perplexity (decoder LLMs)"
     bf16_on_cpu = True
-    forward_kwargs = {"use_cache": False}
     fresh_head = False
 
     @classmethod

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,7 +30,7 @@ from glp.atomic import write_dir_atomic
 from glp.data import collate_inputs
 from glp.errors import ConfigError
 from glp.kinds import kind_of
-from glp.layers import drop_layers, find_layer_stack
+from glp.layers import drop_layers, find_layer_stack, no_cache
 from glp.models import build as build_model
 from glp.registry import Registry
 from glp.trial.heal import merged
@@ -70,20 +69,11 @@ def _proxy_table(trial_data: Any, n: int) -> Encoded:
     return trial_data.eval.check().subsample(n, seed=0, stream=7)
 
 
-@dataclass(frozen=True)
-class Passes:
-    """How the proxies run their forward passes: rows per batch (at most 32, fewer where ``--per-device-eval-batch-
-    size`` asks for fewer: a large model's memory), and the task kind's `forward_kwargs` (a causal LM's
-    ``use_cache=False``)."""
-
-    batch_size: int = 32
-    forward_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, config: Any, session: Any) -> Passes:
-        hparams = getattr(config, "hparams", None)
-        size = min(32, int(getattr(hparams, "per_device_eval_batch_size", 32) or 32))
-        return cls(size, dict(kind_of(session.task).forward_kwargs))
+def _batch_size(config: Any) -> int:
+    """Rows per batch of the proxies' passes: 32, fewer where ``--per-device-eval-batch-size`` asks for fewer (a
+    large model's memory)."""
+    hparams = getattr(config, "hparams", None)
+    return min(32, int(getattr(hparams, "per_device_eval_batch_size", 32) or 32))
 
 
 def _batches(table: Encoded, kind: Any, pad_id: int, device: torch.device, batch_size: int = 32):
@@ -109,7 +99,7 @@ def block_similarity(
     table: Encoded,
     kind: str,
     device: torch.device | None = None,
-    passes: Passes = Passes(),
+    batch_size: int = 32,
 ) -> list[float]:
     """Per block of ``model``'s stack: 1 - cos (``bi``) or arccos(cos)/pi (``angular``) of input vs output, over
     the non-padding tokens (labels play no part)."""
@@ -137,10 +127,10 @@ def block_similarity(
     model.eval().to(device)
     try:
         with torch.inference_mode():
-            for batch in _batches(table, None, _pad_id(model), device, passes.batch_size):
+            for batch in _batches(table, None, _pad_id(model), device, batch_size):
                 mask_holder["mask"] = batch["attention_mask"]
                 count += int(batch["attention_mask"].sum())
-                _body(model)(**batch, **passes.forward_kwargs)
+                _body(model)(**batch, **no_cache(model))
     finally:
         for h in handles:
             h.remove()
@@ -150,14 +140,14 @@ def block_similarity(
 def task_loss(
     model: torch.nn.Module, table: Encoded, task_kind: Any, device: torch.device | None = None, batch_size: int = 32
 ) -> float:
-    """Mean task loss of ``model`` on ``table`` (summed by the task kind, over its units; its `forward_kwargs`)."""
+    """Mean task loss of ``model`` on ``table`` (summed by the task kind, over its units)."""
     device = device or torch.device("cpu")
     model.eval().to(device)
     total, units = 0.0, 0
     with torch.inference_mode():
         for batch in _batches(table, task_kind, _pad_id(model), device, batch_size):
             labels = batch.pop("labels")
-            logits = model(**batch, **task_kind.forward_kwargs).logits
+            logits = model(**batch, **no_cache(model)).logits
             total += float(task_kind.loss_sum(logits, labels))  # no gradient: a causal LM's in float32 pieces
             units += task_kind.units({"labels": labels})
     return total / max(units, 1)
@@ -167,7 +157,7 @@ def boundary_states(
     model: torch.nn.Module,
     table: Encoded,
     device: torch.device | None = None,
-    passes: Passes = Passes(),
+    batch_size: int = 32,
 ) -> torch.Tensor:
     """The hidden state of each sequence's last token at every block boundary of ``model``'s stack: the input of
     block 0, ..., the input of block L-1 and the output of block L-1; float64, shape (L + 1, rows, hidden)."""
@@ -195,9 +185,9 @@ def boundary_states(
     model.eval().to(device)
     try:
         with torch.inference_mode():
-            for batch in _batches(table, None, _pad_id(model), device, passes.batch_size):
+            for batch in _batches(table, None, _pad_id(model), device, batch_size):
                 last["pos"] = batch["attention_mask"].sum(1) - 1  # right padding: the last real token
-                _body(model)(**batch, **passes.forward_kwargs)
+                _body(model)(**batch, **no_cache(model))
     finally:
         for h in handles:
             h.remove()
@@ -210,14 +200,14 @@ class BlockAngular:
     last token's hidden state at the block's input (x_l) and at its output (x_{l+n}), averaged over the examples;
     the block with the smallest distance is removed. Computed once, on the unpruned model."""
 
-    def __init__(self, model: Any, table: Encoded, device: Any = None, passes: Passes = Passes()):
-        self.model, self.table, self.device, self.passes = model, table, device, passes
+    def __init__(self, model: Any, table: Encoded, device: Any = None, batch_size: int = 32):
+        self.model, self.table, self.device, self.batch_size = model, table, device, batch_size
         self._states: Any = None
 
     def __call__(self, n: int, removable: Sequence[int]) -> dict[int, float]:
         """Distance of every block [l, l + n) whose layers may all be removed, by its first layer l."""
         if self._states is None:
-            self._states = boundary_states(self.model, self.table, self.device, self.passes)
+            self._states = boundary_states(self.model, self.table, self.device, self.batch_size)
         x = self._states
         allowed = set(removable)
         out = {}
@@ -234,7 +224,7 @@ def make_block_angular(config: Any, session: Any) -> BlockAngular:
     device = torch.device(config.device) if config.device else None
     table = _proxy_table(session.trial_data, config.proxy_examples)
     model = build_model(session.spec.model, session.task, seed=config.seed)
-    return BlockAngular(model, table, device, Passes.of(config, session))
+    return BlockAngular(model, table, device, _batch_size(config))
 
 
 class SimilarityProxy(Proxy):
@@ -242,8 +232,8 @@ class SimilarityProxy(Proxy):
 
     measure = "bi"  # the registered subclasses fix it
 
-    def __init__(self, kind: str, model: Any, table: Encoded, device: Any = None, passes: Passes = Passes()):
-        self.kind, self.model, self.table, self.device, self.passes = kind, model, table, device, passes
+    def __init__(self, kind: str, model: Any, table: Encoded, device: Any = None, batch_size: int = 32):
+        self.kind, self.model, self.table, self.device, self.batch_size = kind, model, table, device, batch_size
 
     @classmethod
     def build(cls, config: Any, session: Any, run_dir: Any = None) -> SimilarityProxy:
@@ -251,11 +241,11 @@ class SimilarityProxy(Proxy):
         device = torch.device(config.device) if config.device else None
         table = _proxy_table(session.trial_data, config.proxy_examples)
         model = build_model(session.spec.model, session.task, seed=config.seed)
-        return cls(cls.measure, model, table, device, Passes.of(config, session))
+        return cls(cls.measure, model, table, device, _batch_size(config))
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
         model = drop_layers(self.model, list(removed), inplace=False) if removed else self.model
-        scores = block_similarity(model, self.table, self.kind, self.device, self.passes)
+        scores = block_similarity(model, self.table, self.kind, self.device, self.batch_size)
         kept = [i for i in range(len(scores) + len(removed)) if i not in set(removed)]
         by_layer = dict(zip(kept, scores, strict=True))
         return {i: by_layer[i] for i in layers}
@@ -298,7 +288,7 @@ class LossProxy(Proxy):
             model = merged(trial.model)  # healed with LoRA: the adapters folded in, a plain model to drop layers from
             if saved is not None:  # whole or not at all: a later run trusts a proxy model it finds
                 write_dir_atomic(saved, model.save_pretrained, overwrite=True)
-        return cls(model.cpu() if device is None else model, table, kind, device, Passes.of(config, session).batch_size)
+        return cls(model.cpu() if device is None else model, table, kind, device, _batch_size(config))
 
     def __call__(self, removed: Sequence[int], layers: Sequence[int]) -> dict[int, float]:
         base = drop_layers(self.model, list(removed), inplace=False) if removed else self.model

@@ -38,6 +38,7 @@ from torch import nn
 
 from glp.data import Encoded
 from glp.errors import ConfigError, RunDirError
+from glp.layers import no_cache
 from glp.models.placement import is_dispatched
 from glp.trial.heal import enable_checkpointing
 from glp.trial.hparams import HParams
@@ -261,6 +262,7 @@ class TrainLoop:
             )
         self.bf16 = use_bf16(hparams.dtype, device, kind) if bf16 is None else bf16
         self.forward = torch.compile(self.model, dynamic=True) if compile_model else self.model
+        self.forward_args = no_cache(self.model)  # a decoder's use_cache=False
         self.step = 0
         self.examples_seen = 0
         self.sync_every = 1 if device.type == "cpu" else SYNC_EVERY
@@ -287,7 +289,7 @@ class TrainLoop:
 
     def _logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         with self.autocast():
-            return self.forward(**model_inputs(batch), **self.kind.forward_kwargs).logits
+            return self.forward(**model_inputs(batch), **self.forward_args).logits
 
     def _train_step(self, idx: np.ndarray) -> torch.Tensor:
         """Forward + backward of one batch (in ``grad_accum`` micro-batches); the batch's mean loss."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from glp.layers import find_layer_stack
+from glp.layers import find_layer_stack, no_cache
 from glp.trial.loop import TrainingFailed, eval_batches, model_inputs, to_device
 from glp.trial.scoring import _all_finite, _device_name
 from glp.trial.types import TrialResult
@@ -99,7 +99,7 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
 
     def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(**model_inputs(batch), **kind.forward_kwargs).logits
+            return model(**model_inputs(batch), **no_cache(model)).logits
 
     failure = None
     try:
