@@ -125,12 +125,13 @@ def block_similarity(
 
     handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(stack.layers)]
     model.eval().to(device)
+    body, args = _body(model), no_cache(model)
     try:
         with torch.inference_mode():
             for batch in _batches(table, None, _pad_id(model), device, batch_size):
                 mask_holder["mask"] = batch["attention_mask"]
                 count += int(batch["attention_mask"].sum())
-                _body(model)(**batch, **no_cache(model))
+                body(**batch, **args)
     finally:
         for h in handles:
             h.remove()
@@ -143,11 +144,11 @@ def task_loss(
     """Mean task loss of ``model`` on ``table`` (summed by the task kind, over its units)."""
     device = device or torch.device("cpu")
     model.eval().to(device)
-    total, units = 0.0, 0
+    total, units, args = 0.0, 0, no_cache(model)
     with torch.inference_mode():
         for batch in _batches(table, task_kind, _pad_id(model), device, batch_size):
             labels = batch.pop("labels")
-            logits = model(**batch, **no_cache(model)).logits
+            logits = model(**batch, **args).logits
             total += float(task_kind.loss_sum(logits, labels))  # no gradient: a causal LM's in float32 pieces
             units += task_kind.units({"labels": labels})
     return total / max(units, 1)
@@ -183,11 +184,12 @@ def boundary_states(
     handles = [layer.register_forward_pre_hook(pre(i), with_kwargs=True) for i, layer in enumerate(stack.layers)]
     handles.append(stack.layers[-1].register_forward_hook(post, with_kwargs=True))
     model.eval().to(device)
+    body, args = _body(model), no_cache(model)
     try:
         with torch.inference_mode():
             for batch in _batches(table, None, _pad_id(model), device, batch_size):
                 last["pos"] = batch["attention_mask"].sum(1) - 1  # right padding: the last real token
-                _body(model)(**batch, **no_cache(model))
+                body(**batch, **args)
     finally:
         for h in handles:
             h.remove()

@@ -97,9 +97,11 @@ def _score_group(spec: Any, requests: Sequence[Any], base: frozenset[int], seed:
 
         return hook
 
+    args = no_cache(model)
+
     def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(**model_inputs(batch), **no_cache(model)).logits
+            return model(**model_inputs(batch), **args).logits
 
     failure = None
     try:
