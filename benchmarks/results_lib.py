@@ -331,17 +331,25 @@ def t_mpnet_headline(root: Path = RESULTS / "mpnet", ns: tuple[int, ...] = (2, 4
             rel = 100 * statistics.fmean(statistics.median(m.values()) for m in meds) / base
             shares = seed_shares(evals, strategy, n).values()
             cells.append(f"{rel:.1f}" + (f" ({min(shares):.1f}–{max(shares):.1f})" if shares else ""))
+        by_task = []  # each task's share: the mean above can hide one task's undertrained baseline
+        for t, ev in evals.items():
+            meds = [per_seed(ev, t, s, n) for _, s in HEADLINE]
+            if all(meds):
+                b = statistics.median(per_seed(ev, t, "baseline", 0).values())
+                by_task.append(f"{task_title(t)} " + " / ".join(f"{100 * statistics.median(m.values()) / b:.1f}"
+                                                                 for m in meds))
         versus = []
         for o in ("top", "bottom"):
             versus.append(wtl([d for t, ev in evals.items()
                                for d in paired(per_seed(ev, t, "greedy", n), per_seed(ev, t, o, n))]))
-        rows.append([str(n), *cells, *versus])
+        rows.append([str(n), *cells, "; ".join(by_task) or "–", *versus])
     seeds = "/".join(map(str, sorted({len(ev["seeds"]) for ev in evals.values()})))
     return (f"MPNet-base on {', '.join(task_title(t) for t in tasks)}: dev as a share (%) of the unpruned model's "
             f"(the mean over the tasks of the medians of {seeds} seeds), with the min–max over the seeds of the same "
-            "share per seed; GLP's wins/ties/losses against Top and Bottom over every task's seed pairs:\n\n"
-            + table(["n", *(name for name, _ in HEADLINE), "GLP vs Top (W/T/L)", "GLP vs Bottom (W/T/L)"], rows,
-                    "lrrrll"))
+            "share per seed; each task's share of its own unpruned median; GLP's wins/ties/losses against Top and "
+            "Bottom over every task's seed pairs:\n\n"
+            + table(["n", *(name for name, _ in HEADLINE), "by task: GLP / Top / Bottom", "GLP vs Top (W/T/L)",
+                     "GLP vs Bottom (W/T/L)"], rows, "lrrrlll"))
 
 
 SEARCHES = [("GLP", "{t}/plans/greedy.json"), ("GLP warm start", "../warmstart/mpnet-{t}/parent.json"),
