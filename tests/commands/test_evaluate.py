@@ -176,6 +176,7 @@ def test_evaluate_runs_resumes_and_keeps_its_own_keys(tiny_run, tmp_path):
     for f in ("table.md", "evaluation.csv", "evaluation.json", "trials.sqlite"):
         assert (tmp_path / "ev" / f).exists()
     assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["summary"] == res["summary"]
+    assert {(r["device"], r["precision"]) for r in res["records"]} == {("cpu", "fp32")}  # where and how each ran
     ran = sum(e == "trial_done" for e, _ in events)
     assert ran == len({(frozenset(r["cells"]["toy"]["removed"]), s) for r in rows for s in (42, 43)})
 

@@ -99,7 +99,10 @@ def test_learns_separable_task_and_reports(model_dir, data):
     per_epoch, total = num_steps(256, 8, 3)
     assert (r.steps, r.examples_seen, r.budget) == (total, 3 * 256, 1.0)
     assert r.loss_last < r.loss_first
-    assert r.device == "cpu" and r.wall_time > 0 and r.removed == ()
+    assert r.device == "cpu" and r.precision == "fp32" and r.wall_time > 0 and r.removed == ()
+    assert TrialResult.from_dict({k: v for k, v in r.to_dict().items() if k != "precision"}).precision is None
+    bf16 = finetune_and_score(model_dir, (), data, dataclasses.replace(FAST, num_train_epochs=0.1), seed=0, bf16=True)
+    assert bf16.ok and bf16.precision == "bf16"  # under bf16 autocast (emulated where the CPU has no bf16)
     assert seen[-1][:2] == (total, total) and all(math.isfinite(s[2]) for s in seen)
     again = TrialResult.from_dict(json.loads(json.dumps(r.to_dict())))
     assert again == r

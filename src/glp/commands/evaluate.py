@@ -418,6 +418,8 @@ def _records(
                     "status": r.get("status"),
                     "reason": r.get("reason"),
                     "wall_time": r.get("wall_time"),
+                    "device": r.get("device"),
+                    "precision": r.get("precision"),
                 }
             )
     return records

@@ -179,6 +179,7 @@ def _finetune(
         "examples_seen": result.examples_seen,
         "wall_time": result.wall_time,
         "device": result.device,
+        "precision": result.precision,
         "loss_first": result.loss_first,
         "loss_last": result.loss_last,
         "train_examples": len(trial.train_table),
