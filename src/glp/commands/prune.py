@@ -127,7 +127,7 @@ class PruneConfig(DataSpec, ExecutionSettings):
         if not strategy.nested or strategy.needs == "block-angular":
             raise ConfigError(
                 f"--init parent warm-starts each removal set from the one before it: it needs a nested strategy "
-                f"(greedy, a fixed pattern or a proxy), not {self.strategy}"
+                f"(greedy, a fixed pattern, a proxy or shortgpt), not {self.strategy}"
             )
         if self.hparams.heal_steps is None:
             raise ConfigError("--init parent trains each candidate --heal-steps steps from its parent; give them")
