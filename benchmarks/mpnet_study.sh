@@ -66,7 +66,8 @@ for task in $TASKS; do
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove 1 --strategy top --out "$run"                      # the gate
   # its plan leaves the run's plans, which glp evaluate reads as the strategies to compare
   mv "$run/plans/top.json" "$OUT/$task-gate.json"
-  if ! "$PY" - "$OUT/$task-gate.json" "$GATE_SHARE" <<'PYEOF'
+  gate=0   # 0: the task goes on; 10: it does not learn enough, skipped; anything else: the check failed, stop
+  "$PY" - "$OUT/$task-gate.json" "$GATE_SHARE" <<'PYEOF' || gate=$?
 import json, sys
 sys.path.insert(0, "benchmarks")
 from results_lib import gate_share
@@ -78,9 +79,9 @@ ok = share >= float(sys.argv[2])
 print(f"gate: the unpruned model scores {b['mean']:.4f} on search-eval against the constant prediction's "
       f"{constant:.4f}, {share:.0%} of the way to 1: " + ("it learns, go on" if ok else "too little, task skipped"),
       file=sys.stderr)
-sys.exit(0 if ok else 1)
+sys.exit(0 if ok else 10)
 PYEOF
-  then continue; fi
+  case $gate in 0) ;; 10) continue ;; *) echo "the gate check of $task failed (exit $gate)" >&2; exit "$gate" ;; esac
   [ "${GATE_ONLY:-0}" = 1 ] && continue   # GATE_ONLY=1: check the tasks' budgets, nothing more
   "$GLP" prune "$MODEL" "${common[@]}" --max-remove "$MAX_REMOVE" --out "$run"                        # GLP
   warm=()
