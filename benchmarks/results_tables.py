@@ -51,7 +51,6 @@ from results_lib import (
     t_mpnet_headline,
     table,
     wtl,
-    x100,
 )
 from summarize_study import rows_every_task_has
 
@@ -390,25 +389,6 @@ def t_llm_search(root: Path = RESULTS) -> str:
     return table(["method", "strategy", "search trials", "training steps", "search wall time (s)"], rows, "llrrr")
 
 
-def t_llm_final(root: Path = RESULTS) -> str:
-    ev = load_json(root / "llm" / "eval" / "evaluation.json")
-    names = {"baseline": "unpruned", **{s: name for name, s in LLM.values()}}
-    rows, best = [], {}
-    recs = [r for r in ev["records"] if r.get("score") is not None]
-    for r in recs:
-        if r["n"]:
-            best[r["n"]] = min(best.get(r["n"], float("inf")), r["score"])
-    order = list(names)
-    for r in sorted(recs, key=lambda r: (r["n"], order.index(r["strategy"]))):
-        ppl = f"{r['score']:.2f}"
-        ppl = f"**{ppl}**" if r["n"] and r["score"] == best[r["n"]] else ppl
-        m = r["metrics"]
-        rows.append([str(r["n"]), names[r["strategy"]], layers(sorted(r["removed"], reverse=True)), ppl,
-                     x100(m["arc_easy_local:acc"], 0), x100(m["piqa_local:acc"], 0)])
-    head = ["n", "method", "removes", "test perplexity", "ARC-Easy acc (%)", "PIQA acc (%)"]
-    return table(head, rows, "rllrrr")
-
-
 REEVAL = "llm/eval-3seeds"  # the final evaluation again: 3 seeds, the whole test set (benchmarks/llm_study.sh)
 
 
@@ -484,7 +464,6 @@ TABLES: dict[str, Callable[[], str]] = {
     "distill-summary": t_distill_summary,
     "distill-epochs": t_distill_epochs,
     "llm-search": t_llm_search,
-    "llm-final": t_llm_final,
     "llm-reeval": t_llm_reeval,
 }
 
