@@ -296,6 +296,45 @@ def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
             "`docs/results/mpnet/gates/`):\n\n" + table(head, rows, "llllrrrrrr"))
 
 
+def t_mpnet_setup(root: Path = RESULTS / "mpnet") -> str:
+    """Every task's budget in the depth study, from its gate's plan (the search's data and hyper-parameters) and its
+    evaluation (the final protocol's seeds and compute precision, where its records say it)."""
+    rows, unrecorded = [], False
+    for t in MPNET_TASKS:
+        gate = root / "gates" / f"{t}.json"
+        if not gate.exists():
+            continue
+        p = Plan.load(gate)
+        d, hp = p.data, p.hparams
+        ev_path = root / t / "evaluation.json"
+        ev = load_json(ev_path) if ev_path.exists() else None
+        precisions = sorted({r["precision"] for r in ev["records"] if r.get("precision")}) if ev else []
+        if not precisions:
+            unrecorded = True
+        def part(n: int, cap: int | None) -> str:
+            return f"{n:,}" if not cap or cap >= n else f"{cap:,} of {n:,}"
+
+        cap = hp.get("max_train_samples")
+        train_rows = ev["tasks"][t]["data"]["train_rows"] if ev else None
+        rows.append([
+            task_title(t), p.task["metric"],
+            f"{part(d['search_train'], cap)} / {part(d['search_eval'], hp.get('max_eval_samples'))}",
+            part(train_rows, cap) if train_rows else "pending", f"{d['dev']:,}", f"{hp['num_train_epochs']:g}",
+            f"{hp['learning_rate']:g}",
+            f"{hp.get('warmup_ratio') or 0:g}", str(hp["max_seq_length"]), str(hp["per_device_train_batch_size"]),
+            ", ".join(precisions) or "fp32 *", str(len(ev["seeds"])) if ev else "pending",
+        ])
+    if not rows:
+        return "No gate is committed yet (docs/results/mpnet/gates/<task>.json).\n"
+    head = ["task", "metric", "search: train / eval examples", "final: train examples", "dev", "epochs", "lr",
+            "warmup", "max len", "batch", "precision", "final seeds"]
+    note = ("\n\\* not in the artifacts, which predate the records' `precision`: `--dtype auto`, float32 for "
+            "classification on a CPU.\n") if unrecorded else ""
+    return ("Each task's budget (`docs/results/mpnet/gates/<task>.json`, its evaluation's seeds; one search seed, "
+            "42; the final rows train on one seeded subsample of train, the same for every row):\n\n"
+            + table(head, rows, "lllrrrrrrrll") + note)
+
+
 HEADLINE = [("GLP", "greedy"), ("Top", "top"), ("Bottom", "bottom")]
 
 

@@ -49,6 +49,7 @@ from results_lib import (
     t_mpnet_distill,
     t_mpnet_gates,
     t_mpnet_headline,
+    t_mpnet_setup,
     table,
     wtl,
 )
@@ -444,6 +445,7 @@ def t_llm_reeval(root: Path = RESULTS) -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "mpnet-headline": t_mpnet_headline,
+    "mpnet-setup": t_mpnet_setup,
     "mpnet": t_mpnet,
     "mpnet-gates": t_mpnet_gates,
     "mpnet-compare": t_mpnet_compare,

@@ -124,6 +124,25 @@ def test_the_depth_study_headline_is_the_table1_share_with_its_per_seed_spread(r
                                                                          abs=0.01)
 
 
+def test_the_depth_studys_budget_table_reads_each_tasks_gate_and_says_where_precision_is_not_recorded(tmp_path):
+    lib = sys.modules["results_lib"]
+    root = tmp_path / "mpnet"
+    (root / "gates").mkdir(parents=True)
+    assert lib.t_mpnet_setup(root).startswith("No gate is committed yet")
+    for t in ("sst2", "cola"):
+        shutil.copy(ROOT / "docs" / "results" / "mpnet" / "gates" / f"{t}.json", root / "gates")
+    (root / "sst2").mkdir()
+    ev = json.loads((ROOT / "docs" / "results" / "mpnet" / "sst2" / "evaluation.json").read_text())
+    ev["records"] = [{**r, "precision": "fp32"} for r in ev["records"]]
+    (root / "sst2" / "evaluation.json").write_text(json.dumps(ev))
+    text = lib.t_mpnet_setup(root)
+    assert ("| SST-2 | accuracy | 1,000 of 57,247 / 600 of 10,102 | 1,000 of 67,349 | 872 | 2 | 5e-05 | 0 | 64 | 32 | "
+            "fp32 | 3 |") in text
+    assert ("| CoLA | mcc | 1,000 of 7,268 / 600 of 1,283 | pending | 1,043 | 3 | 0.0001 | 0.1 | 64 | 32 | fp32 * | "
+            "pending |") in text
+    assert "predate the records' `precision`" in text  # CoLA's row has no evaluation to say it
+
+
 def test_the_decoder_reevaluation_table_pairs_glp_by_seed_beside_the_first_evaluation(rt, tmp_path):
     """The first evaluation's records as seeds 42-44: every row's perplexity times 1.00 / 1.02 / 0.98, GLP's times
     0.99 / 1.03 / 0.98, and a row that removes GLP's layers (SLEB at n = 4 and 6) GLP's own scores, as glp evaluate
