@@ -296,6 +296,11 @@ def t_mpnet_gates(root: Path = RESULTS / "mpnet") -> str:
             "`docs/results/mpnet/gates/`):\n\n" + table(head, rows, "llllrrrrrr"))
 
 
+def part(n: int, cap: int | None) -> str:
+    """``n`` examples, or ``cap`` of them where a subsample caps them: "1,000 of 67,349"."""
+    return f"{n:,}" if not cap or cap >= n else f"{cap:,} of {n:,}"
+
+
 def t_mpnet_setup(root: Path = RESULTS / "mpnet") -> str:
     """Every task's budget in the depth study, from its gate's plan (the search's data and hyper-parameters) and its
     evaluation (the final protocol's seeds and compute precision, where its records say it)."""
@@ -311,9 +316,6 @@ def t_mpnet_setup(root: Path = RESULTS / "mpnet") -> str:
         precisions = sorted({r["precision"] for r in ev["records"] if r.get("precision")}) if ev else []
         if not precisions:
             unrecorded = True
-        def part(n: int, cap: int | None) -> str:
-            return f"{n:,}" if not cap or cap >= n else f"{cap:,} of {n:,}"
-
         cap = hp.get("max_train_samples")
         train_rows = ev["tasks"][t]["data"]["train_rows"] if ev else None
         rows.append([

@@ -35,6 +35,7 @@ from results_lib import (
     load_json,
     p_value,
     paired,
+    part,
     per_seed,
     plans,
     rank_cells,
@@ -83,9 +84,6 @@ def t_setup(root: Path = RESULTS) -> str:
         ev = load_json(root / t / "evaluation.json")
         info, hp = ev["tasks"][t], ev["tasks"][t]["hparams"]
         d, shp = p.data, p.hparams
-
-        def part(n: int, cap: int | None) -> str:
-            return f"{n:,}" if not cap or cap >= n else f"{cap:,} of {n:,}"
 
         search = f"{part(d['search_train'], shp.get('max_train_samples'))} / "
         search += part(d["search_eval"], shp.get("max_eval_samples"))
