@@ -302,9 +302,12 @@ def part(n: int, cap: int | None) -> str:
 
 
 def t_mpnet_setup(root: Path = RESULTS / "mpnet") -> str:
-    """Every task's budget in the depth study, from its gate's plan (the search's data and hyper-parameters) and its
-    evaluation (the final protocol's seeds and compute precision, where its records say it)."""
+    """Every task's budget in the depth study: the search's from its gate's plan, the final protocol's (training
+    examples, seeds, compute precision where its records say it) from its evaluation; a setting the two do not share
+    shows both, search / final."""
     rows, unrecorded = [], False
+    budget = [("num_train_epochs", "{:g}"), ("learning_rate", "{:g}"), ("warmup_ratio", "{:g}"),
+              ("max_seq_length", "{}"), ("per_device_train_batch_size", "{}")]
     for t in MPNET_TASKS:
         gate = root / "gates" / f"{t}.json"
         if not gate.exists():
@@ -313,26 +316,31 @@ def t_mpnet_setup(root: Path = RESULTS / "mpnet") -> str:
         d, hp = p.data, p.hparams
         ev_path = root / t / "evaluation.json"
         ev = load_json(ev_path) if ev_path.exists() else None
-        precisions = sorted({r["precision"] for r in ev["records"] if r.get("precision")}) if ev else []
-        if not precisions:
-            unrecorded = True
-        cap = hp.get("max_train_samples")
-        train_rows = ev["tasks"][t]["data"]["train_rows"] if ev else None
+        fhp = ev["tasks"][t]["hparams"] if ev else {}
+        cells = []
+        for key, fmt in budget:
+            search, final = fmt.format(hp.get(key) or 0), fmt.format(fhp.get(key) or 0)
+            cells.append(search if not ev or search == final else f"{search} / {final}")
+        precision = "pending"
+        if ev:
+            seen = [r.get("precision") for r in ev["records"]]
+            precision = ", ".join(sorted({x for x in seen if x})) or "fp32"
+            if None in seen:  # all, or a resumed evaluation's older trials
+                unrecorded, precision = True, precision + " *"
         rows.append([
             task_title(t), p.task["metric"],
-            f"{part(d['search_train'], cap)} / {part(d['search_eval'], hp.get('max_eval_samples'))}",
-            part(train_rows, cap) if train_rows else "pending", f"{d['dev']:,}", f"{hp['num_train_epochs']:g}",
-            f"{hp['learning_rate']:g}",
-            f"{hp.get('warmup_ratio') or 0:g}", str(hp["max_seq_length"]), str(hp["per_device_train_batch_size"]),
-            ", ".join(precisions) or "fp32 *", str(len(ev["seeds"])) if ev else "pending",
+            f"{part(d['search_train'], hp.get('max_train_samples'))} / "
+            f"{part(d['search_eval'], hp.get('max_eval_samples'))}",
+            part(ev["tasks"][t]["data"]["train_rows"], fhp.get("max_train_samples")) if ev else "pending",
+            f"{d['dev']:,}", *cells, precision, str(len(ev["seeds"])) if ev else "pending",
         ])
     if not rows:
         return "No gate is committed yet (docs/results/mpnet/gates/<task>.json).\n"
     head = ["task", "metric", "search: train / eval examples", "final: train examples", "dev", "epochs", "lr",
             "warmup", "max len", "batch", "precision", "final seeds"]
-    note = ("\n\\* not in the artifacts, which predate the records' `precision`: `--dtype auto`, float32 for "
-            "classification on a CPU.\n") if unrecorded else ""
-    return ("Each task's budget (`docs/results/mpnet/gates/<task>.json`, its evaluation's seeds; one search seed, "
+    note = ("\n\\* not recorded in (some of) the evaluation's records, which predate the records' `precision`: "
+            "`--dtype auto`, float32 for classification on a CPU.\n") if unrecorded else ""
+    return ("Each task's budget (`docs/results/mpnet/gates/<task>.json` and the task's evaluation; one search seed, "
             "42; the final rows train on one seeded subsample of train, the same for every row):\n\n"
             + table(head, rows, "lllrrrrrrrll") + note)
 
@@ -376,9 +384,10 @@ def t_mpnet_headline(root: Path = RESULTS / "mpnet", ns: tuple[int, ...] = (2, 4
         for t, ev in evals.items():
             meds = [per_seed(ev, t, s, n) for _, s in HEADLINE]
             if all(meds):
-                b = statistics.median(per_seed(ev, t, "baseline", 0).values())
-                by_task.append(f"{task_title(t)} " + " / ".join(f"{100 * statistics.median(m.values()) / b:.1f}"
-                                                                 for m in meds))
+                base_t = per_seed(ev, t, "baseline", 0)
+                b = statistics.median(base_t.values()) if base_t else 0.0
+                by_task.append(f"{task_title(t)} " + " / ".join(  # no share of a baseline at or below 0
+                    f"{100 * statistics.median(m.values()) / b:.1f}" if b > 0 else "–" for m in meds))
         versus = []
         for o in ("top", "bottom"):
             versus.append(wtl([d for t, ev in evals.items()

@@ -138,9 +138,14 @@ def test_the_depth_studys_budget_table_reads_each_tasks_gate_and_says_where_prec
     text = lib.t_mpnet_setup(root)
     assert ("| SST-2 | accuracy | 1,000 of 57,247 / 600 of 10,102 | 1,000 of 67,349 | 872 | 2 | 5e-05 | 0 | 64 | 32 | "
             "fp32 | 3 |") in text
-    assert ("| CoLA | mcc | 1,000 of 7,268 / 600 of 1,283 | pending | 1,043 | 3 | 0.0001 | 0.1 | 64 | 32 | fp32 * | "
+    assert ("| CoLA | mcc | 1,000 of 7,268 / 600 of 1,283 | pending | 1,043 | 3 | 0.0001 | 0.1 | 64 | 32 | pending | "
             "pending |") in text
-    assert "predate the records' `precision`" in text  # CoLA's row has no evaluation to say it
+    assert "predate the records' `precision`" not in text  # every record of SST-2's says it
+    ev["records"][0]["precision"] = None  # a resumed evaluation's older trial
+    ev["tasks"]["sst2"]["hparams"]["learning_rate"] = 1e-4  # a final budget unlike the search's
+    (root / "sst2" / "evaluation.json").write_text(json.dumps(ev))
+    text = lib.t_mpnet_setup(root)
+    assert "| 2 | 5e-05 / 0.0001 | 0 | 64 | 32 | fp32 * | 3 |" in text and "predate the records' `precision`" in text
 
 
 def test_the_decoder_reevaluation_table_pairs_glp_by_seed_beside_the_first_evaluation(rt, tmp_path):

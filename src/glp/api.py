@@ -1,4 +1,7 @@
-"""The public API: one function per command, taking the settings the command's flags take (in snake_case).
+"""The public API: one function per command. `prune` and `evaluate` take the settings the command's flags take (in
+snake_case); `export`, `profile` and `report` are the commands' own functions, whose arguments differ from the flags
+in places: `export(run_dir, n, out, hparams={...}, distill=...)` takes n, not the CLI's targets;
+`profile(model_source, removals, plan_dir, ...)`; `report(run_dirs, out, labels={...})`.
 
     import glp
 

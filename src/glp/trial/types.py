@@ -39,8 +39,9 @@ class TrialResult:
     ``budget`` is the fraction of the full fine-tune trained; ``steps`` / ``examples_seen`` count from the
     start of the trial (a continued trial includes what it trained before); ``wall_time`` is the total time
     spent on the trial in seconds (model building, training and evaluation, over all continuations), on
-    ``device`` at the compute ``precision`` (``fp32``, or ``bf16`` under autocast; None in journals written
-    before it was recorded);
+    ``device``, training and scoring under bf16 autocast or not (``precision``: ``bf16`` or ``fp32``; the weights'
+    dtype is the hyper-parameters' ``torch_dtype``, zero-shot accuracy runs without autocast; None: not recorded, in
+    journals written before it was and for a trial that failed before it trained);
     ``loss_first`` / ``loss_last`` are the mean training loss of the first and of the last (up to) 10 steps;
     ``eval_loss`` is the mean loss on the evaluation set where ``metrics`` were measured (cross-entropy, or MSE
     for regression). The search breaks exact ties of the metric with it (`glp.search.context.rank`).
@@ -60,7 +61,7 @@ class TrialResult:
     eval_loss: float | None = None
     wall_time: float = 0.0
     device: str = "cpu"
-    precision: str | None = None  # the compute precision, "fp32" or "bf16" (autocast); None: not recorded
+    precision: str | None = None  # "bf16" under bf16 autocast, else "fp32"; None: not recorded
 
     @property
     def ok(self) -> bool:
