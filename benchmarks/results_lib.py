@@ -368,12 +368,14 @@ def t_mpnet_headline(root: Path = RESULTS / "mpnet", ns: tuple[int, ...] = (2, 4
     if not tasks:
         return "No MPNet result is committed yet (docs/results/mpnet/<task>/evaluation.json).\n"
     evals = {t: same_names(load_json(root / t / "evaluation.json"), t) for t in tasks}
-    base = statistics.fmean(statistics.median(per_seed(ev, t, "baseline", 0).values()) for t, ev in evals.items())
+    base_of = {t: statistics.median(per_seed(ev, t, "baseline", 0).values()) for t, ev in evals.items()}
+    base = statistics.fmean(base_of.values())
     rows = []
     for n in ns:
+        row_of = {(t, s): per_seed(ev, t, s, n) for t, ev in evals.items() for _, s in HEADLINE}
         cells = []
         for _, strategy in HEADLINE:
-            meds = [per_seed(ev, t, strategy, n) for t, ev in evals.items()]
+            meds = [row_of[(t, strategy)] for t in evals]
             if not all(meds):
                 cells.append("–")
                 continue
@@ -381,17 +383,13 @@ def t_mpnet_headline(root: Path = RESULTS / "mpnet", ns: tuple[int, ...] = (2, 4
             shares = seed_shares(evals, strategy, n).values()
             cells.append(f"{rel:.1f}" + (f" ({min(shares):.1f}–{max(shares):.1f})" if shares else ""))
         by_task = []  # each task's share: the mean above can hide one task's undertrained baseline
-        for t, ev in evals.items():
-            meds = [per_seed(ev, t, s, n) for _, s in HEADLINE]
+        for t in evals:
+            meds, b = [row_of[(t, s)] for _, s in HEADLINE], base_of[t]
             if all(meds):
-                base_t = per_seed(ev, t, "baseline", 0)
-                b = statistics.median(base_t.values()) if base_t else 0.0
                 by_task.append(f"{task_title(t)} " + " / ".join(  # no share of a baseline at or below 0
                     f"{100 * statistics.median(m.values()) / b:.1f}" if b > 0 else "–" for m in meds))
-        versus = []
-        for o in ("top", "bottom"):
-            versus.append(wtl([d for t, ev in evals.items()
-                               for d in paired(per_seed(ev, t, "greedy", n), per_seed(ev, t, o, n))]))
+        versus = [wtl([d for t in evals for d in paired(row_of[(t, "greedy")], row_of[(t, o)])])
+                  for o in ("top", "bottom")]
         rows.append([str(n), *cells, "; ".join(by_task) or "–", *versus])
     seeds = "/".join(map(str, sorted({len(ev["seeds"]) for ev in evals.values()})))
     return (f"MPNet-base on {', '.join(task_title(t) for t in tasks)}: dev as a share (%) of the unpruned model's "

@@ -275,6 +275,11 @@ class TrainLoop:
 
     # -- pieces
 
+    @property
+    def precision(self) -> str:
+        """What a trial records as its compute precision: ``bf16`` under bf16 autocast, else ``fp32``."""
+        return "bf16" if self.bf16 else "fp32"
+
     def autocast(self):
         if self.bf16:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)

@@ -146,7 +146,7 @@ def _result(r: Any, seed: int, trial: Any, outs: list, order: list, failure: str
         score=None,
         wall_time=seconds,
         device=_device_name(trial.device),
-        precision="bf16" if trial.loop.bf16 else "fp32",
+        precision=trial.loop.precision,
     )
     try:
         if failure:

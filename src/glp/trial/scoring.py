@@ -429,7 +429,7 @@ class Trial:
             eval_loss=None if failed else eval_loss,
             wall_time=self.wall_time,
             device=_device_name(self.device),
-            precision="bf16" if self.loop.bf16 else "fp32",
+            precision=self.loop.precision,
         )
 
 
